@@ -1,0 +1,70 @@
+"""Errors a servicer raises, and the one interceptor that maps them to gRPC status codes.
+
+Servicers raise these plain exceptions; nothing else in the code calls `context.abort`.
+Invalid input (including an unknown model named in a request) -> INVALID_ARGUMENT;
+not ready -> UNAVAILABLE; anything unexpected -> INTERNAL, logged with its traceback.
+"""
+from __future__ import annotations
+
+import logging
+
+import grpc
+import redis.exceptions
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """Base: an error with a status code and a message for the caller."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+class InvalidArgument(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+# A backing store that cannot be reached is a passing condition the caller may retry.
+UNREACHABLE = (ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+    """Turns exceptions escaping unary-unary handlers into statuses with a clear message."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+        method = handler_call_details.method
+
+        async def guarded(request, context):
+            try:
+                return await inner(request, context)
+            except ServiceError as err:
+                await context.abort(err.code, str(err))
+            except grpc.aio.AbortError:
+                raise
+            except UNREACHABLE as err:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}")
+            except Exception:  # noqa: BLE001 - the one place that turns surprises into INTERNAL
+                log.exception("unhandled error in %s", method)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

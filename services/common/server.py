@@ -1,0 +1,126 @@
+"""Server bootstrap written once for every service: health, reflection, errors, SIGTERM.
+
+Start-up runs in phases: bind, start, warm up (the service's own `start`), and only then
+report SERVING, so a readiness probe never sends traffic to a process that cannot answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.errors import ErrorMappingInterceptor
+from services.common.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # weights loads are the largest messages
+
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),  # two servers must never share a port by accident
+]
+
+
+@dataclass
+class ServiceSpec:
+    """One servicer and how to put it on a server."""
+
+    full_name: str  # from the proto descriptor, e.g. "tagrouter.router.v1.RouterService"
+    servicer: object
+    add_to_server: Callable[[object, grpc.aio.Server], None]
+    start: Callable[[], Awaitable[None]] | None = None  # warm-up; SERVING only after it
+    stop: Callable[[], Awaitable[None]] | None = None  # close resources after the drain
+
+
+class RunningService:
+    """A started gRPC server for one service, with its health servicer."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServerSettings):
+        self.spec = spec
+        self.settings = settings
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=SERVER_OPTIONS)
+        self.port = 0
+        self.warm_up: asyncio.Task | None = None
+
+    async def start(self) -> int:
+        """Bind and start; warm up in the background, then report SERVING. Returns the bound port.
+
+        The server answers at once (health says NOT_SERVING until warm-up ends), so a
+        process that waits for its dependencies still takes signals and health checks.
+        """
+        spec, server = self.spec, self.server
+        spec.add_to_server(spec.servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        for name in ("", spec.full_name):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.settings.reflection:
+            names = (spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                     reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, server)
+        self.port = server.add_insecure_port(self.settings.bind_address)
+        if self.port == 0:
+            raise OSError(f"could not bind {self.settings.bind_address}")
+        await server.start()
+        log.info("%s listening on %s:%d", spec.full_name, self.settings.host, self.port)
+        self.warm_up = asyncio.get_running_loop().create_task(self._warm_up())
+        return self.port
+
+    async def _warm_up(self) -> None:
+        if self.spec.start is not None:
+            await self.spec.start()
+        for name in ("", self.spec.full_name):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("%s SERVING", self.spec.full_name)
+
+    async def stop(self) -> None:
+        """Stop taking traffic, drain in-flight calls for the grace period, close resources."""
+        if not self.warm_up.done():
+            self.warm_up.cancel()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.grace_seconds)
+        if self.spec.stop is not None:
+            await self.spec.stop()
+        log.info("%s stopped", self.spec.full_name)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def run_until_signalled(services: list[RunningService], on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Start the services in order, run until SIGTERM or SIGINT, stop them in reverse order.
+
+    A warm-up that fails (bad weights file, missing model) stops everything with its error.
+    """
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_requested.set)
+    started: list[RunningService] = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+        stop_task = asyncio.ensure_future(stop_requested.wait())
+        ready = asyncio.gather(*(s.warm_up for s in started))
+        done, _ = await asyncio.wait([stop_task, ready], return_when=asyncio.FIRST_COMPLETED)
+        if ready in done:
+            ready.result()  # raises the error of a failed warm-up
+            if on_ready is not None:
+                await on_ready()
+            await stop_task
+        else:
+            ready.cancel()
+        log.info("signal received: draining")
+    finally:
+        for service in reversed(started):
+            await service.stop()

@@ -1,0 +1,190 @@
+"""Configuration: environment variables read once into frozen settings objects.
+
+Every variable a service reads is named here and only here, so the docs, the Kubernetes
+manifests and the code have one list to agree on (`ENVIRONMENT`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL_DIR = REPO_ROOT / "build" / "model"
+DEFAULT_VOCAB_DIR = REPO_ROOT / "services" / "tagger" / "vocabulary"
+DEFAULT_WEIGHTS_FILE = REPO_ROOT / "services" / "scorer" / "starter_weights.json"
+
+DEFAULT_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053}
+
+# name -> (services that read it, meaning). The README's configuration table is this table.
+ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "TAGROUTER_HOST": ("all", "address to bind (default 127.0.0.1; [::] in containers)"),
+    "TAGROUTER_PORT": ("all", "gRPC port (default router 50051, scorer 50052, tagger 50053)"),
+    "TAGROUTER_REFLECTION": ("all", "serve gRPC reflection (default true)"),
+    "TAGROUTER_GRACE_SECONDS": ("all", "drain time on SIGTERM before in-flight calls are cancelled (default 5)"),
+    "TAGROUTER_LOG_LEVEL": ("all", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+    "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model)"),
+    "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default services/tagger/vocabulary)"),
+    "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level (default 2)"),
+    "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine similarity below which a tag is dropped (default 0.15)"),
+    "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
+    "REDIS_URL": ("scorer", "Redis holding the weights, e.g. redis://:PASSWORD@host:6379/0 (required)"),
+    "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights)"),
+    "TAGGER_ADDR": ("router", "tagger address host:port (required)"),
+    "SCORER_ADDR": ("router", "scorer address host:port (required)"),
+    "TAGROUTER_TAGGER_TIMEOUT_MS": ("router", "deadline of each Tag call (default 250)"),
+    "TAGROUTER_SCORER_TIMEOUT_MS": ("router", "deadline of each Score call (default 150)"),
+    "TAGROUTER_DEFAULT_MODEL": ("router", "model answered when routing cannot decide (default gpt4_1106_preview)"),
+    "TAGROUTER_COST_WEIGHT": ("router", "cost knob lambda when a request sets none (default 0)"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class _Env:
+    """Typed reads of one environment mapping, each failing with the variable's name."""
+
+    def __init__(self, env: Mapping[str, str] | None = None):
+        self._env = os.environ if env is None else env
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self._env.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise ConfigError(f"{name} is required but not set")
+        return default
+
+    def int(self, name: str, default: int, minimum: int = 0, maximum: int = 2**31) -> int:
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not an integer") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{name}={value} is outside [{minimum}, {maximum}]")
+        return value
+
+    def float(self, name: str, default: float, minimum: float = 0.0, maximum: float = float("inf")) -> float:
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a number") from None
+        if not minimum <= value <= maximum:  # also rejects NaN
+            raise ConfigError(f"{name}={value} is outside [{minimum}, {maximum}]")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
+
+
+def _address(name: str, value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{name}={value!r} is not host:port")
+    return value
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What every service's gRPC server needs."""
+
+    service: str
+    host: str
+    port: int
+    reflection: bool
+    grace_seconds: float
+    log_level: str
+
+    @classmethod
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> "ServerSettings":
+        e = _Env(env)
+        level = e.str("TAGROUTER_LOG_LEVEL", "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"TAGROUTER_LOG_LEVEL={level!r} is not DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            service=service,
+            host=e.str("TAGROUTER_HOST", "127.0.0.1"),
+            port=e.int("TAGROUTER_PORT", DEFAULT_PORTS[service], 0, 65535),
+            reflection=e.bool("TAGROUTER_REFLECTION", True),
+            grace_seconds=e.float("TAGROUTER_GRACE_SECONDS", 5.0, 0.0, 300.0),
+            log_level=level,
+        )
+
+    def with_port(self, port: int | None) -> "ServerSettings":
+        return self if port is None else replace(self, port=port)
+
+    @property
+    def bind_address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TaggerSettings:
+    model_dir: Path
+    vocab_dir: Path
+    tags_per_level: int
+    min_score: float
+    intra_op_threads: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "TaggerSettings":
+        e = _Env(env)
+        return cls(
+            model_dir=Path(e.str("TAGROUTER_MODEL_DIR", str(DEFAULT_MODEL_DIR))),
+            vocab_dir=Path(e.str("TAGROUTER_VOCAB_DIR", str(DEFAULT_VOCAB_DIR))),
+            tags_per_level=e.int("TAGROUTER_TAGS_PER_LEVEL", 2, 1, 16),
+            min_score=e.float("TAGROUTER_TAG_MIN_SCORE", 0.15, -1.0, 1.0),
+            intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", 1, 1, 64),
+        )
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    redis_url: str = field(repr=False)  # may hold a password: never logged
+    weights_file: Path
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ScorerSettings":
+        e = _Env(env)
+        url = e.str("REDIS_URL")
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))))
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    tagger_addr: str
+    scorer_addr: str
+    tagger_timeout_s: float
+    scorer_timeout_s: float
+    default_model: str
+    default_cost_weight: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "RouterSettings":
+        e = _Env(env)
+        return cls(
+            tagger_addr=_address("TAGGER_ADDR", e.str("TAGGER_ADDR")),
+            scorer_addr=_address("SCORER_ADDR", e.str("SCORER_ADDR")),
+            tagger_timeout_s=e.int("TAGROUTER_TAGGER_TIMEOUT_MS", 250, 1, 60_000) / 1000,
+            scorer_timeout_s=e.int("TAGROUTER_SCORER_TIMEOUT_MS", 150, 1, 60_000) / 1000,
+            default_model=e.str("TAGROUTER_DEFAULT_MODEL", "gpt4_1106_preview"),
+            default_cost_weight=e.float("TAGROUTER_COST_WEIGHT", 0.0, 0.0, 1e6),
+        )

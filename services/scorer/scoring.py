@@ -1,0 +1,99 @@
+"""The count-to-score rule as pure functions over arrays: no I/O.
+
+The scorer service, `tagrouter fit` and the evaluation all call these, so the figures in
+the docs are what the service computes.
+
+For tag t and model m with outcome counts (win, tie, loss) the smoothed rate is
+
+    rate(t, m) = (win * r_win + tie * r_tie + loss * r_loss + k * prior(m)) / (win + tie + loss + k)
+
+where prior(m) is the model's rate over all queries (the pseudo-tag `*`) and k the prior
+strength: a tag seen twice barely moves a model away from its overall rate, a tag seen a
+hundred times speaks for itself. A query's score is the weighted mean of its tags' rates,
+
+    S(m, q) = sum_t a_t * rate(t, m) / sum_t a_t
+
+with a_t the tagger's confidence in tag t. With no known tag, S(m, q) = prior(m).
+The paper sums raw counts times rewards; the mean of smoothed rates keeps S on one scale
+for every query, which the cost knob needs (see services/router/decision.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ALL_QUERIES_TAG = "*"  # pseudo-tag carried by every query: the per-model prior
+OUTCOMES = ("win", "tie", "loss")
+# Columns of a counts array: the three outcomes, then answers seen and their output tokens.
+WIN, TIE, LOSS, ANSWERS, OUTPUT_TOKENS = range(5)
+COUNT_FIELDS = ("win", "tie", "loss", "answers", "output_tokens")
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    win_reward: float = 1.0
+    tie_reward: float = 0.15
+    loss_reward: float = 0.0
+    prior_strength: float = 5.0
+
+    def rewards(self) -> np.ndarray:
+        return np.array([self.win_reward, self.tie_reward, self.loss_reward], dtype=np.float64)
+
+
+def prior_rates(all_counts: np.ndarray, params: ScoringParams) -> np.ndarray:
+    """[M] each model's rate over all queries, from the `*` counts [M, 5]; 0 where unseen."""
+    outcomes = all_counts[:, :3]
+    n = outcomes.sum(axis=1)
+    reward = outcomes @ params.rewards()
+    return np.divide(reward, n, out=np.zeros_like(reward), where=n > 0)
+
+
+def tag_rates(counts: np.ndarray, prior: np.ndarray, params: ScoringParams) -> np.ndarray:
+    """[T, M] smoothed rate of each model on each tag, from counts [T, M, 5] and prior [M]."""
+    outcomes = counts[..., :3]
+    n = outcomes.sum(axis=-1)
+    reward = outcomes @ params.rewards()
+    k = params.prior_strength
+    return (reward + k * prior) / np.maximum(n + k, 1e-12)
+
+
+def query_scores(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """S(m, q) for one query: ([M] scores, [T, M] contributions of each tag).
+
+    rates: [T, M] for the query's tags; tag_weights: [T] >= 0. Contributions sum to the scores.
+    """
+    total = float(tag_weights.sum()) if tag_weights.size else 0.0
+    if total <= 0:
+        return prior.copy(), np.zeros((0, prior.shape[0]))
+    contributions = rates * (tag_weights / total)[:, None]
+    return contributions.sum(axis=0), contributions
+
+
+def expected_output_tokens(counts: np.ndarray, all_counts: np.ndarray, tag_weights: np.ndarray,
+                           params: ScoringParams) -> np.ndarray:
+    """[M] expected answer length: the tags' mean lengths, smoothed toward the model's overall mean."""
+    overall = np.divide(all_counts[:, OUTPUT_TOKENS], all_counts[:, ANSWERS],
+                        out=np.zeros(all_counts.shape[0]), where=all_counts[:, ANSWERS] > 0)
+    if counts.shape[0] == 0 or tag_weights.sum() <= 0:
+        return overall
+    k = params.prior_strength
+    per_tag = (counts[..., OUTPUT_TOKENS] + k * overall) / (counts[..., ANSWERS] + k)
+    return (tag_weights[:, None] * per_tag).sum(axis=0) / tag_weights.sum()
+
+
+def pairwise_outcomes(scores: np.ndarray, tie_margin: float) -> np.ndarray:
+    """[Q, M, 3] win/tie/loss of each model against every other model of the pool, per query.
+
+    scores: [Q, M]. Each query contributes one unit per model, split over the M-1 rivals,
+    so counts stay in queries whatever the pool size.
+    """
+    q, m = scores.shape
+    if m < 2:
+        raise ValueError("a pool needs at least two models")
+    diff = scores[:, :, None] - scores[:, None, :]  # [Q, M, M'] score(m) - score(m')
+    off_diagonal = ~np.eye(m, dtype=bool)[None]
+    win = ((diff > tie_margin) & off_diagonal).sum(axis=2)
+    tie = ((np.abs(diff) <= tie_margin) & off_diagonal).sum(axis=2)
+    loss = ((diff < -tie_margin) & off_diagonal).sum(axis=2)
+    return np.stack([win, tie, loss], axis=2) / (m - 1)

@@ -1,0 +1,146 @@
+"""ScorerService: a query's tags -> a score per model, from counts in Redis."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import redis.exceptions
+
+from services.common.errors import InvalidArgument, Unavailable
+from services.scorer import scoring
+from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
+from services.scorer.store import WeightStore
+from services.scorer.weights import ModelPrice, Weights, WeightsError
+from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_TAGS = 64  # a query carries a handful; more is a malformed request
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The active version's models and parameters, cached between loads."""
+
+    version: str
+    models: list[ModelPrice]
+    params: ScoringParams
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+
+def counts_matrix(per_tag: list[dict[str, list[float]]], names: list[str]) -> np.ndarray:
+    """[T, M, 5] counts for the pool's models in order (0 for a model a tag has not seen)."""
+    out = np.zeros((len(per_tag), len(names), len(COUNT_FIELDS)))
+    index = {n: i for i, n in enumerate(names)}
+    for t, per_model in enumerate(per_tag):
+        for model, row in per_model.items():
+            if model in index:
+                out[t, index[model]] = row
+    return out
+
+
+class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
+    def __init__(self, store: WeightStore, weights_file: Path | None):
+        self.store = store
+        self.weights_file = weights_file
+        self._pool: Pool | None = None
+
+    async def start(self) -> None:
+        """Ready once Redis answers and holds weights (the starter file is loaded if it holds none)."""
+        while True:
+            try:
+                await self.store.ping()
+                break
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as err:
+                log.warning("waiting for Redis: %s", err)
+                await asyncio.sleep(0.5)
+        if await self.store.active_version() is None and self.weights_file is not None:
+            weights = Weights.load(self.weights_file)
+            version = await self.store.load(weights)
+            log.info("loaded %s into an empty store as version %s", self.weights_file, version)
+        await self._pool_for(await self.store.active_version())
+
+    async def stop(self) -> None:
+        await self.store.close()
+
+    async def _pool_for(self, version: str | None) -> Pool:
+        if version is None:
+            raise Unavailable("no weights are loaded: run `tagrouter fit --suite DIR --scorer ADDR`")
+        if self._pool is None or self._pool.version != version:
+            meta = await self.store.read_meta(version)
+            if meta is None:
+                raise Unavailable(f"weights version {version} disappeared while reading; retry")
+            models, params, _ = meta
+            self._pool = Pool(version, models, params)
+        return self._pool
+
+    async def Score(self, request, context):
+        tags, tag_weights = [], []
+        for tag in request.tags:
+            if not tag.name:
+                raise InvalidArgument("tags: a tag has an empty name")
+            if not math.isfinite(tag.weight) or tag.weight < 0:
+                raise InvalidArgument(f"tags: tag {tag.name!r} has weight {tag.weight}; need a finite weight >= 0")
+            if tag.name != ALL_QUERIES_TAG and tag.name not in tags:
+                tags.append(tag.name)
+                tag_weights.append(tag.weight)
+        if len(tags) > MAX_TAGS:
+            raise InvalidArgument(f"tags: {len(tags)} tags, at most {MAX_TAGS}")
+        version, per_tag = await self.store.read_tags(tags + [ALL_QUERIES_TAG])
+        pool = await self._pool_for(version)
+        names = pool.names
+        candidates = list(request.candidate_models)
+        unknown = [m for m in candidates if m not in names]
+        if unknown:
+            raise InvalidArgument(f"candidate_models: unknown model {unknown[0]!r}; the pool is {', '.join(names)}")
+        counts = counts_matrix(per_tag, names)
+        all_counts, counts = counts[-1], counts[:-1]
+        known = np.array([bool(h) for h in per_tag[:-1]], dtype=bool)
+        weights = np.array(tag_weights, dtype=np.float64) * known
+        prior = scoring.prior_rates(all_counts, pool.params)
+        rates = scoring.tag_rates(counts, prior, pool.params)
+        scores, contributions = scoring.query_scores(rates, weights, prior)
+        expected = scoring.expected_output_tokens(counts, all_counts, weights, pool.params)
+        keep = [names.index(m) for m in candidates] if candidates else range(len(names))
+        used = [t for t in range(len(tags)) if weights[t] > 0]
+        return scorer_pb2.ScoreResponse(
+            weights_version=pool.version,
+            unknown_tags=[t for t, k in zip(tags, known) if not k],
+            scores=[scorer_pb2.ModelScore(
+                model=names[m], score=float(scores[m]), expected_output_tokens=float(expected[m]),
+                input_usd_per_mtok=pool.models[m].input_usd_per_mtok,
+                output_usd_per_mtok=pool.models[m].output_usd_per_mtok,
+                contributions=[scorer_pb2.TagContribution(tag=tags[t], contribution=float(contributions[t, m]))
+                               for t in used],
+            ) for m in keep],
+        )
+
+    async def LoadWeights(self, request, context):
+        try:
+            weights = Weights.from_proto(request.weights)
+        except WeightsError as err:
+            raise InvalidArgument(str(err)) from None
+        version = await self.store.load(weights)
+        log.info("loaded weights version %s (%d tags, %d models)", version, len(weights.counts), len(weights.models))
+        await self._pool_for(version)
+        return scorer_pb2.LoadWeightsResponse(version=version, tags=len(weights.counts), models=len(weights.models))
+
+    async def GetWeights(self, request, context):
+        weights = await self.store.read_weights(list(request.tags) or None)
+        if weights is None:
+            raise Unavailable("no weights are loaded")
+        return weights.to_proto()
+
+    async def ListModels(self, request, context):
+        pool = await self._pool_for(await self.store.active_version())
+        return scorer_pb2.ListModelsResponse(
+            weights_version=pool.version,
+            models=[scorer_pb2.Model(name=m.name, input_usd_per_mtok=m.input_usd_per_mtok,
+                                     output_usd_per_mtok=m.output_usd_per_mtok) for m in pool.models])

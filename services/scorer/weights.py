@@ -1,0 +1,163 @@
+"""Weights: the model pool with prices, the scoring parameters and the counts per (tag, model).
+
+One format on disk (JSON, `tagrouter.weights/v1`), one in messages (scorer.v1.Weights);
+`validate` is the single check both go through before anything reaches Redis.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
+from tagrouter.scorer.v1 import scorer_pb2
+
+FORMAT = "tagrouter.weights/v1"
+MAX_NAME_LENGTH = 200
+
+
+class WeightsError(ValueError):
+    """Weights that cannot be loaded; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    name: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+
+
+@dataclass
+class Weights:
+    models: list[ModelPrice]
+    params: ScoringParams
+    # tag -> model -> [win, tie, loss, answers, output_tokens]
+    counts: dict[str, dict[str, list[float]]]
+    provenance: str = ""
+    version: str = field(default="")
+
+    def __post_init__(self):
+        if not self.version:
+            self.version = self.content_hash()
+
+    @property
+    def model_names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def content_hash(self) -> str:
+        doc = {"models": [asdict(m) for m in self.models], "params": asdict(self.params), "counts": self.counts}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+    # --- JSON file -------------------------------------------------------------------
+    def to_json(self) -> str:
+        doc = {
+            "format": FORMAT,
+            "version": self.version,
+            "provenance": self.provenance,
+            "params": asdict(self.params),
+            "models": [asdict(m) for m in self.models],
+            "count_fields": list(COUNT_FIELDS),
+            "counts": {tag: {m: [round(v, 6) for v in row] for m, row in sorted(per_model.items())}
+                       for tag, per_model in sorted(self.counts.items())},
+        }
+        return json.dumps(doc, indent=1, sort_keys=False) + "\n"
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)  # never a half-written file
+
+    @classmethod
+    def load(cls, path: Path) -> "Weights":
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise WeightsError(f"{path}: no such weights file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise WeightsError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise WeightsError(f"{path}: key 'format' must be {FORMAT!r}")
+        try:
+            weights = cls(
+                models=[ModelPrice(m["name"], float(m["input_usd_per_mtok"]), float(m["output_usd_per_mtok"]))
+                        for m in doc["models"]],
+                params=ScoringParams(**doc["params"]),
+                counts={tag: {m: [float(v) for v in row] for m, row in per.items()}
+                        for tag, per in doc["counts"].items()},
+                provenance=str(doc.get("provenance", "")),
+                version=str(doc.get("version", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise WeightsError(f"{path}: malformed weights ({type(err).__name__}: {err})") from None
+        validate(weights, source=str(path))
+        return weights
+
+    # --- messages --------------------------------------------------------------------
+    def to_proto(self) -> scorer_pb2.Weights:
+        return scorer_pb2.Weights(
+            version=self.version,
+            provenance=self.provenance,
+            models=[scorer_pb2.Model(name=m.name, input_usd_per_mtok=m.input_usd_per_mtok,
+                                     output_usd_per_mtok=m.output_usd_per_mtok) for m in self.models],
+            params=scorer_pb2.ScoringParams(**asdict(self.params)),
+            counts=[scorer_pb2.TagCount(tag=tag, model=model, **dict(zip(COUNT_FIELDS, row)))
+                    for tag, per in self.counts.items() for model, row in per.items()],
+        )
+
+    @classmethod
+    def from_proto(cls, msg: scorer_pb2.Weights) -> "Weights":
+        counts: dict[str, dict[str, list[float]]] = {}
+        for c in msg.counts:
+            if c.model in counts.get(c.tag, {}):
+                raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r} appears twice")
+            counts.setdefault(c.tag, {})[c.model] = [getattr(c, f) for f in COUNT_FIELDS]
+        params = ScoringParams(msg.params.win_reward, msg.params.tie_reward, msg.params.loss_reward,
+                               msg.params.prior_strength) if msg.HasField("params") else ScoringParams()
+        weights = cls(
+            models=[ModelPrice(m.name, m.input_usd_per_mtok, m.output_usd_per_mtok) for m in msg.models],
+            params=params, counts=counts, provenance=msg.provenance, version=msg.version,
+        )
+        validate(weights, source="weights")
+        return weights
+
+
+def validate_name(kind: str, name: str) -> None:
+    if not name or len(name) > MAX_NAME_LENGTH or "|" in name or not name.isprintable():
+        raise WeightsError(f"{kind} name {name!r} must be 1-{MAX_NAME_LENGTH} printable characters without '|'")
+
+
+def validate(weights: Weights, source: str) -> None:
+    """Raises WeightsError naming the first problem; nothing is loaded until this passes."""
+    names = weights.model_names
+    if len(names) < 1:
+        raise WeightsError(f"{source}: the model pool is empty")
+    if len(set(names)) != len(names):
+        raise WeightsError(f"{source}: models: duplicate model names")
+    for m in weights.models:
+        validate_name("model", m.name)
+        for key in ("input_usd_per_mtok", "output_usd_per_mtok"):
+            price = getattr(m, key)
+            if not math.isfinite(price) or price < 0:
+                raise WeightsError(f"{source}: models: {m.name}: {key} must be a finite price >= 0, not {price}")
+    p = weights.params
+    for key, value in asdict(p).items():
+        if not math.isfinite(value):
+            raise WeightsError(f"{source}: params: {key} must be finite")
+    if p.prior_strength <= 0:
+        raise WeightsError(f"{source}: params: prior_strength must be > 0")
+    if ALL_QUERIES_TAG not in weights.counts:
+        raise WeightsError(f"{source}: counts: the all-queries tag {ALL_QUERIES_TAG!r} is missing")
+    pool = set(names)
+    for tag, per_model in weights.counts.items():
+        if tag != ALL_QUERIES_TAG:
+            validate_name("tag", tag)
+        for model, row in per_model.items():
+            if model not in pool:
+                raise WeightsError(f"{source}: counts: tag {tag!r} names model {model!r} outside the pool")
+            if len(row) != len(COUNT_FIELDS) or not all(math.isfinite(v) and v >= 0 for v in row):
+                raise WeightsError(f"{source}: counts: tag {tag!r}, model {model!r}: need "
+                                   f"{len(COUNT_FIELDS)} finite counts >= 0 ({', '.join(COUNT_FIELDS)})")

@@ -1,0 +1,92 @@
+"""Dynamic micro-batching: requests that arrive together share one onnxruntime call.
+
+The event loop never runs the model: one worker thread does, so health checks and new
+requests are taken while a batch runs. A batch is whatever queued while the previous
+one ran (no added wait at low load), capped at `max_batch`, and split into groups of
+similar length so short queries are not padded to a long one.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Callable, Generic, TypeVar
+
+R = TypeVar("R")
+
+# A group's longest query may be at most this many times its shortest (in characters):
+# padding a batch to its longest member otherwise wastes most of the work.
+LENGTH_RATIO = 2.0
+
+
+def length_groups(texts: list[str], max_ratio: float = LENGTH_RATIO) -> list[list[int]]:
+    """Indices of texts grouped by similar length, shortest first."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and len(texts[i]) <= max_ratio * max(1, len(texts[groups[-1][0]])):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+class MicroBatcher(Generic[R]):
+    """Collects concurrent `submit` calls into batches for `run_batch` (list in, list out)."""
+
+    def __init__(self, run_batch: Callable[[list[str]], list[R]], max_batch: int = 32):
+        self._run_batch = run_batch
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future]] | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self.batch_sizes: list[int] = []  # recent batch sizes, for metrics and tests
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+
+    async def submit(self, text: str) -> R:
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((text, future))
+        return await future
+
+    async def submit_many(self, texts: list[str]) -> list[R]:
+        return list(await asyncio.gather(*(self.submit(t) for t in texts)))
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=True)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [(text, fut) for text, fut in batch if not fut.cancelled()]
+            if not batch:
+                continue
+            self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            texts = [text for text, _ in batch]
+            try:
+                results = await loop.run_in_executor(self._executor, self._run_grouped, texts)
+            except Exception as err:  # noqa: BLE001 - every waiter gets the error, the worker lives on
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (_, fut), result in zip(batch, results):
+                if not fut.done():
+                    fut.set_result(result)
+
+    def _run_grouped(self, texts: list[str]) -> list[R]:
+        results: list = [None] * len(texts)
+        for group in length_groups(texts):
+            for i, result in zip(group, self._run_batch([texts[i] for i in group])):
+                results[i] = result
+        return results

@@ -1,0 +1,81 @@
+"""The sentence encoder: all-MiniLM-L6-v2, int8 ONNX, run with onnxruntime and tokenizers.
+
+No torch here: the model is exported once by `make model` (tagrouter/export_model.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+# all-MiniLM-L6-v2 was trained on 256-token windows (sentence_bert_config.json): longer
+# queries are truncated to their first 256 tokens, which carry the task and topic.
+MAX_TOKENS = 256
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Embeddings of a batch of texts, with their untruncated token counts."""
+
+    embeddings: np.ndarray  # float32 [n, dim], unit length
+    token_counts: list[int]
+    truncated: list[bool]
+
+
+class Encoder:
+    """Embeds texts; one onnxruntime call per batch, padded to the batch's longest text."""
+
+    def __init__(self, model_dir: Path, intra_op_threads: int = 1):
+        model_path, tokenizer_path = Path(model_dir) / MODEL_FILE, Path(model_dir) / TOKENIZER_FILE
+        for path in (model_path, tokenizer_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: run `make model` to export the encoder")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()  # count every token for the cost estimate, cut below
+        self.sep_id = self.tokenizer.token_to_id("[SEP]")
+        self.dim = int(self.session.get_outputs()[1].shape[-1])
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text).ids)
+
+    def encode(self, texts: list[str]) -> Encoded:
+        """Embeds `texts` (non-empty list) in one session call."""
+        encodings = self.tokenizer.encode_batch(texts)
+        counts = [len(e.ids) for e in encodings]
+        width = min(max(counts), MAX_TOKENS)
+        ids = np.zeros((len(texts), width), dtype=np.int64)
+        mask = np.zeros((len(texts), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            tokens = encoding.ids
+            if len(tokens) > MAX_TOKENS:
+                tokens = tokens[: MAX_TOKENS - 1] + [self.sep_id]
+            ids[row, : len(tokens)] = tokens
+            mask[row, : len(tokens)] = 1
+        (embeddings,) = self.session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
+        return Encoded(
+            embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
+            token_counts=counts,
+            truncated=[c > MAX_TOKENS for c in counts],
+        )
+
+    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """Embeds many texts, batching those of similar length together (offline use)."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            out[chunk] = self.encode([texts[i] for i in chunk]).embeddings
+        return out

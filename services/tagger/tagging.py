@@ -1,0 +1,64 @@
+"""Tag selection as pure functions: similarities in, tags out. Shared by the tagger service,
+fitting and evaluation, so offline numbers are what the service does."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+LEVELS = ("task", "domain", "topic", "attr")
+
+# Cheap surface attributes: fixed names, assigned by rules, score 1.
+ATTRIBUTE_TAGS = (
+    "attr:short-input",
+    "attr:long-input",
+    "attr:contains-code",
+    "attr:contains-math",
+    "attr:multiple-choice",
+    "attr:multi-part",
+    "attr:non-latin-script",
+)
+SHORT_INPUT_TOKENS = 10
+LONG_INPUT_TOKENS = 256
+
+_CODE = re.compile(r"```|\bdef \w+\(|\bclass \w+[:(]|#include|\bfunction\s*\w*\(|=>|;\s*$|\breturn\b.*;|</?\w+>",
+                   re.MULTILINE)
+_MATH = re.compile(r"\d\s*[-+*/^=<>]\s*\d|\\frac|\\sum|\\int|\$[^$]+\$|\b(sqrt|log|sin|cos|integral|derivative)\b",
+                   re.IGNORECASE)
+_CHOICES = re.compile(r"(^|\n|\s)\(?[A-D]\)\s|\bOption\s*[12]\b|\b[A-D]\.\s+\w", re.IGNORECASE)
+_PARTS = re.compile(r"(^|\n)\s*(\d+[.)]|[-*•])\s+\S")
+_NON_LATIN = re.compile(r"[\u0400-\u04FF\u0590-\u06FF\u0900-\u097F\u0E00-\u0E7F\u3040-\u30FF\u3400-\u9FFF\uAC00-\uD7AF]")
+
+
+def attribute_tags(text: str, token_count: int) -> list[str]:
+    """Surface attributes of a query, from cheap rules over its text and token count."""
+    tags = []
+    if token_count <= SHORT_INPUT_TOKENS:
+        tags.append("attr:short-input")
+    if token_count >= LONG_INPUT_TOKENS:
+        tags.append("attr:long-input")
+    if _CODE.search(text):
+        tags.append("attr:contains-code")
+    if _MATH.search(text):
+        tags.append("attr:contains-math")
+    if _CHOICES.search(text):
+        tags.append("attr:multiple-choice")
+    if len(_PARTS.findall(text)) >= 2 or text.count("?") >= 2:
+        tags.append("attr:multi-part")
+    if len(_NON_LATIN.findall(text)) >= 3:
+        tags.append("attr:non-latin-script")
+    return tags
+
+
+def select_tags(similarity: np.ndarray, level_of_tag: np.ndarray, per_level: int, min_score: float) -> list[tuple[int, float]]:
+    """Top `per_level` tags of each level whose similarity reaches `min_score`.
+
+    similarity: [T] cosine similarity of one query to each tag prototype.
+    level_of_tag: [T] index into LEVELS. Returns (tag index, similarity), best first per level.
+    """
+    chosen: list[tuple[int, float]] = []
+    for level in np.unique(level_of_tag):
+        members = np.flatnonzero(level_of_tag == level)
+        best = members[np.argsort(-similarity[members], kind="stable")[:per_level]]
+        chosen.extend((int(i), float(similarity[i])) for i in best if similarity[i] >= min_score)
+    return chosen

@@ -1,0 +1,297 @@
+"""`tagrouter`: serve the services, route a query, fit weights, build the vocabulary, tag text."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_ROUTER_ADDR = "127.0.0.1:50051"
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"tagrouter: error: {message}", file=sys.stderr)
+    return code
+
+
+# --- serve ---------------------------------------------------------------------------------
+def _service(name: str, port: int | None, env: dict[str, str]):
+    """A RunningService for one service, configured from `env` (flags already merged in)."""
+    from services.common import settings as cfg
+    from services.common.server import RunningService
+
+    server = cfg.ServerSettings.from_env(name, env).with_port(port)
+    if name == "tagger":
+        from services.tagger.app import create
+
+        spec = create(cfg.TaggerSettings.from_env(env))
+    elif name == "scorer":
+        from services.scorer.app import create
+
+        spec = create(cfg.ScorerSettings.from_env(env))
+    else:
+        from services.router.app import create
+
+        spec = create(cfg.RouterSettings.from_env(env))
+    return RunningService(spec, server)
+
+
+def stack(env: dict[str, str], router_port: int, scorer_port: int, tagger_port: int) -> list:
+    """Tagger, scorer and router on loopback, wired to each other (REDIS_URL must be in env)."""
+    from services.common.embedded_redis import free_port
+
+    tagger_port, scorer_port = tagger_port or free_port(), scorer_port or free_port()
+    env = dict(env, TAGGER_ADDR=f"127.0.0.1:{tagger_port}", SCORER_ADDR=f"127.0.0.1:{scorer_port}")
+    return [_service("tagger", tagger_port, env), _service("scorer", scorer_port, env),
+            _service("router", router_port, env)]
+
+
+def _route_request(args):
+    from tagrouter.router.v1 import router_pb2
+
+    request = router_pb2.RouteRequest(query=args.text, candidate_models=args.candidates or [])
+    if args.cost_weight is not None:
+        request.cost_weight = args.cost_weight
+    return request
+
+
+async def _call_route(address: str, request, timeout: float):
+    import grpc
+
+    from tagrouter.router.v1 import router_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await router_pb2_grpc.RouterServiceStub(channel).Route(request, timeout=timeout)
+
+
+def _print_route(response, as_json: bool) -> None:
+    from google.protobuf.json_format import MessageToDict
+
+    doc = MessageToDict(response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    if as_json:
+        print(json.dumps(doc))
+        return
+    print(f"model: {doc['model']}  (estimated cost ${doc['estimated_cost_usd']:.6f}"
+          f"{', DEGRADED: ' + doc['degraded_reason'] if doc['degraded'] else ''})")
+    print("tags:   " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in doc["tags"]))
+    for s in sorted(doc["scores"], key=lambda s: -s["score"]):
+        print(f"  {s['model']:<40} score {s['score']:.3f}  cost ${s['estimated_cost_usd']:.6f}")
+
+
+def cmd_serve(args) -> int:
+    from services.common.embedded_redis import redis_url_or_embedded
+    from services.common.server import configure_logging, run_until_signalled
+    from services.common.settings import ConfigError
+
+    env = dict(os.environ)
+    if args.tagger_addr:
+        env["TAGGER_ADDR"] = args.tagger_addr
+    if args.scorer_addr:
+        env["SCORER_ADDR"] = args.scorer_addr
+    configure_logging(env.get("TAGROUTER_LOG_LEVEL", "INFO").upper())
+    embedded = None
+    if args.service == "all":
+        url, embedded = redis_url_or_embedded(env)
+        env["REDIS_URL"] = url
+
+    async def serve() -> None:
+        # gRPC aio servers and channels belong to the loop they are made in: build them here.
+        if args.service == "all":
+            services = stack(env, args.port if args.port is not None else 50051, args.scorer_port, args.tagger_port)
+        else:
+            services = [_service(args.service, args.port, env)]
+
+        async def show_sample() -> None:
+            router = services[-1]
+            response = await _call_route(f"127.0.0.1:{router.port}", _route_request(args.sample_args), 10)
+            print(f"\nTagRouter is up: router on 127.0.0.1:{router.port}. Sample route for {args.sample!r}:")
+            _print_route(response, as_json=True)
+            print('Try: .venv/bin/tagrouter route "your query" --json   (Ctrl-C stops the stack)\n', flush=True)
+
+        await run_until_signalled(services, show_sample if args.sample else None)
+
+    try:
+        asyncio.run(serve())
+    except ConfigError as err:
+        return _fail(str(err))
+    finally:
+        if embedded:
+            embedded.stop()
+    return 0
+
+
+# --- route ---------------------------------------------------------------------------------
+def cmd_route(args) -> int:
+    import grpc
+
+    if not args.text.strip():
+        return _fail("the query is empty")
+    request = _route_request(args)
+    if args.embedded:
+        response = asyncio.run(_route_embedded(request))
+    else:
+        try:
+            response = asyncio.run(_call_route(args.router, request, args.timeout))
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                return _fail(f"no router answers at {args.router} ({err.details()}); start one with `make run`, "
+                             "or use --embedded", 1)
+            return _fail(f"{err.code().name}: {err.details()}", 1)
+    _print_route(response, args.json)
+    return 0
+
+
+async def _route_embedded(request):
+    """The whole path in this process: private Redis, tagger, scorer and router on free ports."""
+    from services.common.embedded_redis import redis_url_or_embedded
+
+    url, embedded = redis_url_or_embedded()
+    services = stack(dict(os.environ, REDIS_URL=url, TAGROUTER_LOG_LEVEL="WARNING"), 0, 0, 0)
+    try:
+        for service in services:
+            await service.start()
+        await asyncio.gather(*(s.warm_up for s in services))
+        return await _call_route(f"127.0.0.1:{services[-1].port}", request, 10)
+    finally:
+        for service in reversed(services):
+            if service.warm_up is not None:
+                await service.stop()
+        if embedded:
+            embedded.stop()
+
+
+# --- fit -----------------------------------------------------------------------------------
+def cmd_fit(args) -> int:
+    from services.common.settings import TaggerSettings
+    from services.scorer.scoring import ScoringParams
+    from services.tagger.app import load_tagger
+    from tagrouter.fit import fit_counts, weights_from_counts
+    from tagrouter.suite import SuiteError, load_suite
+
+    if not args.out and not args.scorer:
+        return _fail("say where the weights go: --out FILE and/or --scorer ADDR")
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as err:
+        return _fail(str(err))
+    tagger = load_tagger(TaggerSettings.from_env())
+    tagged = tagger.tag_many(suite.queries)
+    counts = fit_counts(suite, [[name for name, _, _ in t.tags] for t in tagged], args.split)
+    provenance = (f"tagrouter fit --suite {suite.name} (split {args.split}: {len(suite.rows(args.split))} queries, "
+                  f"{len(suite.models)} models); vocabulary {tagger.vocabulary.version}")
+    weights = weights_from_counts(suite, counts, ScoringParams(), provenance)
+    if args.out:
+        weights.save(Path(args.out))
+        print(f"wrote {args.out}: {len(counts)} tags x {len(suite.models)} models, version {weights.version}")
+    if args.scorer:
+        import grpc
+
+        from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+
+        with grpc.insecure_channel(args.scorer) as channel:
+            try:
+                reply = scorer_pb2_grpc.ScorerServiceStub(channel).LoadWeights(
+                    scorer_pb2.LoadWeightsRequest(weights=weights.to_proto()), timeout=60)
+            except grpc.RpcError as err:
+                return _fail(f"loading into the scorer at {args.scorer} failed: {err.code().name}: {err.details()}", 1)
+        print(f"loaded into the scorer at {args.scorer}: version {reply.version}")
+    return 0
+
+
+# --- vocab, tag ----------------------------------------------------------------------------
+def cmd_vocab_build(args) -> int:
+    from services.common.settings import TaggerSettings
+    from services.tagger.encoder import Encoder
+    from tagrouter.vocab import VocabularyError, build_vocabulary
+
+    settings = TaggerSettings.from_env()
+    try:
+        vocab = build_vocabulary(Encoder(settings.model_dir), args.taxonomy)
+    except VocabularyError as err:
+        return _fail(str(err))
+    vocab.save(args.out)
+    print(f"wrote {args.out}: {len(vocab.tags)} tags, version {vocab.version}")
+    return 0
+
+
+def cmd_tag(args) -> int:
+    from services.common.settings import TaggerSettings
+    from services.tagger.app import load_tagger
+
+    if not args.text.strip():
+        return _fail("the text is empty")
+    tagger = load_tagger(TaggerSettings.from_env())
+    (tagged,) = tagger.tag([args.text])
+    tags = [{"name": n, "level": lv, "score": round(s, 4)} for n, lv, s in tagged.tags]
+    if args.json:
+        print(json.dumps({"tags": tags, "vocabulary_version": tagger.vocabulary.version,
+                          "input_tokens": tagged.input_tokens, "truncated": tagged.truncated}))
+    else:
+        for t in tags:
+            print(f"{t['level']:<7} {t['name']:<40} {t['score']:.3f}")
+        print(f"vocabulary {tagger.vocabulary.version}")
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from services.common.settings import DEFAULT_VOCAB_DIR
+    from tagrouter.vocab import TAXONOMY_FILE
+
+    parser = argparse.ArgumentParser(prog="tagrouter", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a service (or all three, with an embedded Redis if REDIS_URL is unset)")
+    serve.add_argument("service", choices=["tagger", "scorer", "router", "all"])
+    serve.add_argument("--port", type=int, help="gRPC port (overrides TAGROUTER_PORT; the router's with `all`)")
+    serve.add_argument("--tagger-addr", help="router: tagger host:port (overrides TAGGER_ADDR)")
+    serve.add_argument("--scorer-addr", help="router: scorer host:port (overrides SCORER_ADDR)")
+    serve.add_argument("--tagger-port", type=int, default=50053, help="with `all`: tagger port (0: any free port)")
+    serve.add_argument("--scorer-port", type=int, default=50052, help="with `all`: scorer port (0: any free port)")
+    serve.add_argument("--sample", help="with `all`: route this query once ready and print the answer")
+    serve.set_defaults(func=cmd_serve)
+
+    route = sub.add_parser("route", help="ask a router which model should answer TEXT")
+    route.add_argument("text")
+    route.add_argument("--json", action="store_true", help="print one JSON object")
+    route.add_argument("--router", default=os.environ.get("TAGROUTER_ROUTER_ADDR", DEFAULT_ROUTER_ADDR),
+                       help=f"router host:port (default $TAGROUTER_ROUTER_ADDR or {DEFAULT_ROUTER_ADDR})")
+    route.add_argument("--embedded", action="store_true", help="run the whole path in this process instead")
+    route.add_argument("--candidates", nargs="+", metavar="MODEL", help="route among these models only")
+    route.add_argument("--cost-weight", type=float, help="cost knob lambda >= 0 (default: the server's)")
+    route.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    route.set_defaults(func=cmd_route)
+
+    fit = sub.add_parser("fit", help="count a suite's outcomes per (tag, model) into weights")
+    fit.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
+    fit.add_argument("--split", default="train", choices=["train", "valid", "test"])
+    fit.add_argument("--out", type=Path, help="write the weights to this JSON file")
+    fit.add_argument("--scorer", help="load the weights into the scorer at host:port")
+    fit.set_defaults(func=cmd_fit)
+
+    vocab = sub.add_parser("vocab", help="the tag vocabulary")
+    vocab_sub = vocab.add_subparsers(dest="vocab_command", required=True)
+    build = vocab_sub.add_parser("build", help="build the vocabulary from the taxonomy")
+    build.add_argument("--taxonomy", type=Path, default=TAXONOMY_FILE)
+    build.add_argument("--out", type=Path, default=DEFAULT_VOCAB_DIR)
+    build.set_defaults(func=cmd_vocab_build)
+
+    tag = sub.add_parser("tag", help="tag TEXT in-process and print the tags")
+    tag.add_argument("text")
+    tag.add_argument("--json", action="store_true")
+    tag.set_defaults(func=cmd_tag)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve" and args.sample:
+        args.sample_args = argparse.Namespace(text=args.sample, candidates=None, cost_weight=None)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

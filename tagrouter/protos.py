@@ -1,0 +1,52 @@
+"""Generate the Python stubs (with .pyi) from protos/, or check that the committed ones are current.
+
+    python -m tagrouter.protos generate|check
+"""
+from __future__ import annotations
+
+import filecmp
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROTO_ROOT = REPO_ROOT / "protos"
+
+
+def _generate(out_dir: Path) -> list[Path]:
+    from grpc_tools import protoc
+    import grpc_tools
+
+    protos = sorted(PROTO_ROOT.glob("tagrouter/*/v1/*.proto"))
+    include = Path(grpc_tools.__file__).parent / "_proto"
+    args = ["protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--python_out={out_dir}",
+            f"--pyi_out={out_dir}", f"--grpc_python_out={out_dir}", *map(str, protos)]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+    generated = []
+    for proto in protos:
+        stem = proto.relative_to(PROTO_ROOT).with_suffix("")
+        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py"):
+            generated.append(Path(str(stem) + suffix))
+    return generated
+
+
+def generate() -> None:
+    for rel in _generate(REPO_ROOT):
+        for parent in rel.parents:
+            if parent != Path(".") and not (REPO_ROOT / parent / "__init__.py").exists():
+                (REPO_ROOT / parent / "__init__.py").touch()
+        print(rel)
+
+
+def check() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        stale = [rel for rel in _generate(Path(tmp))
+                 if not (REPO_ROOT / rel).exists() or not filecmp.cmp(Path(tmp) / rel, REPO_ROOT / rel, shallow=False)]
+    if stale:
+        sys.exit("generated stubs are stale, run `make protos`: " + ", ".join(map(str, stale)))
+    print("generated stubs are current")
+
+
+if __name__ == "__main__":
+    {"generate": generate, "check": check}[sys.argv[1] if len(sys.argv) > 1 else "check"]()

@@ -1,0 +1,145 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class WeightedTag(_message.Message):
+    __slots__ = ("name", "weight")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    weight: float
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class ScoreRequest(_message.Message):
+    __slots__ = ("tags", "candidate_models")
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_MODELS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedCompositeFieldContainer[WeightedTag]
+    candidate_models: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tags: _Optional[_Iterable[_Union[WeightedTag, _Mapping]]] = ..., candidate_models: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TagContribution(_message.Message):
+    __slots__ = ("tag", "contribution")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    contribution: float
+    def __init__(self, tag: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
+
+class ModelScore(_message.Message):
+    __slots__ = ("model", "score", "expected_output_tokens", "input_usd_per_mtok", "output_usd_per_mtok", "contributions")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    score: float
+    expected_output_tokens: float
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    contributions: _containers.RepeatedCompositeFieldContainer[TagContribution]
+    def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., expected_output_tokens: _Optional[float] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[TagContribution, _Mapping]]] = ...) -> None: ...
+
+class ScoreResponse(_message.Message):
+    __slots__ = ("scores", "weights_version", "unknown_tags")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_TAGS_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[ModelScore]
+    weights_version: str
+    unknown_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, scores: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., weights_version: _Optional[str] = ..., unknown_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Model(_message.Message):
+    __slots__ = ("name", "input_usd_per_mtok", "output_usd_per_mtok")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    input_usd_per_mtok: float
+    output_usd_per_mtok: float
+    def __init__(self, name: _Optional[str] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ...) -> None: ...
+
+class TagCount(_message.Message):
+    __slots__ = ("tag", "model", "win", "tie", "loss", "answers", "output_tokens")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    WIN_FIELD_NUMBER: _ClassVar[int]
+    TIE_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    model: str
+    win: float
+    tie: float
+    loss: float
+    answers: float
+    output_tokens: float
+    def __init__(self, tag: _Optional[str] = ..., model: _Optional[str] = ..., win: _Optional[float] = ..., tie: _Optional[float] = ..., loss: _Optional[float] = ..., answers: _Optional[float] = ..., output_tokens: _Optional[float] = ...) -> None: ...
+
+class ScoringParams(_message.Message):
+    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength")
+    WIN_REWARD_FIELD_NUMBER: _ClassVar[int]
+    TIE_REWARD_FIELD_NUMBER: _ClassVar[int]
+    LOSS_REWARD_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    win_reward: float
+    tie_reward: float
+    loss_reward: float
+    prior_strength: float
+    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ...) -> None: ...
+
+class Weights(_message.Message):
+    __slots__ = ("version", "models", "params", "counts", "provenance")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    models: _containers.RepeatedCompositeFieldContainer[Model]
+    params: ScoringParams
+    counts: _containers.RepeatedCompositeFieldContainer[TagCount]
+    provenance: str
+    def __init__(self, version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., params: _Optional[_Union[ScoringParams, _Mapping]] = ..., counts: _Optional[_Iterable[_Union[TagCount, _Mapping]]] = ..., provenance: _Optional[str] = ...) -> None: ...
+
+class LoadWeightsRequest(_message.Message):
+    __slots__ = ("weights",)
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    weights: Weights
+    def __init__(self, weights: _Optional[_Union[Weights, _Mapping]] = ...) -> None: ...
+
+class LoadWeightsResponse(_message.Message):
+    __slots__ = ("version", "tags", "models")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    tags: int
+    models: int
+    def __init__(self, version: _Optional[str] = ..., tags: _Optional[int] = ..., models: _Optional[int] = ...) -> None: ...
+
+class GetWeightsRequest(_message.Message):
+    __slots__ = ("tags",)
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models", "weights_version")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[Model]
+    weights_version: str
+    def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., weights_version: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,49 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TagRequest(_message.Message):
+    __slots__ = ("query", "tags_per_level")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_PER_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    tags_per_level: int
+    def __init__(self, query: _Optional[str] = ..., tags_per_level: _Optional[int] = ...) -> None: ...
+
+class Tag(_message.Message):
+    __slots__ = ("name", "level", "score")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    level: str
+    score: float
+    def __init__(self, name: _Optional[str] = ..., level: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class TagResponse(_message.Message):
+    __slots__ = ("tags", "input_tokens", "truncated", "vocabulary_version")
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    VOCABULARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    input_tokens: int
+    truncated: bool
+    vocabulary_version: str
+    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., input_tokens: _Optional[int] = ..., truncated: _Optional[bool] = ..., vocabulary_version: _Optional[str] = ...) -> None: ...
+
+class TagBatchRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[TagRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[TagRequest, _Mapping]]] = ...) -> None: ...
+
+class TagBatchResponse(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[TagResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[TagResponse, _Mapping]]] = ...) -> None: ...
