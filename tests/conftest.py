@@ -1,0 +1,142 @@
+"""Shared fixtures: a real Redis, real gRPC servers on free ports, the real ONNX model.
+
+REDIS_URL, when set, is used as it is (the tests write and delete `tagrouter:*` keys in its
+database: point it at a scratch database); otherwise a private redis-server is started.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import redis
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from services.common.embedded_redis import EmbeddedRedis, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared"
+SUITES = SHARED / "data" / "suites"
+TAGROUTER = [sys.executable, "-m", "tagrouter.cli"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared: needs ../shared/data (skipped where it is absent)")
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    url = os.environ.get("REDIS_URL", "").strip()
+    if url:
+        yield url
+        return
+    with EmbeddedRedis() as url:
+        yield url
+
+
+@pytest.fixture
+def clean_redis(redis_url):
+    """A Redis with no tagrouter keys, before and after the test."""
+    client = redis.Redis.from_url(redis_url)
+
+    def wipe():
+        keys = list(client.scan_iter("tagrouter:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    wipe()
+    yield client
+    wipe()
+    client.close()
+
+
+def wait_serving(address: str, service: str = "", timeout: float = 30.0) -> None:
+    """Blocks until the server at `address` reports SERVING for `service`."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{address} ({service or 'server'}) not SERVING after {timeout}s")
+
+
+class Process:
+    """A `tagrouter serve` subprocess on a free port."""
+
+    def __init__(self, service: str, env: dict[str, str], *args: str, port: int | None = None):
+        self.service = service
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log = open(os.devnull, "w") if os.environ.get("TAGROUTER_TEST_QUIET") else None
+        self.proc = subprocess.Popen([*TAGROUTER, "serve", service, "--port", str(self.port), *args],
+                                     env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+
+def service_env(redis_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAGROUTER_")}
+    env.update(REDIS_URL=redis_url, TAGROUTER_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@contextlib.contextmanager
+def running_stack(redis_url: str, **extra: str):
+    """Tagger, scorer and router as three real processes; yields {name: Process}."""
+    env = service_env(redis_url, **extra)
+    tagger = Process("tagger", env)
+    scorer = Process("scorer", env)
+    router = Process("router", env, "--tagger-addr", tagger.address, "--scorer-addr", scorer.address)
+    procs = {"tagger": tagger, "scorer": scorer, "router": router}
+    try:
+        wait_serving(router.address, "tagrouter.router.v1.RouterService")
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter("tagrouter:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    with running_stack(redis_url) as procs:
+        yield procs
+
+
+@pytest.fixture(scope="module")
+def router_stub(stack):
+    from tagrouter.router.v1 import router_pb2_grpc
+
+    with grpc.insecure_channel(stack["router"].address) as channel:
+        yield router_pb2_grpc.RouterServiceStub(channel)
+
+
+def needs_shared(path: Path = SUITES):
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent")
