@@ -38,3 +38,16 @@ def test_scorer_needs_a_redis_url_and_never_shows_it():
         ScorerSettings.from_env({"REDIS_URL": "localhost:6379"})
     s = ScorerSettings.from_env({"REDIS_URL": "redis://:s3cret@h:6379/0"})
     assert "s3cret" not in repr(s)
+
+
+def test_readme_configuration_table_lists_every_variable_the_code_reads():
+    import re
+
+    from services.common.settings import ENVIRONMENT, REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))
+    assert table == set(ENVIRONMENT)
+    code = "".join(p.read_text() for p in (REPO_ROOT / "services").rglob("*.py"))
+    read = set(re.findall(r'e\.(?:str|int|float|bool)\("([A-Z_]+)"', code))
+    assert read <= set(ENVIRONMENT), read - set(ENVIRONMENT)
