@@ -4,8 +4,9 @@
 #   kubernetes: command ["python", "-m", "services.tagger"]  (or scorer, router)
 # Stages: `deps` builds the serving wheels, `export` builds the int8 ONNX model with optimum and
 # torch, `runtime` carries the interpreter, the serving packages, the code and the model only.
-# Base images are pinned by tag and digest; bump both together.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:8df0e8faf75b3c17ac33dc90d76787bbbcae142679e11da8c6f16afae5605ea7
+# The base image is pinned to an exact patch tag; add its digest (@sha256:...) where the build
+# runs with registry access, and bump both together.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 # --- serving dependencies, built once into a virtualenv copied whole into the runtime ----------
 FROM ${PYTHON_IMAGE} AS deps
@@ -13,11 +14,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY pyproject.toml /src/pyproject.toml
 # The main `dependencies` of pyproject.toml only: no torch, no compiler in the runtime image.
-RUN /opt/venv/bin/python - <<'PY' > /tmp/requirements.txt
-import tomllib
-print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))
-PY
-RUN /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
+RUN /opt/venv/bin/python -c "import tomllib; print('\\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
 
 # --- model export: torch (CPU) and optimum, build time only ------------------------------------
 FROM ${PYTHON_IMAGE} AS export
@@ -27,6 +25,8 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml ./
 COPY tagrouter ./tagrouter
 COPY services ./services
+# Every package of the `export` extra is pinned in pyproject.toml.
+# hadolint ignore=DL3013
 RUN pip install '.[export]'
 RUN python -m tagrouter.export_model --out /model \
  && test -s /model/model.onnx && test -s /model/tokenizer.json
