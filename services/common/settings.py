@@ -24,6 +24,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_REFLECTION": ("all", "serve gRPC reflection (default true)"),
     "TAGROUTER_GRACE_SECONDS": ("all", "drain time on SIGTERM before in-flight calls are cancelled (default 5)"),
     "TAGROUTER_LOG_LEVEL": ("all", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+    "TAGROUTER_METRICS_PORT": ("all", "Prometheus metrics port (default 9090; 0 disables)"),
     "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model)"),
     "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default services/tagger/vocabulary)"),
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level (default 2)"),
