@@ -85,7 +85,7 @@ def container_env(docs, container, problems, where) -> tuple[dict[str, str], set
 def _secret_refs(container):
     for item in container.get("env", []):
         ref = item.get("valueFrom", {}).get("secretKeyRef")
-        if ref:
+        if ref and not ref.get("optional"):  # an optional Secret may legitimately be absent
             yield ref["name"]
 
 
