@@ -211,11 +211,14 @@ def cmd_vocab_build(args) -> int:
 
     settings = TaggerSettings.from_env()
     try:
-        vocab = build_vocabulary(Encoder(settings.model_dir), args.taxonomy)
+        vocab, report = build_vocabulary(Encoder(settings.model_dir), args.taxonomy, args.corpus, args.raw)
     except VocabularyError as err:
         return _fail(str(err))
     vocab.save(args.out)
-    print(f"wrote {args.out}: {len(vocab.tags)} tags, version {vocab.version}")
+    levels = ", ".join(f"{n} {lv}" for lv, n in report.kept.items())
+    print(f"wrote {args.out}: {len(vocab.tags)} tags ({levels}), version {vocab.version}; "
+          f"{sum(len(v) for v in report.merged.values())} candidates merged, {len(report.diffuse)} diffuse "
+          f"and {len(report.rare)} rare dropped")
     return 0
 
 
@@ -241,7 +244,7 @@ def cmd_tag(args) -> int:
 # --- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from services.common.settings import DEFAULT_VOCAB_DIR
-    from tagrouter.vocab import TAXONOMY_FILE
+    from tagrouter.vocab import RAW_DIR, TAXONOMY_FILE
 
     parser = argparse.ArgumentParser(prog="tagrouter", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -276,8 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     vocab = sub.add_parser("vocab", help="the tag vocabulary")
     vocab_sub = vocab.add_subparsers(dest="vocab_command", required=True)
-    build = vocab_sub.add_parser("build", help="build the vocabulary from the taxonomy")
+    build = vocab_sub.add_parser("build", help="build the vocabulary from the taxonomy and the query corpora")
     build.add_argument("--taxonomy", type=Path, default=TAXONOMY_FILE)
+    build.add_argument("--raw", type=Path, default=RAW_DIR, help=f"raw corpora folder (default {RAW_DIR})")
+    build.add_argument("--corpus", type=Path, action="append",
+                       help="a corpus file (repeatable; default: the known corpora under --raw)")
     build.add_argument("--out", type=Path, default=DEFAULT_VOCAB_DIR)
     build.set_defaults(func=cmd_vocab_build)
 

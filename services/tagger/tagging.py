@@ -17,6 +17,11 @@ ATTRIBUTE_TAGS = (
     "attr:multiple-choice",
     "attr:multi-part",
     "attr:non-latin-script",
+    "attr:script-cjk",
+    "attr:script-cyrillic",
+    "attr:script-arabic-hebrew",
+    "attr:script-indic",
+    "attr:script-other",
 )
 SHORT_INPUT_TOKENS = 10
 LONG_INPUT_TOKENS = 256
@@ -28,6 +33,14 @@ _MATH = re.compile(r"\d\s*[-+*/^=<>]\s*\d|\\frac|\\sum|\\int|\$[^$]+\$|\b(sqrt|l
 _CHOICES = re.compile(r"(^|\n|\s)\(?[A-D]\)\s|\bOption\s*[12]\b|\b[A-D]\.\s+\w", re.IGNORECASE)
 _PARTS = re.compile(r"(^|\n)\s*(\d+[.)]|[-*•])\s+\S")
 _NON_LATIN = re.compile(r"[\u0400-\u04FF\u0590-\u06FF\u0900-\u097F\u0E00-\u0E7F\u3040-\u30FF\u3400-\u9FFF\uAC00-\uD7AF]")
+# The script of a non-Latin query: a cheap stand-in for its language.
+_SCRIPTS = (
+    ("attr:script-cjk", re.compile(r"[\u3040-\u30FF\u3400-\u9FFF\uAC00-\uD7AF]")),
+    ("attr:script-cyrillic", re.compile(r"[\u0400-\u04FF]")),
+    ("attr:script-arabic-hebrew", re.compile(r"[\u0590-\u06FF]")),
+    ("attr:script-indic", re.compile(r"[\u0900-\u0DFF]")),
+    ("attr:script-other", re.compile(r"[\u0E00-\u0E7F\u0370-\u03FF\u0530-\u058F\u10A0-\u10FF]")),
+)
 
 
 def attribute_tags(text: str, token_count: int) -> list[str]:
@@ -47,7 +60,37 @@ def attribute_tags(text: str, token_count: int) -> list[str]:
         tags.append("attr:multi-part")
     if len(_NON_LATIN.findall(text)) >= 3:
         tags.append("attr:non-latin-script")
+    counts = [(len(rx.findall(text)), name) for name, rx in _SCRIPTS]
+    most, script = max(counts, key=lambda c: c[0])
+    if most >= 3:
+        tags.append(script)
     return tags
+
+
+def slug(label: str) -> str:
+    """A label as a tag name's tail: lower case, '&' as 'and', runs of other characters as '-'."""
+    text = label.lower().replace("&", " and ").replace("+", " plus ")
+    return re.sub(r"[^0-9a-z\u00c0-\uffff]+", "-", text).strip("-")
+
+
+def normalise_client_tag(text: str) -> str:
+    """A client's free-text tag in the canonical name form, level prefix kept when it names one."""
+    level, sep, rest = text.strip().partition(":")
+    if sep and level.strip().lower() in LEVELS:
+        return f"{level.strip().lower()}:{slug(rest)}"
+    return slug(text)
+
+
+def align(similarity: np.ndarray, min_similarity: float) -> list[tuple[int, float] | None]:
+    """The nearest canonical tag of each client tag, or None below `min_similarity`.
+
+    similarity: [C, T] cosine similarity of each client tag's embedding to each prototype.
+    """
+    out: list[tuple[int, float] | None] = []
+    for row in similarity:
+        best = int(np.argmax(row)) if row.size else -1
+        out.append((best, float(row[best])) if best >= 0 and row[best] >= min_similarity else None)
+    return out
 
 
 def select_tags(similarity: np.ndarray, level_of_tag: np.ndarray, per_level: int, min_score: float) -> list[tuple[int, float]]:

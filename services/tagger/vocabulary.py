@@ -19,18 +19,21 @@ TAGS_FILE = "tags.json"
 PROTOTYPES_FILE = "prototypes.npy"
 
 
-def content_version(tags: list[dict], prototypes: np.ndarray) -> str:
-    """Hash of the tag list and prototype bytes: the vocabulary's version."""
+def content_version(tags: list[dict], prototypes: np.ndarray, build: dict | None = None) -> str:
+    """Hash of the tag list, prototype bytes and build record: the vocabulary's version."""
     digest = hashlib.sha256(json.dumps(tags, sort_keys=True, ensure_ascii=False).encode())
+    if build:
+        digest.update(json.dumps(build, sort_keys=True, ensure_ascii=False).encode())
     digest.update(np.ascontiguousarray(prototypes, dtype="<f4").tobytes())
     return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    tags: list[dict]  # each {"name", "level", "description"}; row i of prototypes is tags[i]
+    tags: list[dict]  # each {"name", "level", "description", "aliases"?}; row i of prototypes is tags[i]
     prototypes: np.ndarray  # float32 [T, dim]
     version: str
+    build_info: dict | None = None  # input file hashes and build parameters (`tagrouter vocab build`)
 
     @property
     def names(self) -> list[str]:
@@ -48,14 +51,22 @@ class Vocabulary:
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         doc = {"version": self.version, "tags": self.tags}
+        if self.build_info:
+            doc["build"] = self.build_info
         (folder / TAGS_FILE).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
         with open(folder / PROTOTYPES_FILE, "wb") as fh:
             np.save(fh, np.ascontiguousarray(self.prototypes, dtype="<f4"), allow_pickle=False)
 
     @classmethod
-    def build(cls, tags: list[dict], prototypes: np.ndarray) -> "Vocabulary":
+    def build(cls, tags: list[dict], prototypes: np.ndarray, build_info: dict | None = None) -> "Vocabulary":
         prototypes = np.ascontiguousarray(prototypes, dtype=np.float32)
-        return cls(tags=tags, prototypes=prototypes, version=content_version(tags, prototypes))
+        return cls(tags=tags, prototypes=prototypes, version=content_version(tags, prototypes, build_info),
+                   build_info=build_info)
+
+    def restricted(self, levels) -> "Vocabulary":
+        """The vocabulary with the tags of `levels` only (ablations)."""
+        keep = [i for i, t in enumerate(self.tags) if t["level"] in levels]
+        return Vocabulary.build([self.tags[i] for i in keep], self.prototypes[keep], self.build_info)
 
     @classmethod
     def load(cls, folder: Path) -> "Vocabulary":
@@ -71,7 +82,7 @@ class Vocabulary:
         for tag in tags:
             if tag.get("level") not in LEVELS:
                 raise ValueError(f"{folder / TAGS_FILE}: tag {tag.get('name')!r} has unknown level {tag.get('level')!r}")
-        vocab = cls.build(tags, prototypes)
+        vocab = cls.build(tags, prototypes, doc.get("build"))
         if doc.get("version") != vocab.version:
             raise ValueError(f"{folder / TAGS_FILE}: version {doc.get('version')} does not match its content "
                              f"({vocab.version}); rebuild with `tagrouter vocab build`")
