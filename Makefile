@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test install model protos check-protos vocab weights clean deploy-tools deploy-check
+.PHONY: run test install model protos check-protos vocab weights tag-quality clean deploy-tools deploy-check
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ check-protos: $(STAMP)
 # Rebuild the committed vocabulary and starter weights (needs ../shared for the weights).
 vocab: $(MODEL)
 	$(BIN)/tagrouter vocab build
+# docs/TAGS.md: tag quality on held-out labelled queries and the routing ablation per tag level.
+tag-quality: $(MODEL)
+	$(BIN)/tagrouter tag-quality --out docs/TAGS.md
 weights: $(MODEL)
 	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out services/scorer/starter_weights.json
 

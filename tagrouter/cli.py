@@ -241,6 +241,34 @@ def cmd_tag(args) -> int:
     return 0
 
 
+def cmd_tag_quality(args) -> int:
+    from services.common.settings import TaggerSettings
+    from services.tagger.encoder import Encoder
+    from services.tagger.vocabulary import Vocabulary
+    from tagrouter import tag_quality
+    from tagrouter.corpora import CorpusError
+
+    settings = TaggerSettings.from_env()
+    vocab = Vocabulary.load(settings.vocab_dir)
+    encoder = Encoder(settings.model_dir)
+    params = (vocab.build_info or {}).get("params", {})
+    try:
+        prompts = tag_quality.held_out_prompts(args.raw, params.get("held_out_fraction", 0.3))
+    except CorpusError as err:
+        return _fail(str(err))
+    rows = tag_quality.measure(vocab, prompts, encoder.embed([p.text for p in prompts]))
+    ablation = None
+    if not args.no_ablation:
+        ablation = tag_quality.ablation_section(args.suites, settings, vocab) if tag_quality.HAVE_HARNESS else None
+    text = tag_quality.render(vocab, rows, len(prompts), ablation)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from services.common.settings import DEFAULT_VOCAB_DIR
@@ -286,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a corpus file (repeatable; default: the known corpora under --raw)")
     build.add_argument("--out", type=Path, default=DEFAULT_VOCAB_DIR)
     build.set_defaults(func=cmd_vocab_build)
+
+    quality = sub.add_parser("tag-quality", help="measure the tagger on held-out labelled queries (docs/TAGS.md)")
+    quality.add_argument("--raw", type=Path, default=RAW_DIR, help=f"raw corpora folder (default {RAW_DIR})")
+    quality.add_argument("--suites", type=Path, default=RAW_DIR.parent / "suites", help="suites for the ablation")
+    quality.add_argument("--out", type=Path, help="write the Markdown report here (default: print it)")
+    quality.add_argument("--no-ablation", action="store_true", help="skip the routing ablation")
+    quality.set_defaults(func=cmd_tag_quality)
 
     tag = sub.add_parser("tag", help="tag TEXT in-process and print the tags")
     tag.add_argument("text")

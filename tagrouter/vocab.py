@@ -135,6 +135,8 @@ def read_taxonomy(path: Path) -> list[dict]:
 
 def read_corpora(paths: list[Path]) -> list[Prompt]:
     prompts: list[Prompt] = []
+    if not paths:
+        raise VocabularyError("no corpus files given")
     for path in paths:
         try:
             prompts.extend(read_corpus(path))
@@ -185,8 +187,8 @@ def candidates_from(taxonomy: list[dict], build: list[Prompt], params: BuildPara
             if prompts:
                 c.parts.append(prompts)
                 c.prompts += len(prompts)
+            c.aliases.append(ref)
             if SOURCE_LEVEL[key[0]] == tag["level"]:
-                c.aliases.append(ref)
                 claimed.add(key)
         out[tag["name"]] = c
     for (source, label), prompts in sorted(by_label.items()):
@@ -309,7 +311,8 @@ def build_vocabulary(encoder, taxonomy: Path = TAXONOMY_FILE, corpora: list[Path
     for level in LEVELS[:3]:
         report.kept[level] = sum(t["level"] == level for t in tags)
     build_info = {"inputs": input_hashes(taxonomy, corpora, raw_dir), "params": asdict(params),
-                  "encoder": "all-MiniLM-L6-v2 int8 ONNX (tagrouter.export_model)"}
+                  "encoder": "all-MiniLM-L6-v2 int8 ONNX (tagrouter.export_model)",
+                  "candidates": report.candidates, "dropped": {"diffuse": report.diffuse, "rare": report.rare}}
     return Vocabulary.build(tags, prototypes[keep].astype(np.float32), build_info), report
 
 
