@@ -51,7 +51,8 @@ def stack(env: dict[str, str], router_port: int, scorer_port: int, tagger_port: 
 def _route_request(args):
     from tagrouter.router.v1 import router_pb2
 
-    request = router_pb2.RouteRequest(query=args.text, candidate_models=args.candidates or [])
+    request = router_pb2.RouteRequest(query=args.text, candidate_models=args.candidates or [],
+                                      client_tags=getattr(args, "client_tags", None) or [])
     if args.cost_weight is not None:
         request.cost_weight = args.cost_weight
     return request
@@ -295,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--embedded", action="store_true", help="run the whole path in this process instead")
     route.add_argument("--candidates", nargs="+", metavar="MODEL", help="route among these models only")
     route.add_argument("--cost-weight", type=float, help="cost knob lambda >= 0 (default: the server's)")
+    route.add_argument("--client-tags", nargs="+", metavar="TAG",
+                       help="free-text tags the caller knows; aligned to the canonical vocabulary")
     route.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     route.set_defaults(func=cmd_route)
 
@@ -333,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve" and args.sample:
-        args.sample_args = argparse.Namespace(text=args.sample, candidates=None, cost_weight=None)
+        args.sample_args = argparse.Namespace(text=args.sample, candidates=None, cost_weight=None, client_tags=None)
     return args.func(args)
 
 

@@ -19,7 +19,7 @@ from services.common.errors import InvalidArgument
 from services.common.settings import RouterSettings
 from services.router import decision
 from services.router.clients import Downstreams
-from services.tagger.servicer import MAX_QUERY_CHARS
+from services.tagger.servicer import MAX_QUERY_CHARS, check_client_tags
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2
 from tagrouter.tagger.v1 import tagger_pb2
@@ -67,6 +67,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             raise InvalidArgument("query is empty")
         if len(request.query) > MAX_QUERY_CHARS:
             raise InvalidArgument(f"query has {len(request.query)} characters, at most {MAX_QUERY_CHARS}")
+        check_client_tags(request.client_tags)
         cost_weight = self.settings.default_cost_weight
         if request.HasField("cost_weight"):
             cost_weight = request.cost_weight
@@ -98,7 +99,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         started = time.perf_counter()
         try:
             tagged = await self.downstreams.tagger.Tag(
-                tagger_pb2.TagRequest(query=request.query),
+                tagger_pb2.TagRequest(query=request.query, client_tags=request.client_tags),
                 timeout=self._timeout(self.settings.tagger_timeout_s, context))
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
@@ -125,9 +126,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         metrics.ROUTE_PHASE_LATENCY.labels("score").observe(scored_at - tagged_at)
 
         response = router_pb2.RouteResponse(
-            tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level) for t in tags],
+            tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level, client_tag=t.client_tag) for t in tags],
             input_tokens=input_tokens, cost_weight=cost_weight,
-            vocabulary_version=tagged.vocabulary_version if tagged else "")
+            vocabulary_version=tagged.vocabulary_version if tagged else "",
+            unaligned_client_tags=tagged.unaligned_client_tags if tagged else [])
         if scored is not None and scored.scores:
             self._decide(scored, input_tokens, cost_weight, response)
         else:

@@ -1,13 +1,17 @@
 """TaggerService: tags for a query from the int8 encoder and the canonical vocabulary."""
 from __future__ import annotations
 
+import asyncio
+
 from services.common.errors import InvalidArgument, Unavailable
 from services.tagger.batching import MicroBatcher
-from services.tagger.tagger import TaggedQuery, Tagger
+from services.tagger.tagger import AlignedTag, TaggedQuery, Tagger
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 
 MAX_QUERY_CHARS = 100_000  # past the encoder's window anyway; refuse rather than tokenise megabytes
 MAX_BATCH_REQUESTS = 256
+MAX_CLIENT_TAGS = 16
+MAX_CLIENT_TAG_CHARS = 200
 
 
 def check_query(query: str, where: str = "query") -> None:
@@ -17,23 +21,57 @@ def check_query(query: str, where: str = "query") -> None:
         raise InvalidArgument(f"{where} has {len(query)} characters, at most {MAX_QUERY_CHARS}")
 
 
+def check_client_tags(client_tags, where: str = "client_tags") -> None:
+    """At most MAX_CLIENT_TAGS tags, each non-empty and at most MAX_CLIENT_TAG_CHARS characters."""
+    if len(client_tags) > MAX_CLIENT_TAGS:
+        raise InvalidArgument(f"{where}: {len(client_tags)} tags, at most {MAX_CLIENT_TAGS}")
+    for i, tag in enumerate(client_tags):
+        if not tag.strip():
+            raise InvalidArgument(f"{where}[{i}] is empty")
+        if len(tag) > MAX_CLIENT_TAG_CHARS:
+            raise InvalidArgument(f"{where}[{i}] has {len(tag)} characters, at most {MAX_CLIENT_TAG_CHARS}")
+
+
+def with_client_tags(tags: list[tagger_pb2.Tag], aligned: list[AlignedTag | None]) -> list[tagger_pb2.Tag]:
+    """The query's tags plus the aligned client tags (a tag the query already has keeps the higher score)."""
+    by_name = {t.name: t for t in tags}
+    for a in aligned:
+        if a is None:
+            continue
+        tag = by_name.get(a.name)
+        if tag is None:
+            tag = by_name[a.name] = tagger_pb2.Tag(name=a.name, level=a.level, score=a.score, client_tag=a.client_tag)
+            tags.append(tag)
+        elif not tag.client_tag:
+            tag.score, tag.client_tag = max(tag.score, a.score), a.client_tag
+    return tags
+
+
 class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     def __init__(self, tagger: Tagger, max_batch: int = 32):
         self.tagger = tagger
         self.version = tagger.vocabulary.version
         self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self.tagger.tag, max_batch=max_batch)
+        # Client tags are aligned in their own batches (one encoder call for the unseen ones).
+        self.aligner: MicroBatcher[AlignedTag | None] = MicroBatcher(self.tagger.align_client_tags, max_batch=max_batch)
         self._ready = False
 
     async def start(self) -> None:
-        """Ready after one real inference."""
+        """Ready after one real inference (and the tag names embedded for client-tag alignment)."""
         self.batcher.start()
+        self.aligner.start()
         await self.batcher.submit("warm-up query: is the encoder loaded?")
+        await self.aligner.submit("warm-up client tag")
         self._ready = True
 
     async def stop(self) -> None:
         await self.batcher.close()
+        await self.aligner.close()
 
-    def _response(self, tagged: TaggedQuery, per_level: int) -> tagger_pb2.TagResponse:
+    async def _align(self, client_tags) -> list[AlignedTag | None]:
+        return await self.aligner.submit_many(list(client_tags)) if client_tags else []
+
+    def _response(self, tagged: TaggedQuery, per_level: int, client_tags=(), aligned=()) -> tagger_pb2.TagResponse:
         tags = tagged.tags
         if per_level and per_level < self.tagger.per_level:
             kept, seen = [], {}
@@ -43,22 +81,28 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
                     kept.append((name, level, score))
             tags = kept
         return tagger_pb2.TagResponse(
-            tags=[tagger_pb2.Tag(name=n, level=lv, score=s) for n, lv, s in tags],
-            input_tokens=tagged.input_tokens, truncated=tagged.truncated, vocabulary_version=self.version)
+            tags=with_client_tags([tagger_pb2.Tag(name=n, level=lv, score=s) for n, lv, s in tags], aligned),
+            input_tokens=tagged.input_tokens, truncated=tagged.truncated, vocabulary_version=self.version,
+            unaligned_client_tags=[c for c, a in zip(client_tags, aligned) if a is None])
 
     async def Tag(self, request, context):
         check_query(request.query)
+        check_client_tags(request.client_tags)
         if not self._ready:
             raise Unavailable("the encoder is still loading")
-        return self._response(await self.batcher.submit(request.query), request.tags_per_level)
+        tagged, aligned = await asyncio.gather(self.batcher.submit(request.query), self._align(request.client_tags))
+        return self._response(tagged, request.tags_per_level, request.client_tags, aligned)
 
     async def TagBatch(self, request, context):
         if len(request.requests) > MAX_BATCH_REQUESTS:
             raise InvalidArgument(f"requests: {len(request.requests)} queries, at most {MAX_BATCH_REQUESTS}")
         for i, r in enumerate(request.requests):
             check_query(r.query, f"requests[{i}].query")
+            check_client_tags(r.client_tags, f"requests[{i}].client_tags")
         if not self._ready:
             raise Unavailable("the encoder is still loading")
-        tagged = await self.batcher.submit_many([r.query for r in request.requests])
+        tagged, aligned = await asyncio.gather(self.batcher.submit_many([r.query for r in request.requests]),
+                                               asyncio.gather(*(self._align(r.client_tags) for r in request.requests)))
         return tagger_pb2.TagBatchResponse(
-            responses=[self._response(t, r.tags_per_level) for t, r in zip(tagged, request.requests)])
+            responses=[self._response(t, r.tags_per_level, r.client_tags, a)
+                       for t, r, a in zip(tagged, request.requests, aligned)])

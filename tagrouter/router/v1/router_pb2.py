@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/router/v1/router.proto\x12\x13tagrouter.router.v1\"a\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\x0e\n\x0c_cost_weight\"6\n\x08RouteTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05level\x18\x03 \x01(\t\"F\n\nRouteScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\x01\"\xc3\x02\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x02 \x01(\x01\x12+\n\x04tags\x18\x03 \x03(\x0b\x32\x1d.tagrouter.router.v1.RouteTag\x12/\n\x06scores\x18\x04 \x03(\x0b\x32\x1f.tagrouter.router.v1.RouteScore\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\x12\x1e\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\t \x01(\x01\x12\x17\n\x0fweights_version\x18\n \x01(\t\x12\x1a\n\x12vocabulary_version\x18\x0b \x01(\t2_\n\rRouterService\x12N\n\x05Route\x12!.tagrouter.router.v1.RouteRequest\x1a\".tagrouter.router.v1.RouteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/router/v1/router.proto\x12\x13tagrouter.router.v1\"v\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0b\x63lient_tags\x18\x04 \x03(\tB\x0e\n\x0c_cost_weight\"J\n\x08RouteTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"F\n\nRouteScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\x01\"\xe2\x02\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x02 \x01(\x01\x12+\n\x04tags\x18\x03 \x03(\x0b\x32\x1d.tagrouter.router.v1.RouteTag\x12/\n\x06scores\x18\x04 \x03(\x0b\x32\x1f.tagrouter.router.v1.RouteScore\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\x12\x1e\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\t \x01(\x01\x12\x17\n\x0fweights_version\x18\n \x01(\t\x12\x1a\n\x12vocabulary_version\x18\x0b \x01(\t\x12\x1d\n\x15unaligned_client_tags\x18\r \x03(\t2_\n\rRouterService\x12N\n\x05Route\x12!.tagrouter.router.v1.RouteRequest\x1a\".tagrouter.router.v1.RouteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,13 +32,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tagrouter.router.v1.router_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROUTEREQUEST']._serialized_start=57
-  _globals['_ROUTEREQUEST']._serialized_end=154
-  _globals['_ROUTETAG']._serialized_start=156
-  _globals['_ROUTETAG']._serialized_end=210
-  _globals['_ROUTESCORE']._serialized_start=212
-  _globals['_ROUTESCORE']._serialized_end=282
-  _globals['_ROUTERESPONSE']._serialized_start=285
-  _globals['_ROUTERESPONSE']._serialized_end=608
-  _globals['_ROUTERSERVICE']._serialized_start=610
-  _globals['_ROUTERSERVICE']._serialized_end=705
+  _globals['_ROUTEREQUEST']._serialized_end=175
+  _globals['_ROUTETAG']._serialized_start=177
+  _globals['_ROUTETAG']._serialized_end=251
+  _globals['_ROUTESCORE']._serialized_start=253
+  _globals['_ROUTESCORE']._serialized_end=323
+  _globals['_ROUTERESPONSE']._serialized_start=326
+  _globals['_ROUTERESPONSE']._serialized_end=680
+  _globals['_ROUTERSERVICE']._serialized_start=682
+  _globals['_ROUTERSERVICE']._serialized_end=777
 # @@protoc_insertion_point(module_scope)

@@ -7,24 +7,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RouteRequest(_message.Message):
-    __slots__ = ("query", "candidate_models", "cost_weight")
+    __slots__ = ("query", "candidate_models", "cost_weight", "client_tags")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MODELS_FIELD_NUMBER: _ClassVar[int]
     COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     query: str
     candidate_models: _containers.RepeatedScalarFieldContainer[str]
     cost_weight: float
-    def __init__(self, query: _Optional[str] = ..., candidate_models: _Optional[_Iterable[str]] = ..., cost_weight: _Optional[float] = ...) -> None: ...
+    client_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query: _Optional[str] = ..., candidate_models: _Optional[_Iterable[str]] = ..., cost_weight: _Optional[float] = ..., client_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RouteTag(_message.Message):
-    __slots__ = ("name", "score", "level")
+    __slots__ = ("name", "score", "level", "client_tag")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TAG_FIELD_NUMBER: _ClassVar[int]
     name: str
     score: float
     level: str
-    def __init__(self, name: _Optional[str] = ..., score: _Optional[float] = ..., level: _Optional[str] = ...) -> None: ...
+    client_tag: str
+    def __init__(self, name: _Optional[str] = ..., score: _Optional[float] = ..., level: _Optional[str] = ..., client_tag: _Optional[str] = ...) -> None: ...
 
 class RouteScore(_message.Message):
     __slots__ = ("model", "score", "estimated_cost_usd")
@@ -37,7 +41,7 @@ class RouteScore(_message.Message):
     def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version")
+    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "unaligned_client_tags")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +53,7 @@ class RouteResponse(_message.Message):
     COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     VOCABULARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNALIGNED_CLIENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     estimated_cost_usd: float
     tags: _containers.RepeatedCompositeFieldContainer[RouteTag]
@@ -60,4 +65,5 @@ class RouteResponse(_message.Message):
     cost_weight: float
     weights_version: str
     vocabulary_version: str
-    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ...) -> None: ...
+    unaligned_client_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ...) -> None: ...

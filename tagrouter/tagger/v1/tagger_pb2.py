@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/tagger/v1/tagger.proto\x12\x13tagrouter.tagger.v1\"3\n\nTagRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x16\n\x0etags_per_level\x18\x02 \x01(\r\"1\n\x03Tag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"z\n\x0bTagResponse\x12&\n\x04tags\x18\x01 \x03(\x0b\x32\x18.tagrouter.tagger.v1.Tag\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\r\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x1a\n\x12vocabulary_version\x18\x04 \x01(\t\"D\n\x0fTagBatchRequest\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.tagrouter.tagger.v1.TagRequest\"G\n\x10TagBatchResponse\x12\x33\n\tresponses\x18\x01 \x03(\x0b\x32 .tagrouter.tagger.v1.TagResponse2\xb2\x01\n\rTaggerService\x12H\n\x03Tag\x12\x1f.tagrouter.tagger.v1.TagRequest\x1a .tagrouter.tagger.v1.TagResponse\x12W\n\x08TagBatch\x12$.tagrouter.tagger.v1.TagBatchRequest\x1a%.tagrouter.tagger.v1.TagBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/tagger/v1/tagger.proto\x12\x13tagrouter.tagger.v1\"H\n\nTagRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x16\n\x0etags_per_level\x18\x02 \x01(\r\x12\x13\n\x0b\x63lient_tags\x18\x03 \x03(\t\"E\n\x03Tag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"\x99\x01\n\x0bTagResponse\x12&\n\x04tags\x18\x01 \x03(\x0b\x32\x18.tagrouter.tagger.v1.Tag\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\r\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x1a\n\x12vocabulary_version\x18\x04 \x01(\t\x12\x1d\n\x15unaligned_client_tags\x18\x05 \x03(\t\"D\n\x0fTagBatchRequest\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.tagrouter.tagger.v1.TagRequest\"G\n\x10TagBatchResponse\x12\x33\n\tresponses\x18\x01 \x03(\x0b\x32 .tagrouter.tagger.v1.TagResponse2\xb2\x01\n\rTaggerService\x12H\n\x03Tag\x12\x1f.tagrouter.tagger.v1.TagRequest\x1a .tagrouter.tagger.v1.TagResponse\x12W\n\x08TagBatch\x12$.tagrouter.tagger.v1.TagBatchRequest\x1a%.tagrouter.tagger.v1.TagBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,15 +32,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tagrouter.tagger.v1.tagger_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TAGREQUEST']._serialized_start=57
-  _globals['_TAGREQUEST']._serialized_end=108
-  _globals['_TAG']._serialized_start=110
-  _globals['_TAG']._serialized_end=159
-  _globals['_TAGRESPONSE']._serialized_start=161
-  _globals['_TAGRESPONSE']._serialized_end=283
-  _globals['_TAGBATCHREQUEST']._serialized_start=285
-  _globals['_TAGBATCHREQUEST']._serialized_end=353
-  _globals['_TAGBATCHRESPONSE']._serialized_start=355
-  _globals['_TAGBATCHRESPONSE']._serialized_end=426
-  _globals['_TAGGERSERVICE']._serialized_start=429
-  _globals['_TAGGERSERVICE']._serialized_end=607
+  _globals['_TAGREQUEST']._serialized_end=129
+  _globals['_TAG']._serialized_start=131
+  _globals['_TAG']._serialized_end=200
+  _globals['_TAGRESPONSE']._serialized_start=203
+  _globals['_TAGRESPONSE']._serialized_end=356
+  _globals['_TAGBATCHREQUEST']._serialized_start=358
+  _globals['_TAGBATCHREQUEST']._serialized_end=426
+  _globals['_TAGBATCHRESPONSE']._serialized_start=428
+  _globals['_TAGBATCHRESPONSE']._serialized_end=499
+  _globals['_TAGGERSERVICE']._serialized_start=502
+  _globals['_TAGGERSERVICE']._serialized_end=680
 # @@protoc_insertion_point(module_scope)

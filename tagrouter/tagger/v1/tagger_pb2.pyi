@@ -7,34 +7,40 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TagRequest(_message.Message):
-    __slots__ = ("query", "tags_per_level")
+    __slots__ = ("query", "tags_per_level", "client_tags")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TAGS_PER_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     query: str
     tags_per_level: int
-    def __init__(self, query: _Optional[str] = ..., tags_per_level: _Optional[int] = ...) -> None: ...
+    client_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query: _Optional[str] = ..., tags_per_level: _Optional[int] = ..., client_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Tag(_message.Message):
-    __slots__ = ("name", "level", "score")
+    __slots__ = ("name", "level", "score", "client_tag")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LEVEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TAG_FIELD_NUMBER: _ClassVar[int]
     name: str
     level: str
     score: float
-    def __init__(self, name: _Optional[str] = ..., level: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+    client_tag: str
+    def __init__(self, name: _Optional[str] = ..., level: _Optional[str] = ..., score: _Optional[float] = ..., client_tag: _Optional[str] = ...) -> None: ...
 
 class TagResponse(_message.Message):
-    __slots__ = ("tags", "input_tokens", "truncated", "vocabulary_version")
+    __slots__ = ("tags", "input_tokens", "truncated", "vocabulary_version", "unaligned_client_tags")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     VOCABULARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNALIGNED_CLIENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     tags: _containers.RepeatedCompositeFieldContainer[Tag]
     input_tokens: int
     truncated: bool
     vocabulary_version: str
-    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., input_tokens: _Optional[int] = ..., truncated: _Optional[bool] = ..., vocabulary_version: _Optional[str] = ...) -> None: ...
+    unaligned_client_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., input_tokens: _Optional[int] = ..., truncated: _Optional[bool] = ..., vocabulary_version: _Optional[str] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TagBatchRequest(_message.Message):
     __slots__ = ("requests",)
