@@ -260,7 +260,11 @@ def cmd_tag_quality(args) -> int:
     rows = tag_quality.measure(vocab, prompts, encoder.embed([p.text for p in prompts]))
     ablation = None
     if not args.no_ablation:
-        ablation = tag_quality.ablation_section(args.suites, settings, vocab) if tag_quality.HAVE_HARNESS else None
+        if tag_quality.HAVE_HARNESS:
+            from services.tagger.tagger import Tagger
+
+            tagger = Tagger(encoder, vocab, settings.tags_per_level, settings.min_score)
+            ablation = tag_quality.ablation_section(args.suites, tagger)
     text = tag_quality.render(vocab, rows, len(prompts), ablation)
     if args.out:
         Path(args.out).write_text(text)

@@ -215,8 +215,82 @@ Winogrande everyday life): four of fifteen domains are measured.
 """
 
 
-HAVE_HARNESS = False
+
+# --- routing ablation ------------------------------------------------------------------------
+# Tag sets compared: which levels of the vocabulary a query's tags come from, and how many per level.
+# The suite-fitted topics are the evaluation harness's own (clusters of the suite's train queries).
+ABLATION_VARIANTS = (
+    ("task", ("task",), 2, False),
+    ("task + domain", ("task", "domain"), 2, False),
+    ("task + domain + topic", ("task", "domain", "topic"), 2, False),
+    ("all levels (+ attr)", ("task", "domain", "topic", "attr"), 2, False),
+    ("all levels, 1 per level", ("task", "domain", "topic", "attr"), 1, False),
+    ("all levels, 3 per level", ("task", "domain", "topic", "attr"), 3, False),
+    ("all levels + suite-fitted topics", ("task", "domain", "topic", "attr"), 2, True),
+)
+
+try:  # the evaluation harness (issue 4); the ablation is skipped without it
+    from tagrouter import evaluate as _evaluate
+    from tagrouter import metrics as _metrics
+
+    HAVE_HARNESS = hasattr(_evaluate, "select_tagrouter") and hasattr(_evaluate, "prepare")
+except ImportError:  # pragma: no cover - depends on the branch
+    HAVE_HARNESS = False
 
 
-def ablation_section(suites_dir, settings, vocab) -> str | None:
-    return None
+def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_progress: bool = False) -> list[dict]:
+    """Test AUC of TagRouter per suite and tag set, each fitted on train with its settings chosen on valid.
+
+    Uses the harness's own functions (prepare, select_tagrouter, curve_summary): the same fit and
+    decision rule as `tagrouter eval`, only the tags differ.
+    """
+    import dataclasses
+
+    from services.tagger.tagger import Tagger
+    from tagrouter.suite import load_suite
+
+    rows = []
+    for folder in suite_dirs:
+        suite = load_suite(folder)
+        base = _evaluate.prepare(suite, tagger, show_progress=show_progress)  # embeds the queries once
+        counts = [len(e.ids) for e in tagger.encoder.tokenizer.encode_batch(suite.queries)]
+        valid, test = suite.rows("valid"), suite.rows("test")
+        valid_singles, test_singles = _evaluate.singles_on(base, valid), _evaluate.singles_on(base, test)
+        row = {"suite": suite.name, "auc": {}}
+        for name, levels, per_level, suite_topics in variants:
+            vocab = tagger.vocabulary.restricted([lv for lv in levels if lv != "attr"])
+            variant = Tagger(tagger.encoder, vocab, per_level, tagger.min_score)
+            tagged = variant.tag_encoded(suite.queries, base.embeddings, counts)
+            tags = [[(n, float(sc)) for n, lv, sc in t.tags if lv in levels] for t in tagged]
+            prep = dataclasses.replace(base, base_tags=tags, vocabulary_version=vocab.version)
+            granularities = _evaluate.TOPIC_GRANULARITIES[1:] if suite_topics else ((),)
+            choice = _evaluate.select_tagrouter(prep, valid_singles, granularities)
+            row["auc"][name] = _metrics.curve_summary(choice.result.test_points, test_singles)["auc"]
+        rows.append(row)
+    return rows
+
+
+def ablation_table(rows: list[dict]) -> str:
+    names = list(rows[0]["auc"]) if rows else []
+    lines = ["| tags | " + " | ".join(r["suite"] for r in rows) + " |",
+             "|---|" + "---:|" * len(rows)]
+    for name in names:
+        cells = []
+        for r in rows:
+            delta = r["auc"][name] - r["auc"][names[0]]
+            cells.append(f"{r['auc'][name]:.4f}" + ("" if name == names[0] else f" ({delta:+.4f})"))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def ablation_section(suites_dir: Path, tagger) -> str:
+    suite_dirs = sorted(p for p in Path(suites_dir).iterdir() if (p / "suite.json").is_file())
+    rows = ablation(suite_dirs, tagger)
+    return f"""Test AUC (ROUTING.md, section 3) of TagRouter on every suite in `{suites_dir.name}/`, fitted on
+`train` with its scoring parameters chosen on `valid` by the evaluation harness
+(`tagrouter.evaluate.select_tagrouter`), for tag sets that add one level at a time, then vary the
+number of tags kept per level (default {TAGS_PER_LEVEL_SERVED}), then add the harness's topic tags fitted on
+the suite's own training queries. In brackets: the difference from task tags only.
+
+{ablation_table(rows)}
+"""
