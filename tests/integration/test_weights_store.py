@@ -1,6 +1,7 @@
 """Weights in a real Redis: loads switch atomically, bad weights load nothing."""
 import asyncio
 import json
+import re
 
 import grpc
 import pytest
@@ -23,7 +24,9 @@ def starter() -> Weights:
 def test_committed_starter_weights_are_valid_counts_only():
     doc = json.loads(DEFAULT_WEIGHTS_FILE.read_text())
     assert set(doc) >= {"format", "version", "provenance", "models", "counts"}
-    assert "query" not in DEFAULT_WEIGHTS_FILE.read_text().lower().replace("queries", "")
+    # counts per tag name only: no prompt text (tag names have no spaces; "query" may be part of a topic's name)
+    assert all(re.fullmatch(r"\*|(task|domain|topic|attr):\S{1,100}", tag) for tag in doc["counts"])
+    assert '"query"' not in DEFAULT_WEIGHTS_FILE.read_text()
     weights = starter()
     assert weights.version == weights.content_hash()  # the file's version is its content's hash
     assert len(weights.models) >= 2 and "*" in weights.counts
