@@ -220,14 +220,18 @@ Winogrande everyday life): four of fifteen domains are measured.
 # Tag sets compared: which levels of the vocabulary a query's tags come from, and how many per level.
 # The suite-fitted topics are the evaluation harness's own (clusters of the suite's train queries).
 ABLATION_VARIANTS = (
-    ("task", ("task",), 2, False),
-    ("task + domain", ("task", "domain"), 2, False),
-    ("task + domain + topic", ("task", "domain", "topic"), 2, False),
-    ("all levels (+ attr)", ("task", "domain", "topic", "attr"), 2, False),
-    ("all levels, 1 per level", ("task", "domain", "topic", "attr"), 1, False),
-    ("all levels, 3 per level", ("task", "domain", "topic", "attr"), 3, False),
-    ("all levels + suite-fitted topics", ("task", "domain", "topic", "attr"), 2, True),
+    # name, levels, tags per level, suite-fitted topics, level weights chosen on valid
+    ("task", ("task",), 2, False, False),
+    ("task + domain", ("task", "domain"), 2, False, False),
+    ("task + domain + topic", ("task", "domain", "topic"), 2, False, False),
+    ("all levels (+ attr)", ("task", "domain", "topic", "attr"), 2, False, False),
+    ("all levels, 1 per level", ("task", "domain", "topic", "attr"), 1, False, False),
+    ("all levels, 3 per level", ("task", "domain", "topic", "attr"), 3, False, False),
+    ("all levels + suite-fitted topics", ("task", "domain", "topic", "attr"), 2, True, False),
+    ("all levels, level weights chosen on valid", ("task", "domain", "topic", "attr"), 2, False, True),
 )
+# Weights tried for each level besides task when a variant chooses them on valid (0 drops the level).
+LEVEL_WEIGHTS = (0.0, 0.5, 1.0)
 
 try:  # the evaluation harness (issue 4); the ablation is skipped without it
     from tagrouter import evaluate as _evaluate
@@ -245,6 +249,7 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
     decision rule as `tagrouter eval`, only the tags differ.
     """
     import dataclasses
+    import itertools
 
     from services.tagger.tagger import Tagger
     from tagrouter.suite import load_suite
@@ -257,15 +262,25 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
         valid, test = suite.rows("valid"), suite.rows("test")
         valid_singles, test_singles = _evaluate.singles_on(base, valid), _evaluate.singles_on(base, test)
         row = {"suite": suite.name, "auc": {}}
-        for name, levels, per_level, suite_topics in variants:
+        for name, levels, per_level, suite_topics, tune in variants:
             vocab = tagger.vocabulary.restricted([lv for lv in levels if lv != "attr"])
             variant = Tagger(tagger.encoder, vocab, per_level, tagger.min_score)
             tagged = variant.tag_encoded(suite.queries, base.embeddings, counts)
-            tags = [[(n, float(sc)) for n, lv, sc in t.tags if lv in levels] for t in tagged]
-            prep = dataclasses.replace(base, base_tags=tags, vocabulary_version=vocab.version)
             granularities = _evaluate.TOPIC_GRANULARITIES[1:] if suite_topics else ((),)
-            choice = _evaluate.select_tagrouter(prep, valid_singles, granularities)
+            others = [lv for lv in levels if lv != "task"]
+            best = None
+            for combo in itertools.product(LEVEL_WEIGHTS if tune else (1.0,), repeat=len(others)):
+                weight = {"task": 1.0, **dict(zip(others, combo))}
+                tags = [[(n, weight[lv] * float(sc)) for n, lv, sc in t.tags if lv in levels and weight[lv] > 0]
+                        for t in tagged]
+                prep = dataclasses.replace(base, base_tags=tags, vocabulary_version=vocab.version)
+                choice = _evaluate.select_tagrouter(prep, valid_singles, granularities)
+                if best is None or choice.result.valid_auc > best[0].result.valid_auc + 1e-9:
+                    best = (choice, weight)
+            choice, weight = best
             row["auc"][name] = _metrics.curve_summary(choice.result.test_points, test_singles)["auc"]
+            if tune:
+                row.setdefault("level_weights", {})[name] = weight
         rows.append(row)
     return rows
 
