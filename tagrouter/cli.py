@@ -257,15 +257,18 @@ def cmd_tag_quality(args) -> int:
         prompts = tag_quality.held_out_prompts(args.raw, params.get("held_out_fraction", 0.3))
     except CorpusError as err:
         return _fail(str(err))
-    rows = tag_quality.measure(vocab, prompts, encoder.embed([p.text for p in prompts]))
+    embeddings = encoder.embed([p.text for p in prompts])
+    rows = tag_quality.measure(vocab, prompts, embeddings)
+    topic_rows = tag_quality.topic_threshold_rows(vocab, prompts, embeddings)
     ablation = None
     if not args.no_ablation:
         if tag_quality.HAVE_HARNESS:
             from services.tagger.tagger import Tagger
 
-            tagger = Tagger(encoder, vocab, settings.tags_per_level, settings.min_score)
+            tagger = Tagger(encoder, vocab, settings.tags_per_level, settings.min_score,
+                            topic_min_score=settings.topic_min_score)
             ablation = tag_quality.ablation_section(args.suites, tagger)
-    text = tag_quality.render(vocab, rows, len(prompts), ablation)
+    text = tag_quality.render(vocab, rows, len(prompts), ablation, topic_rows)
     if args.out:
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")

@@ -35,6 +35,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default services/tagger/vocabulary)"),
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level (default 2)"),
     "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine similarity below which a tag is dropped (default 0.15)"),
+    "TAGROUTER_TOPIC_MIN_SCORE": ("tagger", "cosine similarity below which a topic tag is dropped (default 0.4)"),
     "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
     "REDIS_URL": ("scorer", "Redis holding the weights, e.g. redis://:PASSWORD@host:6379/0 (required)"),
     "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights)"),
@@ -179,6 +180,7 @@ class TaggerSettings:
     vocab_dir: Path
     tags_per_level: int
     min_score: float
+    topic_min_score: float
     intra_op_threads: int
 
     @classmethod
@@ -189,6 +191,7 @@ class TaggerSettings:
             vocab_dir=Path(e.str("TAGROUTER_VOCAB_DIR", str(DEFAULT_VOCAB_DIR))),
             tags_per_level=e.int("TAGROUTER_TAGS_PER_LEVEL", 2, 1, 16),
             min_score=e.float("TAGROUTER_TAG_MIN_SCORE", 0.15, -1.0, 1.0),
+            topic_min_score=e.float("TAGROUTER_TOPIC_MIN_SCORE", 0.4, -1.0, 1.0),
             intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", 1, 1, 64),
         )
 

@@ -12,7 +12,8 @@ SERVICE_NAME = tagger_pb2.DESCRIPTOR.services_by_name["TaggerService"].full_name
 
 def load_tagger(settings: TaggerSettings) -> Tagger:
     encoder = Encoder(settings.model_dir, settings.intra_op_threads)
-    return Tagger(encoder, Vocabulary.load(settings.vocab_dir), settings.tags_per_level, settings.min_score)
+    return Tagger(encoder, Vocabulary.load(settings.vocab_dir), settings.tags_per_level, settings.min_score,
+                  topic_min_score=settings.topic_min_score)
 
 
 def create(settings: TaggerSettings) -> ServiceSpec:

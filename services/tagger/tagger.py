@@ -13,6 +13,9 @@ from services.tagger.tagging import ATTRIBUTE_TAGS, LEVELS, align, attribute_tag
 from services.tagger.vocabulary import Vocabulary
 
 
+# A fine topic is a many-way choice: below this similarity the nearest topic is more often wrong than
+# right on held-out Arena-Hard queries (docs/TAGS.md, "Topic threshold"), so the query gets none.
+TOPIC_MIN_SCORE = 0.4
 # Cosine similarity a client tag needs to its nearest prototype to be aligned to it.
 CLIENT_TAG_MIN_SIMILARITY = 0.5
 ALIGNMENT_CACHE_SIZE = 4096
@@ -46,7 +49,7 @@ def _exact_keys(tag: dict) -> list[str]:
 
 class Tagger:
     def __init__(self, encoder: Encoder, vocabulary: Vocabulary, per_level: int, min_score: float,
-                 client_tag_min_similarity: float = CLIENT_TAG_MIN_SIMILARITY):
+                 client_tag_min_similarity: float = CLIENT_TAG_MIN_SIMILARITY, topic_min_score: float = TOPIC_MIN_SCORE):
         if encoder.dim != vocabulary.prototypes.shape[1]:
             raise ValueError(f"encoder gives {encoder.dim}-d vectors, vocabulary prototypes are "
                              f"{vocabulary.prototypes.shape[1]}-d: rebuild the vocabulary")
@@ -54,6 +57,9 @@ class Tagger:
         self.vocabulary = vocabulary
         self.per_level = per_level
         self.min_score = min_score
+        self.topic_min_score = topic_min_score
+        self._min_scores = np.array([max(min_score, topic_min_score) if t["level"] == "topic" else min_score
+                                     for t in vocabulary.tags])
         self._names = vocabulary.names
         self._levels = [t["level"] for t in vocabulary.tags]
         self._level_of_tag = vocabulary.level_of_tag
@@ -80,7 +86,7 @@ class Tagger:
         similarity = embeddings @ self._prototypes_t
         results = []
         for row, text in enumerate(texts):
-            chosen = select_tags(similarity[row], self._level_of_tag, per_level, self.min_score)
+            chosen = select_tags(similarity[row], self._level_of_tag, per_level, self._min_scores)
             tags = [(self._names[i], self._levels[i], score) for i, score in chosen]
             tags += [(name, "attr", 1.0) for name in attribute_tags(text, token_counts[row])]
             cut = truncated[row] if truncated is not None else token_counts[row] > MAX_TOKENS

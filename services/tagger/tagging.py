@@ -93,15 +93,17 @@ def align(similarity: np.ndarray, min_similarity: float) -> list[tuple[int, floa
     return out
 
 
-def select_tags(similarity: np.ndarray, level_of_tag: np.ndarray, per_level: int, min_score: float) -> list[tuple[int, float]]:
-    """Top `per_level` tags of each level whose similarity reaches `min_score`.
+def select_tags(similarity: np.ndarray, level_of_tag: np.ndarray, per_level: int,
+                min_score: float | np.ndarray) -> list[tuple[int, float]]:
+    """Top `per_level` tags of each level whose similarity reaches `min_score` (one value, or one per tag).
 
     similarity: [T] cosine similarity of one query to each tag prototype.
     level_of_tag: [T] index into LEVELS. Returns (tag index, similarity), best first per level.
     """
     chosen: list[tuple[int, float]] = []
+    min_score = np.broadcast_to(np.asarray(min_score, dtype=np.float64), similarity.shape)
     for level in np.unique(level_of_tag):
         members = np.flatnonzero(level_of_tag == level)
         best = members[np.argsort(-similarity[members], kind="stable")[:per_level]]
-        chosen.extend((int(i), float(similarity[i])) for i in best if similarity[i] >= min_score)
+        chosen.extend((int(i), float(similarity[i])) for i in best if similarity[i] >= min_score[i])
     return chosen
