@@ -273,7 +273,9 @@ ABLATION_VARIANTS = (
     ("all levels, level weights chosen on valid", ("task", "domain", "topic", "attr"), 2, False, True),
 )
 # Weights tried for each level besides task when a variant chooses them on valid (0 drops the level).
-LEVEL_WEIGHTS = (0.0, 0.5, 1.0)
+LEVEL_WEIGHTS = (0.0, 1.0)
+BOOTSTRAP = 200  # paired resamples of the test queries for the spread of each AUC difference
+SEED = 0
 
 try:  # the evaluation harness (issue 4); the ablation is skipped without it
     from tagrouter import evaluate as _evaluate
@@ -284,11 +286,14 @@ except ImportError:  # pragma: no cover - depends on the branch
     HAVE_HARNESS = False
 
 
-def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_progress: bool = False) -> list[dict]:
+def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_progress: bool = False,
+             bootstrap: int = BOOTSTRAP) -> list[dict]:
     """Test AUC of TagRouter per suite and tag set, each fitted on train with its settings chosen on valid.
 
-    Uses the harness's own functions (prepare, select_tagrouter, curve_summary): the same fit and
-    decision rule as `tagrouter eval`, only the tags differ.
+    Uses the harness's own functions (prepare, select_tagrouter, tag_table, tagrouter_predict, sweep,
+    curve_summary): the same fit and decision rule as `tagrouter eval`, only the tags differ. Each
+    variant's difference from the first is also measured on `bootstrap` paired resamples of the
+    test queries (standard error, and the share of resamples where it is >= 0).
     """
     import dataclasses
     import itertools
@@ -304,6 +309,7 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
         valid, test = suite.rows("valid"), suite.rows("test")
         valid_singles, test_singles = _evaluate.singles_on(base, valid), _evaluate.singles_on(base, test)
         row = {"suite": suite.name, "auc": {}}
+        predicted = {}
         for name, levels, per_level, suite_topics, tune in variants:
             vocab = tagger.vocabulary.restricted([lv for lv in levels if lv != "attr"])
             variant = Tagger(tagger.encoder, vocab, per_level, tagger.min_score, topic_min_score=tagger.topic_min_score)
@@ -323,6 +329,18 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
             row["auc"][name] = _metrics.curve_summary(choice.result.test_points, test_singles)["auc"]
             if tune:
                 row.setdefault("level_weights", {})[name] = weight
+            prep = dataclasses.replace(base, base_tags=choice.tags)
+            predicted[name] = _evaluate.tagrouter_predict(prep, _evaluate.tag_table(prep, choice.tags), choice.params)
+        first = variants[0][0]
+        rng = np.random.default_rng(SEED)
+        samples = [rng.choice(test, size=len(test), replace=True) for _ in range(bootstrap)]
+        auc_on = {}
+        for name, (scores, costs) in predicted.items():
+            auc_on[name] = np.array([_metrics.curve_summary(_evaluate.sweep(base, rows_b, scores, costs),
+                                                            _evaluate.singles_on(base, rows_b))["auc"]
+                                     for rows_b in samples])
+        row["spread"] = {name: (float(np.std(auc_on[name] - auc_on[first])), float(np.mean(auc_on[name] >= auc_on[first])))
+                         for name in predicted if name != first} if bootstrap else {}
         rows.append(row)
     return rows
 
@@ -335,7 +353,9 @@ def ablation_table(rows: list[dict]) -> str:
         cells = []
         for r in rows:
             delta = r["auc"][name] - r["auc"][names[0]]
-            cells.append(f"{r['auc'][name]:.4f}" + ("" if name == names[0] else f" ({delta:+.4f})"))
+            spread = r.get("spread", {}).get(name)
+            cells.append(f"{r['auc'][name]:.4f}" + ("" if name == names[0] else f" ({delta:+.4f}" + (
+                f" ± {spread[0]:.4f}, {spread[1]:.0%}" if spread else "") + ")"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
