@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,10 @@ class Weights:
     version: str = field(default="")
 
     def __post_init__(self):
+        # Six decimals is what the file keeps: hash what will be written, so a file's version
+        # still matches its content once read back.
+        self.counts = {tag: {m: [round(float(v), 6) for v in row] for m, row in per.items()}
+                       for tag, per in self.counts.items()}
         if not self.version:
             self.version = self.content_hash()
 
@@ -59,10 +64,12 @@ class Weights:
             "params": asdict(self.params),
             "models": [asdict(m) for m in self.models],
             "count_fields": list(COUNT_FIELDS),
-            "counts": {tag: {m: [round(v, 6) for v in row] for m, row in sorted(per_model.items())}
+            "counts": {tag: {m: row for m, row in sorted(per_model.items())}
                        for tag, per_model in sorted(self.counts.items())},
         }
-        return json.dumps(doc, indent=1, sort_keys=False) + "\n"
+        text = json.dumps(doc, indent=1)
+        # One line per count row keeps the file short and its diffs readable.
+        return re.sub(r"\[\s+([^\[\]{}]*?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]", text) + "\n"
 
     def save(self, path: Path) -> None:
         path = Path(path)

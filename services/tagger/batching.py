@@ -11,6 +11,9 @@ import asyncio
 import concurrent.futures
 from typing import Callable, Generic, TypeVar
 
+from services.common.errors import ResourceExhausted
+from services.common.metrics import TAGGER_BATCH_SIZE
+
 R = TypeVar("R")
 
 # A group's longest query may be at most this many times its shortest (in characters):
@@ -33,9 +36,10 @@ def length_groups(texts: list[str], max_ratio: float = LENGTH_RATIO) -> list[lis
 class MicroBatcher(Generic[R]):
     """Collects concurrent `submit` calls into batches for `run_batch` (list in, list out)."""
 
-    def __init__(self, run_batch: Callable[[list[str]], list[R]], max_batch: int = 32):
+    def __init__(self, run_batch: Callable[[list[str]], list[R]], max_batch: int = 32, max_queue: int = 256):
         self._run_batch = run_batch
         self._max_batch = max_batch
+        self._max_queue = max_queue
         self._queue: asyncio.Queue[tuple[str, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
@@ -46,6 +50,9 @@ class MicroBatcher(Generic[R]):
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def submit(self, text: str) -> R:
+        if self._queue.qsize() >= self._max_queue:
+            # Fail fast: a caller is better served by its fallback than by a growing queue.
+            raise ResourceExhausted(f"tagger overloaded: {self._max_queue} queries already waiting")
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((text, future))
         return await future
@@ -72,6 +79,7 @@ class MicroBatcher(Generic[R]):
             if not batch:
                 continue
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            TAGGER_BATCH_SIZE.observe(len(batch))
             texts = [text for text, _ in batch]
             try:
                 results = await loop.run_in_executor(self._executor, self._run_grouped, texts)

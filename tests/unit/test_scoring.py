@@ -1,0 +1,64 @@
+"""The pure maths: outcomes, smoothed rates, query scores, the decision rule."""
+import numpy as np
+import pytest
+
+from services.router.decision import choose, estimate_costs
+from services.scorer import scoring
+from services.scorer.scoring import ScoringParams
+
+
+def test_pairwise_outcomes_split_one_unit_over_the_rivals():
+    scores = np.array([[1.0, 0.0, 0.0]])
+    out = scoring.pairwise_outcomes(scores, tie_margin=0.0)
+    assert out[0, 0].tolist() == [1.0, 0.0, 0.0]  # beats both rivals
+    assert out[0, 1].tolist() == [0.0, 0.5, 0.5]  # ties one, loses to one
+    assert np.allclose(out.sum(axis=2), 1.0)
+
+
+def test_tie_margin_turns_close_scores_into_ties():
+    out = scoring.pairwise_outcomes(np.array([[0.55, 0.5]]), tie_margin=0.1)
+    assert out[0].tolist() == [[0, 1, 0], [0, 1, 0]]
+
+
+def test_rare_tags_back_off_to_the_prior():
+    params = ScoringParams(prior_strength=5.0)
+    prior = np.array([0.5, 0.5])
+    rare = np.array([[[1, 0, 0, 1, 0], [0, 0, 1, 1, 0]]], dtype=float)  # seen once
+    common = rare * 100
+    r_rare = scoring.tag_rates(rare, prior, params)[0]
+    r_common = scoring.tag_rates(common, prior, params)[0]
+    assert abs(r_rare[0] - r_rare[1]) < 0.2 < abs(r_common[0] - r_common[1])
+
+
+def test_query_score_is_the_weighted_mean_of_tag_rates_and_contributions_sum_to_it():
+    rates = np.array([[1.0, 0.0], [0.0, 1.0]])
+    scores, contributions = scoring.query_scores(rates, np.array([3.0, 1.0]), prior=np.zeros(2))
+    assert scores.tolist() == [0.75, 0.25]
+    assert np.allclose(contributions.sum(axis=0), scores)
+
+
+def test_no_tags_scores_the_prior():
+    prior = np.array([0.3, 0.7])
+    scores, _ = scoring.query_scores(np.zeros((0, 2)), np.zeros(0), prior)
+    assert scores.tolist() == prior.tolist()
+
+
+def test_choose_trades_score_against_relative_cost():
+    scores, costs = np.array([0.9, 0.8]), np.array([10.0, 1.0])
+    assert choose(scores, costs, 0.0) == 0
+    assert choose(scores, costs, 0.05) == 0  # 0.9 - 0.05 > 0.8 - 0.005
+    assert choose(scores, costs, 0.5) == 1
+
+
+def test_choose_breaks_ties_toward_the_cheaper_model():
+    assert choose(np.array([0.5, 0.5]), np.array([2.0, 1.0]), 0.0) == 1
+
+
+def test_choose_is_vectorised_over_queries():
+    scores = np.array([[0.9, 0.1], [0.1, 0.9]])
+    assert choose(scores, np.ones((2, 2)), 0.0).tolist() == [0, 1]
+
+
+def test_cost_estimate_uses_per_million_token_prices():
+    cost = estimate_costs(1000, np.array([500.0]), np.array([10.0]), np.array([30.0]))
+    assert cost[0] == pytest.approx(0.01 + 0.015)
