@@ -78,6 +78,9 @@ def _print_route(response, as_json: bool) -> None:
     print("tags:   " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in doc["tags"]))
     for s in sorted(doc["scores"], key=lambda s: -s["score"]):
         print(f"  {s['model']:<40} score {s['score']:.3f}  cost ${s['estimated_cost_usd']:.6f}")
+    why = doc.get("explanation") or {}
+    if why.get("summary"):
+        print("why:    " + why["summary"])
 
 
 def cmd_serve(args) -> int:

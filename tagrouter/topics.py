@@ -32,7 +32,7 @@ def spherical_kmeans(x: np.ndarray, k: int, seed: int = SEED, iterations: int = 
     for _ in range(iterations):
         labels = (x @ c.T).argmax(axis=1)
         new = np.zeros_like(c)
-        np.add.at(new, labels, x)
+        new[: len(c)] = (np.eye(len(c), dtype=x.dtype)[labels].T @ x)  # sum of each cluster's members
         norms = np.linalg.norm(new, axis=1, keepdims=True)
         empty = norms[:, 0] == 0
         new = np.where(empty[:, None], c, new / np.where(norms > 0, norms, 1))

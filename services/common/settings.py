@@ -38,7 +38,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
     "REDIS_URL": ("scorer", "Redis holding the weights, e.g. redis://:PASSWORD@host:6379/0 (required)"),
     "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights)"),
-    "TAGGER_ADDR": ("router", "tagger address host:port (required)"),
+    "TAGGER_ADDR": ("router, scorer", "tagger address host:port (router: required; scorer: optional, lets Feedback take a query)"),
     "SCORER_ADDR": ("router", "scorer address host:port (required)"),
     "TAGROUTER_TAGGER_TIMEOUT_MS": ("router", "deadline of each Tag call (default 250)"),
     "TAGROUTER_SCORER_TIMEOUT_MS": ("router", "deadline of each Score call (default 150)"),
@@ -197,6 +197,7 @@ class TaggerSettings:
 class ScorerSettings:
     redis_url: str = field(repr=False)  # may hold a password: never logged
     weights_file: Path
+    tagger_addr: str | None = None  # Feedback by query needs a tagger; by tags it does not
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ScorerSettings":
@@ -204,7 +205,9 @@ class ScorerSettings:
         url = e.str("REDIS_URL")
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))))
+        tagger = e.str("TAGGER_ADDR", "-")
+        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))),
+                   tagger_addr=None if tagger == "-" else _address("TAGGER_ADDR", tagger))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,22 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_WIN: _ClassVar[Outcome]
+    OUTCOME_TIE: _ClassVar[Outcome]
+    OUTCOME_LOSS: _ClassVar[Outcome]
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_WIN: Outcome
+OUTCOME_TIE: Outcome
+OUTCOME_LOSS: Outcome
 
 class WeightedTag(_message.Message):
     __slots__ = ("name", "weight")
@@ -143,3 +155,31 @@ class ListModelsResponse(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[Model]
     weights_version: str
     def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., weights_version: _Optional[str] = ...) -> None: ...
+
+class TagList(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("query", "tags", "model", "outcome", "output_tokens")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    tags: TagList
+    model: str
+    outcome: Outcome
+    output_tokens: float
+    def __init__(self, query: _Optional[str] = ..., tags: _Optional[_Union[TagList, _Mapping]] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., output_tokens: _Optional[float] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("weights_version", "tags")
+    WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    weights_version: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, weights_version: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
