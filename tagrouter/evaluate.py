@@ -73,6 +73,10 @@ class Prepared:
 def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
     """Embeds every query once and tags it with the tagger's own selection rule."""
     start = time.perf_counter()
+    if tagger.vocabulary.groups:  # topics are fitted per suite here: start from the hand taxonomy
+        from services.tagger.tagger import Tagger
+
+        tagger = Tagger(tagger.encoder, tagger.vocabulary.without_groups(), tagger.per_level, tagger.min_score)
     bar = _progress(len(suite.queries), "embedding queries", show_progress)
     embeddings = tagger.encoder.embed(suite.queries, progress=bar.update)
     bar.close()
@@ -183,6 +187,39 @@ def _choose(prep: Prepared, name: str, candidates, valid_singles) -> RouterResul
     return RouterResult(name, setting, auc, sweep(prep, test, predicted, est), tried)
 
 
+@dataclass
+class TagRouterChoice:
+    """TagRouter's settings chosen on `valid`: topic granularities and scoring parameters."""
+
+    topics: TopicModel | None
+    params: ScoringParams
+    result: RouterResult
+    tags: list[list[tuple[str, float]]]  # every query's tags under the chosen topics
+
+
+def select_tagrouter(prep: Prepared, valid_singles=None, granularities=TOPIC_GRANULARITIES) -> TagRouterChoice:
+    """Fits TagRouter on train for every setting of its grid and keeps the best AUC on valid."""
+    train = prep.suite.rows("train")
+    valid_singles = valid_singles or singles_on(prep, prep.suite.rows("valid"))
+    topic_models: dict[tuple, TopicModel | None] = {}
+    tags_by: dict[tuple, list] = {}
+
+    def candidates():
+        for granularity in granularities:
+            topic_models[granularity] = fit_topics(prep.embeddings[train], granularity) if granularity else None
+            tags_by[granularity] = with_topics(prep.base_tags, topic_models[granularity], prep.embeddings)
+            table = tag_table(prep, tags_by[granularity])
+            for tie, loss, k in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS):
+                params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k)
+                s, c = tagrouter_predict(prep, table, params)
+                yield {"topics": list(granularity), **asdict(params)}, s, c
+
+    result = _choose(prep, "tagrouter", candidates(), valid_singles)
+    setting = dict(result.setting)
+    granularity = tuple(setting.pop("topics"))
+    return TagRouterChoice(topic_models[granularity], ScoringParams(**setting), result, tags_by[granularity])
+
+
 def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *BASELINES)) -> dict:
     """The RESULT.json document for one prepared suite."""
     suite = prep.suite
@@ -192,20 +229,9 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *
     valid_singles, test_singles = singles_on(prep, valid), singles_on(prep, test)
     results: list[RouterResult] = []
     bar = _progress(len(routers), "fitting routers", show_progress)
-    topic_models: dict[tuple, TopicModel | None] = {}
     for name in routers:
         if name == "tagrouter":
-            def candidates():
-                for granularity in TOPIC_GRANULARITIES:
-                    if granularity not in topic_models:
-                        topic_models[granularity] = fit_topics(prep.embeddings[train], granularity) \
-                            if granularity else None
-                    table = tag_table(prep, with_topics(prep.base_tags, topic_models[granularity], prep.embeddings))
-                    for tie, loss, k in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS):
-                        params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k)
-                        s, c = tagrouter_predict(prep, table, params)
-                        yield {"topics": list(granularity), **asdict(params)}, s, c
-            result = _choose(prep, name, candidates(), valid_singles)
+            result = select_tagrouter(prep, valid_singles).result
         else:
             est = baseline_costs(suite)
             preds = baselines.predict_all(name, prep.embeddings[train], suite.scores[train], prep.embeddings)
@@ -313,3 +339,87 @@ def plot(doc: dict, path: Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+
+
+# --- the served weights, offline ---------------------------------------------------------
+def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([Q, M] scores, [Q, M] estimated costs) of weights for tagged queries, as the scorer and router
+    compute them (same pure functions; the tagger's token count prices the input)."""
+    from services.scorer.scoring import ALL_QUERIES_TAG
+    from services.scorer.servicer import counts_matrix
+
+    names = weights.model_names
+    tags = [t for t in weights.counts if t != ALL_QUERIES_TAG]
+    column = {t: i for i, t in enumerate(tags)}
+    counts = counts_matrix([weights.counts[t] for t in tags], names)
+    all_counts = counts_matrix([weights.counts[ALL_QUERIES_TAG]], names)[0]
+    conf = np.zeros((len(tagged), len(tags)))
+    for q, t in enumerate(tagged):
+        for name, _, score in t.tags:
+            if name in column:
+                conf[q, column[name]] = max(score, 0.0)
+    params = weights.params
+    prior = scoring.prior_rates(all_counts, params)
+    scores = scoring.score_matrix(scoring.tag_rates(counts, prior, params), conf, prior)
+    expected = scoring.expected_output_matrix(counts, all_counts, conf, params)
+    tokens = np.array([t.input_tokens for t in tagged], dtype=np.float64)[:, None]
+    return scores, decision.estimate_costs(tokens, expected, prices_in, prices_out)
+
+
+def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_pct: float | None = None,
+              target_top_share: float | None = None) -> dict:
+    """The smallest knob on LAMBDAS whose routing of `split` meets the target (cost budget as a
+    percentage of always sending the most expensive model, or share of queries sent to it)."""
+    missing = [m for m in weights.model_names if m not in suite.model_names]
+    if missing:
+        raise ValueError(f"{suite.path}: the suite has no rows for model {missing[0]!r} of the weights")
+    rows = suite.rows(split)
+    if len(rows) == 0:
+        raise ValueError(f"{suite.path}: split {split!r} is empty")
+    columns = [suite.model_names.index(m) for m in weights.model_names]
+    tagged = tagger.tag_many([suite.queries[r] for r in rows])
+    prices_in = np.array([m.input_usd_per_mtok for m in weights.models])
+    prices_out = np.array([m.output_usd_per_mtok for m in weights.models])
+    predicted, est = score_with_weights(weights, tagged, prices_in, prices_out)
+    true_costs = suite.costs[np.ix_(rows, columns)]
+    accept = metrics.accepted(suite.scores[np.ix_(rows, columns)], suite.tie_margin)
+    top = int(np.argmax(prices_in + prices_out))
+    budget_all = true_costs[:, top].sum()
+    chosen_point = None
+    for lam in LAMBDAS:
+        choice = decision.choose(predicted, est, float(lam))
+        cost = true_costs[np.arange(len(rows)), choice].sum()
+        point = {"cost_weight": float(lam), "cost_pct": float(100 * cost / budget_all) if budget_all > 0 else 0.0,
+                 "top_share": float(np.mean(choice == top)),
+                 "ar": float(accept[np.arange(len(rows)), choice].mean())}
+        met = (target_cost_pct is None or point["cost_pct"] <= target_cost_pct + 1e-9) and \
+              (target_top_share is None or point["top_share"] <= target_top_share + 1e-9)
+        chosen_point = point | {"met": bool(met)}
+        if met:
+            break
+    return chosen_point | {"top_model": weights.model_names[top], "split": split, "queries": int(len(rows)),
+                           "target_cost_pct": target_cost_pct, "target_top_share": target_top_share}
+
+
+def format_table(doc: dict) -> str:
+    """The routers and single models of one result, as a Markdown table."""
+    best = doc["single_models"][doc["best_single_model"]]
+
+    def pct(v):
+        return "never" if v is None else f"{v:.1f}%"
+
+    lines = ["| router | AUC | PAUC | best AR (≤ best model's cost) | its cost | uplift | cost to match |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in sorted(doc["routers"].items(), key=lambda kv: -kv[1]["auc"]):
+        best_ar = "–" if r["best_ar"] is None else f"{r['best_ar']:.4f}"
+        uplift = "–" if r["uplift_pct"] is None else f"{r['uplift_pct']:+.2f}%"
+        lines.append(f"| {name} | {r['auc']:.4f} | {r['pauc']:.4f} | {best_ar} | {pct(r['best_ar_cost_pct'])} | "
+                     f"{uplift} | {pct(r['cost_to_match_pct'])} |")
+    lines += ["", "| single model | AR | quality | cost (USD) |", "|---|---|---|---|"]
+    for name, m in sorted(doc["single_models"].items(), key=lambda kv: -kv[1]["cost_usd"]):
+        mark = " (best)" if name == doc["best_single_model"] else ""
+        lines.append(f"| {name}{mark} | {m['ar']:.4f} | {m['quality']:.4f} | {m['cost_usd']:.4f} |")
+    o = doc["oracle"]
+    lines.append(f"| oracle (cheapest accepted) | {o['ar']:.4f} | {o['quality']:.4f} | {o['cost_usd']:.4f} |")
+    del best
+    return "\n".join(lines)

@@ -32,12 +32,15 @@ def incidence(query_tags: list[list[str]], index: dict[str, int]) -> np.ndarray:
     return out
 
 
-def count_matrix(carries: np.ndarray, outcomes: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+def count_matrix(carries: np.ndarray, outcomes: np.ndarray, output_tokens: np.ndarray,
+                 answered: np.ndarray | None = None) -> np.ndarray:
     """[T, M, 5] counts (win, tie, loss, answers, output_tokens) summed over the queries carrying each tag.
 
-    carries: [Q, T] 0/1; outcomes: [Q, M, 3]; output_tokens: [Q, M].
+    carries: [Q, T] 0/1; outcomes: [Q, M, 3]; output_tokens: [Q, M]; answered: [Q, M] 0/1, which
+    answers to count (all by default; only the new model's when a model joins).
     """
-    per_query = np.concatenate([outcomes, np.ones(outcomes.shape[:2] + (1,)), output_tokens[..., None]], axis=2)
+    answered = np.ones(outcomes.shape[:2]) if answered is None else answered
+    per_query = np.concatenate([outcomes, answered[..., None], (output_tokens * answered)[..., None]], axis=2)
     q, m, f = per_query.shape
     return (carries.T @ per_query.reshape(q, m * f)).reshape(-1, m, f)
 
@@ -52,6 +55,40 @@ def count_outcomes(query_tags: list[list[str]], outcomes: np.ndarray, output_tok
     index = tag_index(query_tags)
     totals = count_matrix(incidence(query_tags, index), outcomes, output_tokens)
     return {tag: {m: totals[i, j].tolist() for j, m in enumerate(models)} for tag, i in index.items()}
+
+
+def outcomes_with(scores: np.ndarray, tie_margin: float, new: int) -> np.ndarray:
+    """[Q, M, 3] only the comparisons that involve model `new`: what the pool gains when it joins.
+
+    Added to the counts of the pool without it, they give the counts of the pool with it.
+    """
+    full = pairwise_outcomes(scores, tie_margin)
+    others = [m for m in range(scores.shape[1]) if m != new]
+    without = np.zeros_like(full)
+    without[:, others] = pairwise_outcomes(scores[:, others], tie_margin) if len(others) > 1 else 0.0
+    return full - without
+
+
+def fit_added_model(suite: Suite, query_tags: list[list[str]], pool: list[str], model: str,
+                    split: str = "train") -> dict[str, dict[str, list[float]]]:
+    """Counts that `model` adds to weights fitted on `pool`, from the suite's rows of all of them."""
+    names = suite.model_names
+    missing = [m for m in [*pool, model] if m not in names]
+    if missing:
+        raise ValueError(f"{suite.path}: the suite has no rows for model {missing[0]!r}")
+    if model in pool:
+        raise ValueError(f"model {model!r} is already in the pool")
+    columns = [names.index(m) for m in [*pool, model]]
+    rows = suite.rows(split)
+    scores = suite.scores[np.ix_(rows, columns)]
+    outcomes = outcomes_with(scores, suite.tie_margin, len(columns) - 1)
+    answered = np.zeros(scores.shape)
+    answered[:, -1] = 1.0
+    tags = [query_tags[r] for r in rows]
+    index = tag_index(tags)
+    totals = count_matrix(incidence(tags, index), outcomes, suite.output_tokens[np.ix_(rows, columns)], answered)
+    order = [*pool, model]
+    return {tag: {m: totals[i, j].tolist() for j, m in enumerate(order)} for tag, i in index.items()}
 
 
 def merge_counts(base: dict[str, dict[str, list[float]]],

@@ -39,7 +39,8 @@ def spherical_kmeans(x: np.ndarray, k: int, seed: int = SEED, iterations: int = 
         if np.allclose(new, c):
             break
         c = new
-    return c.astype(np.float32)
+    # Rounded like the vocabulary's prototypes, so a saved vocabulary tags exactly as evaluated.
+    return np.round(c, 4).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.tagger.encoder import MAX_TOKENS, Encoder
-from services.tagger.tagging import attribute_tags, select_tags
+from services.tagger.tagging import attribute_tags, nearest_in_groups, select_tags
 from services.tagger.vocabulary import Vocabulary
 
 
@@ -31,7 +31,12 @@ class Tagger:
         self.min_score = min_score
         self._names = vocabulary.names
         self._levels = [t["level"] for t in vocabulary.tags]
-        self._level_of_tag = vocabulary.level_of_tag
+        groups = vocabulary.groups
+        grouped = np.concatenate(list(groups.values())) if groups else np.zeros(0, dtype=np.int64)
+        # Hand-taxonomy tags go through select_tags; each suite-fitted topic group gives its nearest tag.
+        self._plain = np.setdiff1d(np.arange(len(self._names)), grouped)
+        self._groups = list(groups.values())
+        self._level_of_tag = vocabulary.level_of_tag[self._plain]
         self._prototypes_t = np.ascontiguousarray(vocabulary.prototypes.T)
 
     def tag(self, texts: list[str], per_level: int | None = None) -> list[TaggedQuery]:
@@ -45,8 +50,10 @@ class Tagger:
         similarity = embeddings @ self._prototypes_t
         results = []
         for row, text in enumerate(texts):
-            chosen = select_tags(similarity[row], self._level_of_tag, per_level, self.min_score)
-            tags = [(self._names[i], self._levels[i], score) for i, score in chosen]
+            chosen = select_tags(similarity[row, self._plain], self._level_of_tag, per_level, self.min_score)
+            tags = [(self._names[self._plain[i]], self._levels[self._plain[i]], score) for i, score in chosen]
+            tags += [(self._names[i], "topic", float(similarity[row, i]))
+                     for i in nearest_in_groups(similarity[row], self._groups)]
             tags += [(name, "attr", 1.0) for name in attribute_tags(text, token_counts[row])]
             cut = truncated[row] if truncated is not None else token_counts[row] > MAX_TOKENS
             results.append(TaggedQuery(tags, token_counts[row], bool(cut)))
