@@ -385,19 +385,32 @@ def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_p
     accept = metrics.accepted(suite.scores[np.ix_(rows, columns)], suite.tie_margin)
     top = int(np.argmax(prices_in + prices_out))
     budget_all = true_costs[:, top].sum()
-    chosen_point = None
-    for lam in LAMBDAS:
-        choice = decision.choose(predicted, est, float(lam))
+    def at(lam: float) -> dict:
+        choice = decision.choose(predicted, est, lam)
         cost = true_costs[np.arange(len(rows)), choice].sum()
-        point = {"cost_weight": float(lam), "cost_pct": float(100 * cost / budget_all) if budget_all > 0 else 0.0,
-                 "top_share": float(np.mean(choice == top)),
-                 "ar": float(accept[np.arange(len(rows)), choice].mean())}
+        point = {"cost_weight": lam, "cost_pct": float(100 * cost / budget_all) if budget_all > 0 else 0.0,
+                 "top_share": float(np.mean(choice == top)), "ar": float(accept[np.arange(len(rows)), choice].mean())}
         met = (target_cost_pct is None or point["cost_pct"] <= target_cost_pct + 1e-9) and \
               (target_top_share is None or point["top_share"] <= target_top_share + 1e-9)
-        chosen_point = point | {"met": bool(met)}
-        if met:
+        return point | {"met": bool(met)}
+
+    # the coarse sweep brackets the target, bisection finds the smallest knob that meets it
+    previous, found = 0.0, None
+    for lam in LAMBDAS:
+        found = at(float(lam))
+        if found["met"]:
             break
-    return chosen_point | {"top_model": weights.model_names[top], "split": split, "queries": int(len(rows)),
+        previous = float(lam)
+    if found["met"] and found["cost_weight"] > previous:
+        lo, hi = previous, found["cost_weight"]
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            point = at(mid)
+            if point["met"]:
+                hi, found = mid, point
+            else:
+                lo = mid
+    return found | {"top_model": weights.model_names[top], "split": split, "queries": int(len(rows)),
                            "target_cost_pct": target_cost_pct, "target_top_share": target_top_share}
 
 
