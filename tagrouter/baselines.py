@@ -32,29 +32,35 @@ def knn_predict(train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray, ks=KNN_
 
 
 class Ridge:
-    """Ridge regressions from embeddings to every model's score, for many penalties from one SVD."""
+    """Ridge regressions from embeddings to several targets, for many penalties from one eigen-
+    decomposition of the d x d Gram matrix (cheaper than an SVD of the data when Q > d)."""
 
     def __init__(self, train_x: np.ndarray, train_y: np.ndarray):
-        self.x_mean = train_x.mean(axis=0)
+        x = np.asarray(train_x, dtype=np.float64)
+        self.x_mean = x.mean(axis=0)
         self.y_mean = train_y.mean(axis=0)
-        u, s, vt = np.linalg.svd(train_x - self.x_mean, full_matrices=False)
-        self.s, self.vt = s, vt
-        self.uty = u.T @ (train_y - self.y_mean)  # [r, M]
-        self.train_x = train_x
+        centred = x - self.x_mean
+        self.eigenvalues, self.vectors = np.linalg.eigh(centred.T @ centred)
+        self.eigenvalues = np.clip(self.eigenvalues, 0.0, None)
+        self.vty = self.vectors.T @ (centred.T @ (train_y - self.y_mean))  # [d, targets]
 
     def coefficients(self, alpha: float) -> np.ndarray:
-        """[d, M] coefficients for penalty alpha."""
-        return self.vt.T @ ((self.s / (self.s**2 + alpha))[:, None] * self.uty)
+        """[d, targets] coefficients for penalty alpha."""
+        return self.vectors @ (self.vty / (self.eigenvalues + alpha)[:, None])
 
-    def predict(self, x: np.ndarray, alpha: float, rank: int | None = None) -> np.ndarray:
-        """[Q, M] predicted scores; with `rank`, the reduced-rank (matrix factorisation) fit."""
-        beta = self.coefficients(alpha)
+    def predict(self, x: np.ndarray, alpha: float, rank: int | None = None,
+                columns: slice = slice(None)) -> np.ndarray:
+        """[Q, M] predictions of `columns`; with `rank`, the reduced-rank (matrix factorisation) fit."""
+        beta = self.coefficients(alpha)[:, columns]
         if rank is not None and rank < beta.shape[1]:
-            fitted = (self.train_x - self.x_mean) @ beta
-            _, _, model_axes = np.linalg.svd(fitted, full_matrices=False)
-            v = model_axes[:rank].T  # [M, r]: the models' factors
+            # the best rank-r approximation of the fitted scores keeps their top right singular
+            # vectors: the eigenvectors of fitted' fitted = beta' (X'X) beta, an M x M matrix
+            projected = self.vectors.T @ beta
+            gram = projected.T @ (self.eigenvalues[:, None] * projected)
+            _, vectors = np.linalg.eigh(gram)
+            v = vectors[:, ::-1][:, :rank]  # [M, r]: the models' factors
             beta = beta @ v @ v.T
-        return (x - self.x_mean) @ beta + self.y_mean
+        return (x - self.x_mean) @ beta + self.y_mean[columns]
 
 
 def grid(kind: str, n_models: int) -> list[dict]:
@@ -69,11 +75,15 @@ def grid(kind: str, n_models: int) -> list[dict]:
     raise ValueError(f"unknown baseline {kind!r}")
 
 
-def predict_all(kind: str, train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray) -> list[tuple[dict, np.ndarray]]:
-    """(setting, [Q, M] predicted scores) for every setting of the baseline's grid."""
+def predict_all(kind: str, train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray,
+                train_length: np.ndarray) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+    """(setting, [Q, M] predicted scores, [Q, M] predicted answer lengths) for every setting of the
+    baseline's grid; the length comes from the same method and setting as the score."""
+    m = train_y.shape[1]
     if kind == "knn":
-        by_k = knn_predict(train_x, train_y, x)
-        return [({"k": k}, p) for k, p in by_k.items()]
-    ridge = Ridge(train_x, train_y)
-    return [(setting, ridge.predict(x, setting["alpha"], setting.get("rank")))
-            for setting in grid(kind, train_y.shape[1])]
+        by_k = knn_predict(train_x, np.concatenate([train_y, train_length], axis=1), x)
+        return [({"k": k}, p[:, :m], p[:, m:]) for k, p in by_k.items()]
+    ridge = Ridge(train_x, np.concatenate([train_y, train_length], axis=1))  # one SVD for both
+    scores, lengths = slice(0, m), slice(m, None)
+    return [(setting, ridge.predict(x, setting["alpha"], setting.get("rank"), scores),
+             ridge.predict(x, setting["alpha"], columns=lengths)) for setting in grid(kind, m)]

@@ -209,7 +209,7 @@ def cmd_fit(args) -> int:
         prep = ev.prepare(suite, tagger, show_progress=not args.quiet)
         granularities = ((),) if args.no_topics else ev.TOPIC_GRANULARITIES
         choice = ev.select_tagrouter(prep, granularities=granularities)
-        params, setting = choice.params, f"chosen on valid (AUC {choice.result.valid_auc:.4f})"
+        params, setting = choice.params, f"chosen on valid + train out-of-fold (AUC {choice.result.selection_auc:.4f})"
         query_tags = [[name for name, _ in q] for q in choice.tags]
         vocabulary = vocabulary.without_groups()
         if choice.topics is not None:

@@ -35,6 +35,9 @@ TIE_REWARDS = (0.0, 0.15, 0.5, 1.0)
 LOSS_REWARDS = (0.0, -1.0)
 PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
 TOPIC_GRANULARITIES = ((), (4, 16, 64), (4, 8, 16, 32, 64, 128))
+# Settings are chosen on valid plus train predicted out-of-fold: valid alone (81 queries on the
+# AlpacaEval suites) picks noise among hundreds of settings. Every router gets the same folds.
+CV_FOLDS = 5
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -90,10 +93,10 @@ def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
 
 # --- the knob sweep ------------------------------------------------------------------------
 def sweep(prep: Prepared, rows: np.ndarray, predicted: np.ndarray, estimated_costs: np.ndarray,
-          lambdas: np.ndarray = LAMBDAS) -> np.ndarray:
+          cost_scale_usd: float = 0.0, lambdas: np.ndarray = LAMBDAS) -> np.ndarray:
     """[K, 3] (true total cost, AR, quality) of the decision rule at each knob value, on `rows`."""
     s, c = predicted[rows], estimated_costs[rows]
-    choices = np.stack([decision.choose(s, c, float(lam)) for lam in lambdas])
+    choices = decision.choose(s, c, np.asarray(lambdas, dtype=np.float64)[:, None, None], cost_scale_usd)  # [K, Q]
     suite = prep.suite
     return metrics.routed_points(choices, prep.accept[rows], suite.scores[rows], suite.costs[rows])
 
@@ -103,13 +106,22 @@ def singles_on(prep: Prepared, rows: np.ndarray) -> metrics.SingleModels:
     return metrics.single_models(s.model_names, prep.accept[rows], s.scores[rows], s.costs[rows])
 
 
-def baseline_costs(suite: Suite) -> np.ndarray:
-    """[Q, M] estimated cost: the query's input tokens, each model's mean train answer length."""
-    train = suite.rows("train")
-    mean_out = suite.output_tokens[train].mean(axis=0)
+def costs_for(suite: Suite, expected_output_tokens: np.ndarray) -> np.ndarray:
+    """[Q, M] estimated cost: the query's input tokens and a predicted answer length, at list prices."""
     prices_in = np.array([m.input_usd_per_mtok for m in suite.models])
     prices_out = np.array([m.output_usd_per_mtok for m in suite.models])
-    return decision.estimate_costs(suite.input_tokens, mean_out[None, :], prices_in, prices_out)
+    return decision.estimate_costs(suite.input_tokens, np.maximum(expected_output_tokens, 0.0), prices_in, prices_out)
+
+
+def _output_prices(suite: Suite) -> np.ndarray:
+    return np.array([m.output_usd_per_mtok for m in suite.models])
+
+
+def cost_scales(suite: Suite, estimated_costs: np.ndarray) -> tuple[float, ...]:
+    """The decision rule's forms searched on valid: relative (0), and absolute with the scale of a
+    typical train query's priciest estimate."""
+    typical = float(np.median(estimated_costs[suite.rows("train")].max(axis=1)))
+    return (0.0, typical) if typical > 0 else (0.0,)
 
 
 # --- TagRouter -----------------------------------------------------------------------------
@@ -120,6 +132,12 @@ class TagTable:
     names: list[str]  # tag names, `*` first
     confidence: np.ndarray  # [Q, T] the tagger's confidence, 0 where a query lacks the tag
     counts: np.ndarray  # [T, M, 5]
+    carries: np.ndarray  # [Q, T] 0/1
+
+    def without(self, prep: "Prepared", rows: np.ndarray) -> "TagTable":
+        """The same table with the counts of `rows` taken out (counts are additive)."""
+        held = count_matrix(self.carries[rows], prep.outcomes[rows], prep.suite.output_tokens[rows])
+        return TagTable(self.names, self.confidence, self.counts - held, self.carries)
 
 
 def tag_table(prep: Prepared, tags: list[list[tuple[str, float]]]) -> TagTable:
@@ -134,22 +152,25 @@ def tag_table(prep: Prepared, tags: list[list[tuple[str, float]]]) -> TagTable:
             if name in index:
                 confidence[q, index[name]] = max(weight, 0.0)
     counts = count_matrix(carries[train], prep.outcomes[train], suite.output_tokens[train])
-    return TagTable(list(index), confidence, counts)
+    return TagTable(list(index), confidence, counts, carries)
 
 
-def tagrouter_predict(prep: Prepared, table: TagTable, params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
-    """([Q, M] scores, [Q, M] estimated costs) with the scorer's count-to-score rule."""
-    suite = prep.suite
+def tagrouter_predict(prep: Prepared, table: TagTable, params: ScoringParams,
+                      rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """([Q, M] scores, [Q, M] estimated costs) with the scorer's count-to-score rule (for `rows` only
+    when given: [len(rows), M])."""
     all_counts, counts = table.counts[0], table.counts[1:]
     known = counts[..., ANSWERS].sum(axis=1) > 0
-    weights = table.confidence[:, 1:] * known[None, :]
+    confidence = table.confidence if rows is None else table.confidence[rows]
+    weights = confidence[:, 1:] * known[None, :]
     prior = scoring.prior_rates(all_counts, params)
     rates = scoring.tag_rates(counts, prior, params)
     scores = scoring.score_matrix(rates, weights, prior)
     expected = scoring.expected_output_matrix(counts, all_counts, weights, params)
-    prices_in = np.array([m.input_usd_per_mtok for m in suite.models])
-    prices_out = np.array([m.output_usd_per_mtok for m in suite.models])
-    return scores, decision.estimate_costs(suite.input_tokens, expected, prices_in, prices_out)
+    costs = costs_for(prep.suite, np.zeros(prep.suite.scores.shape[1]))  # input part only
+    if rows is not None:
+        costs = costs[rows]
+    return scores, costs + expected * _output_prices(prep.suite) * decision.USD_PER_MTOK
 
 
 def with_topics(base: list[list[tuple[str, float]]], topics: TopicModel | None,
@@ -165,26 +186,42 @@ def with_topics(base: list[list[tuple[str, float]]], topics: TopicModel | None,
 class RouterResult:
     name: str
     setting: dict
-    valid_auc: float
+    selection_auc: float
     test_points: np.ndarray
     candidates: int = 0
     extra: dict = field(default_factory=dict)
 
 
-def _choose(prep: Prepared, name: str, candidates, valid_singles) -> RouterResult:
-    """Keeps the setting with the best AUC on valid (the simpler, earlier one on ties)."""
+def cv_folds(prep: Prepared, folds: int = CV_FOLDS) -> list[np.ndarray]:
+    """Train rows split into `folds` fixed random parts (no folds: selection on valid alone)."""
+    if folds < 2:
+        return []
+    train = prep.suite.rows("train")
+    return np.array_split(np.random.default_rng(0).permutation(train), folds)
+
+
+def selection_rows(prep: Prepared, folds: list[np.ndarray]) -> np.ndarray:
+    """Rows whose routing picks the settings: valid, plus train when predictions there are out-of-fold."""
+    valid = prep.suite.rows("valid")
+    return np.concatenate([prep.suite.rows("train"), valid]) if folds else valid
+
+
+def _choose(prep: Prepared, name: str, candidates, rows: np.ndarray) -> RouterResult:
+    """Keeps the setting with the best AUC on `rows` (the simpler, earlier one on ties)."""
     suite = prep.suite
-    valid, test = suite.rows("valid"), suite.rows("test")
-    lo, hi = valid_singles.cost[valid_singles.cheapest], valid_singles.cost[valid_singles.priciest]
+    test = suite.rows("test")
+    singles = singles_on(prep, rows)
+    lo, hi = singles.cost[singles.cheapest], singles.cost[singles.priciest]
     best, tried = None, 0
     for setting, predicted, est in candidates:
-        tried += 1
-        pts = sweep(prep, valid, predicted, est)
-        auc = metrics.frontier_area(np.concatenate([pts[:, :2], valid_singles.end_points()]), lo, hi)
-        if best is None or auc > best[1] + 1e-9:
-            best = (setting, auc, predicted, est)
+        for scale in cost_scales(suite, est):
+            tried += 1
+            pts = sweep(prep, rows, predicted, est, scale)
+            auc = metrics.frontier_area(np.concatenate([pts[:, :2], singles.end_points()]), lo, hi)
+            if best is None or auc > best[1] + 1e-9:
+                best = ({**setting, "cost_scale_usd": scale}, auc, predicted, est)
     setting, auc, predicted, est = best
-    return RouterResult(name, setting, auc, sweep(prep, test, predicted, est), tried)
+    return RouterResult(name, setting, auc, sweep(prep, test, predicted, est, setting["cost_scale_usd"]), tried)
 
 
 @dataclass
@@ -197,10 +234,11 @@ class TagRouterChoice:
     tags: list[list[tuple[str, float]]]  # every query's tags under the chosen topics
 
 
-def select_tagrouter(prep: Prepared, valid_singles=None, granularities=TOPIC_GRANULARITIES) -> TagRouterChoice:
-    """Fits TagRouter on train for every setting of its grid and keeps the best AUC on valid."""
+def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: int = CV_FOLDS) -> TagRouterChoice:
+    """Fits TagRouter on train for every setting of its grid and keeps the best AUC on the
+    selection rows (valid, and train out-of-fold)."""
     train = prep.suite.rows("train")
-    valid_singles = valid_singles or singles_on(prep, prep.suite.rows("valid"))
+    parts = cv_folds(prep, folds)
     topic_models: dict[tuple, TopicModel | None] = {}
     tags_by: dict[tuple, list] = {}
 
@@ -209,33 +247,53 @@ def select_tagrouter(prep: Prepared, valid_singles=None, granularities=TOPIC_GRA
             topic_models[granularity] = fit_topics(prep.embeddings[train], granularity) if granularity else None
             tags_by[granularity] = with_topics(prep.base_tags, topic_models[granularity], prep.embeddings)
             table = tag_table(prep, tags_by[granularity])
+            held_out = [(part, table.without(prep, part)) for part in parts]
             for tie, loss, k in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS):
                 params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k)
                 s, c = tagrouter_predict(prep, table, params)
+                for part, partial in held_out:
+                    s[part], c[part] = tagrouter_predict(prep, partial, params, part)
                 yield {"topics": list(granularity), **asdict(params)}, s, c
 
-    result = _choose(prep, "tagrouter", candidates(), valid_singles)
+    result = _choose(prep, "tagrouter", candidates(), selection_rows(prep, parts))
     setting = dict(result.setting)
-    granularity = tuple(setting.pop("topics"))
+    granularity = tuple(setting.pop("topics"))  # the rest are ScoringParams fields, cost_scale_usd included
     return TagRouterChoice(topic_models[granularity], ScoringParams(**setting), result, tags_by[granularity])
 
 
-def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *BASELINES)) -> dict:
+def baseline_predictions(prep: Prepared, kind: str, parts: list[np.ndarray]):
+    """(setting, [Q, M] scores, [Q, M] answer lengths) per setting, fitted on train; on train rows
+    out-of-fold. Each baseline predicts the answer length with its own method and setting, as
+    TagRouter does with its counts."""
+    suite, x = prep.suite, prep.embeddings
+    train = suite.rows("train")
+    full = [list(p) for p in baselines.predict_all(kind, x[train], suite.scores[train], x, suite.output_tokens[train])]
+    for part in parts:
+        rest = np.setdiff1d(train, part)
+        for i, (_, p, length) in enumerate(baselines.predict_all(kind, x[rest], suite.scores[rest], x[part],
+                                                                 suite.output_tokens[rest])):
+            full[i][1][part], full[i][2][part] = p, length
+    return full
+
+
+def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *BASELINES),
+             folds: int = CV_FOLDS) -> dict:
     """The RESULT.json document for one prepared suite."""
     suite = prep.suite
     train, valid, test = (suite.rows(s) for s in ("train", "valid", "test"))
     if len(valid) == 0 or len(test) == 0:
         raise ValueError(f"{suite.path}: splits 'valid' and 'test' must not be empty")
-    valid_singles, test_singles = singles_on(prep, valid), singles_on(prep, test)
+    test_singles = singles_on(prep, test)
+    parts = cv_folds(prep, folds)
     results: list[RouterResult] = []
     bar = _progress(len(routers), "fitting routers", show_progress)
     for name in routers:
         if name == "tagrouter":
-            result = select_tagrouter(prep, valid_singles).result
+            result = select_tagrouter(prep, folds=folds).result
         else:
-            est = baseline_costs(suite)
-            preds = baselines.predict_all(name, prep.embeddings[train], suite.scores[train], prep.embeddings)
-            result = _choose(prep, name, ((setting, p, est) for setting, p in preds), valid_singles)
+            preds = baseline_predictions(prep, name, parts)
+            result = _choose(prep, name, ((setting, p, costs_for(suite, length)) for setting, p, length in preds),
+                             selection_rows(prep, parts))
         results.append(result)
         bar.update()
     bar.close()
@@ -254,10 +312,11 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *
     }
     for r in results:
         doc["routers"][r.name] = _router_doc(r.test_points, test_singles) | {
-            "setting": r.setting, "valid_auc": r.valid_auc, "settings_tried": r.candidates}
+            "setting": r.setting, "selection_auc": r.selection_auc, "settings_tried": r.candidates,
+            "selected_on": f"train out-of-fold ({folds} folds) + valid" if parts else "valid"}
     hull = metrics.concave_hull(np.stack([test_singles.cost, test_singles.ar], axis=1))
     doc["routers"]["random"] = _router_doc(np.concatenate([hull, np.full((len(hull), 1), np.nan)], axis=1),
-                                           test_singles) | {"setting": {}, "valid_auc": None, "settings_tried": 0}
+                                           test_singles) | {"setting": {}, "selection_auc": None, "settings_tried": 0}
     if len(suite.models) == 2:
         strong = test_singles.priciest
         weak = 1 - strong

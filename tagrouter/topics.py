@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 SEED = 0
-ITERATIONS = 30
+ITERATIONS = 20
 
 
 def spherical_kmeans(x: np.ndarray, k: int, seed: int = SEED, iterations: int = ITERATIONS) -> np.ndarray:
@@ -28,11 +28,10 @@ def spherical_kmeans(x: np.ndarray, k: int, seed: int = SEED, iterations: int = 
         i = rng.choice(n, p=p / p.sum()) if p.sum() > 0 else rng.integers(n)
         centroids.append(x[i])
         dist = np.minimum(dist, 1.0 - x @ x[i])
-    c = np.stack(centroids).astype(np.float64)
+    c = np.stack(centroids).astype(np.float32)
     for _ in range(iterations):
         labels = (x @ c.T).argmax(axis=1)
-        new = np.zeros_like(c)
-        new[: len(c)] = (np.eye(len(c), dtype=x.dtype)[labels].T @ x)  # sum of each cluster's members
+        new = (np.eye(len(c), dtype=x.dtype)[labels].T @ x)  # sum of each cluster's members
         norms = np.linalg.norm(new, axis=1, keepdims=True)
         empty = norms[:, 0] == 0
         new = np.where(empty[:, None], c, new / np.where(norms > 0, norms, 1))
@@ -62,5 +61,15 @@ class TopicModel:
         return out
 
 
+_CACHE: dict[tuple, np.ndarray] = {}
+
+
 def fit_topics(train_x: np.ndarray, granularities) -> TopicModel:
-    return TopicModel({int(k): spherical_kmeans(train_x, int(k)) for k in granularities})
+    """Centroids for each K (memoised: the same data and K give the same clusters)."""
+    key = (train_x.shape, hash(train_x.tobytes()))
+    out = {}
+    for k in granularities:
+        if (key, int(k)) not in _CACHE:
+            _CACHE[(key, int(k))] = spherical_kmeans(train_x, int(k))
+        out[int(k)] = _CACHE[(key, int(k))]
+    return TopicModel(out)

@@ -149,8 +149,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         expected = np.array([m.expected_output_tokens for m in models])
         costs = decision.estimate_costs(input_tokens, expected, np.array([m.input_usd_per_mtok for m in models]),
                                         np.array([m.output_usd_per_mtok for m in models]))
-        chosen = int(decision.choose(scores, costs, cost_weight))
-        response.explanation.CopyFrom(explain(models, decision.utilities(scores, costs, cost_weight), chosen))
+        scale = scored.cost_scale_usd
+        chosen = int(decision.choose(scores, costs, cost_weight, scale))
+        response.explanation.CopyFrom(explain(models, decision.utilities(scores, costs, cost_weight, scale), chosen))
         response.model = models[chosen].model
         response.estimated_cost_usd = float(costs[chosen])
         response.expected_output_tokens = float(expected[chosen])

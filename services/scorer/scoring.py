@@ -36,6 +36,9 @@ class ScoringParams:
     tie_reward: float = 0.15
     loss_reward: float = 0.0
     prior_strength: float = 5.0
+    # The decision rule's cost scale (services/router/decision.py): 0 = relative to the query's
+    # priciest candidate; > 0 = USD, one scale for every query.
+    cost_scale_usd: float = 0.0
 
     def rewards(self) -> np.ndarray:
         return np.array([self.win_reward, self.tie_reward, self.loss_reward], dtype=np.float64)

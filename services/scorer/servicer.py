@@ -113,6 +113,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         used = [t for t in range(len(tags)) if weights[t] > 0]
         return scorer_pb2.ScoreResponse(
             weights_version=pool.version,
+            cost_scale_usd=pool.params.cost_scale_usd,
             unknown_tags=[t for t, k in zip(tags, known) if not k],
             scores=[scorer_pb2.ModelScore(
                 model=names[m], score=float(scores[m]), expected_output_tokens=float(expected[m]),

@@ -59,14 +59,16 @@ class ModelScore(_message.Message):
     def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., expected_output_tokens: _Optional[float] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[TagContribution, _Mapping]]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("scores", "weights_version", "unknown_tags")
+    __slots__ = ("scores", "weights_version", "unknown_tags", "cost_scale_usd")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_TAGS_FIELD_NUMBER: _ClassVar[int]
+    COST_SCALE_USD_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedCompositeFieldContainer[ModelScore]
     weights_version: str
     unknown_tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, scores: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., weights_version: _Optional[str] = ..., unknown_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    cost_scale_usd: float
+    def __init__(self, scores: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., weights_version: _Optional[str] = ..., unknown_tags: _Optional[_Iterable[str]] = ..., cost_scale_usd: _Optional[float] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("name", "input_usd_per_mtok", "output_usd_per_mtok")
@@ -97,16 +99,18 @@ class TagCount(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., model: _Optional[str] = ..., win: _Optional[float] = ..., tie: _Optional[float] = ..., loss: _Optional[float] = ..., answers: _Optional[float] = ..., output_tokens: _Optional[float] = ...) -> None: ...
 
 class ScoringParams(_message.Message):
-    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength")
+    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength", "cost_scale_usd")
     WIN_REWARD_FIELD_NUMBER: _ClassVar[int]
     TIE_REWARD_FIELD_NUMBER: _ClassVar[int]
     LOSS_REWARD_FIELD_NUMBER: _ClassVar[int]
     PRIOR_STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    COST_SCALE_USD_FIELD_NUMBER: _ClassVar[int]
     win_reward: float
     tie_reward: float
     loss_reward: float
     prior_strength: float
-    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ...) -> None: ...
+    cost_scale_usd: float
+    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ..., cost_scale_usd: _Optional[float] = ...) -> None: ...
 
 class Weights(_message.Message):
     __slots__ = ("version", "models", "params", "counts", "provenance")
