@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test install model protos check-protos vocab weights clean
+.PHONY: run test install model protos check-protos vocab weights results clean
 
 install: $(STAMP)
 
@@ -33,7 +33,11 @@ check-protos: $(STAMP)
 vocab: $(MODEL)
 	$(BIN)/tagrouter vocab build
 weights: $(MODEL)
-	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out services/scorer/starter_weights.json
+	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out services/scorer/starter_weights.json --no-topics
+
+# docs/RESULTS.md, docs/results/*.json and *.png: every suite of $(SUITES), all routers (a few minutes).
+results: $(MODEL)
+	$(BIN)/python -m tagrouter.results --suites $(SUITES) --out docs
 
 # Start tagger, scorer and router on localhost (embedded Redis unless REDIS_URL is set).
 run: $(MODEL)
