@@ -33,5 +33,7 @@ def choose(scores: np.ndarray, costs: np.ndarray, cost_weight: float) -> int | n
     """Index of the chosen model (or [Q] indices for [Q, M] inputs); ties go to the cheaper."""
     utility = utilities(scores, costs, cost_weight)
     best = utility.max(axis=-1, keepdims=True)
-    tied = np.isclose(utility, best, rtol=0, atol=1e-12)
+    # |u - best| <= 1e-12 is np.isclose(rtol=0, atol=1e-12) without its overhead, a third
+    # of Route's own time for 7 models; `==` keeps infinite utilities tied as isclose does.
+    tied = (utility == best) | (np.abs(utility - best) <= 1e-12)
     return np.where(tied, costs, np.inf).argmin(axis=-1)
