@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test install model protos check-protos vocab weights clean
+.PHONY: run test install model protos check-protos protoset bench vocab weights clean
 
 install: $(STAMP)
 
@@ -28,6 +28,15 @@ protos: $(STAMP)
 
 check-protos: $(STAMP)
 	$(BIN)/python -m tagrouter.protos check
+
+# A FileDescriptorSet of protos/ for ghz against servers with reflection off (bench/ghz/*.protoset.toml).
+protoset: build/tagrouter.protoset
+build/tagrouter.protoset: $(STAMP) $(PROTOS)
+	$(BIN)/python -m tagrouter.protos protoset $@
+
+# Encoder floor and Tag/Score/Route latency and throughput in one run (docs/BENCHMARKS.md).
+bench: $(MODEL) protoset
+	$(BIN)/tagrouter bench --out build/BENCH.json
 
 # Rebuild the committed vocabulary and starter weights (needs ../shared for the weights).
 vocab: $(MODEL)
