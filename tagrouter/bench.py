@@ -510,10 +510,17 @@ async def _run_ghz(config: dict, address: str) -> dict:
             "status_distribution": statuses, "degraded": degraded}
 
 
-def run_ghz_scenario(path: Path, address: str) -> dict:
-    """Runs one bench/ghz scenario the way ghz would (total, concurrency, max-duration, data round-robin)."""
+def run_ghz_scenario(path: Path, address: str, total: int | None = None) -> dict:
+    """Runs one bench/ghz scenario the way ghz would (total, concurrency, max-duration, data round-robin).
+
+    `total` lowers the file's request count (a smoke run in CI); the calls and data stay the file's.
+    """
     _check_loopback(address)
-    return asyncio.run(_run_ghz(load_ghz_config(path), address))
+    config = load_ghz_config(path)
+    if total:
+        config["total"] = min(int(config.get("total", 200)), total)
+        config["concurrency"] = min(int(config.get("concurrency", 50)), config["total"])
+    return asyncio.run(_run_ghz(config, address))
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -557,9 +564,10 @@ def run_ghz(args) -> int:
     with contextlib.ExitStack() as stack:
         if args.router:
             address = args.router
+            _check_loopback(address)
         else:
             address = stack.enter_context(started_stack(Path(tempfile.mkdtemp(prefix="tagrouter-bench-")))).router
-        results = [dict(config=str(path), **run_ghz_scenario(path, address)) for path in args.ghz_config]
+        results = [dict(config=str(path), **run_ghz_scenario(path, address, args.ghz_total)) for path in args.ghz_config]
     text = json.dumps({"ghz_scenarios": results, "machine": machine(), "versions": versions()}, indent=2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

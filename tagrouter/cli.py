@@ -303,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--shared", type=Path, default=None, help="folder of raw prompt sets (default ../shared/data/raw)")
     bench.add_argument("--ghz-config", type=Path, nargs="+", metavar="FILE",
                        help="run these bench/ghz scenarios (as ghz would) instead of the full bench")
+    bench.add_argument("--ghz-total", type=int, help="with --ghz-config: at most this many requests per scenario")
     bench.add_argument("--check", action="store_true", help="exit 1 when a target of issue 5 is not met")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)
