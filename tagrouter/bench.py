@@ -155,7 +155,7 @@ def latency_summary(seconds: list[float]) -> dict:
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a and b else None
+    return round(a / b, 3) if a is not None and b else None
 
 
 # --- in-process encoder --------------------------------------------------------------------
