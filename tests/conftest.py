@@ -100,20 +100,26 @@ class Process:
 
 def service_env(redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAGROUTER_")}
-    env.update(REDIS_URL=redis_url, TAGROUTER_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", **extra)
+    env.update(REDIS_URL=redis_url, TAGROUTER_LOG_LEVEL="WARNING", TAGROUTER_METRICS_PORT="0",
+               PYTHONUNBUFFERED="1")
+    env.update(extra)
     return env
 
 
 @contextlib.contextmanager
-def running_stack(redis_url: str, **extra: str):
-    """Tagger, scorer and router as three real processes; yields {name: Process}."""
+def running_stack(redis_url: str, ready_check: bool = True, **extra: str):
+    """Tagger, scorer and router as three real processes; yields {name: Process}.
+
+    ready_check=False skips the plaintext health wait (for servers that speak TLS only).
+    """
     env = service_env(redis_url, **extra)
     tagger = Process("tagger", env)
     scorer = Process("scorer", env)
     router = Process("router", env, "--tagger-addr", tagger.address, "--scorer-addr", scorer.address)
     procs = {"tagger": tagger, "scorer": scorer, "router": router}
     try:
-        wait_serving(router.address, "tagrouter.router.v1.RouterService")
+        if ready_check:
+            wait_serving(router.address, "tagrouter.router.v1.RouterService")
         yield procs
     finally:
         for proc in procs.values():

@@ -37,9 +37,10 @@ def free_port() -> int:
 class EmbeddedRedis:
     """Context manager: `with EmbeddedRedis() as url:` gives redis://127.0.0.1:PORT/0."""
 
-    def __init__(self, port: int | None = None, password: str | None = None):
+    def __init__(self, port: int | None = None, password: str | None = None, data_dir: str | None = None):
         self.port = port or free_port()
         self.password = password
+        self.data_dir = data_dir  # given: append-only file there, fsync'd on every write, survives restarts
         self.process: subprocess.Popen | None = None
         self._dir: tempfile.TemporaryDirectory | None = None
 
@@ -49,9 +50,11 @@ class EmbeddedRedis:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
-        self._dir = tempfile.TemporaryDirectory(prefix="tagrouter-redis-")
+        if self.data_dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="tagrouter-redis-")
+        persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.data_dir else ["--appendonly", "no"]
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self._dir.name, "--daemonize", "no", "--loglevel", "warning"]
+                "--dir", self.data_dir or self._dir.name, "--daemonize", "no", "--loglevel", "warning", *persist]
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

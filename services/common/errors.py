@@ -11,6 +11,8 @@ import logging
 import grpc
 import redis.exceptions
 
+from services.common.interceptors import wrap_unary
+
 log = logging.getLogger(__name__)
 
 
@@ -32,6 +34,10 @@ class Unavailable(ServiceError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
@@ -44,27 +50,22 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns exceptions escaping unary-unary handlers into statuses with a clear message."""
 
     async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        inner = handler.unary_unary
         method = handler_call_details.method
 
-        async def guarded(request, context):
-            try:
-                return await inner(request, context)
-            except ServiceError as err:
-                await context.abort(err.code, str(err))
-            except grpc.aio.AbortError:
-                raise
-            except UNREACHABLE as err:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}")
-            except Exception:  # noqa: BLE001 - the one place that turns surprises into INTERNAL
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+        def wrap(inner):
+            async def guarded(request, context):
+                try:
+                    return await inner(request, context)
+                except ServiceError as err:
+                    await context.abort(err.code, str(err))
+                except grpc.aio.AbortError:
+                    raise
+                except UNREACHABLE as err:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}")
+                except Exception:  # noqa: BLE001 - the one place that turns surprises into INTERNAL
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
 
-        return grpc.unary_unary_rpc_method_handler(
-            guarded,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+            return guarded
+
+        return wrap_unary(await continuation(handler_call_details), wrap)

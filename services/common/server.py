@@ -16,7 +16,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import security
 from services.common.errors import ErrorMappingInterceptor
+from services.common.metrics import MetricsInterceptor, serve_metrics
 from services.common.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,14 @@ class RunningService:
         self.spec = spec
         self.settings = settings
         self.health = health.aio.HealthServicer()
-        self.server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()], options=SERVER_OPTIONS)
+        # Outermost first: metrics see the final status, auth refuses before any work, errors map last.
+        interceptors = [MetricsInterceptor(spec.full_name.rsplit(".", 1)[-1])]
+        if settings.admin_token:
+            interceptors.append(security.AdminTokenInterceptor(settings.admin_token))
+        interceptors.append(ErrorMappingInterceptor())
+        # Past max_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once instead of queueing.
+        self.server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS,
+                                      maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
         self.port = 0
         self.warm_up: asyncio.Task | None = None
 
@@ -67,11 +76,18 @@ class RunningService:
             names = (spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                      reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(self.settings.bind_address)
+        if self.settings.tls:
+            credentials = security.server_credentials(self.settings.tls_cert_file, self.settings.tls_key_file,
+                                                      self.settings.tls_client_ca_file)
+            self.port = server.add_secure_port(self.settings.bind_address, credentials)
+        else:
+            self.port = server.add_insecure_port(self.settings.bind_address)
         if self.port == 0:
             raise OSError(f"could not bind {self.settings.bind_address}")
         await server.start()
-        log.info("%s listening on %s:%d", spec.full_name, self.settings.host, self.port)
+        serve_metrics(self.settings.metrics_port)
+        log.info("%s listening on %s:%d%s", spec.full_name, self.settings.host, self.port,
+                 " (TLS)" if self.settings.tls else "")
         self.warm_up = asyncio.get_running_loop().create_task(self._warm_up())
         return self.port
 

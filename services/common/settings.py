@@ -24,6 +24,13 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_REFLECTION": ("all", "serve gRPC reflection (default true)"),
     "TAGROUTER_GRACE_SECONDS": ("all", "drain time on SIGTERM before in-flight calls are cancelled (default 5)"),
     "TAGROUTER_LOG_LEVEL": ("all", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
+    "TAGROUTER_METRICS_PORT": ("all", "Prometheus /metrics port (default 9090; 0 disables)"),
+    "TAGROUTER_MAX_CONCURRENT_RPCS": ("all", "calls in flight before new ones get RESOURCE_EXHAUSTED (default 512)"),
+    "TAGROUTER_TLS_CERT_FILE": ("all", "PEM certificate: serve TLS (with TAGROUTER_TLS_KEY_FILE); the router also presents it to its downstreams"),
+    "TAGROUTER_TLS_KEY_FILE": ("all", "PEM private key of TAGROUTER_TLS_CERT_FILE"),
+    "TAGROUTER_TLS_CLIENT_CA_FILE": ("all", "PEM CA: require client certificates signed by it (mutual TLS)"),
+    "TAGROUTER_TLS_CA_FILE": ("router", "PEM CA: call the tagger and scorer over TLS, verifying them with it"),
+    "TAGROUTER_ADMIN_TOKEN": ("scorer", "when set, state-changing RPCs (LoadWeights, Feedback) need 'authorization: Bearer <token>'"),
     "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model)"),
     "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default services/tagger/vocabulary)"),
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level (default 2)"),
@@ -83,6 +90,15 @@ class _Env:
             raise ConfigError(f"{name}={value} is outside [{minimum}, {maximum}]")
         return value
 
+    def path(self, name: str) -> Path | None:
+        """An optional path to a file that must exist."""
+        raw = self._env.get(name, "").strip()
+        if not raw:
+            return None
+        if not Path(raw).is_file():
+            raise ConfigError(f"{name}={raw!r}: no such file")
+        return Path(raw)
+
     def bool(self, name: str, default: bool) -> bool:
         raw = self._env.get(name, "").strip().lower()
         if not raw:
@@ -111,6 +127,12 @@ class ServerSettings:
     reflection: bool
     grace_seconds: float
     log_level: str
+    metrics_port: int
+    max_concurrent_rpcs: int
+    tls_cert_file: Path | None
+    tls_key_file: Path | None
+    tls_client_ca_file: Path | None
+    admin_token: str | None = field(repr=False)  # a secret: never logged
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> "ServerSettings":
@@ -125,7 +147,24 @@ class ServerSettings:
             reflection=e.bool("TAGROUTER_REFLECTION", True),
             grace_seconds=e.float("TAGROUTER_GRACE_SECONDS", 5.0, 0.0, 300.0),
             log_level=level,
-        )
+            metrics_port=e.int("TAGROUTER_METRICS_PORT", 9090, 0, 65535),
+            max_concurrent_rpcs=e.int("TAGROUTER_MAX_CONCURRENT_RPCS", 512, 1, 1_000_000),
+            tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),
+            tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"),
+            tls_client_ca_file=e.path("TAGROUTER_TLS_CLIENT_CA_FILE"),
+            admin_token=e.str("TAGROUTER_ADMIN_TOKEN", "") or None,
+        ).checked()
+
+    def checked(self) -> "ServerSettings":
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("TAGROUTER_TLS_CERT_FILE and TAGROUTER_TLS_KEY_FILE go together: set both or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ConfigError("TAGROUTER_TLS_CLIENT_CA_FILE needs TAGROUTER_TLS_CERT_FILE and TAGROUTER_TLS_KEY_FILE")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
 
     def with_port(self, port: int | None) -> "ServerSettings":
         return self if port is None else replace(self, port=port)
@@ -179,6 +218,9 @@ class RouterSettings:
     scorer_timeout_s: float
     default_model: str
     default_cost_weight: float
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "RouterSettings":
@@ -190,4 +232,7 @@ class RouterSettings:
             scorer_timeout_s=e.int("TAGROUTER_SCORER_TIMEOUT_MS", 150, 1, 60_000) / 1000,
             default_model=e.str("TAGROUTER_DEFAULT_MODEL", "gpt4_1106_preview"),
             default_cost_weight=e.float("TAGROUTER_COST_WEIGHT", 0.0, 0.0, 1e6),
+            tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"),
+            tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),
+            tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"),
         )

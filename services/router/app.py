@@ -1,4 +1,5 @@
 """Wires the router service from its settings."""
+from services.common.security import channel_credentials
 from services.common.server import ServiceSpec
 from services.common.settings import RouterSettings
 from services.router.clients import Downstreams
@@ -9,6 +10,9 @@ SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
 def create(settings: RouterSettings) -> ServiceSpec:
-    servicer = RouterServicer(Downstreams(settings.tagger_addr, settings.scorer_addr), settings)
+    credentials = None
+    if settings.tls_ca_file is not None:
+        credentials = channel_credentials(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
+    servicer = RouterServicer(Downstreams(settings.tagger_addr, settings.scorer_addr, credentials), settings)
     return ServiceSpec(SERVICE_NAME, servicer, router_pb2_grpc.add_RouterServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop)

@@ -13,20 +13,26 @@ CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # Reconnect within a second of a downstream coming back (the default backoff grows to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
+def open_channel(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
     target = address if "://" in address or address.startswith("dns:") else f"dns:///{address}"
+    if credentials is not None:
+        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
     return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
 
 
 class Downstreams:
     """Stubs for the router's two downstreams."""
 
-    def __init__(self, tagger_addr: str, scorer_addr: str):
-        self.tagger_channel = open_channel(tagger_addr)
-        self.scorer_channel = open_channel(scorer_addr)
+    def __init__(self, tagger_addr: str, scorer_addr: str, credentials: grpc.ChannelCredentials | None = None):
+        self.tagger_channel = open_channel(tagger_addr, credentials)
+        self.scorer_channel = open_channel(scorer_addr, credentials)
         self.tagger = tagger_pb2_grpc.TaggerServiceStub(self.tagger_channel)
         self.scorer = scorer_pb2_grpc.ScorerServiceStub(self.scorer_channel)
         self.tagger_health = health_pb2_grpc.HealthStub(self.tagger_channel)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
+from services.common import metrics
 from services.common.errors import InvalidArgument
 from services.common.settings import RouterSettings
 from services.router import decision
@@ -93,6 +95,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         reasons: list[str] = []
 
         tagged = None
+        started = time.perf_counter()
         try:
             tagged = await self.downstreams.tagger.Tag(
                 tagger_pb2.TagRequest(query=request.query),
@@ -101,6 +104,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(err.details()) from None
             reasons.append(f"tagger unavailable ({err.code().name})")
+            metrics.ROUTE_DEGRADED.labels("tagger_" + err.code().name.lower()).inc()
+        tagged_at = time.perf_counter()
+        metrics.ROUTE_PHASE_LATENCY.labels("tag").observe(tagged_at - started)
         tags = list(tagged.tags) if tagged else []
         input_tokens = tagged.input_tokens if tagged else estimate_tokens(request.query)
 
@@ -114,6 +120,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(err.details()) from None
             reasons.append(f"scorer unavailable ({err.code().name})")
+            metrics.ROUTE_DEGRADED.labels("scorer_" + err.code().name.lower()).inc()
+        scored_at = time.perf_counter()
+        metrics.ROUTE_PHASE_LATENCY.labels("score").observe(scored_at - tagged_at)
 
         response = router_pb2.RouteResponse(
             tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level) for t in tags],
@@ -126,6 +135,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         if reasons:
             response.degraded = True
             response.degraded_reason = "; ".join(reasons)
+        metrics.ROUTE_PHASE_LATENCY.labels("decide").observe(time.perf_counter() - scored_at)
+        metrics.ROUTED.labels(response.model).inc()
+        metrics.ROUTED_COST.labels(response.model).inc(response.estimated_cost_usd)
         return response
 
     def _decide(self, scored, input_tokens: int, cost_weight: float, response) -> None:

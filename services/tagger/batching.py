@@ -19,6 +19,9 @@ import asyncio
 import concurrent.futures
 from typing import Callable, Generic, TypeVar
 
+from services.common.errors import ResourceExhausted
+from services.common.metrics import TAGGER_BATCH_SIZE
+
 R = TypeVar("R")
 
 # A group's longest query may be at most this many times its shortest (in characters):
@@ -57,9 +60,11 @@ def length_groups(texts: list[str], max_ratio: float = LENGTH_RATIO) -> list[lis
 class MicroBatcher(Generic[R]):
     """Collects concurrent `submit` calls into batches for `run_batch` (list in, list out)."""
 
-    def __init__(self, run_batch: Callable[[list[str]], list[R]], max_batch: int = 32, max_cells: int = MAX_CELLS):
+    def __init__(self, run_batch: Callable[[list[str]], list[R]], max_batch: int = 32, max_queue: int = 256,
+                 max_cells: int = MAX_CELLS):
         self._run_batch = run_batch
         self._max_batch = max_batch
+        self._max_queue = max_queue
         self._max_cells = max_cells
         self._queue: asyncio.Queue[tuple[str, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
@@ -71,6 +76,9 @@ class MicroBatcher(Generic[R]):
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def submit(self, text: str) -> R:
+        if self._queue.qsize() >= self._max_queue:
+            # Fail fast: a caller is better served by its fallback than by a growing queue.
+            raise ResourceExhausted(f"tagger overloaded: {self._max_queue} queries already waiting")
         future = asyncio.get_running_loop().create_future()
         await self._queue.put((text, future))
         return await future
@@ -97,6 +105,7 @@ class MicroBatcher(Generic[R]):
             if not batch:
                 continue
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
+            TAGGER_BATCH_SIZE.observe(len(batch))
             texts = [text for text, _ in batch]
             try:
                 if len(texts) == 1:

@@ -96,3 +96,32 @@ def test_scorer_rpc_refuses_bad_weights_and_keeps_serving_the_old(clean_redis, r
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         assert scorer.stop() == 0
+
+
+def test_a_load_that_fails_half_way_leaves_the_previous_weights_serving(clean_redis, redis_url):
+    """Make the new version's 600th tag key a string, so HSET fails after the first chunks are written."""
+    from services.scorer.store import SEQ_KEY, tag_key
+
+    base = starter()
+    counts = dict(base.counts)
+    for i in range(1000):
+        counts[f"topic:filler-{i:04d}"] = base.counts["*"]
+    big = Weights(models=base.models, params=base.params, counts=counts, provenance="test")
+
+    async def scenario():
+        store = WeightStore.from_url(redis_url)
+        try:
+            active = await store.load(base)
+            doomed = f"{big.version}.{int(clean_redis.get(SEQ_KEY)) + 1}"
+            clean_redis.set(tag_key(doomed, "topic:filler-0600"), "not a hash")
+            with pytest.raises(Exception, match="WRONGTYPE"):
+                await store.load(big)
+            version, (prior,) = await store.read_tags(["*"])
+            return active, doomed, version, prior
+        finally:
+            await store.close()
+
+    active, doomed, version, prior = run(scenario())
+    assert version == active
+    assert prior["gemma-7b-it"] == base.counts["*"]["gemma-7b-it"]
+    assert not [k for k in clean_redis.scan_iter(f"tagrouter:w:{doomed}:*")]  # the half-load was removed

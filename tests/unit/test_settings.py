@@ -49,5 +49,5 @@ def test_readme_configuration_table_lists_every_variable_the_code_reads():
     table = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))
     assert table == set(ENVIRONMENT)
     code = "".join(p.read_text() for p in (REPO_ROOT / "services").rglob("*.py"))
-    read = set(re.findall(r'e\.(?:str|int|float|bool)\("([A-Z_]+)"', code))
+    read = set(re.findall(r'e\.(?:str|int|float|bool|path)\("([A-Z_]+)"', code))
     assert read <= set(ENVIRONMENT), read - set(ENVIRONMENT)

@@ -1,0 +1,77 @@
+"""Prometheus metrics: defined once here, served by each process on its own port.
+
+Names say what an operator asks: how many calls, how slow, how often degraded, what it costs.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from prometheus_client import Counter, Histogram, start_http_server
+
+from services.common.interceptors import wrap_unary
+
+log = logging.getLogger(__name__)
+
+# Milliseconds matter here: buckets from 0.5 ms to 2.5 s.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+RPC_REQUESTS = Counter("tagrouter_rpc_requests_total", "RPCs handled, by method and status code",
+                       ["service", "method", "code"])
+RPC_LATENCY = Histogram("tagrouter_rpc_latency_seconds", "RPC handling time, by method and status code",
+                        ["service", "method", "code"], buckets=LATENCY_BUCKETS)
+ROUTE_PHASE_LATENCY = Histogram("tagrouter_route_phase_latency_seconds",
+                                "Time of each phase of Route: tag, score, decide", ["phase"], buckets=LATENCY_BUCKETS)
+ROUTE_DEGRADED = Counter("tagrouter_route_degraded_total", "Route answers decided by a fallback, by reason",
+                         ["reason"])
+ROUTED = Counter("tagrouter_routed_total", "Queries routed, by chosen model", ["model"])
+ROUTED_COST = Counter("tagrouter_routed_estimated_cost_usd_total", "Estimated cost routed, by chosen model",
+                      ["model"])
+TAGGER_BATCH_SIZE = Histogram("tagrouter_tagger_batch_size", "Queries per encoder call",
+                              buckets=(1, 2, 4, 8, 16, 32, 64))
+TAG_CACHE = Counter("tagrouter_tag_cache_total", "Tag cache lookups, by result (hit or miss)", ["result"])
+FEEDBACK = Counter("tagrouter_feedback_total", "Feedback outcomes applied, by outcome", ["outcome"])
+
+_started_ports: set[int] = set()
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
+    """Starts the /metrics HTTP server once per process and port; 0 disables it."""
+    if port == 0 or port in _started_ports:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as err:  # metrics are not the critical path: say so and keep serving
+        log.error("metrics disabled: cannot bind port %d: %s", port, err)
+        return
+    _started_ports.add(port)
+    log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times every unary RPC with the status code it ended with."""
+
+    def __init__(self, service: str):
+        self.service = service
+
+    async def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+
+        def wrap(inner):
+            async def timed(request, context):
+                start = time.perf_counter()
+                code = "OK"
+                try:
+                    return await inner(request, context)
+                except BaseException:
+                    status = context.code()
+                    code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+                    raise
+                finally:
+                    RPC_REQUESTS.labels(self.service, method, code).inc()
+                    RPC_LATENCY.labels(self.service, method, code).observe(time.perf_counter() - start)
+
+            return timed
+
+        return wrap_unary(await continuation(handler_call_details), wrap)
