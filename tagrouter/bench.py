@@ -75,6 +75,43 @@ class Stack:
     tagger: str | None = None
     scorer: str | None = None
     processes: list = field(default_factory=list)
+    router_metrics: str | None = None  # the router's /metrics URL, when the bench started it
+
+
+def route_phase_totals(url: str | None) -> dict[str, tuple[float, float]] | None:
+    """The router's Route phase histograms (tag, score, decide): phase -> (seconds summed, count)."""
+    if not url:
+        return None
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    except OSError:
+        return None
+    totals: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "tagrouter_route_phase_latency_seconds":
+            for sample in family.samples:
+                phase = sample.labels.get("phase")
+                if sample.name.endswith("_sum"):
+                    totals.setdefault(phase, [0.0, 0.0])[0] = sample.value
+                elif sample.name.endswith("_count"):
+                    totals.setdefault(phase, [0.0, 0.0])[1] = sample.value
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def phase_means_ms(before, after) -> dict | None:
+    """Mean milliseconds of each Route phase between two scrapes, as the router saw them."""
+    if not before or not after:
+        return None
+    out = {}
+    for phase, (total, count) in after.items():
+        t0, c0 = before.get(phase, (0.0, 0.0))
+        if count > c0:
+            out[f"{phase}_mean_ms"] = round((total - t0) / (count - c0) * 1000, 3)
+    return out
 
 
 # --- queries -------------------------------------------------------------------------------
@@ -168,6 +205,18 @@ def encoder_latencies(encoder, queries: list[str], budget_s: float) -> list[floa
         out.append(time.perf_counter() - t0)
         if time.monotonic() > deadline:
             break
+    return out
+
+
+def encoder_spaced_latencies(encoder, queries: list[str], gap_s: float = 0.003) -> list[float]:
+    """Batch-1 latency with the process idle `gap_s` before each query, as a service sees queries
+    arrive: caches and clocks cool between calls, so this is slower than the back-to-back floor."""
+    out = []
+    for q in queries:
+        time.sleep(gap_s)
+        t0 = time.perf_counter()
+        encoder.encode([q])
+        out.append(time.perf_counter() - t0)
     return out
 
 
@@ -285,13 +334,15 @@ def started_stack(log_dir: Path, env_extra: dict[str, str] | None = None):
                     p.wait()
 
         stack.callback(stop_all)
+        metrics_ports = {name: free_port() for name in ports}  # one each: they would collide on the default
         for name in ("tagger", "scorer", "router"):
             log = stack.enter_context(open(log_dir / f"{name}.log", "w"))
             procs.append(subprocess.Popen([sys.executable, "-m", "tagrouter.cli", "serve", name, "--port", str(ports[name])],
-                                          env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT))
+                                          env=dict(env, TAGROUTER_METRICS_PORT=str(metrics_ports[name])), cwd=REPO_ROOT,
+                                          stdout=log, stderr=subprocess.STDOUT))
         _wait_serving(f"127.0.0.1:{ports['router']}", "tagrouter.router.v1.RouterService", 120, procs)
         yield Stack(router=f"127.0.0.1:{ports['router']}", tagger=env["TAGGER_ADDR"], scorer=env["SCORER_ADDR"],
-                    processes=procs)
+                    processes=procs, router_metrics=f"http://127.0.0.1:{metrics_ports['router']}/metrics")
 
 
 # --- one query length ----------------------------------------------------------------------
@@ -328,16 +379,18 @@ def bench_length(name: str, encoder, stack: Stack, queries: Queries, plan: Plan,
         channels.append(grpc.insecure_channel(stack.scorer))
         score = scorer_pb2_grpc.ScorerServiceStub(channels[-1]).Score
 
-    enc, tag_lat, score_lat, route_lat, seen = [], [], [], [], []
+    enc, spaced, tag_lat, score_lat, route_lat, seen = [], [], [], [], [], []
     degraded = 0
     try:
         # Warm-up: the first calls pay for connections, caches and allocator growth.
         warm = queries.take(plan.warmup)
         encoder_latencies(encoder, warm, plan.phase_seconds)
         sequential_latencies(route, [router_pb2.RouteRequest(query=q) for q in warm], plan.phase_seconds)
+        phases = []
         for r in range(plan.rounds):
             batch = queries.take(plan.c1_requests)
             enc += encoder_latencies(encoder, batch, plan.phase_seconds)
+            spaced += encoder_spaced_latencies(encoder, batch[: max(10, len(batch) // 3)])
             if tag is not None:
                 lat, tagged = sequential_latencies(tag, [tagger_pb2.TagRequest(query=q) for q in queries.take(plan.c1_requests)],
                                                    plan.phase_seconds)
@@ -346,7 +399,10 @@ def bench_length(name: str, encoder, stack: Stack, queries: Queries, plan: Plan,
                     score_lat += sequential_latencies(score, [scorer_pb2.ScoreRequest(
                         tags=[scorer_pb2.WeightedTag(name=t.name, weight=t.score) for t in reply.tags])
                         for reply in tagged], plan.phase_seconds)[0]
-            lat, replies = sequential_latencies(route, [router_pb2.RouteRequest(query=q) for q in batch], plan.phase_seconds)
+            requests = [router_pb2.RouteRequest(query=q) for q in batch]
+            before = route_phase_totals(stack.router_metrics)
+            lat, replies = sequential_latencies(route, requests, plan.phase_seconds)
+            phases.append(phase_means_ms(before, route_phase_totals(stack.router_metrics)))
             route_lat += lat
             degraded += sum(r.degraded for r in replies)
             seen += batch[: len(lat)]
@@ -378,10 +434,15 @@ def bench_length(name: str, encoder, stack: Stack, queries: Queries, plan: Plan,
     result = {
         "queries": {"base_prompts": len(queries.base), "measured": queries.issued,
                     "tokens_p50": int(np.median([encoder.count_tokens(q) for q in queries.peek(64)]))},
-        "encoder": {**encoder_c1, "batch_qps": round(batch_n / batch_s, 1), "batch_size": ENCODER_BATCH},
+        "encoder": {**encoder_c1, "batch_qps": round(batch_n / batch_s, 1), "batch_size": ENCODER_BATCH,
+                    "threads": encoder.session.get_session_options().intra_op_num_threads,
+                    # Context, not the floor the ratios use: the same calls with 3 ms idle before each.
+                    "spaced_3ms": latency_summary(spaced)},
         "tag": {"c1": latency_summary(tag_lat)} if tag else None,
         "score": {"c1": latency_summary(score_lat)} if score else None,
-        "route": {"c1": {**latency_summary(route_lat), "degraded": degraded},
+        "route": {"c1": {**latency_summary(route_lat), "degraded": degraded,
+                         # Where a c1 Route's time goes, as the router measured it (its /metrics).
+                         "router_phases": _mean_of(phases)},
                   "c1_cache_hit": latency_summary(hits)},
     }
     for c in CONCURRENCY:
@@ -521,6 +582,13 @@ def run_ghz_scenario(path: Path, address: str, total: int | None = None) -> dict
         config["total"] = min(int(config.get("total", 200)), total)
         config["concurrency"] = min(int(config.get("concurrency", 50)), config["total"])
     return asyncio.run(_run_ghz(config, address))
+
+
+def _mean_of(dicts: list) -> dict | None:
+    dicts = [d for d in dicts if d]
+    if not dicts:
+        return None
+    return {k: round(float(np.mean([d[k] for d in dicts if k in d])), 3) for k in dicts[0]}
 
 
 # --- the run -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 from services.common.errors import InvalidArgument, Unavailable
+from services.common.metrics import TAG_CACHE
 from services.tagger.batching import MicroBatcher
 from services.tagger.cache import TagCache, cache_key
 from services.tagger.tagger import TaggedQuery, Tagger
@@ -11,6 +12,7 @@ from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 
 MAX_QUERY_CHARS = 100_000  # past the encoder's window anyway; refuse rather than tokenise megabytes
 MAX_BATCH_REQUESTS = 256
+_CACHE_HIT, _CACHE_MISS = TAG_CACHE.labels("hit"), TAG_CACHE.labels("miss")
 
 
 def check_query(query: str, where: str = "query") -> None:
@@ -54,9 +56,12 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         """Tags from the exact-match cache, else from the micro-batcher (then cached)."""
         key = cache_key(query)
         tagged = self.cache.get(key)
-        if tagged is None:
-            tagged = await self.batcher.submit(query)
-            self.cache.put(key, tagged)
+        if tagged is not None:
+            _CACHE_HIT.inc()
+            return tagged
+        _CACHE_MISS.inc()
+        tagged = await self.batcher.submit(query)
+        self.cache.put(key, tagged)
         return tagged
 
     async def Tag(self, request, context):
