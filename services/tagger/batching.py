@@ -108,10 +108,11 @@ class MicroBatcher(Generic[R]):
             TAGGER_BATCH_SIZE.observe(len(batch))
             texts = [text for text, _ in batch]
             try:
+                futures = [fut for _, fut in batch]
                 if len(texts) == 1:
-                    results = self._run_grouped(texts)  # alone: no thread hop (see the module doc)
+                    results = self._run_grouped(texts, futures)  # alone: no thread hop (see the module doc)
                 else:
-                    results = await loop.run_in_executor(self._executor, self._run_grouped, texts)
+                    results = await loop.run_in_executor(self._executor, self._run_grouped, texts, futures)
             except Exception as err:  # noqa: BLE001 - every waiter gets the error, the worker lives on
                 for _, fut in batch:
                     if not fut.done():
@@ -121,11 +122,18 @@ class MicroBatcher(Generic[R]):
                 if not fut.done():
                     fut.set_result(result)
 
-    def _run_grouped(self, texts: list[str]) -> list[R]:
+    def _run_grouped(self, texts: list[str], futures: list[asyncio.Future] | None = None) -> list[R]:
+        """Results in `texts` order (None for a query whose caller gave up before its call ran)."""
         results: list = [None] * len(texts)
         lengths = [len(t) for t in texts]
         for group in length_groups(texts):
             for chunk in split_by_cells(group, lengths, self._max_cells):
+                if futures is not None:
+                    # A caller past its deadline has been cancelled: under overload, encoding its
+                    # query anyway would only make the callers behind it miss theirs too.
+                    chunk = [i for i in chunk if not futures[i].done()]
+                    if not chunk:
+                        continue
                 for i, result in zip(chunk, self._run_batch([texts[i] for i in chunk])):
                     results[i] = result
         return results
