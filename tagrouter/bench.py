@@ -35,7 +35,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SHARED = REPO_ROOT.parent / "shared" / "data" / "raw"
 
-# Token windows of the two query sets, before the run marker (about 5 tokens) is added.
+# Token windows of the two query sets, before the run marker (about 6 tokens) is added.
 SHORT_TOKENS = (14, 28)
 LONG_TOKENS = (340, 460)
 CONCURRENCY = (8, 32)
