@@ -121,7 +121,12 @@ class Weights:
         for c in msg.counts:
             if c.model in counts.get(c.tag, {}):
                 raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r} appears twice")
-            counts.setdefault(c.tag, {})[c.model] = [getattr(c, f) for f in COUNT_FIELDS]
+            row = [getattr(c, f) for f in COUNT_FIELDS]
+            # checked before rounding to the file's six decimals turns a tiny negative into -0.0
+            if not all(math.isfinite(v) and v >= 0 for v in row):
+                raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r}: need {len(COUNT_FIELDS)} finite "
+                                   f"counts >= 0 ({', '.join(COUNT_FIELDS)})")
+            counts.setdefault(c.tag, {})[c.model] = row
         params = ScoringParams(msg.params.win_reward, msg.params.tie_reward, msg.params.loss_reward,
                                msg.params.prior_strength) if msg.HasField("params") else ScoringParams()
         weights = cls(
