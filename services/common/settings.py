@@ -36,6 +36,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level (default 2)"),
     "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine similarity below which a tag is dropped (default 0.15)"),
     "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
+    "TAGROUTER_TAG_CACHE_SIZE": ("tagger", "queries whose tags are kept in the exact-match cache (default 10000; 0 turns it off)"),
     "REDIS_URL": ("scorer", "Redis holding the weights, e.g. redis://:PASSWORD@host:6379/0 (required)"),
     "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights)"),
     "TAGGER_ADDR": ("router, scorer", "tagger address host:port (router: required; scorer: optional, lets Feedback take a query)"),
@@ -180,6 +181,7 @@ class TaggerSettings:
     tags_per_level: int
     min_score: float
     intra_op_threads: int
+    tag_cache_size: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "TaggerSettings":
@@ -190,6 +192,7 @@ class TaggerSettings:
             tags_per_level=e.int("TAGROUTER_TAGS_PER_LEVEL", 2, 1, 16),
             min_score=e.float("TAGROUTER_TAG_MIN_SCORE", 0.15, -1.0, 1.0),
             intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", 1, 1, 64),
+            tag_cache_size=e.int("TAGROUTER_TAG_CACHE_SIZE", 10_000, 0, 10_000_000),
         )
 
 

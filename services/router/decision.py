@@ -50,5 +50,7 @@ def choose(scores: np.ndarray, costs: np.ndarray, cost_weight: float, cost_scale
     """
     utility = utilities(scores, costs, cost_weight, cost_scale_usd)
     best = utility.max(axis=-1, keepdims=True)
-    tied = utility >= best - 1e-12  # within 1e-12 of the best (nothing is above it)
+    # |u - best| <= 1e-12 is np.isclose(rtol=0, atol=1e-12) without its overhead, a third
+    # of Route's own time for 7 models; `==` keeps infinite utilities tied as isclose does.
+    tied = (utility == best) | (np.abs(utility - best) <= 1e-12)
     return np.where(tied, costs, np.inf).argmin(axis=-1)

@@ -96,16 +96,21 @@ end
 redis.call('HINCRBY', base .. ':meta', 'feedback', 1)
 return {version, 1}
 """
+_FIELD_POSITION = {name: i for i, name in enumerate(COUNT_FIELDS)}
 
 
 def parse_tag_hash(flat: list[str]) -> dict[str, list[float]]:
     """A tag hash's flat [field, value, ...] list -> model -> counts in COUNT_FIELDS order."""
     per_model: dict[str, list[float]] = {}
-    position = {name: i for i, name in enumerate(COUNT_FIELDS)}
+    position = _FIELD_POSITION
     for key, value in zip(flat[::2], flat[1::2]):
         model, _, name = key.rpartition("|")
-        if name in position:
-            per_model.setdefault(model, [0.0] * len(COUNT_FIELDS))[position[name]] = float(value)
+        i = position.get(name)
+        if i is not None:
+            row = per_model.get(model)
+            if row is None:
+                row = per_model[model] = [0.0] * len(COUNT_FIELDS)
+            row[i] = float(value)
     return per_model
 
 

@@ -1,0 +1,250 @@
+"""Rendered manifests against the code: ports, environment variable names, probe targets.
+
+`check(docs)` returns the list of disagreements (empty when the manifests and the code agree).
+The code side is read from the code itself: ENVIRONMENT and DEFAULT_PORTS from
+services/common/settings.py, the gRPC service names from each services/*/app.py, and the
+settings classes parse the environment a container would really get.
+"""
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+from services.common import settings as cfg
+from services.common.settings import DEFAULT_PORTS, ENVIRONMENT, ConfigError
+from services.router.app import SERVICE_NAME as ROUTER_SERVICE
+from services.scorer.app import SERVICE_NAME as SCORER_SERVICE
+from services.tagger.app import SERVICE_NAME as TAGGER_SERVICE
+
+SERVICES = ("tagger", "scorer", "router")
+SERVICE_NAMES = {"tagger": TAGGER_SERVICE, "scorer": SCORER_SERVICE, "router": ROUTER_SERVICE}
+SETTINGS = {"tagger": cfg.TaggerSettings, "scorer": cfg.ScorerSettings, "router": cfg.RouterSettings}
+METRICS_PORT = 9090  # reserved for every container (TAGROUTER_METRICS_PORT's default)
+SECRET_PLACEHOLDER = "from-a-secret"  # URL-safe, like the passwords the docs ask for
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _kind(docs, kind):
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def _named(docs, kind, name):
+    return next((d for d in _kind(docs, kind) if d["metadata"]["name"] == name), None)
+
+
+def _selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _pod_labels(workload) -> dict:
+    return workload["spec"]["template"]["metadata"].get("labels", {})
+
+
+def _container(docs, kind, name):
+    """(workload, container) for the one container called `name` in a `kind` object."""
+    found = [(w, c) for w in _kind(docs, kind) for c in w["spec"]["template"]["spec"]["containers"]
+             if c["name"] == name]
+    return found[0] if len(found) == 1 else (None, None)
+
+
+def _port(container, name):
+    return next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == name), None)
+
+
+def container_env(docs, container, problems, where) -> tuple[dict[str, str], set[str]]:
+    """The environment Kubernetes would give the container, and the names only used in $(...).
+
+    envFrom ConfigMaps first, then env in order, $(NAME) expanded as the kubelet does;
+    secret values become a placeholder.
+    """
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        if ref is None:
+            problems.append(f"{where}: envFrom other than a configMapRef: {source}")
+            continue
+        cm = _named(docs, "ConfigMap", ref["name"])
+        if cm is None:
+            problems.append(f"{where}: ConfigMap {ref['name']} is not rendered")
+            continue
+        env.update({k: str(v) for k, v in cm.get("data", {}).items()})
+    referenced: set[str] = set()
+    for item in container.get("env", []):
+        if "value" in item:
+            value = str(item["value"])
+            referenced |= set(_REF.findall(value))
+            env[item["name"]] = _REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+        elif "secretKeyRef" in item.get("valueFrom", {}):
+            env[item["name"]] = SECRET_PLACEHOLDER
+        else:
+            env[item["name"]] = ""
+    return env, referenced
+
+
+def _secret_refs(container):
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref and not ref.get("optional"):  # an optional Secret may legitimately be absent
+            yield ref["name"]
+
+
+def _service_for(docs, host: str, port: int, workload, target_port_name: str, problems, where, headless: bool):
+    """The Service called `host` must expose `port` and send it to the workload's named port."""
+    service = _named(docs, "Service", host)
+    if service is None:
+        problems.append(f"{where}: no Service named {host!r}")
+        return
+    spec = service["spec"]
+    if not _selects(spec.get("selector"), _pod_labels(workload)):
+        problems.append(f"{where}: Service {host} does not select the {workload['metadata']['name']} pods")
+    if headless and spec.get("clusterIP") != "None":
+        problems.append(f"{where}: Service {host} is not headless (clusterIP: None): round_robin needs every pod's address")
+    ports = [p for p in spec.get("ports", []) if p["port"] == port]
+    if not ports:
+        problems.append(f"{where}: Service {host} has no port {port}")
+        return
+    container = next(c for c in workload["spec"]["template"]["spec"]["containers"])
+    target = ports[0].get("targetPort", port)
+    if target not in (target_port_name, _port(container, target_port_name)):
+        problems.append(f"{where}: Service {host} port {port} targets {target!r}, not the container's {target_port_name} port")
+
+
+def _probe_problems(svc, container, port, service_names, where):
+    problems = []
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        probe = container.get(kind)
+        if probe is None:
+            if kind != "startupProbe" or svc == "tagger":
+                problems.append(f"{where}: no {kind}")
+            continue
+        grpc = probe.get("grpc")
+        if grpc is None:
+            problems.append(f"{where}: {kind} is not a native gRPC probe")
+            continue
+        if grpc.get("port") != port:
+            problems.append(f"{where}: {kind} checks port {grpc.get('port')}, the service listens on {port}")
+        if grpc.get("service", "") not in ("", service_names[svc]):
+            problems.append(f"{where}: {kind} asks for health of {grpc.get('service')!r}, the service "
+                            f"reports {service_names[svc]!r} (or '')")
+    readiness = container.get("readinessProbe", {}).get("grpc", {})
+    if readiness and readiness.get("service") != service_names[svc]:
+        problems.append(f"{where}: readinessProbe should name the service {service_names[svc]!r}")
+    return problems
+
+
+def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRONMENT,
+          default_ports: Mapping[str, int] = DEFAULT_PORTS, service_names: Mapping[str, str] = SERVICE_NAMES,
+          external_secrets: tuple[str, ...] = ()) -> list[str]:
+    """Every disagreement between the rendered objects and the code."""
+    problems: list[str] = []
+    secrets = {d["metadata"]["name"] for d in _kind(docs, "Secret")} | set(external_secrets)
+    workloads = {}
+    for svc in SERVICES:
+        workload, container = _container(docs, "Deployment", svc)
+        where = f"Deployment with container {svc}"
+        if container is None:
+            problems.append(f"{where}: not found exactly once")
+            continue
+        workloads[svc] = workload
+        env, helpers = container_env(docs, container, problems, where)
+
+        for name in sorted(env):
+            if name in helpers:
+                continue  # only interpolated into another variable, e.g. REDIS_PASSWORD
+            if name not in environment:
+                problems.append(f"{where}: sets {name}, which no service reads (not in settings.ENVIRONMENT)")
+            elif environment[name][0] not in ("all", svc):
+                problems.append(f"{where}: sets {name}, which is read by the {environment[name][0]}, not the {svc}")
+        for name in sorted(_secret_refs(container)):
+            if name not in secrets:
+                problems.append(f"{where}: Secret {name} is neither rendered nor documented as external")
+
+        try:
+            server = cfg.ServerSettings.from_env(svc, env)
+            own = SETTINGS[svc].from_env(env)
+        except ConfigError as err:
+            problems.append(f"{where}: the service would not start: {err}")
+            continue
+
+        grpc_port = _port(container, "grpc")
+        if grpc_port != server.port:
+            problems.append(f"{where}: container port grpc is {grpc_port}, the service listens on {server.port}")
+        if server.port != default_ports[svc]:
+            problems.append(f"{where}: listens on {server.port}, the code's default port is {default_ports[svc]}")
+        if server.host in LOOPBACK:
+            problems.append(f"{where}: binds {server.host}, unreachable from outside the pod")
+        metrics = _port(container, "metrics")
+        metrics_env = int(env.get("TAGROUTER_METRICS_PORT", METRICS_PORT))
+        if metrics != metrics_env or metrics != METRICS_PORT:
+            problems.append(f"{where}: container port metrics is {metrics}, TAGROUTER_METRICS_PORT is {metrics_env}, "
+                            f"reserved is {METRICS_PORT}")
+        grace = workload["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+        if grace <= server.grace_seconds:
+            problems.append(f"{where}: terminationGracePeriodSeconds {grace} is not longer than the drain "
+                            f"({server.grace_seconds} s)")
+        problems += _probe_problems(svc, container, server.port, service_names, where)
+        # Every Service pointing at these pods sends its grpc port to the container's grpc port.
+        for service in _kind(docs, "Service"):
+            if _selects(service["spec"].get("selector"), _pod_labels(workload)):
+                for p in service["spec"]["ports"]:
+                    if p["name"] == "grpc" and p.get("targetPort") not in ("grpc", grpc_port):
+                        problems.append(f"Service {service['metadata']['name']}: grpc targets {p.get('targetPort')}")
+        if svc == "router":
+            workloads["router-settings"] = own
+        if svc == "scorer":
+            workloads["scorer-settings"] = own
+
+    # The router's addresses are the headless Services of the tagger and the scorer.
+    router = workloads.get("router-settings")
+    for svc in ("tagger", "scorer"):
+        if router is None or svc not in workloads:
+            continue
+        addr = router.tagger_addr if svc == "tagger" else router.scorer_addr
+        host, _, port = addr.rpartition(":")
+        _service_for(docs, host, int(port), workloads[svc], "grpc", problems,
+                     f"router {svc.upper()}_ADDR={addr}", headless=True)
+    # The scorer's REDIS_URL names the Redis Service and port.
+    scorer = workloads.get("scorer-settings")
+    redis_set, redis_container = _container(docs, "StatefulSet", "redis")
+    if scorer is not None:
+        match = re.match(r"^rediss?://(?:[^@/]*@)?([^:/]+):(\d+)", scorer.redis_url)
+        if redis_set is None:
+            problems.append("no StatefulSet with a redis container")
+        elif not match:
+            problems.append("scorer REDIS_URL does not name host:port")
+        else:
+            _service_for(docs, match.group(1), int(match.group(2)), redis_set, "redis", problems,
+                         "scorer REDIS_URL", headless=True)
+    if redis_container is not None:
+        for name in sorted(_secret_refs(redis_container)):
+            if name not in secrets:
+                problems.append(f"redis: Secret {name} is neither rendered nor documented as external")
+
+    # NetworkPolicies and ServiceMonitors name ports: those must exist where they point.
+    pods = [w for w in _kind(docs, "Deployment") + _kind(docs, "StatefulSet")]
+    for policy in _kind(docs, "NetworkPolicy"):
+        selected = [w for w in pods if _selects(policy["spec"]["podSelector"].get("matchLabels"), _pod_labels(w))]
+        if not selected:
+            problems.append(f"NetworkPolicy {policy['metadata']['name']} selects no pods")
+        for rule in policy["spec"].get("ingress", []):
+            for frm in rule.get("from", []):
+                peer = frm.get("podSelector", {}).get("matchLabels")
+                if peer and not any(_selects(peer, _pod_labels(w)) for w in pods):
+                    problems.append(f"NetworkPolicy {policy['metadata']['name']}: peer {peer} matches no pods")
+            for p in rule.get("ports", []):
+                for w in selected:
+                    c = w["spec"]["template"]["spec"]["containers"][0]
+                    if isinstance(p["port"], str) and _port(c, p["port"]) is None:
+                        problems.append(f"NetworkPolicy {policy['metadata']['name']}: port {p['port']} not on {c['name']}")
+    for monitor in _kind(docs, "ServiceMonitor"):
+        services = [s for s in _kind(docs, "Service")
+                    if _selects(monitor["spec"]["selector"].get("matchLabels"), s["metadata"].get("labels", {}))]
+        names = {p["name"] for s in services for p in s["spec"]["ports"]}
+        if len(services) != len(SERVICES):
+            problems.append(f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services, "
+                            f"not the {len(SERVICES)} of {', '.join(SERVICES)}")
+        for endpoint in monitor["spec"]["endpoints"]:
+            if endpoint["port"] not in names:
+                problems.append(f"ServiceMonitor {monitor['metadata']['name']}: port {endpoint['port']} on no Service")
+    return problems
