@@ -20,7 +20,7 @@ import numpy as np
 
 from services.router import decision
 from services.scorer import scoring
-from services.scorer.scoring import ANSWERS, ScoringParams
+from services.scorer.scoring import ScoringParams
 from tagrouter import baselines, metrics
 from tagrouter.fit import count_matrix, incidence, tag_index
 from tagrouter.suite import Suite
@@ -34,6 +34,7 @@ BASELINES = ("knn", "mf", "forc")
 TIE_REWARDS = (0.0, 0.15, 0.5, 1.0)
 LOSS_REWARDS = (0.0, -1.0)
 PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
+TAG_EVIDENCE = (0.0, 30.0)
 TOPIC_GRANULARITIES = ((), (4, 16, 64), (4, 8, 16, 32, 64, 128))
 # Settings are chosen on valid plus train predicted out-of-fold: valid alone (81 queries on the
 # AlpacaEval suites) picks noise among hundreds of settings. Every router gets the same folds.
@@ -160,9 +161,8 @@ def tagrouter_predict(prep: Prepared, table: TagTable, params: ScoringParams,
     """([Q, M] scores, [Q, M] estimated costs) with the scorer's count-to-score rule (for `rows` only
     when given: [len(rows), M])."""
     all_counts, counts = table.counts[0], table.counts[1:]
-    known = counts[..., ANSWERS].sum(axis=1) > 0
     confidence = table.confidence if rows is None else table.confidence[rows]
-    weights = confidence[:, 1:] * known[None, :]
+    weights = scoring.tag_weights(confidence[:, 1:], counts, params)
     prior = scoring.prior_rates(all_counts, params)
     rates = scoring.tag_rates(counts, prior, params)
     scores = scoring.score_matrix(rates, weights, prior)
@@ -212,16 +212,31 @@ def _choose(prep: Prepared, name: str, candidates, rows: np.ndarray) -> RouterRe
     test = suite.rows("test")
     singles = singles_on(prep, rows)
     lo, hi = singles.cost[singles.cheapest], singles.cost[singles.priciest]
-    best, tried = None, 0
+    best, tried, tried_settings = None, 0, []
     for setting, predicted, est in candidates:
         for scale in cost_scales(suite, est):
             tried += 1
             pts = sweep(prep, rows, predicted, est, scale)
             auc = metrics.frontier_area(np.concatenate([pts[:, :2], singles.end_points()]), lo, hi)
+            tried_settings.append(({**setting, "cost_rule": "absolute" if scale > 0 else "relative"}, auc))
             if best is None or auc > best[1] + 1e-9:
                 best = ({**setting, "cost_scale_usd": scale}, auc, predicted, est)
     setting, auc, predicted, est = best
-    return RouterResult(name, setting, auc, sweep(prep, test, predicted, est, setting["cost_scale_usd"]), tried)
+    return RouterResult(name, setting, auc, sweep(prep, test, predicted, est, setting["cost_scale_usd"]), tried,
+                        {"alternatives": alternatives(tried_settings)})
+
+
+def alternatives(tried: list[tuple[dict, float]]) -> dict:
+    """For each knob and each value tried: the best selection AUC among settings with that value.
+
+    This is the measurement behind each choice: how much a value loses against the best."""
+    out: dict[str, dict[str, float]] = {}
+    for setting, auc in tried:
+        for key, value in setting.items():
+            label = ",".join(map(str, value)) or "none" if isinstance(value, (list, tuple)) else str(value)
+            out.setdefault(key, {})
+            out[key][label] = max(out[key].get(label, -1.0), round(float(auc), 5))
+    return {k: v for k, v in out.items() if len(v) > 1}
 
 
 @dataclass
@@ -248,8 +263,9 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
             tags_by[granularity] = with_topics(prep.base_tags, topic_models[granularity], prep.embeddings)
             table = tag_table(prep, tags_by[granularity])
             held_out = [(part, table.without(prep, part)) for part in parts]
-            for tie, loss, k in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS):
-                params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k)
+            for tie, loss, k, evidence in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS,
+                                                            TAG_EVIDENCE):
+                params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k, tag_evidence=evidence)
                 s, c = tagrouter_predict(prep, table, params)
                 for part, partial in held_out:
                     s[part], c[part] = tagrouter_predict(prep, partial, params, part)
@@ -312,7 +328,7 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *
     }
     for r in results:
         doc["routers"][r.name] = _router_doc(r.test_points, test_singles) | {
-            "setting": r.setting, "selection_auc": r.selection_auc, "settings_tried": r.candidates,
+            "setting": r.setting, "selection_auc": r.selection_auc, "settings_tried": r.candidates, **r.extra,
             "selected_on": f"train out-of-fold ({folds} folds) + valid" if parts else "valid"}
     hull = metrics.concave_hull(np.stack([test_singles.cost, test_singles.ar], axis=1))
     doc["routers"]["random"] = _router_doc(np.concatenate([hull, np.full((len(hull), 1), np.nan)], axis=1),
@@ -418,6 +434,7 @@ def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.nd
             if name in column:
                 conf[q, column[name]] = max(score, 0.0)
     params = weights.params
+    conf = scoring.tag_weights(conf, counts, params)
     prior = scoring.prior_rates(all_counts, params)
     scores = scoring.score_matrix(scoring.tag_rates(counts, prior, params), conf, prior)
     expected = scoring.expected_output_matrix(counts, all_counts, conf, params)

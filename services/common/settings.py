@@ -39,7 +39,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TAG_CACHE_SIZE": ("tagger", "queries whose tags are kept in the exact-match cache (default 10000; 0 turns it off)"),
     "REDIS_URL": ("scorer", "Redis holding the weights, e.g. redis://:PASSWORD@host:6379/0 (required)"),
     "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights)"),
-    "TAGGER_ADDR": ("router, scorer", "tagger address host:port (router: required; scorer: optional, lets Feedback take a query)"),
+    "TAGGER_ADDR": ("router", "tagger address host:port (required)"),
+    "FEEDBACK_TAGGER_ADDR": ("scorer", "tagger address host:port (optional): lets Feedback take a query instead of its tags"),
     "SCORER_ADDR": ("router", "scorer address host:port (required)"),
     "TAGROUTER_TAGGER_TIMEOUT_MS": ("router", "deadline of each Tag call (default 250)"),
     "TAGROUTER_SCORER_TIMEOUT_MS": ("router", "deadline of each Score call (default 150)"),
@@ -208,9 +209,9 @@ class ScorerSettings:
         url = e.str("REDIS_URL")
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-        tagger = e.str("TAGGER_ADDR", "-")
+        tagger = e.str("FEEDBACK_TAGGER_ADDR", "-")
         return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))),
-                   tagger_addr=None if tagger == "-" else _address("TAGGER_ADDR", tagger))
+                   tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger))
 
 
 @dataclass(frozen=True)

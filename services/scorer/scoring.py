@@ -36,6 +36,9 @@ class ScoringParams:
     tie_reward: float = 0.15
     loss_reward: float = 0.0
     prior_strength: float = 5.0
+    # Tag weight w_t = confidence * n_t / (n_t + tag_evidence), n_t the queries that carried the
+    # tag in the counts: a rare tag speaks more softly. 0 = the tagger's confidence alone.
+    tag_evidence: float = 0.0
     # The decision rule's cost scale (services/router/decision.py): 0 = relative to the query's
     # priciest candidate; > 0 = USD, one scale for every query.
     cost_scale_usd: float = 0.0
@@ -69,6 +72,19 @@ def tag_rates(counts: np.ndarray, prior: np.ndarray, params: ScoringParams) -> n
     reward, n = _reward_and_answers(counts, params)
     k = params.prior_strength
     return (reward + k * prior) / np.maximum(n + k, 1e-12)
+
+
+def tag_weights(confidence: np.ndarray, counts: np.ndarray, params: ScoringParams) -> np.ndarray:
+    """[..., T] the weight of each of a query's tags in its score: the tagger's confidence, 0 for a
+    tag the counts have never seen, times n_t / (n_t + tag_evidence) when tag_evidence > 0.
+
+    confidence: [..., T] (one query or [Q, T]); counts: [T, M, 5] of the same tags.
+    """
+    seen = counts[..., ANSWERS].max(axis=-1) if counts.shape[0] else np.zeros(0)  # [T] queries with the tag
+    factor = (seen > 0).astype(np.float64)
+    if params.tag_evidence > 0:
+        factor = factor * seen / (seen + params.tag_evidence)
+    return confidence * factor
 
 
 def score_matrix(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) -> np.ndarray:

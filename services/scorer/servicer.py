@@ -104,7 +104,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         counts = counts_matrix(per_tag, names)
         all_counts, counts = counts[-1], counts[:-1]
         known = np.array([bool(h) for h in per_tag[:-1]], dtype=bool)
-        weights = np.array(tag_weights, dtype=np.float64) * known
+        weights = scoring.tag_weights(np.array(tag_weights, dtype=np.float64) * known, counts, pool.params)
         prior = scoring.prior_rates(all_counts, pool.params)
         rates = scoring.tag_rates(counts, prior, pool.params)
         scores, contributions = scoring.query_scores(rates, weights, prior)
@@ -186,7 +186,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
 
     async def _tag(self, query: str) -> list[str]:
         if self.tagger is None:
-            raise FailedPrecondition("this scorer has no TAGGER_ADDR: send the query's tags instead of the query")
+            raise FailedPrecondition("this scorer has no FEEDBACK_TAGGER_ADDR: send the query's tags instead of the query")
         if not query.strip():
             raise InvalidArgument("query is empty")
         import grpc

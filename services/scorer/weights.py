@@ -128,7 +128,7 @@ class Weights:
                                    f"counts >= 0 ({', '.join(COUNT_FIELDS)})")
             counts.setdefault(c.tag, {})[c.model] = row
         params = ScoringParams(msg.params.win_reward, msg.params.tie_reward, msg.params.loss_reward,
-                               msg.params.prior_strength, msg.params.cost_scale_usd) \
+                               msg.params.prior_strength, msg.params.tag_evidence, msg.params.cost_scale_usd) \
             if msg.HasField("params") else ScoringParams()
         weights = cls(
             models=[ModelPrice(m.name, m.input_usd_per_mtok, m.output_usd_per_mtok) for m in msg.models],
@@ -162,6 +162,8 @@ def validate(weights: Weights, source: str) -> None:
             raise WeightsError(f"{source}: params: {key} must be finite")
     if p.prior_strength <= 0:
         raise WeightsError(f"{source}: params: prior_strength must be > 0")
+    if p.tag_evidence < 0:
+        raise WeightsError(f"{source}: params: tag_evidence must be >= 0 (0: off)")
     if p.cost_scale_usd < 0:
         raise WeightsError(f"{source}: params: cost_scale_usd must be >= 0 (0: cost relative to the priciest)")
     if ALL_QUERIES_TAG not in weights.counts:
