@@ -54,7 +54,11 @@ def section(doc: dict, plot_name: str) -> str:
         extra = "\n\nTwo-model figures (RouteLLM): " + "; ".join(
             f"{n} APGR {r['apgr']:.3f}, CPT(50%) {_pct(r['cpt50'])}, CPT(80%) {_pct(r['cpt80'])}"
             for n, r in doc["routers"].items() if r.get("apgr") is not None)
+    alt = doc["routers"]["tagrouter"].get("alternatives", {})
+    alt_lines = "\n".join(f"- {knob}: " + ", ".join(f"{v} {auc:.4f}" for v, auc in values.items())
+                           for knob, values in alt.items())
     return (f"## {doc['suite']}\n\n{ev.format_table(doc)}{extra}\n\nChosen settings:\n{settings}\n\n"
+            f"TagRouter's alternatives (best selection AUC among settings with each value):\n{alt_lines}\n\n"
             f"![{doc['suite']}](results/{plot_name})\n")
 
 
