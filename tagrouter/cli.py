@@ -79,6 +79,9 @@ def _print_route(response, as_json: bool) -> None:
     print("tags:   " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in doc["tags"]))
     for s in sorted(doc["scores"], key=lambda s: -s["score"]):
         print(f"  {s['model']:<40} score {s['score']:.3f}  cost ${s['estimated_cost_usd']:.6f}")
+    why = doc.get("explanation") or {}
+    if why.get("summary"):
+        print("why:    " + why["summary"])
 
 
 def cmd_serve(args) -> int:
@@ -164,28 +167,100 @@ async def _route_embedded(request):
 
 
 # --- fit -----------------------------------------------------------------------------------
-def cmd_fit(args) -> int:
-    from services.common.settings import TaggerSettings
-    from services.scorer.scoring import ScoringParams
-    from services.tagger.app import load_tagger
-    from tagrouter.fit import fit_counts, weights_from_counts
+def _load_suite_or_fail(path):
     from tagrouter.suite import SuiteError, load_suite
+
+    try:
+        return load_suite(path), None
+    except SuiteError as err:
+        return None, _fail(str(err))
+
+
+def _eval_tagger():
+    """The tagger as configured, with both cores for offline embedding."""
+    from dataclasses import replace
+
+    from services.common.settings import TaggerSettings
+    from services.tagger.app import load_tagger
+
+    settings = TaggerSettings.from_env()
+    return load_tagger(replace(settings, intra_op_threads=max(settings.intra_op_threads, os.cpu_count() or 1)))
+
+
+def cmd_fit(args) -> int:
+    from services.scorer.scoring import ScoringParams
+    from tagrouter.fit import fit_counts, weights_from_counts
 
     if not args.out and not args.scorer:
         return _fail("say where the weights go: --out FILE and/or --scorer ADDR")
-    try:
-        suite = load_suite(args.suite)
-    except SuiteError as err:
-        return _fail(str(err))
-    tagger = load_tagger(TaggerSettings.from_env())
-    tagged = tagger.tag_many(suite.queries)
-    counts = fit_counts(suite, [[name for name, _, _ in t.tags] for t in tagged], args.split)
+    if args.add:
+        return _fit_add(args)
+    suite, error = _load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    tagger = _eval_tagger()
+    vocabulary = tagger.vocabulary
+    if args.no_tune:
+        tagged = tagger.tag_many(suite.queries)
+        query_tags = [[name for name, _, _ in t.tags] for t in tagged]
+        params, setting = ScoringParams(), "default parameters"
+    else:
+        from tagrouter import evaluate as ev
+
+        prep = ev.prepare(suite, tagger, show_progress=not args.quiet)
+        granularities = ((),) if args.no_topics else ev.TOPIC_GRANULARITIES
+        choice = ev.select_tagrouter(prep, granularities=granularities)
+        params, setting = choice.params, f"chosen on valid + train out-of-fold (AUC {choice.result.selection_auc:.4f})"
+        query_tags = [[name for name, _ in q] for q in choice.tags]
+        vocabulary = vocabulary.without_groups()
+        if choice.topics is not None:
+            vocabulary = vocabulary.with_topics(choice.topics.centroids, suite.name)
+            vocab_out = args.vocab_out or Path("build") / "vocabulary" / suite.name
+            vocabulary.save(Path(vocab_out))
+            print(f"wrote {vocab_out}: the vocabulary with topic tags at granularities "
+                  f"{', '.join(map(str, choice.topics.centroids))}; serve it with TAGROUTER_VOCAB_DIR={vocab_out}")
+        elif tagger.vocabulary.groups:
+            print("note: no topic tags were chosen; serve with the hand vocabulary (TAGROUTER_VOCAB_DIR unset)")
+    counts = fit_counts(suite, query_tags, args.split)
     provenance = (f"tagrouter fit --suite {suite.name} (split {args.split}: {len(suite.rows(args.split))} queries, "
-                  f"{len(suite.models)} models); vocabulary {tagger.vocabulary.version}")
-    weights = weights_from_counts(suite, counts, ScoringParams(), provenance)
+                  f"{len(suite.models)} models; {setting}); vocabulary {vocabulary.version}")
+    weights = weights_from_counts(suite, counts, params, provenance)
+    return _emit_weights(weights, args)
+
+
+def _fit_add(args) -> int:
+    from services.scorer.weights import ModelPrice, Weights, WeightsError
+    from tagrouter.fit import fit_added_model, merge_counts
+
+    if not args.weights:
+        return _fail("--add needs --weights FILE: the weights the model joins")
+    try:
+        weights = Weights.load(args.weights)
+    except WeightsError as err:
+        return _fail(str(err))
+    suite, error = _load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    tagger = _eval_tagger()  # the served vocabulary: the new counts must use the served tags
+    tagged = tagger.tag_many(suite.queries)
+    try:
+        extra = fit_added_model(suite, [[n for n, _, _ in t.tags] for t in tagged], weights.model_names, args.add,
+                                args.split)
+    except ValueError as err:
+        return _fail(str(err))
+    info = next(m for m in suite.models if m.name == args.add)
+    joined = Weights(models=[*weights.models, ModelPrice(info.name, info.input_usd_per_mtok, info.output_usd_per_mtok)],
+                     params=weights.params, counts=merge_counts(weights.counts, extra),
+                     provenance=f"{weights.provenance}; + {args.add} (tagrouter fit --add, suite {suite.name}, "
+                                f"split {args.split})")
+    return _emit_weights(joined, args)
+
+
+def _emit_weights(weights, args) -> int:
+    counts = weights.counts
     if args.out:
         weights.save(Path(args.out))
-        print(f"wrote {args.out}: {len(counts)} tags x {len(suite.models)} models, version {weights.version}")
+        print(f"wrote {args.out}: {len(counts)} tags x {len(weights.models)} models, version {weights.version}")
     if args.scorer:
         import grpc
 
@@ -202,6 +277,69 @@ def cmd_fit(args) -> int:
                 return _fail(f"loading into the scorer at {args.scorer} failed: {err.code().name}: {err.details()}", 1)
         print(f"loaded into the scorer at {args.scorer}: version {reply.version}")
     return 0
+
+
+# --- eval, calibrate -----------------------------------------------------------------------
+def cmd_eval(args) -> int:
+    import time
+
+    from tagrouter import evaluate as ev
+
+    started = time.perf_counter()
+    suite, error = _load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    tagger = _eval_tagger()
+    prep = ev.prepare(suite, tagger, show_progress=not args.quiet)
+    try:
+        doc = ev.evaluate(prep, show_progress=not args.quiet)
+    except ValueError as err:
+        return _fail(str(err))
+    doc["must_show"] = ev.must_show(doc)
+    doc["seconds"] = {"embedding": round(prep.seconds_embedding, 2), "total": round(time.perf_counter() - started, 2)}
+    doc = ev.clean_nans(doc)
+    ev.write_result(doc, args.out)
+    if args.plot:
+        ev.plot(doc, args.plot)
+    if not args.quiet:
+        print(ev.format_table(doc))
+        print(f"wrote {args.out}{' and ' + str(args.plot) if args.plot else ''} in {doc['seconds']['total']:.1f} s")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from services.scorer.weights import Weights, WeightsError
+    from tagrouter import evaluate as ev
+
+    pct, share = args.target_cost_pct, args.target_top_share
+    if pct is not None and not 0 < pct <= 100:
+        return _fail(f"--target-cost-pct must be in (0, 100], not {pct}")
+    if share is not None and not 0 <= share <= 1:
+        return _fail(f"--target-top-share must be in [0, 1], not {share}")
+    suite, error = _load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    path = args.weights or _default_weights()
+    try:
+        weights = Weights.load(path)
+        result = ev.calibrate(suite, weights, _eval_tagger(), split=args.split, target_cost_pct=pct,
+                              target_top_share=share)
+    except (WeightsError, ValueError) as err:
+        return _fail(str(err))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"cost_weight {result['cost_weight']:.6g}: on {args.split}, {result['cost_pct']:.1f}% of the most "
+              f"expensive model's cost, {100 * result['top_share']:.1f}% of queries to {result['top_model']}, "
+              f"AR {result['ar']:.4f}{'' if result['met'] else '  (TARGET NOT MET: the cheapest setting)'}")
+        print(f"use it: tagrouter route TEXT --cost-weight {result['cost_weight']:.6g}  (or TAGROUTER_COST_WEIGHT)")
+    return 0 if result["met"] else 1
+
+
+def _default_weights() -> Path:
+    from services.common.settings import DEFAULT_WEIGHTS_FILE
+
+    return Path(os.environ.get("TAGROUTER_WEIGHTS_FILE", "").strip() or DEFAULT_WEIGHTS_FILE)
 
 
 # --- vocab, tag ----------------------------------------------------------------------------
@@ -277,6 +415,15 @@ def cmd_tag_quality(args) -> int:
     return 0
 
 
+# --- bench ---------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    from tagrouter.bench import run
+
+    if (args.tagger or args.scorer) and not args.router:
+        return _fail("--tagger and --scorer go with --router (a running stack)")
+    return run(args)
+
+
 # --- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from services.common.settings import DEFAULT_VOCAB_DIR
@@ -313,7 +460,34 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--split", default="train", choices=["train", "valid", "test"])
     fit.add_argument("--out", type=Path, help="write the weights to this JSON file")
     fit.add_argument("--scorer", help="load the weights into the scorer at host:port")
+    fit.add_argument("--no-tune", action="store_true",
+                     help="default scoring parameters and the tagger's own tags (no choice on valid)")
+    fit.add_argument("--no-topics", action="store_true", help="choose parameters on valid, but no suite-fitted topic tags")
+    fit.add_argument("--vocab-out", type=Path, help="where the vocabulary with topic tags goes "
+                     "(default build/vocabulary/SUITE)")
+    fit.add_argument("--add", metavar="MODEL", help="add MODEL's outcomes (rows in --suite) to --weights")
+    fit.add_argument("--weights", type=Path, help="with --add: the weights the model joins")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("eval", help="fit every router on train, choose on valid, report on test")
+    ev.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
+    ev.add_argument("--out", required=True, type=Path, help="RESULT.json")
+    ev.add_argument("--plot", type=Path, help="CURVE.png: AR against cost for every router and model")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars, no table")
+    ev.set_defaults(func=cmd_eval)
+
+    cal = sub.add_parser("calibrate", help="the cost knob that meets a budget on the suite's valid split")
+    cal.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
+    target = cal.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-cost-pct", type=float, metavar="P",
+                        help="spend at most P%% of what sending every query to the most expensive model costs")
+    target.add_argument("--target-top-share", type=float, metavar="S",
+                        help="send at most this share (0-1) of queries to the most expensive model")
+    cal.add_argument("--weights", type=Path, help="the served weights (default $TAGROUTER_WEIGHTS_FILE or the starter)")
+    cal.add_argument("--split", default="valid", choices=["train", "valid", "test"])
+    cal.add_argument("--json", action="store_true", help="print one JSON object")
+    cal.set_defaults(func=cmd_calibrate)
 
     vocab = sub.add_parser("vocab", help="the tag vocabulary")
     vocab_sub = vocab.add_subparsers(dest="vocab_command", required=True)
@@ -336,6 +510,22 @@ def build_parser() -> argparse.ArgumentParser:
     tag.add_argument("text")
     tag.add_argument("--json", action="store_true")
     tag.set_defaults(func=cmd_tag)
+    bench = sub.add_parser("bench", help="measure the encoder floor and Tag/Score/Route latency and throughput")
+    bench.add_argument("--out", type=Path, help="results (default build/BENCH.json; with --ghz-config: stdout only)")
+    bench.add_argument("--router", help="bench a running router at host:port (loopback) instead of starting a stack")
+    bench.add_argument("--tagger", help="with --router: also measure Tag at this tagger")
+    bench.add_argument("--scorer", help="with --router: also measure Score at this scorer")
+    bench.add_argument("--lengths", nargs="+", choices=["short", "long"], default=["short", "long"])
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds per query length (default 3)")
+    bench.add_argument("--scale", type=float, default=1.0, help="multiply the request counts (0.1 for a smoke run)")
+    bench.add_argument("--phase-seconds", type=float, default=10.0, help="time bound of each request loop")
+    bench.add_argument("--shared", type=Path, default=None, help="folder of raw prompt sets (default ../shared/data/raw)")
+    bench.add_argument("--ghz-config", type=Path, nargs="+", metavar="FILE",
+                       help="run these bench/ghz scenarios (as ghz would) instead of the full bench")
+    bench.add_argument("--ghz-total", type=int, help="with --ghz-config: at most this many requests per scenario")
+    bench.add_argument("--check", action="store_true", help="exit 1 when a target of issue 5 is not met")
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -1,6 +1,8 @@
-"""Generate the Python stubs (with .pyi) from protos/, or check that the committed ones are current.
+"""Generate the Python stubs (with .pyi) from protos/, check that the committed ones are current,
+or build a protoset (a FileDescriptorSet with imports) for clients of servers with reflection off.
 
     python -m tagrouter.protos generate|check
+    python -m tagrouter.protos protoset [OUT]      (default build/tagrouter.protoset)
 """
 from __future__ import annotations
 
@@ -48,5 +50,28 @@ def check() -> None:
     print("generated stubs are current")
 
 
+DEFAULT_PROTOSET = REPO_ROOT / "build" / "tagrouter.protoset"
+
+
+def build_protoset(out: Path = DEFAULT_PROTOSET) -> Path:
+    """Every proto under protos/ and its imports as one FileDescriptorSet (what ghz --protoset reads)."""
+    from grpc_tools import protoc
+    import grpc_tools
+
+    protos = sorted(PROTO_ROOT.glob("tagrouter/*/v1/*.proto"))
+    include = Path(grpc_tools.__file__).parent / "_proto"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    args = ["protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--descriptor_set_out={out}", "--include_imports",
+            *(str(p.relative_to(PROTO_ROOT)) for p in protos)]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+    return out
+
+
+def protoset() -> None:
+    print(build_protoset(Path(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_PROTOSET))
+
+
 if __name__ == "__main__":
-    {"generate": generate, "check": check}[sys.argv[1] if len(sys.argv) > 1 else "check"]()
+    {"generate": generate, "check": check, "protoset": protoset}[sys.argv[1] if len(sys.argv) > 1 else "check"]()

@@ -262,7 +262,7 @@ a millisecond per batch while tying the exported model to one vocabulary version
 # Tag sets compared: which levels of the vocabulary a query's tags come from, and how many per level.
 # The suite-fitted topics are the evaluation harness's own (clusters of the suite's train queries).
 ABLATION_VARIANTS = (
-    # name, levels, tags per level, suite-fitted topics, level weights chosen on valid
+    # name, levels, tags per level, suite-fitted topics, level weights chosen on the selection rows
     ("task", ("task",), 2, False, False),
     ("task + domain", ("task", "domain"), 2, False, False),
     ("task + domain + topic", ("task", "domain", "topic"), 2, False, False),
@@ -270,9 +270,9 @@ ABLATION_VARIANTS = (
     ("all levels, 1 per level", ("task", "domain", "topic", "attr"), 1, False, False),
     ("all levels, 3 per level", ("task", "domain", "topic", "attr"), 3, False, False),
     ("all levels + suite-fitted topics", ("task", "domain", "topic", "attr"), 2, True, False),
-    ("all levels, level weights chosen on valid", ("task", "domain", "topic", "attr"), 2, False, True),
+    ("all levels, level weights chosen on selection rows", ("task", "domain", "topic", "attr"), 2, False, True),
 )
-# Weights tried for each level besides task when a variant chooses them on valid (0 drops the level).
+# Weights tried for each level besides task when a variant chooses them (0 drops the level).
 LEVEL_WEIGHTS = (0.0, 1.0)
 BOOTSTRAP = 200  # paired resamples of the test queries for the spread of each AUC difference
 SEED = 0
@@ -288,7 +288,8 @@ except ImportError:  # pragma: no cover - depends on the branch
 
 def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_progress: bool = False,
              bootstrap: int = BOOTSTRAP) -> list[dict]:
-    """Test AUC of TagRouter per suite and tag set, each fitted on train with its settings chosen on valid.
+    """Test AUC of TagRouter per suite and tag set, each fitted on train with its settings chosen on the
+    harness's selection rows (valid, and train out-of-fold).
 
     Uses the harness's own functions (prepare, select_tagrouter, tag_table, tagrouter_predict, sweep,
     curve_summary): the same fit and decision rule as `tagrouter eval`, only the tags differ. Each
@@ -306,8 +307,8 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
         suite = load_suite(folder)
         base = _evaluate.prepare(suite, tagger, show_progress=show_progress)  # embeds the queries once
         counts = [len(e.ids) for e in tagger.encoder.tokenizer.encode_batch(suite.queries)]
-        valid, test = suite.rows("valid"), suite.rows("test")
-        valid_singles, test_singles = _evaluate.singles_on(base, valid), _evaluate.singles_on(base, test)
+        test = suite.rows("test")
+        test_singles = _evaluate.singles_on(base, test)
         row = {"suite": suite.name, "auc": {}}
         predicted = {}
         for name, levels, per_level, suite_topics, tune in variants:
@@ -322,21 +323,22 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
                 tags = [[(n, weight[lv] * float(sc)) for n, lv, sc in t.tags if lv in levels and weight[lv] > 0]
                         for t in tagged]
                 prep = dataclasses.replace(base, base_tags=tags, vocabulary_version=vocab.version)
-                choice = _evaluate.select_tagrouter(prep, valid_singles, granularities)
-                if best is None or choice.result.valid_auc > best[0].result.valid_auc + 1e-9:
+                choice = _evaluate.select_tagrouter(prep, granularities)
+                if best is None or choice.result.selection_auc > best[0].result.selection_auc + 1e-9:
                     best = (choice, weight)
             choice, weight = best
             row["auc"][name] = _metrics.curve_summary(choice.result.test_points, test_singles)["auc"]
             if tune:
                 row.setdefault("level_weights", {})[name] = weight
             prep = dataclasses.replace(base, base_tags=choice.tags)
-            predicted[name] = _evaluate.tagrouter_predict(prep, _evaluate.tag_table(prep, choice.tags), choice.params)
+            scores, costs = _evaluate.tagrouter_predict(prep, _evaluate.tag_table(prep, choice.tags), choice.params)
+            predicted[name] = (scores, costs, choice.params.cost_scale_usd)
         first = variants[0][0]
         rng = np.random.default_rng(SEED)
         samples = [rng.choice(test, size=len(test), replace=True) for _ in range(bootstrap)]
         auc_on = {}
-        for name, (scores, costs) in predicted.items():
-            auc_on[name] = np.array([_metrics.curve_summary(_evaluate.sweep(base, rows_b, scores, costs),
+        for name, (scores, costs, scale) in predicted.items():
+            auc_on[name] = np.array([_metrics.curve_summary(_evaluate.sweep(base, rows_b, scores, costs, scale),
                                                             _evaluate.singles_on(base, rows_b))["auc"]
                                      for rows_b in samples])
         row["spread"] = {name: (float(np.std(auc_on[name] - auc_on[first])), float(np.mean(auc_on[name] >= auc_on[first])))
@@ -364,8 +366,8 @@ def ablation_section(suites_dir: Path, tagger) -> str:
     suite_dirs = sorted(p for p in Path(suites_dir).iterdir() if (p / "suite.json").is_file())
     rows = ablation(suite_dirs, tagger)
     return f"""Test AUC (ROUTING.md, section 3) of TagRouter on every suite in `{suites_dir.name}/`, fitted on
-`train` with its scoring parameters chosen on `valid` by the evaluation harness
-(`tagrouter.evaluate.select_tagrouter`), for tag sets that add one level at a time, then vary the
+`train` with its scoring parameters chosen by the evaluation harness on `valid` and `train`
+out-of-fold (`tagrouter.evaluate.select_tagrouter`), for tag sets that add one level at a time, then vary the
 number of tags kept per level (default {TAGS_PER_LEVEL_SERVED}), then add the harness's topic tags fitted on
 the suite's own training queries. In brackets: the difference from task tags only.
 

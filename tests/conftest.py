@@ -114,7 +114,7 @@ def running_stack(redis_url: str, ready_check: bool = True, **extra: str):
     """
     env = service_env(redis_url, **extra)
     tagger = Process("tagger", env)
-    scorer = Process("scorer", env)
+    scorer = Process("scorer", dict(env, FEEDBACK_TAGGER_ADDR=tagger.address))  # Feedback may send a query
     router = Process("router", env, "--tagger-addr", tagger.address, "--scorer-addr", scorer.address)
     procs = {"tagger": tagger, "scorer": scorer, "router": router}
     try:

@@ -37,9 +37,11 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine similarity below which a tag is dropped (default 0.15)"),
     "TAGROUTER_TOPIC_MIN_SCORE": ("tagger", "cosine similarity below which a topic tag is dropped (default 0.4)"),
     "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
+    "TAGROUTER_TAG_CACHE_SIZE": ("tagger", "queries whose tags are kept in the exact-match cache (default 10000; 0 turns it off)"),
     "REDIS_URL": ("scorer", "Redis holding the weights, e.g. redis://:PASSWORD@host:6379/0 (required)"),
     "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights)"),
     "TAGGER_ADDR": ("router", "tagger address host:port (required)"),
+    "FEEDBACK_TAGGER_ADDR": ("scorer", "tagger address host:port (optional): lets Feedback take a query instead of its tags"),
     "SCORER_ADDR": ("router", "scorer address host:port (required)"),
     "TAGROUTER_TAGGER_TIMEOUT_MS": ("router", "deadline of each Tag call (default 250)"),
     "TAGROUTER_SCORER_TIMEOUT_MS": ("router", "deadline of each Score call (default 150)"),
@@ -182,6 +184,7 @@ class TaggerSettings:
     min_score: float
     topic_min_score: float
     intra_op_threads: int
+    tag_cache_size: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "TaggerSettings":
@@ -193,6 +196,7 @@ class TaggerSettings:
             min_score=e.float("TAGROUTER_TAG_MIN_SCORE", 0.15, -1.0, 1.0),
             topic_min_score=e.float("TAGROUTER_TOPIC_MIN_SCORE", 0.4, -1.0, 1.0),
             intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", 1, 1, 64),
+            tag_cache_size=e.int("TAGROUTER_TAG_CACHE_SIZE", 10_000, 0, 10_000_000),
         )
 
 
@@ -200,6 +204,7 @@ class TaggerSettings:
 class ScorerSettings:
     redis_url: str = field(repr=False)  # may hold a password: never logged
     weights_file: Path
+    tagger_addr: str | None = None  # Feedback by query needs a tagger; by tags it does not
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ScorerSettings":
@@ -207,7 +212,9 @@ class ScorerSettings:
         url = e.str("REDIS_URL")
         if not url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))))
+        tagger = e.str("FEEDBACK_TAGGER_ADDR", "-")
+        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))),
+                   tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger))
 
 
 @dataclass(frozen=True)

@@ -151,7 +151,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         expected = np.array([m.expected_output_tokens for m in models])
         costs = decision.estimate_costs(input_tokens, expected, np.array([m.input_usd_per_mtok for m in models]),
                                         np.array([m.output_usd_per_mtok for m in models]))
-        chosen = int(decision.choose(scores, costs, cost_weight))
+        scale = scored.cost_scale_usd
+        chosen = int(decision.choose(scores, costs, cost_weight, scale))
+        response.explanation.CopyFrom(explain(models, decision.utilities(scores, costs, cost_weight, scale), chosen))
         response.model = models[chosen].model
         response.estimated_cost_usd = float(costs[chosen])
         response.expected_output_tokens = float(expected[chosen])
@@ -169,3 +171,27 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             response.estimated_cost_usd = float(decision.estimate_costs(
                 input_tokens, np.array(known.expected_output_tokens), np.array(known.input_usd_per_mtok),
                 np.array(known.output_usd_per_mtok)))
+
+
+def explain(models, utility: np.ndarray, chosen: int) -> router_pb2.Explanation:
+    """Why `chosen`: the runner-up by utility and each tag's part in both models' scores."""
+    if len(models) < 2:
+        return router_pb2.Explanation(chosen_utility=float(utility[chosen]),
+                                      summary=f"{models[chosen].model} is the only candidate")
+    others = np.where(np.arange(len(models)) == chosen, -np.inf, utility)
+    runner = int(others.argmax())
+    mine = {c.tag: c.contribution for c in models[chosen].contributions}
+    theirs = {c.tag: c.contribution for c in models[runner].contributions}
+    reasons = [router_pb2.TagReason(tag=t, chosen_contribution=mine.get(t, 0.0), runner_up_contribution=theirs.get(t, 0.0))
+               for t in dict.fromkeys([*mine, *theirs])]
+    reasons.sort(key=lambda r: -abs(r.chosen_contribution - r.runner_up_contribution))
+    a, b = models[chosen].model, models[runner].model
+    summary = f"{a} over {b}: utility {utility[chosen]:.3f} against {utility[runner]:.3f}"
+    if reasons:
+        top = reasons[0]
+        summary += (f"; {top.tag} weighs most ({top.chosen_contribution:+.3f} for {a}, "
+                    f"{top.runner_up_contribution:+.3f} for {b})")
+    else:
+        summary += "; no tag of the query is known, so the models' overall rates decided"
+    return router_pb2.Explanation(runner_up=b, chosen_utility=float(utility[chosen]),
+                                  runner_up_utility=float(utility[runner]), tags=reasons, summary=summary)

@@ -9,6 +9,12 @@ SERVICE_NAME = scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"].full_name
 
 
 def create(settings: ScorerSettings) -> ServiceSpec:
-    servicer = ScorerServicer(WeightStore.from_url(settings.redis_url), settings.weights_file)
+    tagger = None
+    if settings.tagger_addr:
+        from services.router.clients import open_channel
+        from tagrouter.tagger.v1 import tagger_pb2_grpc
+
+        tagger = tagger_pb2_grpc.TaggerServiceStub(open_channel(settings.tagger_addr))
+    servicer = ScorerServicer(WeightStore.from_url(settings.redis_url), settings.weights_file, tagger)
     return ServiceSpec(SERVICE_NAME, servicer, scorer_pb2_grpc.add_ScorerServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop)

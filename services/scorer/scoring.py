@@ -36,26 +36,65 @@ class ScoringParams:
     tie_reward: float = 0.15
     loss_reward: float = 0.0
     prior_strength: float = 5.0
+    # Tag weight w_t = confidence * n_t / (n_t + tag_evidence), n_t the queries that carried the
+    # tag in the counts: a rare tag speaks more softly. 0 = the tagger's confidence alone.
+    tag_evidence: float = 0.0
+    # The decision rule's cost scale (services/router/decision.py): 0 = relative to the query's
+    # priciest candidate; > 0 = USD, one scale for every query.
+    cost_scale_usd: float = 0.0
 
     def rewards(self) -> np.ndarray:
         return np.array([self.win_reward, self.tie_reward, self.loss_reward], dtype=np.float64)
 
 
+def _reward_and_answers(counts: np.ndarray, params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
+    """Reward summed over a cell's comparisons, rescaled to answers (queries), and the answers.
+
+    win/tie/loss count comparisons (one per rival and query, or one per judged feedback);
+    `answers` counts queries. Rescaling keeps the prior strength in queries whatever the
+    pool size, and keeps counts additive when a model joins the pool.
+    """
+    outcomes = counts[..., :3]
+    comparisons = outcomes.sum(axis=-1)
+    answers = np.where(counts[..., ANSWERS] > 0, counts[..., ANSWERS], comparisons)
+    per_answer = np.divide(answers, comparisons, out=np.zeros_like(answers), where=comparisons > 0)
+    return (outcomes @ params.rewards()) * per_answer, np.where(comparisons > 0, answers, 0.0)
+
+
 def prior_rates(all_counts: np.ndarray, params: ScoringParams) -> np.ndarray:
     """[M] each model's rate over all queries, from the `*` counts [M, 5]; 0 where unseen."""
-    outcomes = all_counts[:, :3]
-    n = outcomes.sum(axis=1)
-    reward = outcomes @ params.rewards()
+    reward, n = _reward_and_answers(all_counts, params)
     return np.divide(reward, n, out=np.zeros_like(reward), where=n > 0)
 
 
 def tag_rates(counts: np.ndarray, prior: np.ndarray, params: ScoringParams) -> np.ndarray:
     """[T, M] smoothed rate of each model on each tag, from counts [T, M, 5] and prior [M]."""
-    outcomes = counts[..., :3]
-    n = outcomes.sum(axis=-1)
-    reward = outcomes @ params.rewards()
+    reward, n = _reward_and_answers(counts, params)
     k = params.prior_strength
     return (reward + k * prior) / np.maximum(n + k, 1e-12)
+
+
+def tag_weights(confidence: np.ndarray, counts: np.ndarray, params: ScoringParams) -> np.ndarray:
+    """[..., T] the weight of each of a query's tags in its score: the tagger's confidence, 0 for a
+    tag the counts have never seen, times n_t / (n_t + tag_evidence) when tag_evidence > 0.
+
+    confidence: [..., T] (one query or [Q, T]); counts: [T, M, 5] of the same tags.
+    """
+    seen = counts[..., ANSWERS].max(axis=-1) if counts.shape[0] else np.zeros(0)  # [T] queries with the tag
+    factor = (seen > 0).astype(np.float64)
+    if params.tag_evidence > 0:
+        factor = factor * seen / (seen + params.tag_evidence)
+    return confidence * factor
+
+
+def score_matrix(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """[Q, M] S(m, q) for many queries at once: the rule of `query_scores`, vectorised.
+
+    rates: [T, M]; tag_weights: [Q, T] >= 0 (0 where a query lacks a tag); prior: [M].
+    """
+    total = tag_weights.sum(axis=1, keepdims=True)
+    mixed = tag_weights @ rates
+    return np.where(total > 0, mixed / np.where(total > 0, total, 1.0), prior[None, :])
 
 
 def query_scores(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,6 +107,20 @@ def query_scores(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) 
         return prior.copy(), np.zeros((0, prior.shape[0]))
     contributions = rates * (tag_weights / total)[:, None]
     return contributions.sum(axis=0), contributions
+
+
+def expected_output_matrix(counts: np.ndarray, all_counts: np.ndarray, tag_weights: np.ndarray,
+                           params: ScoringParams) -> np.ndarray:
+    """[Q, M] `expected_output_tokens` for many queries at once; tag_weights [Q, T]."""
+    overall = np.divide(all_counts[:, OUTPUT_TOKENS], all_counts[:, ANSWERS],
+                        out=np.zeros(all_counts.shape[0]), where=all_counts[:, ANSWERS] > 0)
+    if counts.shape[0] == 0:
+        return np.repeat(overall[None, :], tag_weights.shape[0], axis=0)
+    k = params.prior_strength
+    per_tag = (counts[..., OUTPUT_TOKENS] + k * overall) / (counts[..., ANSWERS] + k)
+    total = tag_weights.sum(axis=1, keepdims=True)
+    mixed = tag_weights @ per_tag
+    return np.where(total > 0, mixed / np.where(total > 0, total, 1.0), overall[None, :])
 
 
 def expected_output_tokens(counts: np.ndarray, all_counts: np.ndarray, tag_weights: np.ndarray,
@@ -85,8 +138,9 @@ def expected_output_tokens(counts: np.ndarray, all_counts: np.ndarray, tag_weigh
 def pairwise_outcomes(scores: np.ndarray, tie_margin: float) -> np.ndarray:
     """[Q, M, 3] win/tie/loss of each model against every other model of the pool, per query.
 
-    scores: [Q, M]. Each query contributes one unit per model, split over the M-1 rivals,
-    so counts stay in queries whatever the pool size.
+    scores: [Q, M]. Each query gives each model M-1 comparisons, one per rival: counts are sums
+    over pairs, so fitting a pool and adding a model's comparisons later give the same counts
+    as fitting all at once. The rates rescale them to queries (see `_reward_and_answers`).
     """
     q, m = scores.shape
     if m < 2:
@@ -96,4 +150,4 @@ def pairwise_outcomes(scores: np.ndarray, tie_margin: float) -> np.ndarray:
     win = ((diff > tie_margin) & off_diagonal).sum(axis=2)
     tie = ((np.abs(diff) <= tie_margin) & off_diagonal).sum(axis=2)
     loss = ((diff < -tie_margin) & off_diagonal).sum(axis=2)
-    return np.stack([win, tie, loss], axis=2) / (m - 1)
+    return np.stack([win, tie, loss], axis=2).astype(np.float64)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import redis.exceptions
 
-from services.common.errors import InvalidArgument, Unavailable
+from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.scorer import scoring
 from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from services.scorer.store import WeightStore
-from services.scorer.weights import ModelPrice, Weights, WeightsError
+from services.scorer.weights import ModelPrice, Weights, WeightsError, validate_name
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,10 @@ def counts_matrix(per_tag: list[dict[str, list[float]]], names: list[str]) -> np
 
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
-    def __init__(self, store: WeightStore, weights_file: Path | None):
+    def __init__(self, store: WeightStore, weights_file: Path | None, tagger=None):
         self.store = store
         self.weights_file = weights_file
+        self.tagger = tagger  # a TaggerService stub, for Feedback by query; None when not configured
         self._pool: Pool | None = None
 
     async def start(self) -> None:
@@ -103,7 +104,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         counts = counts_matrix(per_tag, names)
         all_counts, counts = counts[-1], counts[:-1]
         known = np.array([bool(h) for h in per_tag[:-1]], dtype=bool)
-        weights = np.array(tag_weights, dtype=np.float64) * known
+        weights = scoring.tag_weights(np.array(tag_weights, dtype=np.float64) * known, counts, pool.params)
         prior = scoring.prior_rates(all_counts, pool.params)
         rates = scoring.tag_rates(counts, prior, pool.params)
         scores, contributions = scoring.query_scores(rates, weights, prior)
@@ -112,6 +113,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         used = [t for t in range(len(tags)) if weights[t] > 0]
         return scorer_pb2.ScoreResponse(
             weights_version=pool.version,
+            cost_scale_usd=pool.params.cost_scale_usd,
             unknown_tags=[t for t, k in zip(tags, known) if not k],
             scores=[scorer_pb2.ModelScore(
                 model=names[m], score=float(scores[m]), expected_output_tokens=float(expected[m]),
@@ -144,3 +146,60 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             weights_version=pool.version,
             models=[scorer_pb2.Model(name=m.name, input_usd_per_mtok=m.input_usd_per_mtok,
                                      output_usd_per_mtok=m.output_usd_per_mtok) for m in pool.models])
+
+    async def Feedback(self, request, context):
+        """One judged outcome -> +1 win/tie/loss for (each of the query's tags and `*`, model), atomically."""
+        outcome = FEEDBACK_OUTCOMES.get(request.outcome)
+        if outcome is None:
+            raise InvalidArgument("outcome must be OUTCOME_WIN, OUTCOME_TIE or OUTCOME_LOSS")
+        if not request.model:
+            raise InvalidArgument("model is empty")
+        length = None
+        if request.HasField("output_tokens"):
+            length = request.output_tokens
+            if not math.isfinite(length) or length < 0:
+                raise InvalidArgument(f"output_tokens must be a finite number >= 0, not {length}")
+        subject = request.WhichOneof("subject")
+        if subject == "tags":
+            tags = list(request.tags.names)
+        elif subject == "query":
+            tags = await self._tag(request.query)
+        else:
+            raise InvalidArgument("give the query or its tags")
+        for tag in tags:
+            try:
+                validate_name("tag", tag)
+            except WeightsError as err:
+                raise InvalidArgument(f"tags: {err}") from None
+        tags = list(dict.fromkeys(t for t in tags if t != ALL_QUERIES_TAG))
+        if len(tags) > MAX_TAGS:
+            raise InvalidArgument(f"tags: {len(tags)} tags, at most {MAX_TAGS}")
+        tags.append(ALL_QUERIES_TAG)
+        version, known = await self.store.add_outcome(tags, request.model, outcome, length)
+        if version is None:
+            raise Unavailable("no weights are loaded")
+        if not known:
+            pool = await self._pool_for(version)
+            raise InvalidArgument(f"model: unknown model {request.model!r}; the pool is {', '.join(pool.names)} "
+                                  "(a new model joins with `tagrouter fit --add`)")
+        return scorer_pb2.FeedbackResponse(weights_version=version, tags=tags)
+
+    async def _tag(self, query: str) -> list[str]:
+        if self.tagger is None:
+            raise FailedPrecondition("this scorer has no FEEDBACK_TAGGER_ADDR: send the query's tags instead of the query")
+        if not query.strip():
+            raise InvalidArgument("query is empty")
+        import grpc
+
+        from tagrouter.tagger.v1 import tagger_pb2
+
+        try:
+            reply = await self.tagger.Tag(tagger_pb2.TagRequest(query=query), timeout=5)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument(err.details()) from None
+            raise Unavailable(f"the tagger did not answer ({err.code().name}); retry, or send the tags") from None
+        return [t.name for t in reply.tags]
+
+
+FEEDBACK_OUTCOMES = {scorer_pb2.OUTCOME_WIN: "win", scorer_pb2.OUTCOME_TIE: "tie", scorer_pb2.OUTCOME_LOSS: "loss"}

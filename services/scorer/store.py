@@ -3,14 +3,15 @@
 Keys (version = "<weights version>.<load sequence>"):
     tagrouter:active                       string: the version Score reads
     tagrouter:seq                          counter: load sequence
-    tagrouter:w:<version>:meta             hash: models (JSON), params (JSON), provenance
+    tagrouter:w:<version>:meta             hash: models (JSON), params (JSON), provenance, feedback (count)
     tagrouter:w:<version>:tags             set: tag names of that version
     tagrouter:w:<version>:tag:<tag>        hash: "<model>|<field>" -> count
 
 A load writes a new version beside the active one and switches `tagrouter:active` only once
 every key is written, so a load that fails half-way leaves the previous weights serving.
 Score reads the active version and all of a query's tag hashes in one script call: one
-round trip, and never a mix of two versions.
+round trip, and never a mix of two versions. Feedback adds one judged outcome to the active
+version's hashes in one script call too: no reader ever sees half of it.
 """
 from __future__ import annotations
 
@@ -61,14 +62,55 @@ return out
 """
 
 
+# One judged outcome counted into the active version, all or nothing (a script runs atomically).
+# KEYS: none (the version is read inside). ARGV: model, outcome field, output tokens ('' = keep
+# the cell's mean length), then tag names. Returns {version, 1} or {version, 0} when the model
+# is not in the pool, {false} when nothing is loaded.
+_FEEDBACK = """
+local version = redis.call('GET', 'tagrouter:active')
+if not version then return {false} end
+local base = 'tagrouter:w:' .. version
+local models = cjson.decode(redis.call('HGET', base .. ':meta', 'models') or '[]')
+local known = false
+for _, m in ipairs(models) do
+  if m.name == ARGV[1] then known = true end
+end
+if not known then return {version, 0} end
+local model = ARGV[1]
+for i = 4, #ARGV do
+  local key = base .. ':tag:' .. ARGV[i]
+  local answers = tonumber(redis.call('HGET', key, model .. '|answers') or '0')
+  local tokens = tonumber(redis.call('HGET', key, model .. '|output_tokens') or '0')
+  local length = tonumber(ARGV[3])
+  if not length then
+    if answers > 0 then length = tokens / answers else length = 0 end
+  end
+  redis.call('HINCRBYFLOAT', key, model .. '|' .. ARGV[2], 1)
+  redis.call('HINCRBYFLOAT', key, model .. '|answers', 1)
+  redis.call('HINCRBYFLOAT', key, model .. '|output_tokens', length)
+  for _, field in ipairs({'win', 'tie', 'loss'}) do
+    redis.call('HINCRBYFLOAT', key, model .. '|' .. field, 0)
+  end
+  redis.call('SADD', base .. ':tags', ARGV[i])
+end
+redis.call('HINCRBY', base .. ':meta', 'feedback', 1)
+return {version, 1}
+"""
+_FIELD_POSITION = {name: i for i, name in enumerate(COUNT_FIELDS)}
+
+
 def parse_tag_hash(flat: list[str]) -> dict[str, list[float]]:
     """A tag hash's flat [field, value, ...] list -> model -> counts in COUNT_FIELDS order."""
     per_model: dict[str, list[float]] = {}
-    position = {name: i for i, name in enumerate(COUNT_FIELDS)}
+    position = _FIELD_POSITION
     for key, value in zip(flat[::2], flat[1::2]):
         model, _, name = key.rpartition("|")
-        if name in position:
-            per_model.setdefault(model, [0.0] * len(COUNT_FIELDS))[position[name]] = float(value)
+        i = position.get(name)
+        if i is not None:
+            row = per_model.get(model)
+            if row is None:
+                row = per_model[model] = [0.0] * len(COUNT_FIELDS)
+            row[i] = float(value)
     return per_model
 
 
@@ -78,6 +120,7 @@ class WeightStore:
     def __init__(self, client: aioredis.Redis):
         self.redis = client
         self._read_tags = client.register_script(_READ_TAGS)
+        self._feedback = client.register_script(_FEEDBACK)
 
     @classmethod
     def from_url(cls, url: str) -> "WeightStore":
@@ -133,6 +176,20 @@ class WeightStore:
         if not reply or not reply[0]:
             return None, []
         return reply[0], [parse_tag_hash(flat) for flat in reply[1:]]
+
+    async def add_outcome(self, tags: list[str], model: str, outcome: str,
+                          output_tokens: float | None) -> tuple[str | None, bool]:
+        """Counts one judged outcome of `model` for each of `tags` into the active version, atomically.
+
+        Returns (version, whether the model is in its pool); version None when nothing is loaded.
+        """
+        if outcome not in ("win", "tie", "loss"):
+            raise ValueError(f"outcome must be win, tie or loss, not {outcome!r}")
+        length = "" if output_tokens is None else repr(float(output_tokens))
+        reply = await self._feedback(args=[model, outcome, length, *tags])
+        if not reply or not reply[0]:
+            return None, False
+        return reply[0], bool(int(reply[1]))
 
     async def read_meta(self, version: str) -> tuple[list[ModelPrice], ScoringParams, str] | None:
         meta = await self.redis.hgetall(meta_key(version))

@@ -121,9 +121,15 @@ class Weights:
         for c in msg.counts:
             if c.model in counts.get(c.tag, {}):
                 raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r} appears twice")
-            counts.setdefault(c.tag, {})[c.model] = [getattr(c, f) for f in COUNT_FIELDS]
+            row = [getattr(c, f) for f in COUNT_FIELDS]
+            # checked before rounding to the file's six decimals turns a tiny negative into -0.0
+            if not all(math.isfinite(v) and v >= 0 for v in row):
+                raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r}: need {len(COUNT_FIELDS)} finite "
+                                   f"counts >= 0 ({', '.join(COUNT_FIELDS)})")
+            counts.setdefault(c.tag, {})[c.model] = row
         params = ScoringParams(msg.params.win_reward, msg.params.tie_reward, msg.params.loss_reward,
-                               msg.params.prior_strength) if msg.HasField("params") else ScoringParams()
+                               msg.params.prior_strength, msg.params.tag_evidence, msg.params.cost_scale_usd) \
+            if msg.HasField("params") else ScoringParams()
         weights = cls(
             models=[ModelPrice(m.name, m.input_usd_per_mtok, m.output_usd_per_mtok) for m in msg.models],
             params=params, counts=counts, provenance=msg.provenance, version=msg.version,
@@ -156,6 +162,10 @@ def validate(weights: Weights, source: str) -> None:
             raise WeightsError(f"{source}: params: {key} must be finite")
     if p.prior_strength <= 0:
         raise WeightsError(f"{source}: params: prior_strength must be > 0")
+    if p.tag_evidence < 0:
+        raise WeightsError(f"{source}: params: tag_evidence must be >= 0 (0: off)")
+    if p.cost_scale_usd < 0:
+        raise WeightsError(f"{source}: params: cost_scale_usd must be >= 0 (0: cost relative to the priciest)")
     if ALL_QUERIES_TAG not in weights.counts:
         raise WeightsError(f"{source}: counts: the all-queries tag {ALL_QUERIES_TAG!r} is missing")
     pool = set(names)

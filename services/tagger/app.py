@@ -17,6 +17,6 @@ def load_tagger(settings: TaggerSettings) -> Tagger:
 
 
 def create(settings: TaggerSettings) -> ServiceSpec:
-    servicer = TaggerServicer(load_tagger(settings))
+    servicer = TaggerServicer(load_tagger(settings), cache_size=settings.tag_cache_size)
     return ServiceSpec(SERVICE_NAME, servicer, tagger_pb2_grpc.add_TaggerServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop)

@@ -1,9 +1,17 @@
 """Dynamic micro-batching: requests that arrive together share one onnxruntime call.
 
-The event loop never runs the model: one worker thread does, so health checks and new
-requests are taken while a batch runs. A batch is whatever queued while the previous
-one ran (no added wait at low load), capped at `max_batch`, and split into groups of
-similar length so short queries are not padded to a long one.
+A batch is whatever queued while the previous one ran (no added wait at low load), capped
+at `max_batch`, split into groups of similar length so short queries are not padded to a
+long one, and each group into session calls of at most `max_cells` padded characters:
+measured here, batching long queries gains nothing past two or three per call (attention
+grows with the square of the length) while a batch of 32 long ones holds all 32 callers
+for half a second.
+
+Batches of two or more run on one worker thread, so the event loop takes new requests
+and health checks while onnxruntime runs. A lone query runs on the event loop itself:
+nothing else is waiting, and the thread hop (a wake-up, a GIL hand-over and a loop
+wake-up) costs about 0.2 ms at the median and milliseconds at the tail on a busy
+2-core machine, a tenth of the encoder's own time (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -19,6 +27,22 @@ R = TypeVar("R")
 # A group's longest query may be at most this many times its shortest (in characters):
 # padding a batch to its longest member otherwise wastes most of the work.
 LENGTH_RATIO = 2.0
+# Padded characters per session call (calls x longest member). Text past the encoder's
+# 256-token window (about 1,200 characters) costs nothing, so lengths are capped there.
+MAX_CELLS = 4096
+WINDOW_CHARS = 1200
+
+
+def split_by_cells(group: list[int], lengths: list[int], max_cells: int = MAX_CELLS) -> list[list[int]]:
+    """A length-sorted group cut into runs whose padded size (count x longest) fits `max_cells`."""
+    chunks: list[list[int]] = []
+    for i in group:
+        width = min(lengths[i], WINDOW_CHARS)
+        if chunks and (len(chunks[-1]) + 1) * width <= max_cells:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
 
 
 def length_groups(texts: list[str], max_ratio: float = LENGTH_RATIO) -> list[list[int]]:
@@ -36,10 +60,12 @@ def length_groups(texts: list[str], max_ratio: float = LENGTH_RATIO) -> list[lis
 class MicroBatcher(Generic[R]):
     """Collects concurrent `submit` calls into batches for `run_batch` (list in, list out)."""
 
-    def __init__(self, run_batch: Callable[[list[str]], list[R]], max_batch: int = 32, max_queue: int = 256):
+    def __init__(self, run_batch: Callable[[list[str]], list[R]], max_batch: int = 32, max_queue: int = 256,
+                 max_cells: int = MAX_CELLS):
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._max_queue = max_queue
+        self._max_cells = max_cells
         self._queue: asyncio.Queue[tuple[str, asyncio.Future]] | None = None
         self._worker: asyncio.Task | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
@@ -82,7 +108,11 @@ class MicroBatcher(Generic[R]):
             TAGGER_BATCH_SIZE.observe(len(batch))
             texts = [text for text, _ in batch]
             try:
-                results = await loop.run_in_executor(self._executor, self._run_grouped, texts)
+                futures = [fut for _, fut in batch]
+                if len(texts) == 1:
+                    results = self._run_grouped(texts, futures)  # alone: no thread hop (see the module doc)
+                else:
+                    results = await loop.run_in_executor(self._executor, self._run_grouped, texts, futures)
             except Exception as err:  # noqa: BLE001 - every waiter gets the error, the worker lives on
                 for _, fut in batch:
                     if not fut.done():
@@ -92,9 +122,18 @@ class MicroBatcher(Generic[R]):
                 if not fut.done():
                     fut.set_result(result)
 
-    def _run_grouped(self, texts: list[str]) -> list[R]:
+    def _run_grouped(self, texts: list[str], futures: list[asyncio.Future] | None = None) -> list[R]:
+        """Results in `texts` order (None for a query whose caller gave up before its call ran)."""
         results: list = [None] * len(texts)
+        lengths = [len(t) for t in texts]
         for group in length_groups(texts):
-            for i, result in zip(group, self._run_batch([texts[i] for i in group])):
-                results[i] = result
+            for chunk in split_by_cells(group, lengths, self._max_cells):
+                if futures is not None:
+                    # A caller past its deadline has been cancelled: under overload, encoding its
+                    # query anyway would only make the callers behind it miss theirs too.
+                    chunk = [i for i in chunk if not futures[i].done()]
+                    if not chunk:
+                        continue
+                for i, result in zip(chunk, self._run_batch([texts[i] for i in chunk])):
+                    results[i] = result
         return results

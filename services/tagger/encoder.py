@@ -69,8 +69,11 @@ class Encoder:
             truncated=[c > MAX_TOKENS for c in counts],
         )
 
-    def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """Embeds many texts, batching those of similar length together (offline use)."""
+    def embed(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
+        """Embeds many texts, batching those of similar length together (offline use).
+
+        progress, when given, is called with the number of texts done after each batch.
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -78,4 +81,6 @@ class Encoder:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             out[chunk] = self.encode([texts[i] for i in chunk]).embeddings
+            if progress is not None:
+                progress(len(chunk))
         return out

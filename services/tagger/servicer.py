@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 
 from services.common.errors import InvalidArgument, Unavailable
+from services.common.metrics import TAG_CACHE
 from services.tagger.batching import MicroBatcher
+from services.tagger.cache import TagCache, cache_key
 from services.tagger.tagger import AlignedTag, TaggedQuery, Tagger
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 
@@ -12,6 +14,7 @@ MAX_QUERY_CHARS = 100_000  # past the encoder's window anyway; refuse rather tha
 MAX_BATCH_REQUESTS = 256
 MAX_CLIENT_TAGS = 16
 MAX_CLIENT_TAG_CHARS = 200
+_CACHE_HIT, _CACHE_MISS = TAG_CACHE.labels("hit"), TAG_CACHE.labels("miss")
 
 
 def check_query(query: str, where: str = "query") -> None:
@@ -48,12 +51,13 @@ def with_client_tags(tags: list[tagger_pb2.Tag], aligned: list[AlignedTag | None
 
 
 class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
-    def __init__(self, tagger: Tagger, max_batch: int = 32):
+    def __init__(self, tagger: Tagger, max_batch: int = 32, cache_size: int = 10_000):
         self.tagger = tagger
         self.version = tagger.vocabulary.version
         self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self.tagger.tag, max_batch=max_batch)
         # Client tags are aligned in their own batches (one encoder call for the unseen ones).
         self.aligner: MicroBatcher[AlignedTag | None] = MicroBatcher(self.tagger.align_client_tags, max_batch=max_batch)
+        self.cache: TagCache[TaggedQuery] = TagCache(cache_size)
         self._ready = False
 
     async def start(self) -> None:
@@ -85,12 +89,24 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
             input_tokens=tagged.input_tokens, truncated=tagged.truncated, vocabulary_version=self.version,
             unaligned_client_tags=[c for c, a in zip(client_tags, aligned) if a is None])
 
+    async def _tag(self, query: str) -> TaggedQuery:
+        """Tags from the exact-match cache, else from the micro-batcher (then cached)."""
+        key = cache_key(query)
+        tagged = self.cache.get(key)
+        if tagged is not None:
+            _CACHE_HIT.inc()
+            return tagged
+        _CACHE_MISS.inc()
+        tagged = await self.batcher.submit(query)
+        self.cache.put(key, tagged)
+        return tagged
+
     async def Tag(self, request, context):
         check_query(request.query)
         check_client_tags(request.client_tags)
         if not self._ready:
             raise Unavailable("the encoder is still loading")
-        tagged, aligned = await asyncio.gather(self.batcher.submit(request.query), self._align(request.client_tags))
+        tagged, aligned = await asyncio.gather(self._tag(request.query), self._align(request.client_tags))
         return self._response(tagged, request.tags_per_level, request.client_tags, aligned)
 
     async def TagBatch(self, request, context):
@@ -101,7 +117,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
             check_client_tags(r.client_tags, f"requests[{i}].client_tags")
         if not self._ready:
             raise Unavailable("the encoder is still loading")
-        tagged, aligned = await asyncio.gather(self.batcher.submit_many([r.query for r in request.requests]),
+        tagged, aligned = await asyncio.gather(asyncio.gather(*(self._tag(r.query) for r in request.requests)),
                                                asyncio.gather(*(self._align(r.client_tags) for r in request.requests)))
         return tagger_pb2.TagBatchResponse(
             responses=[self._response(t, r.tags_per_level, r.client_tags, a)

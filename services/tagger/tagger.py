@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.tagger.encoder import MAX_TOKENS, Encoder
-from services.tagger.tagging import ATTRIBUTE_TAGS, LEVELS, align, attribute_tags, normalise_client_tag, select_tags
+from services.tagger.tagging import (ATTRIBUTE_TAGS, LEVELS, align, attribute_tags, nearest_in_groups,
+                                     normalise_client_tag, select_tags)
 from services.tagger.vocabulary import Vocabulary
 
 
@@ -62,7 +63,12 @@ class Tagger:
                                      for t in vocabulary.tags])
         self._names = vocabulary.names
         self._levels = [t["level"] for t in vocabulary.tags]
-        self._level_of_tag = vocabulary.level_of_tag
+        groups = vocabulary.groups
+        grouped = np.concatenate(list(groups.values())) if groups else np.zeros(0, dtype=np.int64)
+        # Hand-taxonomy tags go through select_tags; each suite-fitted topic group gives its nearest tag.
+        self._plain = np.setdiff1d(np.arange(len(self._names)), grouped)
+        self._groups = list(groups.values())
+        self._level_of_tag = vocabulary.level_of_tag[self._plain]
         self._prototypes_t = np.ascontiguousarray(vocabulary.prototypes.T)
         self.client_tag_min_similarity = client_tag_min_similarity
         # Exact names: the canonical name, its tail without the level, and every alias, normalised.
@@ -86,8 +92,11 @@ class Tagger:
         similarity = embeddings @ self._prototypes_t
         results = []
         for row, text in enumerate(texts):
-            chosen = select_tags(similarity[row], self._level_of_tag, per_level, self._min_scores)
-            tags = [(self._names[i], self._levels[i], score) for i, score in chosen]
+            chosen = select_tags(similarity[row, self._plain], self._level_of_tag, per_level,
+                                 self._min_scores[self._plain])
+            tags = [(self._names[self._plain[i]], self._levels[self._plain[i]], score) for i, score in chosen]
+            tags += [(self._names[i], "topic", float(similarity[row, i]))
+                     for i in nearest_in_groups(similarity[row], self._groups)]
             tags += [(name, "attr", 1.0) for name in attribute_tags(text, token_counts[row])]
             cut = truncated[row] if truncated is not None else token_counts[row] > MAX_TOKENS
             results.append(TaggedQuery(tags, token_counts[row], bool(cut)))

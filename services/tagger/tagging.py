@@ -107,3 +107,8 @@ def select_tags(similarity: np.ndarray, level_of_tag: np.ndarray, per_level: int
         best = members[np.argsort(-similarity[members], kind="stable")[:per_level]]
         chosen.extend((int(i), float(similarity[i])) for i in best if similarity[i] >= min_score[i])
     return chosen
+
+
+def nearest_in_groups(similarity: np.ndarray, groups: list[np.ndarray]) -> list[int]:
+    """Index of the most similar tag of each group (suite-fitted topic clusters: one per granularity)."""
+    return [int(rows[np.argmax(similarity[rows])]) for rows in groups]

@@ -44,6 +44,30 @@ class Vocabulary:
         return np.array([LEVELS.index(t["level"]) for t in self.tags], dtype=np.int64)
 
     @property
+    def groups(self) -> dict[str, np.ndarray]:
+        """Topic group -> row indices: suite-fitted clusters, one tag per group and query."""
+        out: dict[str, list[int]] = {}
+        for i, t in enumerate(self.tags):
+            if t.get("group"):
+                out.setdefault(t["group"], []).append(i)
+        return {g: np.array(rows, dtype=np.int64) for g, rows in out.items()}
+
+    def without_groups(self) -> "Vocabulary":
+        """The vocabulary without suite-fitted topic groups (the hand taxonomy only)."""
+        keep = [i for i, t in enumerate(self.tags) if not t.get("group")]
+        return Vocabulary.build([self.tags[i] for i in keep], self.prototypes[keep])
+
+    def with_topics(self, centroids: dict[int, np.ndarray], source: str) -> "Vocabulary":
+        """This vocabulary plus one group of topic tags per granularity K (`topic:k<K>-<i>`)."""
+        base = self.without_groups()
+        tags, rows = list(base.tags), [base.prototypes]
+        for k, c in centroids.items():
+            tags += [{"name": f"topic:k{k}-{i}", "level": "topic", "group": f"k{k}",
+                      "description": f"cluster {i} of {k} of the training queries of {source}"} for i in range(len(c))]
+            rows.append(np.asarray(c, dtype=np.float32))
+        return Vocabulary.build(tags, np.concatenate(rows))
+
+    @property
     def all_names(self) -> list[str]:
         """Every tag the tagger can emit: prototype tags and attribute tags."""
         return self.names + list(ATTRIBUTE_TAGS)

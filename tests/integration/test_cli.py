@@ -41,13 +41,13 @@ def test_route_embedded_runs_the_whole_path_in_process(redis_url, clean_redis):
 @needs_shared()
 def test_fit_loads_a_suite_into_the_scorer(stack, tmp_path):
     out = tagrouter("fit", "--suite", str(SUITES / "ae2-pair"), "--out", str(tmp_path / "w.json"),
-                    "--scorer", stack["scorer"].address)
+                    "--scorer", stack["scorer"].address, "--no-tune")
     assert out.returncode == 0, out.stderr
     assert "loaded into the scorer" in out.stdout
     route = json.loads(tagrouter("route", QUERY, "--json", "--router", stack["router"].address).stdout)
     assert {s["model"] for s in route["scores"]} == {"gpt4_1106_preview", "claude-instant-1.2"}
     # put the starter pool back for the other tests of the module
-    back = tagrouter("fit", "--suite", str(SUITES / "ae2-multi"), "--scorer", stack["scorer"].address)
+    back = tagrouter("fit", "--suite", str(SUITES / "ae2-multi"), "--scorer", stack["scorer"].address, "--no-tune")
     assert back.returncode == 0, back.stderr
 
 

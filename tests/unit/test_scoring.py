@@ -7,12 +7,35 @@ from services.scorer import scoring
 from services.scorer.scoring import ScoringParams
 
 
-def test_pairwise_outcomes_split_one_unit_over_the_rivals():
+def test_pairwise_outcomes_count_one_comparison_per_rival():
     scores = np.array([[1.0, 0.0, 0.0]])
     out = scoring.pairwise_outcomes(scores, tie_margin=0.0)
-    assert out[0, 0].tolist() == [1.0, 0.0, 0.0]  # beats both rivals
-    assert out[0, 1].tolist() == [0.0, 0.5, 0.5]  # ties one, loses to one
-    assert np.allclose(out.sum(axis=2), 1.0)
+    assert out[0, 0].tolist() == [2.0, 0.0, 0.0]  # beats both rivals
+    assert out[0, 1].tolist() == [0.0, 1.0, 1.0]  # ties one, loses to one
+    assert np.allclose(out.sum(axis=2), 2.0)
+
+
+def test_rates_count_queries_not_comparisons():
+    """A query against 6 rivals weighs as much as one against 1 rival: the prior strength is in queries."""
+    params = ScoringParams(tie_reward=0.0, prior_strength=2.0)
+    prior = np.array([0.0])
+    one_rival = np.array([[[1, 0, 0, 1, 0]]], dtype=float)
+    six_rivals = np.array([[[6, 0, 0, 1, 0]]], dtype=float)
+    assert scoring.tag_rates(one_rival, prior, params) == pytest.approx(scoring.tag_rates(six_rivals, prior, params))
+
+
+def test_score_matrix_is_query_scores_for_every_row():
+    rng = np.random.default_rng(1)
+    rates, weights, prior = rng.random((4, 3)), rng.random((5, 4)), rng.random(3)
+    weights[2] = 0.0  # a query with no known tag scores the prior
+    batch = scoring.score_matrix(rates, weights, prior)
+    for q in range(5):
+        assert batch[q] == pytest.approx(scoring.query_scores(rates, weights[q], prior)[0])
+    counts = rng.random((4, 3, 5)) * 10
+    lengths = scoring.expected_output_matrix(counts, counts.sum(axis=0), weights, ScoringParams())
+    for q in (0, 1, 3):
+        assert lengths[q] == pytest.approx(
+            scoring.expected_output_tokens(counts, counts.sum(axis=0), weights[q], ScoringParams()))
 
 
 def test_tie_margin_turns_close_scores_into_ties():

@@ -41,7 +41,7 @@ class RouteScore(_message.Message):
     def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "unaligned_client_tags")
+    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "explanation", "unaligned_client_tags")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class RouteResponse(_message.Message):
     COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     VOCABULARY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
     UNALIGNED_CLIENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     model: str
     estimated_cost_usd: float
@@ -65,5 +66,30 @@ class RouteResponse(_message.Message):
     cost_weight: float
     weights_version: str
     vocabulary_version: str
+    explanation: Explanation
     unaligned_client_tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TagReason(_message.Message):
+    __slots__ = ("tag", "chosen_contribution", "runner_up_contribution")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    chosen_contribution: float
+    runner_up_contribution: float
+    def __init__(self, tag: _Optional[str] = ..., chosen_contribution: _Optional[float] = ..., runner_up_contribution: _Optional[float] = ...) -> None: ...
+
+class Explanation(_message.Message):
+    __slots__ = ("runner_up", "chosen_utility", "runner_up_utility", "tags", "summary")
+    RUNNER_UP_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_UTILITY_FIELD_NUMBER: _ClassVar[int]
+    RUNNER_UP_UTILITY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    runner_up: str
+    chosen_utility: float
+    runner_up_utility: float
+    tags: _containers.RepeatedCompositeFieldContainer[TagReason]
+    summary: str
+    def __init__(self, runner_up: _Optional[str] = ..., chosen_utility: _Optional[float] = ..., runner_up_utility: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[TagReason, _Mapping]]] = ..., summary: _Optional[str] = ...) -> None: ...

@@ -1,10 +1,22 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_WIN: _ClassVar[Outcome]
+    OUTCOME_TIE: _ClassVar[Outcome]
+    OUTCOME_LOSS: _ClassVar[Outcome]
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_WIN: Outcome
+OUTCOME_TIE: Outcome
+OUTCOME_LOSS: Outcome
 
 class WeightedTag(_message.Message):
     __slots__ = ("name", "weight")
@@ -47,14 +59,16 @@ class ModelScore(_message.Message):
     def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., expected_output_tokens: _Optional[float] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[TagContribution, _Mapping]]] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("scores", "weights_version", "unknown_tags")
+    __slots__ = ("scores", "weights_version", "unknown_tags", "cost_scale_usd")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_TAGS_FIELD_NUMBER: _ClassVar[int]
+    COST_SCALE_USD_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedCompositeFieldContainer[ModelScore]
     weights_version: str
     unknown_tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, scores: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., weights_version: _Optional[str] = ..., unknown_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    cost_scale_usd: float
+    def __init__(self, scores: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., weights_version: _Optional[str] = ..., unknown_tags: _Optional[_Iterable[str]] = ..., cost_scale_usd: _Optional[float] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("name", "input_usd_per_mtok", "output_usd_per_mtok")
@@ -85,16 +99,20 @@ class TagCount(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., model: _Optional[str] = ..., win: _Optional[float] = ..., tie: _Optional[float] = ..., loss: _Optional[float] = ..., answers: _Optional[float] = ..., output_tokens: _Optional[float] = ...) -> None: ...
 
 class ScoringParams(_message.Message):
-    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength")
+    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength", "cost_scale_usd", "tag_evidence")
     WIN_REWARD_FIELD_NUMBER: _ClassVar[int]
     TIE_REWARD_FIELD_NUMBER: _ClassVar[int]
     LOSS_REWARD_FIELD_NUMBER: _ClassVar[int]
     PRIOR_STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    COST_SCALE_USD_FIELD_NUMBER: _ClassVar[int]
+    TAG_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
     win_reward: float
     tie_reward: float
     loss_reward: float
     prior_strength: float
-    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ...) -> None: ...
+    cost_scale_usd: float
+    tag_evidence: float
+    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ..., cost_scale_usd: _Optional[float] = ..., tag_evidence: _Optional[float] = ...) -> None: ...
 
 class Weights(_message.Message):
     __slots__ = ("version", "models", "params", "counts", "provenance")
@@ -143,3 +161,31 @@ class ListModelsResponse(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[Model]
     weights_version: str
     def __init__(self, models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., weights_version: _Optional[str] = ...) -> None: ...
+
+class TagList(_message.Message):
+    __slots__ = ("names",)
+    NAMES_FIELD_NUMBER: _ClassVar[int]
+    names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("query", "tags", "model", "outcome", "output_tokens")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    tags: TagList
+    model: str
+    outcome: Outcome
+    output_tokens: float
+    def __init__(self, query: _Optional[str] = ..., tags: _Optional[_Union[TagList, _Mapping]] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., output_tokens: _Optional[float] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("weights_version", "tags")
+    WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    weights_version: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, weights_version: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -56,6 +56,11 @@ class ScorerServiceStub:
                 request_serializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/tagrouter.scorer.v1.ScorerService/Feedback',
+                request_serializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
 
 
 class ScorerServiceServicer:
@@ -91,6 +96,13 @@ class ScorerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """Count one judged outcome into the active weights, atomically (needs the admin token when set).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScorerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -113,6 +125,11 @@ def add_ScorerServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.ListModelsRequest.FromString,
                     response_serializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackRequest.FromString,
+                    response_serializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +242,33 @@ class ScorerService:
             '/tagrouter.scorer.v1.ScorerService/ListModels',
             tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.ListModelsRequest.SerializeToString,
             tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tagrouter.scorer.v1.ScorerService/Feedback',
+            tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackRequest.SerializeToString,
+            tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,515 @@
+"""`tagrouter eval`: fit every router on `train`, choose its settings on `valid`, report on `test`.
+
+Every router (TagRouter and the baselines) predicts a score per (query, model); the same
+decision rule (services/router/decision.py) turns scores and estimated costs into a choice,
+and the same knob sweep (`LAMBDAS`) traces its curve. TagRouter's scores come from the
+scorer's own pure functions (services/scorer/scoring.py) over counts made by tagrouter/fit.py,
+so the numbers here are what the services compute. The encoder runs once per suite: its
+embeddings feed the tagger's tags, the suite-fitted topic tags and every baseline.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from services.router import decision
+from services.scorer import scoring
+from services.scorer.scoring import ScoringParams
+from tagrouter import baselines, metrics
+from tagrouter.fit import count_matrix, incidence, tag_index
+from tagrouter.suite import Suite
+from tagrouter.topics import TopicModel, fit_topics
+
+# The cost knob sweep shared by every router: 0 (best expected quality) up to "always cheapest".
+LAMBDAS = np.concatenate([[0.0], np.logspace(-4, 2, 121)])
+BASELINES = ("knn", "mf", "forc")
+
+# TagRouter's search space on `valid` (see docs/ROUTING-CHOICES.md for what was tried).
+TIE_REWARDS = (0.0, 0.15, 0.5, 1.0)
+LOSS_REWARDS = (0.0, -1.0)
+PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
+TAG_EVIDENCE = (0.0, 30.0)
+TOPIC_GRANULARITIES = ((), (4, 16, 64), (4, 8, 16, 32, 64, 128))
+# Settings are chosen on valid plus train predicted out-of-fold: valid alone (81 queries on the
+# AlpacaEval suites) picks noise among hundreds of settings. Every router gets the same folds.
+CV_FOLDS = 5
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr (a no-op object when disabled or tqdm is missing)."""
+    if enabled:
+        try:
+            from tqdm import tqdm
+
+            return tqdm(total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+        except ImportError:
+            pass
+
+    class _Null:
+        def update(self, n=1):
+            pass
+
+        def close(self):
+            pass
+
+    return _Null()
+
+
+@dataclass
+class Prepared:
+    """A suite with its embeddings and tagger tags, computed once."""
+
+    suite: Suite
+    embeddings: np.ndarray  # [Q, d] unit rows
+    base_tags: list[list[tuple[str, float]]]  # tagger tags (name, confidence) per query
+    accept: np.ndarray  # [Q, M] bool
+    outcomes: np.ndarray  # [Q, M, 3]
+    vocabulary_version: str
+    seconds_embedding: float = 0.0
+
+
+def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
+    """Embeds every query once and tags it with the tagger's own selection rule."""
+    start = time.perf_counter()
+    if tagger.vocabulary.groups:  # topics are fitted per suite here: start from the hand taxonomy
+        from services.tagger.tagger import Tagger
+
+        tagger = Tagger(tagger.encoder, tagger.vocabulary.without_groups(), tagger.per_level, tagger.min_score,
+                        topic_min_score=tagger.topic_min_score)
+    bar = _progress(len(suite.queries), "embedding queries", show_progress)
+    embeddings = tagger.encoder.embed(suite.queries, progress=bar.update)
+    bar.close()
+    counts = [len(e.ids) for e in tagger.encoder.tokenizer.encode_batch(suite.queries)]
+    tagged = tagger.tag_encoded(suite.queries, embeddings, counts)
+    base_tags = [[(name, float(score)) for name, _, score in t.tags] for t in tagged]
+    return Prepared(suite, embeddings, base_tags, metrics.accepted(suite.scores, suite.tie_margin),
+                    scoring.pairwise_outcomes(suite.scores, suite.tie_margin), tagger.vocabulary.version,
+                    time.perf_counter() - start)
+
+
+# --- the knob sweep ------------------------------------------------------------------------
+def sweep(prep: Prepared, rows: np.ndarray, predicted: np.ndarray, estimated_costs: np.ndarray,
+          cost_scale_usd: float = 0.0, lambdas: np.ndarray = LAMBDAS) -> np.ndarray:
+    """[K, 3] (true total cost, AR, quality) of the decision rule at each knob value, on `rows`."""
+    s, c = predicted[rows], estimated_costs[rows]
+    choices = decision.choose(s, c, np.asarray(lambdas, dtype=np.float64)[:, None, None], cost_scale_usd)  # [K, Q]
+    suite = prep.suite
+    return metrics.routed_points(choices, prep.accept[rows], suite.scores[rows], suite.costs[rows])
+
+
+def singles_on(prep: Prepared, rows: np.ndarray) -> metrics.SingleModels:
+    s = prep.suite
+    return metrics.single_models(s.model_names, prep.accept[rows], s.scores[rows], s.costs[rows])
+
+
+def costs_for(suite: Suite, expected_output_tokens: np.ndarray) -> np.ndarray:
+    """[Q, M] estimated cost: the query's input tokens and a predicted answer length, at list prices."""
+    prices_in = np.array([m.input_usd_per_mtok for m in suite.models])
+    prices_out = np.array([m.output_usd_per_mtok for m in suite.models])
+    return decision.estimate_costs(suite.input_tokens, np.maximum(expected_output_tokens, 0.0), prices_in, prices_out)
+
+
+def _output_prices(suite: Suite) -> np.ndarray:
+    return np.array([m.output_usd_per_mtok for m in suite.models])
+
+
+def cost_scales(suite: Suite, estimated_costs: np.ndarray) -> tuple[float, ...]:
+    """The decision rule's forms searched on valid: relative (0), and absolute with the scale of a
+    typical train query's priciest estimate."""
+    typical = float(np.median(estimated_costs[suite.rows("train")].max(axis=1)))
+    return (0.0, typical) if typical > 0 else (0.0,)
+
+
+# --- TagRouter -----------------------------------------------------------------------------
+@dataclass
+class TagTable:
+    """Counts from `train` and per-query tag confidences for one tag set."""
+
+    names: list[str]  # tag names, `*` first
+    confidence: np.ndarray  # [Q, T] the tagger's confidence, 0 where a query lacks the tag
+    counts: np.ndarray  # [T, M, 5]
+    carries: np.ndarray  # [Q, T] 0/1
+
+    def without(self, prep: "Prepared", rows: np.ndarray) -> "TagTable":
+        """The same table with the counts of `rows` taken out (counts are additive)."""
+        held = count_matrix(self.carries[rows], prep.outcomes[rows], prep.suite.output_tokens[rows])
+        return TagTable(self.names, self.confidence, self.counts - held, self.carries)
+
+
+def tag_table(prep: Prepared, tags: list[list[tuple[str, float]]]) -> TagTable:
+    suite = prep.suite
+    train = suite.rows("train")
+    names_per_query = [[t for t, _ in q] for q in tags]
+    index = tag_index([names_per_query[r] for r in train])  # tags unseen in train carry no counts
+    carries = incidence(names_per_query, index)
+    confidence = np.zeros_like(carries)
+    for q, query_tags in enumerate(tags):
+        for name, weight in query_tags:
+            if name in index:
+                confidence[q, index[name]] = max(weight, 0.0)
+    counts = count_matrix(carries[train], prep.outcomes[train], suite.output_tokens[train])
+    return TagTable(list(index), confidence, counts, carries)
+
+
+def tagrouter_predict(prep: Prepared, table: TagTable, params: ScoringParams,
+                      rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """([Q, M] scores, [Q, M] estimated costs) with the scorer's count-to-score rule (for `rows` only
+    when given: [len(rows), M])."""
+    all_counts, counts = table.counts[0], table.counts[1:]
+    confidence = table.confidence if rows is None else table.confidence[rows]
+    weights = scoring.tag_weights(confidence[:, 1:], counts, params)
+    prior = scoring.prior_rates(all_counts, params)
+    rates = scoring.tag_rates(counts, prior, params)
+    scores = scoring.score_matrix(rates, weights, prior)
+    expected = scoring.expected_output_matrix(counts, all_counts, weights, params)
+    costs = costs_for(prep.suite, np.zeros(prep.suite.scores.shape[1]))  # input part only
+    if rows is not None:
+        costs = costs[rows]
+    return scores, costs + expected * _output_prices(prep.suite) * decision.USD_PER_MTOK
+
+
+def with_topics(base: list[list[tuple[str, float]]], topics: TopicModel | None,
+                embeddings: np.ndarray) -> list[list[tuple[str, float]]]:
+    if topics is None:
+        return base
+    extra = topics.assign(embeddings)
+    return [b + e for b, e in zip(base, extra)]
+
+
+# --- selection on valid --------------------------------------------------------------------
+@dataclass
+class RouterResult:
+    name: str
+    setting: dict
+    selection_auc: float
+    test_points: np.ndarray
+    candidates: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def cv_folds(prep: Prepared, folds: int = CV_FOLDS) -> list[np.ndarray]:
+    """Train rows split into `folds` fixed random parts (no folds: selection on valid alone)."""
+    if folds < 2:
+        return []
+    train = prep.suite.rows("train")
+    return np.array_split(np.random.default_rng(0).permutation(train), folds)
+
+
+def selection_rows(prep: Prepared, folds: list[np.ndarray]) -> np.ndarray:
+    """Rows whose routing picks the settings: valid, plus train when predictions there are out-of-fold."""
+    valid = prep.suite.rows("valid")
+    return np.concatenate([prep.suite.rows("train"), valid]) if folds else valid
+
+
+def _choose(prep: Prepared, name: str, candidates, rows: np.ndarray) -> RouterResult:
+    """Keeps the setting with the best AUC on `rows` (the simpler, earlier one on ties)."""
+    suite = prep.suite
+    test = suite.rows("test")
+    singles = singles_on(prep, rows)
+    lo, hi = singles.cost[singles.cheapest], singles.cost[singles.priciest]
+    best, tried, tried_settings = None, 0, []
+    for setting, predicted, est in candidates:
+        for scale in cost_scales(suite, est):
+            tried += 1
+            pts = sweep(prep, rows, predicted, est, scale)
+            auc = metrics.frontier_area(np.concatenate([pts[:, :2], singles.end_points()]), lo, hi)
+            tried_settings.append(({**setting, "cost_rule": "absolute" if scale > 0 else "relative"}, auc))
+            if best is None or auc > best[1] + 1e-9:
+                best = ({**setting, "cost_scale_usd": scale}, auc, predicted, est)
+    setting, auc, predicted, est = best
+    return RouterResult(name, setting, auc, sweep(prep, test, predicted, est, setting["cost_scale_usd"]), tried,
+                        {"alternatives": alternatives(tried_settings)})
+
+
+def alternatives(tried: list[tuple[dict, float]]) -> dict:
+    """For each knob and each value tried: the best selection AUC among settings with that value.
+
+    This is the measurement behind each choice: how much a value loses against the best."""
+    out: dict[str, dict[str, float]] = {}
+    for setting, auc in tried:
+        for key, value in setting.items():
+            label = ",".join(map(str, value)) or "none" if isinstance(value, (list, tuple)) else str(value)
+            out.setdefault(key, {})
+            out[key][label] = max(out[key].get(label, -1.0), round(float(auc), 5))
+    return {k: v for k, v in out.items() if len(v) > 1}
+
+
+@dataclass
+class TagRouterChoice:
+    """TagRouter's settings chosen on `valid`: topic granularities and scoring parameters."""
+
+    topics: TopicModel | None
+    params: ScoringParams
+    result: RouterResult
+    tags: list[list[tuple[str, float]]]  # every query's tags under the chosen topics
+
+
+def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: int = CV_FOLDS) -> TagRouterChoice:
+    """Fits TagRouter on train for every setting of its grid and keeps the best AUC on the
+    selection rows (valid, and train out-of-fold)."""
+    train = prep.suite.rows("train")
+    parts = cv_folds(prep, folds)
+    topic_models: dict[tuple, TopicModel | None] = {}
+    tags_by: dict[tuple, list] = {}
+
+    def candidates():
+        for granularity in granularities:
+            topic_models[granularity] = fit_topics(prep.embeddings[train], granularity) if granularity else None
+            tags_by[granularity] = with_topics(prep.base_tags, topic_models[granularity], prep.embeddings)
+            table = tag_table(prep, tags_by[granularity])
+            held_out = [(part, table.without(prep, part)) for part in parts]
+            for tie, loss, k, evidence in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS,
+                                                            TAG_EVIDENCE):
+                params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k, tag_evidence=evidence)
+                s, c = tagrouter_predict(prep, table, params)
+                for part, partial in held_out:
+                    s[part], c[part] = tagrouter_predict(prep, partial, params, part)
+                yield {"topics": list(granularity), **asdict(params)}, s, c
+
+    result = _choose(prep, "tagrouter", candidates(), selection_rows(prep, parts))
+    setting = dict(result.setting)
+    granularity = tuple(setting.pop("topics"))  # the rest are ScoringParams fields, cost_scale_usd included
+    return TagRouterChoice(topic_models[granularity], ScoringParams(**setting), result, tags_by[granularity])
+
+
+def baseline_predictions(prep: Prepared, kind: str, parts: list[np.ndarray]):
+    """(setting, [Q, M] scores, [Q, M] answer lengths) per setting, fitted on train; on train rows
+    out-of-fold. Each baseline predicts the answer length with its own method and setting, as
+    TagRouter does with its counts."""
+    suite, x = prep.suite, prep.embeddings
+    train = suite.rows("train")
+    full = [list(p) for p in baselines.predict_all(kind, x[train], suite.scores[train], x, suite.output_tokens[train])]
+    for part in parts:
+        rest = np.setdiff1d(train, part)
+        for i, (_, p, length) in enumerate(baselines.predict_all(kind, x[rest], suite.scores[rest], x[part],
+                                                                 suite.output_tokens[rest])):
+            full[i][1][part], full[i][2][part] = p, length
+    return full
+
+
+def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *BASELINES),
+             folds: int = CV_FOLDS) -> dict:
+    """The RESULT.json document for one prepared suite."""
+    suite = prep.suite
+    train, valid, test = (suite.rows(s) for s in ("train", "valid", "test"))
+    if len(valid) == 0 or len(test) == 0:
+        raise ValueError(f"{suite.path}: splits 'valid' and 'test' must not be empty")
+    test_singles = singles_on(prep, test)
+    parts = cv_folds(prep, folds)
+    results: list[RouterResult] = []
+    bar = _progress(len(routers), "fitting routers", show_progress)
+    for name in routers:
+        if name == "tagrouter":
+            result = select_tagrouter(prep, folds=folds).result
+        else:
+            preds = baseline_predictions(prep, name, parts)
+            result = _choose(prep, name, ((setting, p, costs_for(suite, length)) for setting, p, length in preds),
+                             selection_rows(prep, parts))
+        results.append(result)
+        bar.update()
+    bar.close()
+
+    doc = {
+        "suite": suite.name,
+        "queries": {s: int(len(suite.rows(s))) for s in ("train", "valid", "test")},
+        "tie_margin": suite.tie_margin,
+        "vocabulary_version": prep.vocabulary_version,
+        "routers": {},
+        "single_models": {
+            n: {"ar": float(test_singles.ar[i]), "quality": float(test_singles.quality[i]),
+                "cost_usd": float(test_singles.cost[i])} for i, n in enumerate(test_singles.names)},
+        "best_single_model": test_singles.names[test_singles.best],
+        "oracle": metrics.oracle(prep.accept[test], suite.scores[test], suite.costs[test]),
+    }
+    for r in results:
+        doc["routers"][r.name] = _router_doc(r.test_points, test_singles) | {
+            "setting": r.setting, "selection_auc": r.selection_auc, "settings_tried": r.candidates, **r.extra,
+            "selected_on": f"train out-of-fold ({folds} folds) + valid" if parts else "valid"}
+    hull = metrics.concave_hull(np.stack([test_singles.cost, test_singles.ar], axis=1))
+    doc["routers"]["random"] = _router_doc(np.concatenate([hull, np.full((len(hull), 1), np.nan)], axis=1),
+                                           test_singles) | {"setting": {}, "selection_auc": None, "settings_tried": 0}
+    if len(suite.models) == 2:
+        strong = test_singles.priciest
+        weak = 1 - strong
+        for name, r in doc["routers"].items():
+            # the share of calls to the strong model is not kept per point; recover it from cost
+            c_w, c_s = test_singles.cost[weak], test_singles.cost[strong]
+            pts = np.array(r["curve"])
+            share = np.clip((pts[:, 0] - c_w) / (c_s - c_w), 0, 1) if c_s > c_w else pts[:, 0] * 0
+            r.update(metrics.two_model_gap_recovery(np.stack([share, pts[:, 1]], axis=1),
+                                                    float(test_singles.ar[weak]), float(test_singles.ar[strong])))
+    return doc
+
+
+def _router_doc(points: np.ndarray, singles: metrics.SingleModels) -> dict:
+    summary = metrics.curve_summary(points, singles)
+    uniq = sorted({(round(float(c), 6), round(float(a), 6)) for c, a in points[:, :2]})
+    return summary | {"curve": [list(p) for p in uniq]}
+
+
+def must_show(doc: dict) -> dict:
+    """The issue's acceptance checks on one result document."""
+    routers = doc["routers"]
+    tag = routers["tagrouter"]
+    best = doc["single_models"][doc["best_single_model"]]
+    return {
+        "auc_at_least_every_baseline": all(tag["auc"] >= r["auc"] - 1e-12 for n, r in routers.items() if n != "tagrouter"),
+        "beats_best_single_model_at_no_more_cost": tag["best_ar"] > best["ar"] and tag["best_ar_cost_pct"] <= 100.0,
+    }
+
+
+def write_result(doc: dict, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1, allow_nan=False, default=_nan_to_none) + "\n")
+
+
+def _nan_to_none(value):
+    raise TypeError(f"not JSON serialisable: {value!r}")
+
+
+def clean_nans(doc):
+    """NaN -> None everywhere (JSON has no NaN)."""
+    if isinstance(doc, dict):
+        return {k: clean_nans(v) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [clean_nans(v) for v in doc]
+    if isinstance(doc, float) and not np.isfinite(doc):
+        return None
+    return doc
+
+
+def plot(doc: dict, path: Path) -> None:
+    """AR against cost: every router's frontier and every single model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    styles = {"tagrouter": ("C3", "-", 2.2), "knn": ("C0", "--", 1.3), "mf": ("C2", "--", 1.3),
+              "forc": ("C4", "--", 1.3), "random": ("0.5", ":", 1.3)}
+    for name, r in doc["routers"].items():
+        color, ls, lw = styles.get(name, (None, "-", 1.2))
+        front = metrics.pareto_frontier(np.array(r["curve"]).reshape(-1, 2))
+        ax.plot(front[:, 0], front[:, 1], ls, color=color, lw=lw, marker=".", ms=3,
+                label=f"{name} (AUC {r['auc']:.3f})")
+    for name, m in doc["single_models"].items():
+        ax.scatter([m["cost_usd"]], [m["ar"]], color="k", s=14, zorder=5)
+        ax.annotate(name.split("/")[-1], (m["cost_usd"], m["ar"]), fontsize=7, xytext=(3, -8),
+                    textcoords="offset points")
+    o = doc["oracle"]
+    ax.scatter([o["cost_usd"]], [o["ar"]], marker="*", color="gold", edgecolor="k", s=90, zorder=6, label="oracle")
+    ax.set_xlabel("total cost of the test queries (USD)")
+    ax.set_ylabel("accept rate (AR)")
+    ax.set_title(f"{doc['suite']}: AR against cost on test")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --- the served weights, offline ---------------------------------------------------------
+def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """([Q, M] scores, [Q, M] estimated costs) of weights for tagged queries, as the scorer and router
+    compute them (same pure functions; the tagger's token count prices the input)."""
+    from services.scorer.scoring import ALL_QUERIES_TAG
+    from services.scorer.servicer import counts_matrix
+
+    names = weights.model_names
+    tags = [t for t in weights.counts if t != ALL_QUERIES_TAG]
+    column = {t: i for i, t in enumerate(tags)}
+    counts = counts_matrix([weights.counts[t] for t in tags], names)
+    all_counts = counts_matrix([weights.counts[ALL_QUERIES_TAG]], names)[0]
+    conf = np.zeros((len(tagged), len(tags)))
+    for q, t in enumerate(tagged):
+        for name, _, score in t.tags:
+            if name in column:
+                conf[q, column[name]] = max(score, 0.0)
+    params = weights.params
+    conf = scoring.tag_weights(conf, counts, params)
+    prior = scoring.prior_rates(all_counts, params)
+    scores = scoring.score_matrix(scoring.tag_rates(counts, prior, params), conf, prior)
+    expected = scoring.expected_output_matrix(counts, all_counts, conf, params)
+    tokens = np.array([t.input_tokens for t in tagged], dtype=np.float64)[:, None]
+    return scores, decision.estimate_costs(tokens, expected, prices_in, prices_out)
+
+
+def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_pct: float | None = None,
+              target_top_share: float | None = None) -> dict:
+    """The smallest knob on LAMBDAS whose routing of `split` meets the target (cost budget as a
+    percentage of always sending the most expensive model, or share of queries sent to it)."""
+    missing = [m for m in weights.model_names if m not in suite.model_names]
+    if missing:
+        raise ValueError(f"{suite.path}: the suite has no rows for model {missing[0]!r} of the weights")
+    rows = suite.rows(split)
+    if len(rows) == 0:
+        raise ValueError(f"{suite.path}: split {split!r} is empty")
+    columns = [suite.model_names.index(m) for m in weights.model_names]
+    tagged = tagger.tag_many([suite.queries[r] for r in rows])
+    prices_in = np.array([m.input_usd_per_mtok for m in weights.models])
+    prices_out = np.array([m.output_usd_per_mtok for m in weights.models])
+    predicted, est = score_with_weights(weights, tagged, prices_in, prices_out)
+    true_costs = suite.costs[np.ix_(rows, columns)]
+    accept = metrics.accepted(suite.scores[np.ix_(rows, columns)], suite.tie_margin)
+    top = int(np.argmax(prices_in + prices_out))
+    budget_all = true_costs[:, top].sum()
+    def at(lam: float) -> dict:
+        choice = decision.choose(predicted, est, lam)
+        cost = true_costs[np.arange(len(rows)), choice].sum()
+        point = {"cost_weight": lam, "cost_pct": float(100 * cost / budget_all) if budget_all > 0 else 0.0,
+                 "top_share": float(np.mean(choice == top)), "ar": float(accept[np.arange(len(rows)), choice].mean())}
+        met = (target_cost_pct is None or point["cost_pct"] <= target_cost_pct + 1e-9) and \
+              (target_top_share is None or point["top_share"] <= target_top_share + 1e-9)
+        return point | {"met": bool(met)}
+
+    # the coarse sweep brackets the target, bisection finds the smallest knob that meets it
+    previous, found = 0.0, None
+    for lam in LAMBDAS:
+        found = at(float(lam))
+        if found["met"]:
+            break
+        previous = float(lam)
+    if found["met"] and found["cost_weight"] > previous:
+        lo, hi = previous, found["cost_weight"]
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            point = at(mid)
+            if point["met"]:
+                hi, found = mid, point
+            else:
+                lo = mid
+    return found | {"top_model": weights.model_names[top], "split": split, "queries": int(len(rows)),
+                           "target_cost_pct": target_cost_pct, "target_top_share": target_top_share}
+
+
+def format_table(doc: dict) -> str:
+    """The routers and single models of one result, as a Markdown table."""
+    best = doc["single_models"][doc["best_single_model"]]
+
+    def pct(v):
+        return "never" if v is None else f"{v:.1f}%"
+
+    lines = ["| router | AUC | PAUC | best AR (≤ best model's cost) | its cost | uplift | cost to match |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in sorted(doc["routers"].items(), key=lambda kv: -kv[1]["auc"]):
+        best_ar = "–" if r["best_ar"] is None else f"{r['best_ar']:.4f}"
+        uplift = "–" if r["uplift_pct"] is None else f"{r['uplift_pct']:+.2f}%"
+        lines.append(f"| {name} | {r['auc']:.4f} | {r['pauc']:.4f} | {best_ar} | {pct(r['best_ar_cost_pct'])} | "
+                     f"{uplift} | {pct(r['cost_to_match_pct'])} |")
+    lines += ["", "| single model | AR | quality | cost (USD) |", "|---|---|---|---|"]
+    for name, m in sorted(doc["single_models"].items(), key=lambda kv: -kv[1]["cost_usd"]):
+        mark = " (best)" if name == doc["best_single_model"] else ""
+        lines.append(f"| {name}{mark} | {m['ar']:.4f} | {m['quality']:.4f} | {m['cost_usd']:.4f} |")
+    o = doc["oracle"]
+    lines.append(f"| oracle (cheapest accepted) | {o['ar']:.4f} | {o['quality']:.4f} | {o['cost_usd']:.4f} |")
+    del best
+    return "\n".join(lines)

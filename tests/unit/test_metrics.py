@@ -1,0 +1,60 @@
+"""Routing-quality metrics (shared/docs/ROUTING.md, section 3) on hand-checked cases."""
+import numpy as np
+import pytest
+
+from tagrouter import metrics
+
+
+def test_accept_is_within_tie_margin_of_the_best_other_model():
+    scores = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.5, 0.45, 0.2]])
+    acc = metrics.accepted(scores, tie_margin=0.1)
+    assert acc.tolist() == [[True, False, False], [True, True, True], [True, True, False]]
+
+
+def test_random_mixing_of_two_models_is_the_trapezoid_between_them():
+    singles = metrics.SingleModels(["weak", "strong"], np.array([0.2, 0.8]), np.zeros(2), np.array([1.0, 3.0]))
+    hull = metrics.concave_hull(np.array([[1.0, 0.2], [3.0, 0.8]]))
+    assert metrics.curve_summary(hull, singles)["auc"] == pytest.approx(0.5)
+
+
+def test_frontier_keeps_only_undominated_points_and_clips_costs():
+    points = np.array([[0.0, 0.2], [0.5, 0.7], [0.6, 0.5], [1.0, 0.8], [2.0, 0.9]])
+    front = metrics.pareto_frontier(points)
+    assert front.tolist() == [[0.0, 0.2], [0.5, 0.7], [1.0, 0.8], [2.0, 0.9]]
+    # 0.5 * (0.2 + 0.7) / 2 + 0.5 * (0.7 + 0.8) / 2; beyond cost 1 does not count
+    assert metrics.frontier_area(points, 0.0, 1.0) == pytest.approx(0.225 + 0.375)
+
+
+def test_concave_hull_drops_points_below_the_chord():
+    hull = metrics.concave_hull(np.array([[0, 0.0], [1, 0.2], [2, 1.0]]))
+    assert hull.tolist() == [[0, 0.0], [2, 1.0]]
+
+
+def test_summary_reports_uplift_at_lower_cost_and_cost_to_match():
+    singles = metrics.SingleModels(["weak", "strong"], np.array([0.5, 0.8]), np.zeros(2), np.array([1.0, 10.0]))
+    points = np.array([[4.0, 0.8], [8.0, 0.84], [10.5, 0.9]])
+    s = metrics.curve_summary(points, singles)
+    assert s["best_ar"] == pytest.approx(0.84)  # 0.9 costs more than the strong model
+    assert s["best_ar_cost_pct"] == pytest.approx(80.0)
+    assert s["uplift_pct"] == pytest.approx(5.0)
+    assert s["cost_to_match_pct"] == pytest.approx(40.0)
+    assert s["pauc"] > 0
+
+
+def test_cost_to_match_is_none_when_never_matched():
+    singles = metrics.SingleModels(["weak", "strong"], np.array([0.5, 0.8]), np.zeros(2), np.array([1.0, 10.0]))
+    assert metrics.curve_summary(np.array([[5.0, 0.6]]), singles)["cost_to_match_pct"] is None
+
+
+def test_oracle_takes_the_cheapest_accepted_model():
+    accept = np.array([[True, True], [True, False]])
+    costs = np.array([[5.0, 1.0], [5.0, 1.0]])
+    o = metrics.oracle(accept, np.ones((2, 2)), costs)
+    assert o == {"ar": 1.0, "quality": 1.0, "cost_usd": 6.0}
+
+
+def test_routed_points_sum_costs_and_average_acceptance():
+    accept = np.array([[True, False], [False, True]])
+    costs = np.array([[2.0, 1.0], [2.0, 1.0]])
+    pts = metrics.routed_points(np.array([[0, 1], [1, 1]]), accept, np.zeros((2, 2)), costs)
+    assert pts[:, :2].tolist() == [[3.0, 1.0], [2.0, 0.5]]
