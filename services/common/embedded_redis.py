@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -73,9 +74,10 @@ class EmbeddedRedis:
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
 
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stops the server (SIGKILL simulates a crash: only what the append-only file holds survives)."""
         if self.process and self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(sig)
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:

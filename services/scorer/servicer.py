@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import redis.exceptions
 
+from services.common import metrics
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.scorer import scoring
 from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
@@ -20,6 +21,7 @@ from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_TAGS = 64  # a query carries a handful; more is a malformed request
+MAX_FEEDBACK_ID = 128
 
 
 @dataclass(frozen=True)
@@ -175,14 +177,19 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         if len(tags) > MAX_TAGS:
             raise InvalidArgument(f"tags: {len(tags)} tags, at most {MAX_TAGS}")
         tags.append(ALL_QUERIES_TAG)
-        version, known = await self.store.add_outcome(tags, request.model, outcome, length)
+        if len(request.feedback_id) > MAX_FEEDBACK_ID or not request.feedback_id.isprintable():
+            raise InvalidArgument(f"feedback_id must be at most {MAX_FEEDBACK_ID} printable characters")
+        version, known, duplicate = await self.store.add_outcome(tags, request.model, outcome, length,
+                                                                 request.feedback_id)
         if version is None:
             raise Unavailable("no weights are loaded")
         if not known:
             pool = await self._pool_for(version)
             raise InvalidArgument(f"model: unknown model {request.model!r}; the pool is {', '.join(pool.names)} "
                                   "(a new model joins with `tagrouter fit --add`)")
-        return scorer_pb2.FeedbackResponse(weights_version=version, tags=tags)
+        if not duplicate:
+            metrics.FEEDBACK.labels(outcome).inc()
+        return scorer_pb2.FeedbackResponse(weights_version=version, tags=tags, duplicate=duplicate)
 
     async def _tag(self, query: str) -> list[str]:
         if self.tagger is None:

@@ -6,6 +6,7 @@ Keys (version = "<weights version>.<load sequence>"):
     tagrouter:w:<version>:meta             hash: models (JSON), params (JSON), provenance, feedback (count)
     tagrouter:w:<version>:tags             set: tag names of that version
     tagrouter:w:<version>:tag:<tag>        hash: "<model>|<field>" -> count
+    tagrouter:feedback:<id>                string: a Feedback id already counted (kept 7 days)
 
 A load writes a new version beside the active one and switches `tagrouter:active` only once
 every key is written, so a load that fails half-way leaves the previous weights serving.
@@ -64,8 +65,9 @@ return out
 
 # One judged outcome counted into the active version, all or nothing (a script runs atomically).
 # KEYS: none (the version is read inside). ARGV: model, outcome field, output tokens ('' = keep
-# the cell's mean length), then tag names. Returns {version, 1} or {version, 0} when the model
-# is not in the pool, {false} when nothing is loaded.
+# the cell's mean length), feedback id ('' = none), then tag names. Returns {version, 1, 0},
+# {version, 1, 1} when that id was counted before (a retry: nothing is added), {version, 0}
+# when the model is not in the pool, {false} when nothing is loaded.
 _FEEDBACK = """
 local version = redis.call('GET', 'tagrouter:active')
 if not version then return {false} end
@@ -76,8 +78,11 @@ for _, m in ipairs(models) do
   if m.name == ARGV[1] then known = true end
 end
 if not known then return {version, 0} end
+if ARGV[4] ~= '' and not redis.call('SET', 'tagrouter:feedback:' .. ARGV[4], version, 'NX', 'EX', 604800) then
+  return {version, 1, 1}
+end
 local model = ARGV[1]
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local key = base .. ':tag:' .. ARGV[i]
   local answers = tonumber(redis.call('HGET', key, model .. '|answers') or '0')
   local tokens = tonumber(redis.call('HGET', key, model .. '|output_tokens') or '0')
@@ -94,7 +99,7 @@ for i = 4, #ARGV do
   redis.call('SADD', base .. ':tags', ARGV[i])
 end
 redis.call('HINCRBY', base .. ':meta', 'feedback', 1)
-return {version, 1}
+return {version, 1, 0}
 """
 _FIELD_POSITION = {name: i for i, name in enumerate(COUNT_FIELDS)}
 
@@ -178,18 +183,19 @@ class WeightStore:
         return reply[0], [parse_tag_hash(flat) for flat in reply[1:]]
 
     async def add_outcome(self, tags: list[str], model: str, outcome: str,
-                          output_tokens: float | None) -> tuple[str | None, bool]:
+                          output_tokens: float | None, feedback_id: str = "") -> tuple[str | None, bool, bool]:
         """Counts one judged outcome of `model` for each of `tags` into the active version, atomically.
 
-        Returns (version, whether the model is in its pool); version None when nothing is loaded.
+        Returns (version, whether the model is in its pool, whether `feedback_id` was already
+        counted); version None when nothing is loaded. A retry with the same id adds nothing.
         """
         if outcome not in ("win", "tie", "loss"):
             raise ValueError(f"outcome must be win, tie or loss, not {outcome!r}")
         length = "" if output_tokens is None else repr(float(output_tokens))
-        reply = await self._feedback(args=[model, outcome, length, *tags])
+        reply = await self._feedback(args=[model, outcome, length, feedback_id, *tags])
         if not reply or not reply[0]:
-            return None, False
-        return reply[0], bool(int(reply[1]))
+            return None, False, False
+        return reply[0], bool(int(reply[1])), len(reply) > 2 and bool(int(reply[2]))
 
     async def read_meta(self, version: str) -> tuple[list[ModelPrice], ScoringParams, str] | None:
         meta = await self.redis.hgetall(meta_key(version))

@@ -87,3 +87,32 @@ def test_route_explains_the_choice_against_the_runner_up(router_stub):
     assert sum(t.chosen_contribution for t in why.tags) == pytest.approx(scores[reply.model], abs=1e-4)
     assert sum(t.runner_up_contribution for t in why.tags) == pytest.approx(scores[why.runner_up], abs=1e-4)
     assert reply.model in why.summary and why.runner_up in why.summary
+
+
+def test_a_retried_feedback_id_is_counted_once(scorer):
+    tag = "topic:retry-check"
+    first = feedback(scorer, tags=scorer_pb2.TagList(names=[tag]), model=MODEL, outcome=scorer_pb2.OUTCOME_WIN,
+                     feedback_id="3f1c-retry-0001")
+    again = feedback(scorer, tags=scorer_pb2.TagList(names=[tag]), model=MODEL, outcome=scorer_pb2.OUTCOME_WIN,
+                     feedback_id="3f1c-retry-0001")
+    assert not first.duplicate and again.duplicate
+    assert counts(scorer, tag)[(tag, MODEL)].win == 1
+
+
+def test_unknown_model_does_not_burn_the_feedback_id(scorer):
+    tag = "topic:retry-unknown"
+    with pytest.raises(grpc.RpcError) as err:
+        feedback(scorer, tags=scorer_pb2.TagList(names=[tag]), model="ghost", outcome=scorer_pb2.OUTCOME_WIN,
+                 feedback_id="id-ghost-1")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "ghost" in err.value.details()
+    ok = feedback(scorer, tags=scorer_pb2.TagList(names=[tag]), model=MODEL, outcome=scorer_pb2.OUTCOME_WIN,
+                  feedback_id="id-ghost-1")
+    assert not ok.duplicate
+
+
+@pytest.mark.parametrize("bad_id", ["x" * 129, "tab\there"])
+def test_bad_feedback_id_is_invalid_argument(scorer, bad_id):
+    with pytest.raises(grpc.RpcError) as err:
+        feedback(scorer, tags=scorer_pb2.TagList(names=[TAG]), model=MODEL, outcome=scorer_pb2.OUTCOME_WIN,
+                 feedback_id=bad_id)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "feedback_id" in err.value.details()

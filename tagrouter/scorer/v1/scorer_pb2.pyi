@@ -169,23 +169,27 @@ class TagList(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
-    __slots__ = ("query", "tags", "model", "outcome", "output_tokens")
+    __slots__ = ("query", "tags", "model", "outcome", "output_tokens", "feedback_id")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
     query: str
     tags: TagList
     model: str
     outcome: Outcome
     output_tokens: float
-    def __init__(self, query: _Optional[str] = ..., tags: _Optional[_Union[TagList, _Mapping]] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., output_tokens: _Optional[float] = ...) -> None: ...
+    feedback_id: str
+    def __init__(self, query: _Optional[str] = ..., tags: _Optional[_Union[TagList, _Mapping]] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., output_tokens: _Optional[float] = ..., feedback_id: _Optional[str] = ...) -> None: ...
 
 class FeedbackResponse(_message.Message):
-    __slots__ = ("weights_version", "tags")
+    __slots__ = ("weights_version", "tags", "duplicate")
     WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     weights_version: str
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, weights_version: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, weights_version: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
