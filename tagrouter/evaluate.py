@@ -28,6 +28,10 @@ from tagrouter.topics import TopicModel, fit_topics
 
 # The cost knob sweep shared by every router: 0 (best expected quality) up to "always cheapest".
 LAMBDAS = np.concatenate([[0.0], np.logspace(-4, 2, 121)])
+# Plus, per router and rows, knob values at quantiles of the queries' first switch points (the lambda at
+# which a query leaves its lambda = 0 choice for a cheaper model): a fixed log grid steps over whole
+# groups of queries where a router's score gaps are concentrated, near cost 100% above all.
+SWITCH_QUANTILES = 64
 BASELINES = ("knn", "mf", "forc")
 
 # TagRouter's search space on `valid` (see docs/ROUTING-CHOICES.md for what was tried).
@@ -36,6 +40,8 @@ LOSS_REWARDS = (0.0, -1.0)
 PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
 TAG_EVIDENCE = (0.0, 30.0)
 TOPIC_GRANULARITIES = ((), (4, 16, 64), (4, 8, 16, 32, 64, 128))
+# Level weights (domain, topic, attr; task is 1): 0 drops a level, 1 keeps it (docs/TAGS.md ablation).
+LEVEL_WEIGHTS = tuple(itertools.product((0.0, 1.0), repeat=3))
 # Settings are chosen on valid plus train predicted out-of-fold: valid alone (81 queries on the
 # AlpacaEval suites) picks noise among hundreds of settings. Every router gets the same folds.
 CV_FOLDS = 5
@@ -94,10 +100,37 @@ def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
 
 
 # --- the knob sweep ------------------------------------------------------------------------
+def switch_points(scores: np.ndarray, costs: np.ndarray, cost_scale_usd: float = 0.0) -> np.ndarray:
+    """[Q] the smallest knob at which each query leaves its lambda = 0 choice for a cheaper model
+    (inf where no cheaper model exists): from predictions and estimated costs only."""
+    first = decision.choose(scores, costs, 0.0, cost_scale_usd)
+    rows = np.arange(len(first))
+    scale = cost_scale_usd if cost_scale_usd > 0 else costs.max(axis=1, keepdims=True)
+    saved = (costs[rows, first][:, None] - costs) / np.where(np.asarray(scale) > 0, scale, 1.0)  # [Q, M]
+    gap = scores[rows, first][:, None] - scores
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = np.where(saved > 0, gap / np.where(saved > 0, saved, 1.0), np.inf)
+    return np.maximum(at, 0.0).min(axis=1)
+
+
+def knob_values(scores: np.ndarray, costs: np.ndarray, cost_scale_usd: float = 0.0,
+                quantiles: int = SWITCH_QUANTILES) -> np.ndarray:
+    """LAMBDAS plus knob values just past quantiles of the queries' first switch points."""
+    points = switch_points(scores, costs, cost_scale_usd)
+    points = points[np.isfinite(points)]
+    if not len(points) or quantiles <= 0:
+        return LAMBDAS
+    extra = np.quantile(points, (np.arange(quantiles) + 0.5) / quantiles) * (1 + 1e-9) + 1e-12
+    return np.unique(np.concatenate([LAMBDAS, extra]))
+
+
 def sweep(prep: Prepared, rows: np.ndarray, predicted: np.ndarray, estimated_costs: np.ndarray,
-          cost_scale_usd: float = 0.0, lambdas: np.ndarray = LAMBDAS) -> np.ndarray:
-    """[K, 3] (true total cost, AR, quality) of the decision rule at each knob value, on `rows`."""
+          cost_scale_usd: float = 0.0, lambdas: np.ndarray | None = None) -> np.ndarray:
+    """[K, 3] (true total cost, AR, quality) of the decision rule at each knob value, on `rows`
+    (by default LAMBDAS and the rows' own switch quantiles, `knob_values`)."""
     s, c = predicted[rows], estimated_costs[rows]
+    if lambdas is None:
+        lambdas = knob_values(s, c, cost_scale_usd)
     choices = decision.choose(s, c, np.asarray(lambdas, dtype=np.float64)[:, None, None], cost_scale_usd)  # [K, Q]
     suite = prep.suite
     return metrics.routed_points(choices, prep.accept[rows], suite.scores[rows], suite.costs[rows])
@@ -163,7 +196,7 @@ def tagrouter_predict(prep: Prepared, table: TagTable, params: ScoringParams,
     when given: [len(rows), M])."""
     all_counts, counts = table.counts[0], table.counts[1:]
     confidence = table.confidence if rows is None else table.confidence[rows]
-    weights = scoring.tag_weights(confidence[:, 1:], counts, params)
+    weights = scoring.tag_weights(confidence[:, 1:], counts, params, table.names[1:])
     prior = scoring.prior_rates(all_counts, params)
     rates = scoring.tag_rates(counts, prior, params)
     scores = scoring.score_matrix(rates, weights, prior)
@@ -264,9 +297,11 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
             tags_by[granularity] = with_topics(prep.base_tags, topic_models[granularity], prep.embeddings)
             table = tag_table(prep, tags_by[granularity])
             held_out = [(part, table.without(prep, part)) for part in parts]
-            for tie, loss, k, evidence in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS,
-                                                            TAG_EVIDENCE):
-                params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k, tag_evidence=evidence)
+            for tie, loss, k, evidence, (w_domain, w_topic, w_attr) in itertools.product(
+                    TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS, TAG_EVIDENCE, LEVEL_WEIGHTS):
+                params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k, tag_evidence=evidence,
+                                       level_weight_domain=w_domain, level_weight_topic=w_topic,
+                                       level_weight_attr=w_attr)
                 s, c = tagrouter_predict(prep, table, params)
                 for part, partial in held_out:
                     s[part], c[part] = tagrouter_predict(prep, partial, params, part)
@@ -435,7 +470,7 @@ def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.nd
             if name in column:
                 conf[q, column[name]] = max(score, 0.0)
     params = weights.params
-    conf = scoring.tag_weights(conf, counts, params)
+    conf = scoring.tag_weights(conf, counts, params, tags)
     prior = scoring.prior_rates(all_counts, params)
     scores = scoring.score_matrix(scoring.tag_rates(counts, prior, params), conf, prior)
     expected = scoring.expected_output_matrix(counts, all_counts, conf, params)

@@ -13,7 +13,9 @@ hundred times speaks for itself. A query's score is the weighted mean of its tag
 
     S(m, q) = sum_t a_t * rate(t, m) / sum_t a_t
 
-with a_t the tagger's confidence in tag t. With no known tag, S(m, q) = prior(m).
+with a_t the tagger's confidence in tag t times its level's weight (the level is the tag name's
+prefix before ':'; `ScoringParams.level_weight_*`, 1 for task tags and unknown prefixes).
+With no known tag, S(m, q) = prior(m).
 The paper sums raw counts times rewards; the mean of smoothed rates keeps S on one scale
 for every query, which the cost knob needs (see services/router/decision.py).
 """
@@ -42,6 +44,21 @@ class ScoringParams:
     # The decision rule's cost scale (services/router/decision.py): 0 = relative to the query's
     # priciest candidate; > 0 = USD, one scale for every query.
     cost_scale_usd: float = 0.0
+    # Multiplier of a tag's weight by its level, the name's prefix before ':' (task tags and
+    # other prefixes: 1). 0 drops the level; chosen on the selection rows like the other knobs.
+    level_weight_domain: float = 1.0
+    level_weight_topic: float = 1.0
+    level_weight_attr: float = 1.0
+
+    def level_weight(self, tag: str) -> float:
+        level = tag.partition(":")[0]
+        if level == "domain":
+            return self.level_weight_domain
+        if level == "topic":
+            return self.level_weight_topic
+        if level == "attr":
+            return self.level_weight_attr
+        return 1.0
 
     def rewards(self) -> np.ndarray:
         return np.array([self.win_reward, self.tie_reward, self.loss_reward], dtype=np.float64)
@@ -74,17 +91,23 @@ def tag_rates(counts: np.ndarray, prior: np.ndarray, params: ScoringParams) -> n
     return (reward + k * prior) / np.maximum(n + k, 1e-12)
 
 
-def tag_weights(confidence: np.ndarray, counts: np.ndarray, params: ScoringParams) -> np.ndarray:
-    """[..., T] the weight of each of a query's tags in its score: the tagger's confidence, 0 for a
-    tag the counts have never seen, times n_t / (n_t + tag_evidence) when tag_evidence > 0.
+def level_factors(names, params: ScoringParams) -> np.ndarray:
+    """[T] each tag's level weight (`ScoringParams.level_weight`), by name."""
+    return np.array([params.level_weight(n) for n in names], dtype=np.float64)
 
-    confidence: [..., T] (one query or [Q, T]); counts: [T, M, 5] of the same tags.
+
+def tag_weights(confidence: np.ndarray, counts: np.ndarray, params: ScoringParams, names) -> np.ndarray:
+    """[..., T] the weight of each of a query's tags in its score: the tagger's confidence times its
+    level's weight, 0 for a tag the counts have never seen, times n_t / (n_t + tag_evidence) when
+    tag_evidence > 0.
+
+    confidence: [..., T] (one query or [Q, T]); counts: [T, M, 5] and names [T] of the same tags.
     """
     seen = counts[..., ANSWERS].max(axis=-1) if counts.shape[0] else np.zeros(0)  # [T] queries with the tag
     factor = (seen > 0).astype(np.float64)
     if params.tag_evidence > 0:
         factor = factor * seen / (seen + params.tag_evidence)
-    return confidence * factor
+    return confidence * (factor * level_factors(names, params))
 
 
 def score_matrix(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) -> np.ndarray:

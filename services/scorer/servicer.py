@@ -106,7 +106,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         counts = counts_matrix(per_tag, names)
         all_counts, counts = counts[-1], counts[:-1]
         known = np.array([bool(h) for h in per_tag[:-1]], dtype=bool)
-        weights = scoring.tag_weights(np.array(tag_weights, dtype=np.float64) * known, counts, pool.params)
+        weights = scoring.tag_weights(np.array(tag_weights, dtype=np.float64) * known, counts, pool.params, tags)
         prior = scoring.prior_rates(all_counts, pool.params)
         rates = scoring.tag_rates(counts, prior, pool.params)
         scores, contributions = scoring.query_scores(rates, weights, prior)

@@ -16,6 +16,8 @@ from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from tagrouter.scorer.v1 import scorer_pb2
 
 FORMAT = "tagrouter.weights/v1"
+LEVEL_PARAMS = ("level_weight_domain", "level_weight_topic", "level_weight_attr")
+PLAIN_PARAMS = tuple(f for f in ScoringParams.__dataclass_fields__ if f not in LEVEL_PARAMS)
 MAX_NAME_LENGTH = 200
 
 
@@ -127,8 +129,9 @@ class Weights:
                 raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r}: need {len(COUNT_FIELDS)} finite "
                                    f"counts >= 0 ({', '.join(COUNT_FIELDS)})")
             counts.setdefault(c.tag, {})[c.model] = row
-        params = ScoringParams(msg.params.win_reward, msg.params.tie_reward, msg.params.loss_reward,
-                               msg.params.prior_strength, msg.params.tag_evidence, msg.params.cost_scale_usd) \
+        params = ScoringParams(**{f: getattr(msg.params, f) for f in PLAIN_PARAMS},
+                               # optional in the message: weights written before they existed mean 1
+                               **{f: getattr(msg.params, f) if msg.params.HasField(f) else 1.0 for f in LEVEL_PARAMS}) \
             if msg.HasField("params") else ScoringParams()
         weights = cls(
             models=[ModelPrice(m.name, m.input_usd_per_mtok, m.output_usd_per_mtok) for m in msg.models],
@@ -166,6 +169,9 @@ def validate(weights: Weights, source: str) -> None:
         raise WeightsError(f"{source}: params: tag_evidence must be >= 0 (0: off)")
     if p.cost_scale_usd < 0:
         raise WeightsError(f"{source}: params: cost_scale_usd must be >= 0 (0: cost relative to the priciest)")
+    for key in LEVEL_PARAMS:
+        if getattr(p, key) < 0:
+            raise WeightsError(f"{source}: params: {key} must be >= 0 (0: the level's tags are ignored)")
     if ALL_QUERIES_TAG not in weights.counts:
         raise WeightsError(f"{source}: counts: the all-queries tag {ALL_QUERIES_TAG!r} is missing")
     pool = set(names)

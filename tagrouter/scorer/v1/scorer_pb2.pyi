@@ -99,20 +99,26 @@ class TagCount(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., model: _Optional[str] = ..., win: _Optional[float] = ..., tie: _Optional[float] = ..., loss: _Optional[float] = ..., answers: _Optional[float] = ..., output_tokens: _Optional[float] = ...) -> None: ...
 
 class ScoringParams(_message.Message):
-    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength", "cost_scale_usd", "tag_evidence")
+    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength", "cost_scale_usd", "tag_evidence", "level_weight_domain", "level_weight_topic", "level_weight_attr")
     WIN_REWARD_FIELD_NUMBER: _ClassVar[int]
     TIE_REWARD_FIELD_NUMBER: _ClassVar[int]
     LOSS_REWARD_FIELD_NUMBER: _ClassVar[int]
     PRIOR_STRENGTH_FIELD_NUMBER: _ClassVar[int]
     COST_SCALE_USD_FIELD_NUMBER: _ClassVar[int]
     TAG_EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_WEIGHT_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_WEIGHT_TOPIC_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_WEIGHT_ATTR_FIELD_NUMBER: _ClassVar[int]
     win_reward: float
     tie_reward: float
     loss_reward: float
     prior_strength: float
     cost_scale_usd: float
     tag_evidence: float
-    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ..., cost_scale_usd: _Optional[float] = ..., tag_evidence: _Optional[float] = ...) -> None: ...
+    level_weight_domain: float
+    level_weight_topic: float
+    level_weight_attr: float
+    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ..., cost_scale_usd: _Optional[float] = ..., tag_evidence: _Optional[float] = ..., level_weight_domain: _Optional[float] = ..., level_weight_topic: _Optional[float] = ..., level_weight_attr: _Optional[float] = ...) -> None: ...
 
 class Weights(_message.Message):
     __slots__ = ("version", "models", "params", "counts", "provenance")
