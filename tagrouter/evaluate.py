@@ -41,6 +41,8 @@ PRIOR_STRENGTHS = (1.0, 3.0, 10.0, 30.0, 100.0)
 TAG_EVIDENCE = (0.0, 30.0)
 TOPIC_GRANULARITIES = ((), (4, 16, 64), (4, 8, 16, 32, 64, 128))
 # Level weights (domain, topic, attr; task is 1): 0 drops a level, 1 keeps it (docs/TAGS.md ablation).
+# Searched in a second stage, at the first stage's best rewards, prior and evidence, with every
+# topic granularity: the full product would multiply the grid (and `tagrouter eval`'s time) by 8.
 LEVEL_WEIGHTS = tuple(itertools.product((0.0, 1.0), repeat=3))
 # Settings are chosen on valid plus train predicted out-of-fold: valid alone (81 queries on the
 # AlpacaEval suites) picks noise among hundreds of settings. Every router gets the same folds.
@@ -291,23 +293,48 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
     topic_models: dict[tuple, TopicModel | None] = {}
     tags_by: dict[tuple, list] = {}
 
-    def candidates():
-        for granularity in granularities:
+    tables: dict[tuple, tuple] = {}
+
+    def table_for(granularity):
+        if granularity not in tables:
             topic_models[granularity] = fit_topics(prep.embeddings[train], granularity) if granularity else None
             tags_by[granularity] = with_topics(prep.base_tags, topic_models[granularity], prep.embeddings)
             table = tag_table(prep, tags_by[granularity])
-            held_out = [(part, table.without(prep, part)) for part in parts]
-            for tie, loss, k, evidence, (w_domain, w_topic, w_attr) in itertools.product(
-                    TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS, TAG_EVIDENCE, LEVEL_WEIGHTS):
-                params = ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k, tag_evidence=evidence,
-                                       level_weight_domain=w_domain, level_weight_topic=w_topic,
-                                       level_weight_attr=w_attr)
-                s, c = tagrouter_predict(prep, table, params)
-                for part, partial in held_out:
-                    s[part], c[part] = tagrouter_predict(prep, partial, params, part)
-                yield {"topics": list(granularity), **asdict(params)}, s, c
+            tables[granularity] = table, [(part, table.without(prep, part)) for part in parts]
+        return tables[granularity]
 
-    result = _choose(prep, "tagrouter", candidates(), selection_rows(prep, parts))
+    def predict(granularity, params):
+        table, held_out = table_for(granularity)
+        s, c = tagrouter_predict(prep, table, params)
+        for part, partial in held_out:
+            s[part], c[part] = tagrouter_predict(prep, partial, params, part)
+        return {"topics": list(granularity), **asdict(params)}, s, c
+
+    def rewards_and_prior():
+        for granularity in granularities:
+            for tie, loss, k, evidence in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS, TAG_EVIDENCE):
+                yield predict(granularity, ScoringParams(tie_reward=tie, loss_reward=loss, prior_strength=k,
+                                                         tag_evidence=evidence))
+
+    rows = selection_rows(prep, parts)
+    first = _choose(prep, "tagrouter", rewards_and_prior(), rows)
+    base = {k: v for k, v in first.setting.items() if k not in ("topics", "cost_scale_usd")}
+
+    def level_weights():
+        for granularity in granularities:
+            for w_domain, w_topic, w_attr in LEVEL_WEIGHTS:
+                yield predict(granularity, ScoringParams(**{**base, "level_weight_domain": w_domain,
+                                                            "level_weight_topic": w_topic,
+                                                            "level_weight_attr": w_attr}))
+
+    second = _choose(prep, "tagrouter", level_weights(), rows)
+    result = second if second.selection_auc > first.selection_auc + 1e-9 else first
+    merged = {k: dict(v) for k, v in first.extra["alternatives"].items()}
+    for key, values in second.extra["alternatives"].items():
+        for value, auc in values.items():
+            merged.setdefault(key, {})[value] = max(merged.get(key, {}).get(value, -1.0), auc)
+    result = RouterResult(result.name, result.setting, result.selection_auc, result.test_points,
+                          first.candidates + second.candidates, {"alternatives": merged})
     setting = dict(result.setting)
     granularity = tuple(setting.pop("topics"))  # the rest are ScoringParams fields, cost_scale_usd included
     return TagRouterChoice(topic_models[granularity], ScoringParams(**setting), result, tags_by[granularity])
