@@ -400,7 +400,8 @@ life ~ Winogrande), a topic fires on few of these queries (the topic threshold),
 attributes (multiple choice, short input) fire on whole benchmarks. Extra levels then add
 near-duplicate tags whose rates are fitted on the same train queries: a difference of the order
 of its standard error, either way. Letting the harness choose the level weights, as it chooses
-its other knobs, keeps all levels at least level with task tags only on every suite; the served
-weights do not carry level weights yet (the scorer weighs a tag by the tagger's confidence), so
-that choice is measured here and not yet applied by `tagrouter fit`.
+its other knobs, keeps all levels at least level with task tags only on every suite. The served
+weights carry level weights (`ScoringParams.level_weight_domain`, `_topic`, `_attr`; task is 1):
+`tagrouter eval` and `tagrouter fit` choose them in a second selection stage, together with the
+suite-fitted topics (docs/ROUTING-CHOICES.md), and the scorer applies them.
 """

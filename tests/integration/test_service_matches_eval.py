@@ -21,9 +21,11 @@ def test_scorer_scores_what_the_evaluation_scores(stack, tmp_path):
     suite = small_suite(tmp_path / "s", POOL, n=(80, 10, 10))
     assert tagrouter("fit", "--suite", str(suite), "--out", str(tmp_path / "w.json"), "--no-tune").returncode == 0
     weights = Weights.load(tmp_path / "w.json")
-    # non-default rules, so the test covers them: loss penalty, evidence weights, absolute cost scale
+    # non-default rules, so the test covers them: loss penalty, evidence weights, absolute cost scale,
+    # level weights (one level halved, one dropped)
     weights = Weights(weights.models, ScoringParams(tie_reward=0.5, loss_reward=-1.0, prior_strength=3.0,
-                                                    tag_evidence=30.0, cost_scale_usd=0.01), weights.counts)
+                                                    tag_evidence=30.0, cost_scale_usd=0.01,
+                                                    level_weight_domain=0.5, level_weight_attr=0.0), weights.counts)
     queries = [json.loads(line)["query"] for line in (suite / "outcomes.jsonl").read_text().splitlines()[::15]][:6]
     tagger = load_tagger(TaggerSettings.from_env())
     tagged = tagger.tag_many(queries)

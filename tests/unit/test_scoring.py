@@ -85,3 +85,31 @@ def test_choose_is_vectorised_over_queries():
 def test_cost_estimate_uses_per_million_token_prices():
     cost = estimate_costs(1000, np.array([500.0]), np.array([10.0]), np.array([30.0]))
     assert cost[0] == pytest.approx(0.01 + 0.015)
+
+
+def test_level_weights_scale_a_tag_by_its_name_prefix():
+    names = ["task:a", "domain:b", "topic:k4-0", "attr:c", "other"]
+    counts = np.zeros((5, 2, 5))
+    counts[..., scoring.ANSWERS] = 10.0
+    params = ScoringParams(level_weight_domain=0.5, level_weight_topic=0.0, level_weight_attr=2.0)
+    got = scoring.tag_weights(np.ones(5), counts, params, names)
+    assert got.tolist() == [1.0, 0.5, 0.0, 2.0, 1.0]
+    assert scoring.tag_weights(np.ones(5), counts, ScoringParams(), names).tolist() == [1.0] * 5
+
+
+def test_level_weights_round_trip_and_default_to_one_when_unset():
+    from services.scorer.weights import Weights, WeightsError, validate
+    from tagrouter.scorer.v1 import scorer_pb2
+
+    counts = {"*": {"a": [1.0, 0.0, 0.0, 1.0, 5.0]}}
+    from services.scorer.weights import ModelPrice
+    w = Weights([ModelPrice("a", 1.0, 1.0)], ScoringParams(level_weight_topic=0.0, level_weight_attr=0.25), counts)
+    back = Weights.from_proto(w.to_proto())
+    assert back.params == w.params
+    msg = w.to_proto()
+    msg.params.ClearField("level_weight_topic")
+    msg.params.ClearField("level_weight_attr")
+    assert Weights.from_proto(msg).params.level_weight_topic == 1.0
+    bad = Weights([ModelPrice("a", 1.0, 1.0)], ScoringParams(level_weight_domain=-1.0), counts)
+    with pytest.raises(WeightsError):
+        validate(bad, "test")
