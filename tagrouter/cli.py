@@ -86,7 +86,7 @@ def _print_route(response, as_json: bool) -> None:
 
 def cmd_serve(args) -> int:
     from services.common.embedded_redis import redis_url_or_embedded
-    from services.common.server import configure_logging, run_until_signalled
+    from services.common.server import configure_logging, run, run_until_signalled
     from services.common.settings import ConfigError
 
     env = dict(os.environ)
@@ -117,7 +117,7 @@ def cmd_serve(args) -> int:
         await run_until_signalled(services, show_sample if args.sample else None)
 
     try:
-        asyncio.run(serve())
+        run(serve())
     except ConfigError as err:
         return _fail(str(err))
     finally:
