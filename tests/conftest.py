@@ -100,8 +100,11 @@ class Process:
 
 def service_env(redis_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAGROUTER_")}
+    # Generous deadlines: these tests check what Route answers, not how fast, and a busy
+    # 2-core machine can stall a process for longer than the production deadlines. The
+    # degradation tests stop processes, which fails calls at once whatever the deadline.
     env.update(REDIS_URL=redis_url, TAGROUTER_LOG_LEVEL="WARNING", TAGROUTER_METRICS_PORT="0",
-               PYTHONUNBUFFERED="1")
+               TAGROUTER_TAGGER_TIMEOUT_MS="5000", TAGROUTER_SCORER_TIMEOUT_MS="5000", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
 

@@ -64,7 +64,10 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         """Ready after one real inference (and the tag names embedded for client-tag alignment)."""
         self.batcher.start()
         self.aligner.start()
+        # Ready after real inferences at a short and a full-window length, so the first
+        # callers do not pay for onnxruntime's first allocation at a new size.
         await self.batcher.submit("warm-up query: is the encoder loaded?")
+        await self.batcher.submit("warm-up " * 300)
         await self.aligner.submit("warm-up client tag")
         self._ready = True
 
