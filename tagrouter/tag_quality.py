@@ -399,8 +399,10 @@ correctness there; the domain tags restate it (natural science ~ ARC, software ~
 life ~ Winogrande), a topic fires on few of these queries (the topic threshold), and the
 attributes (multiple choice, short input) fire on whole benchmarks. Extra levels then add
 near-duplicate tags whose rates are fitted on the same train queries: a difference of the order
-of its standard error, either way. Letting the harness choose the level weights, as it chooses
-its other knobs, keeps all levels at least level with task tags only on every suite. The served
+of its standard error, either way. Letting the harness choose the level weights on the
+selection rows, as it chooses its other knobs, does not keep all levels level with task tags only
+on the RouterBench suites: the choice made on valid and train out-of-fold does not carry to test
+where the differences are this small (see the list above, and the shares of resamples). The served
 weights carry level weights (`ScoringParams.level_weight_domain`, `_topic`, `_attr`; task is 1):
 `tagrouter eval` and `tagrouter fit` choose them in a second selection stage, together with the
 suite-fitted topics (docs/ROUTING-CHOICES.md), and the scorer applies them.
