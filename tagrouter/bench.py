@@ -277,31 +277,11 @@ def concurrent_route(address: str, queries: list[str], concurrency: int, budget_
 
 
 # --- the stack under test ------------------------------------------------------------------
-def _wait_serving(address: str, service: str, timeout: float, procs) -> None:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            for p in procs:
-                if p.poll() is not None:
-                    raise RuntimeError(f"a service exited with code {p.returncode} while starting")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"{address} not SERVING after {timeout}s")
-
-
 @contextlib.contextmanager
 def started_stack(log_dir: Path, env_extra: dict[str, str] | None = None):
     """Tagger, scorer and router as three processes on loopback (like production), plus Redis."""
     from services.common.embedded_redis import EmbeddedRedis, free_port
+    from services.common.health import wait_serving
 
     with contextlib.ExitStack() as stack:
         env = {k: v for k, v in os.environ.items()}
@@ -331,7 +311,7 @@ def started_stack(log_dir: Path, env_extra: dict[str, str] | None = None):
             procs.append(subprocess.Popen([sys.executable, "-m", "tagrouter.cli", "serve", name, "--port", str(ports[name])],
                                           env=dict(env, TAGROUTER_METRICS_PORT=str(metrics_ports[name])), cwd=REPO_ROOT,
                                           stdout=log, stderr=subprocess.STDOUT))
-        _wait_serving(f"127.0.0.1:{ports['router']}", "tagrouter.router.v1.RouterService", 120, procs)
+        wait_serving(f"127.0.0.1:{ports['router']}", "tagrouter.router.v1.RouterService", 120, tuple(procs))
         yield Stack(router=f"127.0.0.1:{ports['router']}", tagger=env["TAGGER_ADDR"], scorer=env["SCORER_ADDR"],
                     processes=procs, router_metrics=f"http://127.0.0.1:{metrics_ports['router']}/metrics")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams, pairwise_outcomes
+from services.scorer.scoring import ALL_QUERIES_TAG, ScoringParams, pairwise_outcomes
 from services.scorer.weights import ModelPrice, Weights
 from tagrouter.suite import Suite
 

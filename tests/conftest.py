@@ -10,15 +10,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 import redis
 
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.common.embedded_redis import EmbeddedRedis, free_port
+from services.common.health import wait_serving  # noqa: F401 - tests import it from here
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -54,22 +53,6 @@ def clean_redis(redis_url):
     yield client
     wipe()
     client.close()
-
-
-def wait_serving(address: str, service: str = "", timeout: float = 30.0) -> None:
-    """Blocks until the server at `address` reports SERVING for `service`."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise TimeoutError(f"{address} ({service or 'server'}) not SERVING after {timeout}s")
 
 
 class Process:

@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from tests.conftest import REPO_ROOT, SUITES, TAGROUTER, needs_shared, service_env
 

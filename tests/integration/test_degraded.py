@@ -4,7 +4,6 @@ import time
 import grpc
 import pytest
 
-from services.common.embedded_redis import free_port
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tests.conftest import Process, running_stack, service_env, wait_serving
 

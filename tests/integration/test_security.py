@@ -5,7 +5,6 @@ import urllib.request
 
 import grpc
 import pytest
-import redis
 
 from services.common.embedded_redis import EmbeddedRedis, free_port
 from services.common.security import READ_ONLY_METHODS, STATE_CHANGING_METHODS, bearer

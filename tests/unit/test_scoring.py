@@ -99,7 +99,6 @@ def test_level_weights_scale_a_tag_by_its_name_prefix():
 
 def test_level_weights_round_trip_and_default_to_one_when_unset():
     from services.scorer.weights import Weights, WeightsError, validate
-    from tagrouter.scorer.v1 import scorer_pb2
 
     counts = {"*": {"a": [1.0, 0.0, 0.0, 1.0, 5.0]}}
     from services.scorer.weights import ModelPrice

@@ -1,0 +1,28 @@
+"""Client side of the health service: wait until a server says SERVING (bench, tests, tools)."""
+from __future__ import annotations
+
+import subprocess
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def wait_serving(address: str, service: str = "", timeout: float = 30.0,
+                 processes: tuple[subprocess.Popen, ...] = ()) -> None:
+    """Blocks until `address` reports SERVING for `service`; fails early if one of `processes` exits."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            for p in processes:
+                if p.poll() is not None:
+                    raise RuntimeError(f"a service exited with code {p.returncode} while starting")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{address} ({service or 'server'}) not SERVING after {timeout}s")
