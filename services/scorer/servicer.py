@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 import redis.exceptions
 
@@ -17,6 +18,7 @@ from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from services.scorer.store import WeightStore
 from services.scorer.weights import ModelPrice, Weights, WeightsError, validate_name
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from tagrouter.tagger.v1 import tagger_pb2
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +198,6 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             raise FailedPrecondition("this scorer has no FEEDBACK_TAGGER_ADDR: send the query's tags instead of the query")
         if not query.strip():
             raise InvalidArgument("query is empty")
-        import grpc
-
-        from tagrouter.tagger.v1 import tagger_pb2
-
         try:
             reply = await self.tagger.Tag(tagger_pb2.TagRequest(query=query), timeout=5)
         except grpc.aio.AioRpcError as err:
