@@ -55,6 +55,8 @@ def _route_request(args):
                                       client_tags=getattr(args, "client_tags", None) or [])
     if args.cost_weight is not None:
         request.cost_weight = args.cost_weight
+    if getattr(args, "quality_margin", None) is not None:
+        request.quality_margin = args.quality_margin
     return request
 
 
@@ -450,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
     route.add_argument("--embedded", action="store_true", help="run the whole path in this process instead")
     route.add_argument("--candidates", nargs="+", metavar="MODEL", help="route among these models only")
     route.add_argument("--cost-weight", type=float, help="cost knob lambda >= 0 (default: the server's)")
+    route.add_argument("--quality-margin", type=float,
+                       help="quality margin theta >= 0 toward the strongest model (default: the server's)")
     route.add_argument("--client-tags", nargs="+", metavar="TAG",
                        help="free-text tags the caller knows; aligned to the canonical vocabulary")
     route.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
@@ -533,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "serve" and args.sample:
-        args.sample_args = argparse.Namespace(text=args.sample, candidates=None, cost_weight=None, client_tags=None)
+        args.sample_args = argparse.Namespace(text=args.sample, candidates=None, cost_weight=None, client_tags=None,
+                                              quality_margin=None)
     return args.func(args)
 
 

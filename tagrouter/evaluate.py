@@ -32,6 +32,9 @@ LAMBDAS = np.concatenate([[0.0], np.logspace(-4, 2, 121)])
 # which a query leaves its lambda = 0 choice for a cheaper model): a fixed log grid steps over whole
 # groups of queries where a router's score gaps are concentrated, near cost 100% above all.
 SWITCH_QUANTILES = 64
+# The quality margin (decision.py): 0 is the lambda path's start; the rest the same log grid, plus
+# per router and rows values just past quantiles of the queries' margin switch points.
+MARGINS = np.logspace(-4, 2, 121)
 BASELINES = ("knn", "mf", "forc")
 
 # TagRouter's search space on `valid` (see docs/ROUTING-CHOICES.md for what was tried).
@@ -115,27 +118,68 @@ def switch_points(scores: np.ndarray, costs: np.ndarray, cost_scale_usd: float =
     return np.maximum(at, 0.0).min(axis=1)
 
 
+def _past_quantiles(points: np.ndarray, quantiles: int) -> np.ndarray:
+    points = points[np.isfinite(points)]
+    if not len(points) or quantiles <= 0:
+        return np.zeros(0)
+    return np.quantile(points, (np.arange(quantiles) + 0.5) / quantiles) * (1 + 1e-9) + 1e-12
+
+
 def knob_values(scores: np.ndarray, costs: np.ndarray, cost_scale_usd: float = 0.0,
                 quantiles: int = SWITCH_QUANTILES) -> np.ndarray:
     """LAMBDAS plus knob values just past quantiles of the queries' first switch points."""
-    points = switch_points(scores, costs, cost_scale_usd)
-    points = points[np.isfinite(points)]
-    if not len(points) or quantiles <= 0:
-        return LAMBDAS
-    extra = np.quantile(points, (np.arange(quantiles) + 0.5) / quantiles) * (1 + 1e-9) + 1e-12
-    return np.unique(np.concatenate([LAMBDAS, extra]))
+    extra = _past_quantiles(switch_points(scores, costs, cost_scale_usd), quantiles)
+    return np.unique(np.concatenate([LAMBDAS, extra])) if len(extra) else LAMBDAS
+
+
+def margin_switch_points(scores: np.ndarray, costs: np.ndarray, anchor: int,
+                         cost_scale_usd: float = 0.0) -> np.ndarray:
+    """[Q] the quality margin at which each query leaves its lambda = 0 choice for the anchor
+    (S(choice) - S(anchor); inf where the choice is the anchor already): predictions only."""
+    first = decision.choose(scores, costs, 0.0, cost_scale_usd)
+    gap = scores[np.arange(len(first)), first] - scores[:, anchor]
+    return np.where(first == anchor, np.inf, np.maximum(gap, 0.0))
+
+
+def knob_path(scores: np.ndarray, costs: np.ndarray, cost_scale_usd: float = 0.0, anchor: int | None = None,
+              quantiles: int = SWITCH_QUANTILES) -> tuple[np.ndarray, np.ndarray]:
+    """(quality margins [K], lambdas [K]): the decision rule's one path, from "always the anchor"
+    to "always the cheapest". The margin sweeps MARGINS and just past quantiles of the queries'
+    margin switch points at lambda = 0, then lambda sweeps `knob_values` at margin 0. Without an
+    anchor, the lambda part alone."""
+    lambdas = knob_values(scores, costs, cost_scale_usd, quantiles)
+    if anchor is None:
+        return np.zeros_like(lambdas), lambdas
+    extra = _past_quantiles(margin_switch_points(scores, costs, anchor, cost_scale_usd), quantiles)
+    margins = np.unique(np.concatenate([MARGINS, extra]))
+    return (np.concatenate([margins, np.zeros_like(lambdas)]),
+            np.concatenate([np.zeros_like(margins), lambdas]))
 
 
 def sweep(prep: Prepared, rows: np.ndarray, predicted: np.ndarray, estimated_costs: np.ndarray,
-          cost_scale_usd: float = 0.0, lambdas: np.ndarray | None = None) -> np.ndarray:
-    """[K, 3] (true total cost, AR, quality) of the decision rule at each knob value, on `rows`
-    (by default LAMBDAS and the rows' own switch quantiles, `knob_values`)."""
+          cost_scale_usd: float = 0.0, lambdas: np.ndarray | None = None, anchor: int | None = None) -> np.ndarray:
+    """[K, 3] (true total cost, AR, quality) of the decision rule at each knob setting, on `rows`
+    (by default the rows' own `knob_path`: the quality margin toward `anchor` when one is given,
+    then lambda; with `lambdas`, those lambdas at margin 0)."""
     s, c = predicted[rows], estimated_costs[rows]
     if lambdas is None:
-        lambdas = knob_values(s, c, cost_scale_usd)
-    choices = decision.choose(s, c, np.asarray(lambdas, dtype=np.float64)[:, None, None], cost_scale_usd)  # [K, Q]
+        margins, lambdas = knob_path(s, c, cost_scale_usd, anchor)
+    else:
+        lambdas = np.asarray(lambdas, dtype=np.float64)
+        margins = np.zeros_like(lambdas)
+    choices = decision.choose(s, c, lambdas[:, None, None], cost_scale_usd, margins[:, None, None], anchor)  # [K, Q]
     suite = prep.suite
     return metrics.routed_points(choices, prep.accept[rows], suite.scores[rows], suite.costs[rows])
+
+
+def list_prices(suite: Suite) -> np.ndarray:
+    """[M] input + output list price per million tokens: the anchor's tie-break (decision.anchor)."""
+    return np.array([m.input_usd_per_mtok + m.output_usd_per_mtok for m in suite.models])
+
+
+def baseline_anchor(suite: Suite, predicted: np.ndarray) -> int:
+    """A baseline's anchor: the model with the best mean predicted score on the train rows."""
+    return decision.anchor(predicted[suite.rows("train")].mean(axis=0), list_prices(suite))
 
 
 def singles_on(prep: Prepared, rows: np.ndarray) -> metrics.SingleModels:
@@ -209,6 +253,11 @@ def tagrouter_predict(prep: Prepared, table: TagTable, params: ScoringParams,
     return scores, costs + expected * _output_prices(prep.suite) * decision.USD_PER_MTOK
 
 
+def tagrouter_anchor(prep: Prepared, table: TagTable, params: ScoringParams) -> int:
+    """TagRouter's anchor, as the router serves it: the highest overall (`*`) rate of the counts."""
+    return decision.anchor(scoring.prior_rates(table.counts[0], params), list_prices(prep.suite))
+
+
 def with_topics(base: list[list[tuple[str, float]]], topics: TopicModel | None,
                 embeddings: np.ndarray) -> list[list[tuple[str, float]]]:
     if topics is None:
@@ -226,6 +275,7 @@ class RouterResult:
     test_points: np.ndarray
     candidates: int = 0
     extra: dict = field(default_factory=dict)
+    anchor: int | None = None  # the quality margin's anchor model (index), from train
 
 
 def cv_folds(prep: Prepared, folds: int = CV_FOLDS) -> list[np.ndarray]:
@@ -243,23 +293,25 @@ def selection_rows(prep: Prepared, folds: list[np.ndarray]) -> np.ndarray:
 
 
 def _choose(prep: Prepared, name: str, candidates, rows: np.ndarray) -> RouterResult:
-    """Keeps the setting with the best AUC on `rows` (the simpler, earlier one on ties)."""
+    """Keeps the setting with the best AUC on `rows` (the simpler, earlier one on ties).
+
+    candidates: (setting, [Q, M] predicted scores, [Q, M] estimated costs, anchor model index)."""
     suite = prep.suite
     test = suite.rows("test")
     singles = singles_on(prep, rows)
     lo, hi = singles.cost[singles.cheapest], singles.cost[singles.priciest]
     best, tried, tried_settings = None, 0, []
-    for setting, predicted, est in candidates:
+    for setting, predicted, est, anchor in candidates:
         for scale in cost_scales(suite, est):
             tried += 1
-            pts = sweep(prep, rows, predicted, est, scale)
+            pts = sweep(prep, rows, predicted, est, scale, anchor=anchor)
             auc = metrics.frontier_area(np.concatenate([pts[:, :2], singles.end_points()]), lo, hi)
             tried_settings.append(({**setting, "cost_rule": "absolute" if scale > 0 else "relative"}, auc))
             if best is None or auc > best[1] + 1e-9:
-                best = ({**setting, "cost_scale_usd": scale}, auc, predicted, est)
-    setting, auc, predicted, est = best
-    return RouterResult(name, setting, auc, sweep(prep, test, predicted, est, setting["cost_scale_usd"]), tried,
-                        {"alternatives": alternatives(tried_settings)})
+                best = ({**setting, "cost_scale_usd": scale}, auc, predicted, est, anchor)
+    setting, auc, predicted, est, anchor = best
+    return RouterResult(name, setting, auc, sweep(prep, test, predicted, est, setting["cost_scale_usd"], anchor=anchor),
+                        tried, {"alternatives": alternatives(tried_settings)}, anchor)
 
 
 def alternatives(tried: list[tuple[dict, float]]) -> dict:
@@ -283,6 +335,10 @@ class TagRouterChoice:
     params: ScoringParams
     result: RouterResult
     tags: list[list[tuple[str, float]]]  # every query's tags under the chosen topics
+
+    @property
+    def anchor(self) -> int | None:
+        return self.result.anchor
 
 
 def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: int = CV_FOLDS) -> TagRouterChoice:
@@ -308,7 +364,7 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
         s, c = tagrouter_predict(prep, table, params)
         for part, partial in held_out:
             s[part], c[part] = tagrouter_predict(prep, partial, params, part)
-        return {"topics": list(granularity), **asdict(params)}, s, c
+        return {"topics": list(granularity), **asdict(params)}, s, c, tagrouter_anchor(prep, table, params)
 
     def rewards_and_prior():
         for granularity in granularities:
@@ -334,7 +390,7 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
         for value, auc in values.items():
             merged.setdefault(key, {})[value] = max(merged.get(key, {}).get(value, -1.0), auc)
     result = RouterResult(result.name, result.setting, result.selection_auc, result.test_points,
-                          first.candidates + second.candidates, {"alternatives": merged})
+                          first.candidates + second.candidates, {"alternatives": merged}, result.anchor)
     setting = dict(result.setting)
     granularity = tuple(setting.pop("topics"))  # the rest are ScoringParams fields, cost_scale_usd included
     return TagRouterChoice(topic_models[granularity], ScoringParams(**setting), result, tags_by[granularity])
@@ -371,8 +427,8 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *
             result = select_tagrouter(prep, folds=folds).result
         else:
             preds = baseline_predictions(prep, name, parts)
-            result = _choose(prep, name, ((setting, p, costs_for(suite, length)) for setting, p, length in preds),
-                             selection_rows(prep, parts))
+            result = _choose(prep, name, ((setting, p, costs_for(suite, length), baseline_anchor(suite, p))
+                                          for setting, p, length in preds), selection_rows(prep, parts))
         results.append(result)
         bar.update()
     bar.close()
@@ -392,6 +448,7 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *
     for r in results:
         doc["routers"][r.name] = _router_doc(r.test_points, test_singles) | {
             "setting": r.setting, "selection_auc": r.selection_auc, "settings_tried": r.candidates, **r.extra,
+            "anchor": None if r.anchor is None else suite.model_names[r.anchor],
             "selected_on": f"train out-of-fold ({folds} folds) + valid" if parts else "valid"}
     hull = metrics.concave_hull(np.stack([test_singles.cost, test_singles.ar], axis=1))
     doc["routers"]["random"] = _router_doc(np.concatenate([hull, np.full((len(hull), 1), np.nan)], axis=1),
@@ -525,7 +582,7 @@ def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_p
     top = int(np.argmax(prices_in + prices_out))
     budget_all = true_costs[:, top].sum()
     def at(lam: float) -> dict:
-        choice = decision.choose(predicted, est, lam)
+        choice = decision.choose(predicted, est, lam, weights.params.cost_scale_usd)
         cost = true_costs[np.arange(len(rows)), choice].sum()
         point = {"cost_weight": lam, "cost_pct": float(100 * cost / budget_all) if budget_all > 0 else 0.0,
                  "top_share": float(np.mean(choice == top)), "ar": float(accept[np.arange(len(rows)), choice].mean())}

@@ -332,13 +332,14 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
                 row.setdefault("level_weights", {})[name] = weight
             prep = dataclasses.replace(base, base_tags=choice.tags)
             scores, costs = _evaluate.tagrouter_predict(prep, _evaluate.tag_table(prep, choice.tags), choice.params)
-            predicted[name] = (scores, costs, choice.params.cost_scale_usd)
+            predicted[name] = (scores, costs, choice.params.cost_scale_usd, choice.anchor)
         first = variants[0][0]
         rng = np.random.default_rng(SEED)
         samples = [rng.choice(test, size=len(test), replace=True) for _ in range(bootstrap)]
         auc_on = {}
-        for name, (scores, costs, scale) in predicted.items():
-            auc_on[name] = np.array([_metrics.curve_summary(_evaluate.sweep(base, rows_b, scores, costs, scale),
+        for name, (scores, costs, scale, anchor) in predicted.items():
+            auc_on[name] = np.array([_metrics.curve_summary(_evaluate.sweep(base, rows_b, scores, costs, scale,
+                                                                            anchor=anchor),
                                                             _evaluate.singles_on(base, rows_b))["auc"]
                                      for rows_b in samples])
         row["spread"] = {name: (float(np.std(auc_on[name] - auc_on[first])), float(np.mean(auc_on[name] >= auc_on[first])))

@@ -15,6 +15,15 @@ model's price. Dividing by the query's most expensive candidate keeps lambda mea
 a 10-token and a 10,000-token query alike. For two models it is the paper's rule: route to
 the weak model when S(weak) - S(strong) > -lambda * (1 - cost_weak/cost_strong).
 Ties go to the cheaper model.
+
+The quality margin theta >= 0 (`quality_margin`) is the paper's other side of the knob: it
+defaults to the strong model. The anchor (`anchor`) is the candidate with the highest overall
+rate (the best single model on the counts; ties to the priciest), and its utility gets +theta:
+another model is chosen only when its utility beats the anchor's by more than theta. For two
+models at lambda = 0 it is the paper's rule "send to the weak model when S(weak) - S(strong) >
+theta" with theta > 0. Large theta sends everything to the anchor; theta = 0 is the rule above.
+The curve is one path: theta from large down to 0 at lambda = 0 (between "always the best
+model" and the plain argmax), then lambda from 0 up (toward the cheapest model).
 """
 from __future__ import annotations
 
@@ -29,26 +38,48 @@ def estimate_costs(input_tokens: int, expected_output_tokens: np.ndarray, input_
     return (input_tokens * input_usd_per_mtok + expected_output_tokens * output_usd_per_mtok) * USD_PER_MTOK
 
 
-def utilities(scores: np.ndarray, costs: np.ndarray, cost_weight: float, cost_scale_usd: float = 0.0) -> np.ndarray:
+def anchor(overall: np.ndarray, prices: np.ndarray) -> int:
+    """The anchor of the quality margin: the model with the highest overall rate `overall` [M]
+    (for TagRouter the `*` tag's rate, for a baseline its mean predicted score on train), ties
+    (within 1e-12) to the highest `prices` [M] (e.g. input + output list price), then the first."""
+    overall = np.asarray(overall, dtype=np.float64)
+    prices = np.asarray(prices, dtype=np.float64)
+    if overall.size == 0:
+        raise ValueError("no candidate models")
+    top = overall >= overall.max() - 1e-12
+    return int(np.flatnonzero(top)[np.argmax(prices[top])])
+
+
+def utilities(scores: np.ndarray, costs: np.ndarray, cost_weight: float, cost_scale_usd: float = 0.0,
+              quality_margin: float = 0.0, anchor: int | None = None) -> np.ndarray:
     """[..., M] utility along the last axis (works for one query or many).
 
     cost_scale_usd = 0: S - lambda * cost / max cost (the query's priciest candidate);
-    cost_scale_usd > 0: S - lambda * cost / cost_scale_usd, one scale for every query.
+    cost_scale_usd > 0: S - lambda * cost / cost_scale_usd, one scale for every query;
+    plus quality_margin on the anchor model's utility (when an anchor is given).
     """
     if cost_scale_usd > 0:
-        return scores - cost_weight * (costs / cost_scale_usd)
-    top = costs.max(axis=-1, keepdims=True)
-    relative = np.divide(costs, top, out=np.zeros_like(costs, dtype=np.float64), where=top > 0)
-    return scores - cost_weight * relative
+        utility = scores - cost_weight * (costs / cost_scale_usd)
+    else:
+        top = costs.max(axis=-1, keepdims=True)
+        relative = np.divide(costs, top, out=np.zeros_like(costs, dtype=np.float64), where=top > 0)
+        utility = scores - cost_weight * relative
+    if anchor is None or np.all(np.asarray(quality_margin) == 0):
+        return utility
+    bonus = np.zeros(scores.shape[-1])
+    bonus[anchor] = 1.0
+    return utility + np.asarray(quality_margin, dtype=np.float64) * bonus
 
 
-def choose(scores: np.ndarray, costs: np.ndarray, cost_weight: float, cost_scale_usd: float = 0.0) -> int | np.ndarray:
+def choose(scores: np.ndarray, costs: np.ndarray, cost_weight: float, cost_scale_usd: float = 0.0,
+           quality_margin: float = 0.0, anchor: int | None = None) -> int | np.ndarray:
     """Index of the chosen model (or [Q] indices for [Q, M] inputs); ties go to the cheaper.
 
-    cost_weight may be an array that broadcasts against the scores (e.g. [K, 1, 1] for K knob
-    values at once: [K, Q] choices), which is how the evaluation sweeps the knob.
+    cost_weight and quality_margin may be arrays that broadcast against the scores (e.g.
+    [K, 1, 1] for K knob settings at once: [K, Q] choices), which is how the evaluation sweeps
+    the knobs. quality_margin >= 0 is added to the utility of model `anchor` (see `anchor`).
     """
-    utility = utilities(scores, costs, cost_weight, cost_scale_usd)
+    utility = utilities(scores, costs, cost_weight, cost_scale_usd, quality_margin, anchor)
     best = utility.max(axis=-1, keepdims=True)
     # |u - best| <= 1e-12 is np.isclose(rtol=0, atol=1e-12) without its overhead, a third
     # of Route's own time for 7 models; `==` keeps infinite utilities tied as isclose does.

@@ -62,7 +62,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     async def stop(self) -> None:
         await self.downstreams.close()
 
-    def _validate(self, request) -> tuple[list[str], float]:
+    def _validate(self, request) -> tuple[list[str], float, float]:
         if not request.query.strip():
             raise InvalidArgument("query is empty")
         if len(request.query) > MAX_QUERY_CHARS:
@@ -73,6 +73,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             cost_weight = request.cost_weight
             if not math.isfinite(cost_weight) or cost_weight < 0:
                 raise InvalidArgument(f"cost_weight must be a finite number >= 0, not {cost_weight}")
+        quality_margin = self.settings.default_quality_margin
+        if request.HasField("quality_margin"):
+            quality_margin = request.quality_margin
+            if not math.isfinite(quality_margin) or quality_margin < 0:
+                raise InvalidArgument(f"quality_margin must be a finite number >= 0, not {quality_margin}")
         candidates = list(dict.fromkeys(request.candidate_models))
         if len(candidates) > MAX_CANDIDATES:
             raise InvalidArgument(f"candidate_models: {len(candidates)} models, at most {MAX_CANDIDATES}")
@@ -83,7 +88,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if unknown:
                 raise InvalidArgument(f"candidate_models: unknown model {unknown[0]!r}; the pool is "
                                       f"{', '.join(self.known_models)}")
-        return candidates, cost_weight
+        return candidates, cost_weight, quality_margin
 
     def _timeout(self, configured: float, context) -> float:
         remaining = context.time_remaining()
@@ -92,7 +97,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         return max(0.0, min(configured, remaining - DEADLINE_MARGIN_S))
 
     async def Route(self, request, context):
-        candidates, cost_weight = self._validate(request)
+        candidates, cost_weight, quality_margin = self._validate(request)
         reasons: list[str] = []
 
         tagged = None
@@ -127,11 +132,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
         response = router_pb2.RouteResponse(
             tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level, client_tag=t.client_tag) for t in tags],
-            input_tokens=input_tokens, cost_weight=cost_weight,
+            input_tokens=input_tokens, cost_weight=cost_weight, quality_margin=quality_margin,
             vocabulary_version=tagged.vocabulary_version if tagged else "",
             unaligned_client_tags=tagged.unaligned_client_tags if tagged else [])
         if scored is not None and scored.scores:
-            self._decide(scored, input_tokens, cost_weight, response)
+            self._decide(scored, input_tokens, cost_weight, quality_margin, response)
         else:
             self._fall_back(candidates, input_tokens, response)
         if reasons:
@@ -142,7 +147,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         metrics.ROUTED_COST.labels(response.model).inc(response.estimated_cost_usd)
         return response
 
-    def _decide(self, scored, input_tokens: int, cost_weight: float, response) -> None:
+    def _decide(self, scored, input_tokens: int, cost_weight: float, quality_margin: float, response) -> None:
         models = list(scored.scores)
         for m in models:
             self.known_models[m.model] = KnownModel(m.input_usd_per_mtok, m.output_usd_per_mtok,
@@ -152,8 +157,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         costs = decision.estimate_costs(input_tokens, expected, np.array([m.input_usd_per_mtok for m in models]),
                                         np.array([m.output_usd_per_mtok for m in models]))
         scale = scored.cost_scale_usd
-        chosen = int(decision.choose(scores, costs, cost_weight, scale))
-        response.explanation.CopyFrom(explain(models, decision.utilities(scores, costs, cost_weight, scale), chosen))
+        anchor = decision.anchor(np.array([m.prior_score for m in models]),
+                                 np.array([m.input_usd_per_mtok + m.output_usd_per_mtok for m in models]))
+        chosen = int(decision.choose(scores, costs, cost_weight, scale, quality_margin, anchor))
+        response.anchor_model = models[anchor].model
+        response.explanation.CopyFrom(explain(models, decision.utilities(scores, costs, cost_weight, scale,
+                                                                          quality_margin, anchor), chosen))
         response.model = models[chosen].model
         response.estimated_cost_usd = float(costs[chosen])
         response.expected_output_tokens = float(expected[chosen])

@@ -122,7 +122,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             scores=[scorer_pb2.ModelScore(
                 model=names[m], score=float(scores[m]), expected_output_tokens=float(expected[m]),
                 input_usd_per_mtok=pool.models[m].input_usd_per_mtok,
-                output_usd_per_mtok=pool.models[m].output_usd_per_mtok,
+                output_usd_per_mtok=pool.models[m].output_usd_per_mtok, prior_score=float(prior[m]),
                 contributions=[scorer_pb2.TagContribution(tag=tags[t], contribution=float(contributions[t, m]))
                                for t in used],
             ) for m in keep],

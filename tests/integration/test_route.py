@@ -72,6 +72,27 @@ def test_bad_cost_weight_is_invalid_argument(router_stub, knob):
     assert "cost_weight" in err.value.details()
 
 
+def test_quality_margin_sends_the_query_to_the_anchor(router_stub):
+    thrifty = route(router_stub, POEM, cost_weight=1.0)
+    anchored = route(router_stub, POEM, cost_weight=1.0, quality_margin=1e6)
+    assert anchored.anchor_model and anchored.model == anchored.anchor_model
+    assert anchored.quality_margin == 1e6
+    assert thrifty.model != thrifty.anchor_model  # the margin moved the choice
+    # the anchor is the candidate with the highest overall rate: restricted candidates restrict it
+    pair = route(router_stub, POEM, candidate_models=["gemma-7b-it", "claude-instant-1.2"], quality_margin=1e6)
+    assert pair.model == pair.anchor_model and pair.model in ("gemma-7b-it", "claude-instant-1.2")
+    plain = route(router_stub, POEM, cost_weight=1.0, quality_margin=0.0)
+    assert plain.model == thrifty.model
+
+
+@pytest.mark.parametrize("knob", [-0.1, float("nan"), float("inf")])
+def test_bad_quality_margin_is_invalid_argument(router_stub, knob):
+    with pytest.raises(grpc.RpcError) as err:
+        route(router_stub, CODE, quality_margin=knob)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "quality_margin" in err.value.details()
+
+
 def test_query_longer_than_the_window_is_truncated_not_rejected(router_stub):
     reply = route(router_stub, "Please review this essay. " + "The economy grew quickly that year. " * 300)
     assert reply.model and not reply.degraded

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from services.router.decision import choose, estimate_costs
+from services.router.decision import anchor, choose, estimate_costs, utilities
 from services.scorer import scoring
 from services.scorer.scoring import ScoringParams
 
@@ -80,6 +80,37 @@ def test_choose_breaks_ties_toward_the_cheaper_model():
 def test_choose_is_vectorised_over_queries():
     scores = np.array([[0.9, 0.1], [0.1, 0.9]])
     assert choose(scores, np.ones((2, 2)), 0.0).tolist() == [0, 1]
+
+
+def test_anchor_is_the_highest_overall_rate_ties_to_the_priciest():
+    assert anchor(np.array([0.2, 0.7, 0.5]), np.array([30.0, 1.0, 10.0])) == 1
+    assert anchor(np.array([0.7, 0.2, 0.7]), np.array([1.0, 30.0, 10.0])) == 2
+
+
+def test_large_quality_margin_always_chooses_the_anchor():
+    rng = np.random.default_rng(0)
+    scores, costs = rng.random((50, 4)), rng.random((50, 4)) + 0.1
+    for lam in (0.0, 0.3):
+        assert (choose(scores, costs, lam, 0.0, 1e6, 2) == 2).all()
+        assert (choose(scores, costs, lam, 0.5, 1e6, 2) == 2).all()
+
+
+def test_zero_quality_margin_is_the_rule_without_it():
+    rng = np.random.default_rng(1)
+    scores, costs = rng.random((50, 4)), rng.random((50, 4)) + 0.1
+    for lam, scale in ((0.0, 0.0), (0.2, 0.0), (0.2, 0.7)):
+        assert (choose(scores, costs, lam, scale, 0.0, 1) == choose(scores, costs, lam, scale)).all()
+        assert np.array_equal(utilities(scores, costs, lam, scale, 0.0, 1), utilities(scores, costs, lam, scale))
+
+
+def test_quality_margin_is_the_papers_threshold_for_two_models():
+    # weak (0) scores 0.62, strong (1) 0.6: the weak one only when S(weak) - S(strong) > theta
+    scores, costs = np.array([0.62, 0.6]), np.array([1.0, 10.0])
+    assert choose(scores, costs, 0.0, 0.0, 0.01, 1) == 0
+    assert choose(scores, costs, 0.0, 0.0, 0.03, 1) == 1
+    # vectorised over settings, as the evaluation sweeps it
+    margins = np.array([0.0, 0.01, 0.03])[:, None, None]
+    assert choose(scores[None], costs[None], 0.0, 0.0, margins, 1)[:, 0].tolist() == [0, 0, 1]
 
 
 def test_cost_estimate_uses_per_million_token_prices():

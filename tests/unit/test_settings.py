@@ -29,6 +29,11 @@ def test_router_needs_both_addresses():
         RouterSettings.from_env({"TAGGER_ADDR": "a:1", "SCORER_ADDR": "nohost"})
     with pytest.raises(ConfigError, match="TAGROUTER_COST_WEIGHT"):
         RouterSettings.from_env({"TAGGER_ADDR": "a:1", "SCORER_ADDR": "b:2", "TAGROUTER_COST_WEIGHT": "-1"})
+    for bad in ("-0.5", "nan"):
+        with pytest.raises(ConfigError, match="TAGROUTER_QUALITY_MARGIN"):
+            RouterSettings.from_env({"TAGGER_ADDR": "a:1", "SCORER_ADDR": "b:2", "TAGROUTER_QUALITY_MARGIN": bad})
+    assert RouterSettings.from_env({"TAGGER_ADDR": "a:1", "SCORER_ADDR": "b:2",
+                                    "TAGROUTER_QUALITY_MARGIN": "0.05"}).default_quality_margin == 0.05
 
 
 def test_scorer_needs_a_redis_url_and_never_shows_it():

@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/router/v1/router.proto\x12\x13tagrouter.router.v1\"v\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0b\x63lient_tags\x18\x04 \x03(\tB\x0e\n\x0c_cost_weight\"J\n\x08RouteTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"F\n\nRouteScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\x01\"\x99\x03\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x02 \x01(\x01\x12+\n\x04tags\x18\x03 \x03(\x0b\x32\x1d.tagrouter.router.v1.RouteTag\x12/\n\x06scores\x18\x04 \x03(\x0b\x32\x1f.tagrouter.router.v1.RouteScore\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\x12\x1e\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\t \x01(\x01\x12\x17\n\x0fweights_version\x18\n \x01(\t\x12\x1a\n\x12vocabulary_version\x18\x0b \x01(\t\x12\x35\n\x0b\x65xplanation\x18\x0c \x01(\x0b\x32 .tagrouter.router.v1.Explanation\x12\x1d\n\x15unaligned_client_tags\x18\r \x03(\t\"U\n\tTagReason\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x1b\n\x13\x63hosen_contribution\x18\x02 \x01(\x02\x12\x1e\n\x16runner_up_contribution\x18\x03 \x01(\x02\"\x92\x01\n\x0b\x45xplanation\x12\x11\n\trunner_up\x18\x01 \x01(\t\x12\x16\n\x0e\x63hosen_utility\x18\x02 \x01(\x01\x12\x19\n\x11runner_up_utility\x18\x03 \x01(\x01\x12,\n\x04tags\x18\x04 \x03(\x0b\x32\x1e.tagrouter.router.v1.TagReason\x12\x0f\n\x07summary\x18\x05 \x01(\t2_\n\rRouterService\x12N\n\x05Route\x12!.tagrouter.router.v1.RouteRequest\x1a\".tagrouter.router.v1.RouteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/router/v1/router.proto\x12\x13tagrouter.router.v1\"\xa6\x01\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0b\x63lient_tags\x18\x04 \x03(\t\x12\x1b\n\x0equality_margin\x18\x05 \x01(\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_cost_weightB\x11\n\x0f_quality_margin\"J\n\x08RouteTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"F\n\nRouteScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\x01\"\xc7\x03\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x02 \x01(\x01\x12+\n\x04tags\x18\x03 \x03(\x0b\x32\x1d.tagrouter.router.v1.RouteTag\x12/\n\x06scores\x18\x04 \x03(\x0b\x32\x1f.tagrouter.router.v1.RouteScore\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\x12\x1e\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\t \x01(\x01\x12\x17\n\x0fweights_version\x18\n \x01(\t\x12\x1a\n\x12vocabulary_version\x18\x0b \x01(\t\x12\x35\n\x0b\x65xplanation\x18\x0c \x01(\x0b\x32 .tagrouter.router.v1.Explanation\x12\x1d\n\x15unaligned_client_tags\x18\r \x03(\t\x12\x16\n\x0equality_margin\x18\x0e \x01(\x01\x12\x14\n\x0c\x61nchor_model\x18\x0f \x01(\t\"U\n\tTagReason\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x1b\n\x13\x63hosen_contribution\x18\x02 \x01(\x02\x12\x1e\n\x16runner_up_contribution\x18\x03 \x01(\x02\"\x92\x01\n\x0b\x45xplanation\x12\x11\n\trunner_up\x18\x01 \x01(\t\x12\x16\n\x0e\x63hosen_utility\x18\x02 \x01(\x01\x12\x19\n\x11runner_up_utility\x18\x03 \x01(\x01\x12,\n\x04tags\x18\x04 \x03(\x0b\x32\x1e.tagrouter.router.v1.TagReason\x12\x0f\n\x07summary\x18\x05 \x01(\t2_\n\rRouterService\x12N\n\x05Route\x12!.tagrouter.router.v1.RouteRequest\x1a\".tagrouter.router.v1.RouteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tagrouter.router.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEREQUEST']._serialized_start=57
-  _globals['_ROUTEREQUEST']._serialized_end=175
-  _globals['_ROUTETAG']._serialized_start=177
-  _globals['_ROUTETAG']._serialized_end=251
-  _globals['_ROUTESCORE']._serialized_start=253
-  _globals['_ROUTESCORE']._serialized_end=323
-  _globals['_ROUTERESPONSE']._serialized_start=326
-  _globals['_ROUTERESPONSE']._serialized_end=735
-  _globals['_TAGREASON']._serialized_start=737
-  _globals['_TAGREASON']._serialized_end=822
-  _globals['_EXPLANATION']._serialized_start=825
-  _globals['_EXPLANATION']._serialized_end=971
-  _globals['_ROUTERSERVICE']._serialized_start=973
-  _globals['_ROUTERSERVICE']._serialized_end=1068
+  _globals['_ROUTEREQUEST']._serialized_start=58
+  _globals['_ROUTEREQUEST']._serialized_end=224
+  _globals['_ROUTETAG']._serialized_start=226
+  _globals['_ROUTETAG']._serialized_end=300
+  _globals['_ROUTESCORE']._serialized_start=302
+  _globals['_ROUTESCORE']._serialized_end=372
+  _globals['_ROUTERESPONSE']._serialized_start=375
+  _globals['_ROUTERESPONSE']._serialized_end=830
+  _globals['_TAGREASON']._serialized_start=832
+  _globals['_TAGREASON']._serialized_end=917
+  _globals['_EXPLANATION']._serialized_start=920
+  _globals['_EXPLANATION']._serialized_end=1066
+  _globals['_ROUTERSERVICE']._serialized_start=1068
+  _globals['_ROUTERSERVICE']._serialized_end=1163
 # @@protoc_insertion_point(module_scope)

@@ -43,20 +43,22 @@ class TagContribution(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., contribution: _Optional[float] = ...) -> None: ...
 
 class ModelScore(_message.Message):
-    __slots__ = ("model", "score", "expected_output_tokens", "input_usd_per_mtok", "output_usd_per_mtok", "contributions")
+    __slots__ = ("model", "score", "expected_output_tokens", "input_usd_per_mtok", "output_usd_per_mtok", "contributions", "prior_score")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     INPUT_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_USD_PER_MTOK_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    PRIOR_SCORE_FIELD_NUMBER: _ClassVar[int]
     model: str
     score: float
     expected_output_tokens: float
     input_usd_per_mtok: float
     output_usd_per_mtok: float
     contributions: _containers.RepeatedCompositeFieldContainer[TagContribution]
-    def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., expected_output_tokens: _Optional[float] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[TagContribution, _Mapping]]] = ...) -> None: ...
+    prior_score: float
+    def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., expected_output_tokens: _Optional[float] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[TagContribution, _Mapping]]] = ..., prior_score: _Optional[float] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("scores", "weights_version", "unknown_tags", "cost_scale_usd")
