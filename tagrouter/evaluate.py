@@ -32,9 +32,9 @@ LAMBDAS = np.concatenate([[0.0], np.logspace(-4, 2, 121)])
 # which a query leaves its lambda = 0 choice for a cheaper model): a fixed log grid steps over whole
 # groups of queries where a router's score gaps are concentrated, near cost 100% above all.
 SWITCH_QUANTILES = 64
-# The quality margin (decision.py): 0 is the lambda path's start; the rest the same log grid, plus
-# per router and rows values just past quantiles of the queries' margin switch points.
-MARGINS = np.logspace(-4, 2, 121)
+# The quality margin (decision.py) only changes a query's choice at lambda = 0 when it passes the
+# query's margin switch point, so its path is values just past quantiles of those points and past the
+# largest (always the anchor): none where the plain argmax already picks the anchor for every query.
 BASELINES = ("knn", "mf", "forc")
 
 # TagRouter's search space on `valid` (see docs/ROUTING-CHOICES.md for what was tried).
@@ -144,14 +144,17 @@ def margin_switch_points(scores: np.ndarray, costs: np.ndarray, anchor: int,
 def knob_path(scores: np.ndarray, costs: np.ndarray, cost_scale_usd: float = 0.0, anchor: int | None = None,
               quantiles: int = SWITCH_QUANTILES) -> tuple[np.ndarray, np.ndarray]:
     """(quality margins [K], lambdas [K]): the decision rule's one path, from "always the anchor"
-    to "always the cheapest". The margin sweeps MARGINS and just past quantiles of the queries'
-    margin switch points at lambda = 0, then lambda sweeps `knob_values` at margin 0. Without an
-    anchor, the lambda part alone."""
+    to "always the cheapest". The margin takes values just past quantiles of the queries' margin
+    switch points at lambda = 0 and just past the largest, then lambda sweeps `knob_values` at
+    margin 0. Without an anchor, the lambda part alone."""
     lambdas = knob_values(scores, costs, cost_scale_usd, quantiles)
     if anchor is None:
         return np.zeros_like(lambdas), lambdas
-    extra = _past_quantiles(margin_switch_points(scores, costs, anchor, cost_scale_usd), quantiles)
-    margins = np.unique(np.concatenate([MARGINS, extra]))
+    points = margin_switch_points(scores, costs, anchor, cost_scale_usd)
+    points = points[np.isfinite(points)]
+    if not len(points):
+        return np.zeros_like(lambdas), lambdas
+    margins = np.unique(np.concatenate([_past_quantiles(points, quantiles), [points.max() * (1 + 1e-9) + 1e-12]]))
     return (np.concatenate([margins, np.zeros_like(lambdas)]),
             np.concatenate([np.zeros_like(margins), lambdas]))
 
@@ -292,10 +295,11 @@ def selection_rows(prep: Prepared, folds: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([prep.suite.rows("train"), valid]) if folds else valid
 
 
-def _choose(prep: Prepared, name: str, candidates, rows: np.ndarray) -> RouterResult:
+def _choose(prep: Prepared, name: str, candidates, rows: np.ndarray, keep: list | None = None) -> RouterResult:
     """Keeps the setting with the best AUC on `rows` (the simpler, earlier one on ties).
 
-    candidates: (setting, [Q, M] predicted scores, [Q, M] estimated costs, anchor model index)."""
+    candidates: (setting, [Q, M] predicted scores, [Q, M] estimated costs, anchor model index).
+    keep: when a list, every (setting with its cost scale, AUC, scores, costs, anchor) tried is appended."""
     suite = prep.suite
     test = suite.rows("test")
     singles = singles_on(prep, rows)
@@ -307,6 +311,8 @@ def _choose(prep: Prepared, name: str, candidates, rows: np.ndarray) -> RouterRe
             pts = sweep(prep, rows, predicted, est, scale, anchor=anchor)
             auc = metrics.frontier_area(np.concatenate([pts[:, :2], singles.end_points()]), lo, hi)
             tried_settings.append(({**setting, "cost_rule": "absolute" if scale > 0 else "relative"}, auc))
+            if keep is not None:
+                keep.append(({**setting, "cost_scale_usd": scale}, auc, predicted, est, anchor))
             if best is None or auc > best[1] + 1e-9:
                 best = ({**setting, "cost_scale_usd": scale}, auc, predicted, est, anchor)
     setting, auc, predicted, est, anchor = best
@@ -341,9 +347,12 @@ class TagRouterChoice:
         return self.result.anchor
 
 
-def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: int = CV_FOLDS) -> TagRouterChoice:
+def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: int = CV_FOLDS,
+                     parsimony: bool = True) -> TagRouterChoice:
     """Fits TagRouter on train for every setting of its grid and keeps the best AUC on the
-    selection rows (valid, and train out-of-fold)."""
+    selection rows (valid, and train out-of-fold); with `parsimony`, the tag set (level weights and
+    topic granularities, the second stage) is the smallest within one paired standard error of the
+    best (`_fewest_tags`)."""
     train = prep.suite.rows("train")
     parts = cv_folds(prep, folds)
     topic_models: dict[tuple, TopicModel | None] = {}
@@ -383,17 +392,76 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
                                                             "level_weight_topic": w_topic,
                                                             "level_weight_attr": w_attr}))
 
-    second = _choose(prep, "tagrouter", level_weights(), rows)
+    tried_second: list = []
+    second = _choose(prep, "tagrouter", level_weights(), rows, keep=tried_second)
     result = second if second.selection_auc > first.selection_auc + 1e-9 else first
+    if parsimony and parts:
+        result = _fewest_tags(prep, result, tried_second, parts)
     merged = {k: dict(v) for k, v in first.extra["alternatives"].items()}
     for key, values in second.extra["alternatives"].items():
         for value, auc in values.items():
             merged.setdefault(key, {})[value] = max(merged.get(key, {}).get(value, -1.0), auc)
     result = RouterResult(result.name, result.setting, result.selection_auc, result.test_points,
-                          first.candidates + second.candidates, {"alternatives": merged}, result.anchor)
+                          first.candidates + second.candidates,
+                          {"alternatives": merged, **{k: v for k, v in result.extra.items() if k == "parsimony"}},
+                          result.anchor)
     setting = dict(result.setting)
     granularity = tuple(setting.pop("topics"))  # the rest are ScoringParams fields, cost_scale_usd included
     return TagRouterChoice(topic_models[granularity], ScoringParams(**setting), result, tags_by[granularity])
+
+
+def tag_set_size(setting: dict) -> tuple[int, int]:
+    """How many tag sources a setting uses: (levels kept among domain, topic and attributes; topic
+    granularities fitted on the suite, counted only when the topic level is kept)."""
+    levels = sum(setting.get(f"level_weight_{lv}", 1.0) > 0 for lv in ("domain", "topic", "attr"))
+    topics = len(setting.get("topics", ())) if setting.get("level_weight_topic", 1.0) > 0 else 0
+    return levels, topics
+
+
+def group_aucs(prep: Prepared, groups: list[np.ndarray], predicted: np.ndarray, est: np.ndarray,
+               scale: float, anchor: int | None) -> np.ndarray:
+    """[G] the AUC of one setting on each group of selection rows (each train fold, and valid)."""
+    out = []
+    for rows in groups:
+        singles = singles_on(prep, rows)
+        lo, hi = singles.cost[singles.cheapest], singles.cost[singles.priciest]
+        pts = sweep(prep, rows, predicted, est, scale, anchor=anchor)
+        out.append(metrics.frontier_area(np.concatenate([pts[:, :2], singles.end_points()]), lo, hi)
+                   if hi > lo else np.nan)
+    return np.array(out)
+
+
+def _fewest_tags(prep: Prepared, best: RouterResult, tried: list, parts: list[np.ndarray]) -> RouterResult:
+    """The one-standard-error rule on the tag set: among the second stage's settings (level weights
+    and topic granularities at the first stage's rewards and prior), the one with the fewest tag
+    sources (`tag_set_size`) whose selection AUC is within one standard error of the best's; the
+    standard error is that of the paired difference, from its spread over the selection groups
+    (the train folds and valid). A level is kept only when the selection rows show it helps by
+    more than their noise (docs/TAGS.md)."""
+    groups = [*parts, prep.suite.rows("valid")]
+    ranked = sorted(tried, key=lambda t: -t[1])
+    top_setting, top_auc, top_p, top_c, top_a = ranked[0]
+    if best.selection_auc > top_auc + 1e-9:  # the first stage's setting won: nothing to simplify
+        return best
+    top_groups = group_aucs(prep, groups, top_p, top_c, top_setting["cost_scale_usd"], top_a)
+    chosen = ranked[0]
+    for cand in sorted(tried, key=lambda t: (tag_set_size(t[0]), -t[1])):
+        setting, auc, p, c, a = cand
+        if tag_set_size(setting) >= tag_set_size(top_setting):
+            break
+        diff = top_groups - group_aucs(prep, groups, p, c, setting["cost_scale_usd"], a)
+        diff = diff[np.isfinite(diff)]
+        se = float(np.std(diff, ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+        if top_auc - auc <= se + 1e-12:
+            chosen = cand
+            break
+    if chosen is ranked[0]:
+        return best
+    setting, auc, p, c, a = chosen
+    test = prep.suite.rows("test")
+    extra = dict(best.extra, parsimony={"best_setting": top_setting, "best_selection_auc": top_auc})
+    return RouterResult(best.name, setting, auc, sweep(prep, test, p, c, setting["cost_scale_usd"], anchor=a),
+                        best.candidates, extra, a)
 
 
 def baseline_predictions(prep: Prepared, kind: str, parts: list[np.ndarray]):
