@@ -75,6 +75,18 @@ def grid(kind: str, n_models: int) -> list[dict]:
     raise ValueError(f"unknown baseline {kind!r}")
 
 
+def complexity(kind: str, setting: dict) -> tuple:
+    """A sort key of a setting's complexity, for the one-standard-error rule (smaller is simpler):
+    kNN averages more neighbours, ridge and MF penalise more, MF keeps fewer factors."""
+    if kind == "knn":
+        return (-setting["k"],)
+    if kind == "forc":
+        return (-setting["alpha"],)
+    if kind == "mf":
+        return (setting["rank"], -setting["alpha"])
+    raise ValueError(f"unknown baseline {kind!r}")
+
+
 def predict_all(kind: str, train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray,
                 train_length: np.ndarray) -> list[tuple[dict, np.ndarray, np.ndarray]]:
     """(setting, [Q, M] predicted scores, [Q, M] predicted answer lengths) for every setting of the

@@ -352,7 +352,8 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
     """Fits TagRouter on train for every setting of its grid and keeps the best AUC on the
     selection rows (valid, and train out-of-fold); with `parsimony`, the tag set (level weights and
     topic granularities, the second stage) is the smallest within one paired standard error of the
-    best (`_fewest_tags`)."""
+    best (`one_se_rule` with `tag_set_size`: a level is kept only when the selection rows show it
+    helps by more than their noise)."""
     train = prep.suite.rows("train")
     parts = cv_folds(prep, folds)
     topic_models: dict[tuple, TopicModel | None] = {}
@@ -396,14 +397,14 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
     second = _choose(prep, "tagrouter", level_weights(), rows, keep=tried_second)
     result = second if second.selection_auc > first.selection_auc + 1e-9 else first
     if parsimony and parts:
-        result = _fewest_tags(prep, result, tried_second, parts)
+        result = one_se_rule(prep, result, tried_second, parts, tag_set_size)
     merged = {k: dict(v) for k, v in first.extra["alternatives"].items()}
     for key, values in second.extra["alternatives"].items():
         for value, auc in values.items():
             merged.setdefault(key, {})[value] = max(merged.get(key, {}).get(value, -1.0), auc)
     result = RouterResult(result.name, result.setting, result.selection_auc, result.test_points,
                           first.candidates + second.candidates,
-                          {"alternatives": merged, **{k: v for k, v in result.extra.items() if k == "parsimony"}},
+                          {"alternatives": merged, **{k: v for k, v in result.extra.items() if k == "one_se_rule"}},
                           result.anchor)
     setting = dict(result.setting)
     granularity = tuple(setting.pop("topics"))  # the rest are ScoringParams fields, cost_scale_usd included
@@ -431,23 +432,22 @@ def group_aucs(prep: Prepared, groups: list[np.ndarray], predicted: np.ndarray, 
     return np.array(out)
 
 
-def _fewest_tags(prep: Prepared, best: RouterResult, tried: list, parts: list[np.ndarray]) -> RouterResult:
-    """The one-standard-error rule on the tag set: among the second stage's settings (level weights
-    and topic granularities at the first stage's rewards and prior), the one with the fewest tag
-    sources (`tag_set_size`) whose selection AUC is within one standard error of the best's; the
-    standard error is that of the paired difference, from its spread over the selection groups
-    (the train folds and valid). A level is kept only when the selection rows show it helps by
-    more than their noise (docs/TAGS.md)."""
+def one_se_rule(prep: Prepared, best: RouterResult, tried: list, parts: list[np.ndarray], size) -> RouterResult:
+    """The one-standard-error rule, the same for every router: among the settings `tried` (as kept
+    by `_choose`), the smallest by `size` (a sort key: smaller is simpler) whose selection AUC is within
+    one standard error of the best's, the standard error being that of the paired difference from its
+    spread over the selection groups (each train fold, and valid). Returns `best` when no simpler
+    setting qualifies."""
     groups = [*parts, prep.suite.rows("valid")]
     ranked = sorted(tried, key=lambda t: -t[1])
     top_setting, top_auc, top_p, top_c, top_a = ranked[0]
-    if best.selection_auc > top_auc + 1e-9:  # the first stage's setting won: nothing to simplify
+    if best.selection_auc > top_auc + 1e-9:  # the best was not among `tried`: nothing to simplify
         return best
     top_groups = group_aucs(prep, groups, top_p, top_c, top_setting["cost_scale_usd"], top_a)
-    chosen = ranked[0]
-    for cand in sorted(tried, key=lambda t: (tag_set_size(t[0]), -t[1])):
+    chosen = None
+    for cand in sorted(tried, key=lambda t: (size(t[0]), -t[1])):
         setting, auc, p, c, a = cand
-        if tag_set_size(setting) >= tag_set_size(top_setting):
+        if size(setting) >= size(top_setting):
             break
         diff = top_groups - group_aucs(prep, groups, p, c, setting["cost_scale_usd"], a)
         diff = diff[np.isfinite(diff)]
@@ -455,11 +455,11 @@ def _fewest_tags(prep: Prepared, best: RouterResult, tried: list, parts: list[np
         if top_auc - auc <= se + 1e-12:
             chosen = cand
             break
-    if chosen is ranked[0]:
+    if chosen is None:
         return best
     setting, auc, p, c, a = chosen
     test = prep.suite.rows("test")
-    extra = dict(best.extra, parsimony={"best_setting": top_setting, "best_selection_auc": top_auc})
+    extra = dict(best.extra, one_se_rule={"best_setting": top_setting, "best_selection_auc": top_auc})
     return RouterResult(best.name, setting, auc, sweep(prep, test, p, c, setting["cost_scale_usd"], anchor=a),
                         best.candidates, extra, a)
 
@@ -495,8 +495,11 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *
             result = select_tagrouter(prep, folds=folds).result
         else:
             preds = baseline_predictions(prep, name, parts)
+            tried: list = []
             result = _choose(prep, name, ((setting, p, costs_for(suite, length), baseline_anchor(suite, p))
-                                          for setting, p, length in preds), selection_rows(prep, parts))
+                                          for setting, p, length in preds), selection_rows(prep, parts), keep=tried)
+            if parts:
+                result = one_se_rule(prep, result, tried, parts, lambda s, kind=name: baselines.complexity(kind, s))
         results.append(result)
         bar.update()
     bar.close()

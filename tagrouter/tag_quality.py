@@ -262,18 +262,18 @@ a millisecond per batch while tying the exported model to one vocabulary version
 # Tag sets compared: which levels of the vocabulary a query's tags come from, and how many per level.
 # The suite-fitted topics are the evaluation harness's own (clusters of the suite's train queries).
 ABLATION_VARIANTS = (
-    # name, levels, tags per level, suite-fitted topics, level weights chosen on the selection rows
-    ("task", ("task",), 2, False, False),
-    ("task + domain", ("task", "domain"), 2, False, False),
-    ("task + domain + topic", ("task", "domain", "topic"), 2, False, False),
-    ("all levels (+ attr)", ("task", "domain", "topic", "attr"), 2, False, False),
-    ("all levels, 1 per level", ("task", "domain", "topic", "attr"), 1, False, False),
-    ("all levels, 3 per level", ("task", "domain", "topic", "attr"), 3, False, False),
-    ("all levels + suite-fitted topics", ("task", "domain", "topic", "attr"), 2, True, False),
-    ("all levels, level weights chosen on selection rows", ("task", "domain", "topic", "attr"), 2, False, True),
+    # name, levels, tags per level, suite-fitted topics, the one-standard-error rule on the tag set
+    # (select_tagrouter's parsimony: a level is kept only when the selection rows show it helps)
+    ("task", ("task",), 2, False, True),
+    ("task + domain", ("task", "domain"), 2, False, True),
+    ("task + domain + topic", ("task", "domain", "topic"), 2, False, True),
+    ("all levels (+ attr)", ("task", "domain", "topic", "attr"), 2, False, True),
+    ("all levels, 1 per level", ("task", "domain", "topic", "attr"), 1, False, True),
+    ("all levels, 3 per level", ("task", "domain", "topic", "attr"), 3, False, True),
+    ("all levels + suite-fitted topics (served)", ("task", "domain", "topic", "attr"), 2, True, True),
+    ("all levels + suite-fitted topics, best selection AUC (no 1-SE rule)", ("task", "domain", "topic", "attr"), 2,
+     True, False),
 )
-# Weights tried for each level besides task when a variant chooses them (0 drops the level).
-LEVEL_WEIGHTS = (0.0, 1.0)
 BOOTSTRAP = 200  # paired resamples of the test queries for the spread of each AUC difference
 SEED = 0
 
@@ -297,7 +297,6 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
     test queries (standard error, and the share of resamples where it is >= 0).
     """
     import dataclasses
-    import itertools
 
     from services.tagger.tagger import Tagger
     from tagrouter.suite import load_suite
@@ -311,25 +310,19 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
         test_singles = _evaluate.singles_on(base, test)
         row = {"suite": suite.name, "auc": {}}
         predicted = {}
-        for name, levels, per_level, suite_topics, tune in variants:
+        for name, levels, per_level, suite_topics, parsimony in variants:
             vocab = tagger.vocabulary.restricted([lv for lv in levels if lv != "attr"])
             variant = Tagger(tagger.encoder, vocab, per_level, tagger.min_score, topic_min_score=tagger.topic_min_score)
             tagged = variant.tag_encoded(suite.queries, base.embeddings, counts)
-            granularities = _evaluate.TOPIC_GRANULARITIES[1:] if suite_topics else ((),)
-            others = [lv for lv in levels if lv != "task"]
-            best = None
-            for combo in itertools.product(LEVEL_WEIGHTS if tune else (1.0,), repeat=len(others)):
-                weight = {"task": 1.0, **dict(zip(others, combo))}
-                tags = [[(n, weight[lv] * float(sc)) for n, lv, sc in t.tags if lv in levels and weight[lv] > 0]
-                        for t in tagged]
-                prep = dataclasses.replace(base, base_tags=tags, vocabulary_version=vocab.version)
-                choice = _evaluate.select_tagrouter(prep, granularities)
-                if best is None or choice.result.selection_auc > best[0].result.selection_auc + 1e-9:
-                    best = (choice, weight)
-            choice, weight = best
+            granularities = _evaluate.TOPIC_GRANULARITIES if suite_topics else ((),)
+            tags = [[(n, float(sc)) for n, lv, sc in t.tags if lv in levels] for t in tagged]
+            prep = dataclasses.replace(base, base_tags=tags, vocabulary_version=vocab.version)
+            choice = _evaluate.select_tagrouter(prep, granularities, parsimony=parsimony)
             row["auc"][name] = _metrics.curve_summary(choice.result.test_points, test_singles)["auc"]
-            if tune:
-                row.setdefault("level_weights", {})[name] = weight
+            setting = choice.result.setting
+            row.setdefault("tag_sets", {})[name] = {
+                "topics": list(setting["topics"]) if setting.get("level_weight_topic", 1.0) > 0 else [],
+                **{lv: setting[f"level_weight_{lv}"] for lv in ("domain", "topic", "attr") if lv in levels}}
             prep = dataclasses.replace(base, base_tags=choice.tags)
             scores, costs = _evaluate.tagrouter_predict(prep, _evaluate.tag_table(prep, choice.tags), choice.params)
             predicted[name] = (scores, costs, choice.params.cost_scale_usd, choice.anchor)
@@ -363,6 +356,12 @@ def ablation_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _tag_set(kept: dict) -> str:
+    levels = [lv for lv in ("domain", "topic", "attr") if kept.get(lv, 0) > 0]
+    topics = kept.get("topics") or []
+    return " + ".join(["task", *levels]) + (f" (topics K={','.join(map(str, topics))})" if topics else "")
+
+
 def ablation_section(suites_dir: Path, tagger) -> str:
     suite_dirs = sorted(p for p in Path(suites_dir).iterdir() if (p / "suite.json").is_file())
     rows = ablation(suite_dirs, tagger)
@@ -374,20 +373,26 @@ def render_ablation(rows: list[dict], suites_name: str = "suites") -> str:
     worse = [f"{name} on {r['suite']} ({r['auc'][name] - r['auc'][first]:+.4f}, "
              f"{r.get('spread', {}).get(name, (0, 0))[1]:.0%} of resamples >= 0)"
              for r in rows for name in r["auc"] if name != first and r["auc"][name] < r["auc"][first]]
-    chosen = "; ".join(f"{r['suite']}: " + ", ".join(f"{lv} {w:g}" for lv, w in weights.items() if lv != "task")
-                       for r in rows for weights in r.get("level_weights", {}).values())
+    names = list(rows[0]["auc"]) if rows else []
+    chosen = "\n".join(f"- {name}: " + "; ".join(f"{r['suite']}: " + _tag_set(r.get("tag_sets", {}).get(name, {}))
+                                                for r in rows) for name in names[1:])
     return f"""Test AUC (ROUTING.md, section 3) of TagRouter on every suite in `{suites_name}/`, fitted on
 `train` with its scoring parameters chosen by the evaluation harness on `valid` and `train`
-out-of-fold (`tagrouter.evaluate.select_tagrouter`), for tag sets that add one level at a time, then vary the
-number of tags kept per level (default {TAGS_PER_LEVEL_SERVED}), then add the harness's topic tags fitted on
-the suite's own training queries, then let the harness choose a weight per level (0 or 1 for
-domain, topic and attributes; task is always 1) on the same selection rows. In brackets: the
-difference from task tags only, its standard error over {BOOTSTRAP} paired bootstrap resamples of the
-test queries, and the share of resamples in which it is >= 0.
+out-of-fold (`tagrouter.evaluate.select_tagrouter`), for tag sets that offer one more level at a time,
+then vary the number of tags kept per level (default {TAGS_PER_LEVEL_SERVED}), then add the harness's topic
+tags fitted on the suite's own training queries (what `tagrouter eval` and `tagrouter fit` serve).
+Offered is not kept: as in `tagrouter eval`, the harness then keeps the smallest tag set (levels
+dropped by weight 0, topic granularities) whose selection AUC is within one paired standard error
+of the best's (the one-standard-error rule, docs/ROUTING-CHOICES.md); the last row is the served
+variant without that rule (best selection AUC). In brackets: the difference from task tags only,
+its standard error over {BOOTSTRAP} paired bootstrap resamples of the test queries, and the share of
+resamples in which it is >= 0.
 
 {ablation_table(rows)}
 
-Level weights chosen on the selection rows: {chosen or "n/a"}.
+Tag set kept on the selection rows (level weights 0/1 of the offered levels; suite-fitted topic
+granularities):
+{chosen or "n/a"}
 
 Where a variant does worse than task tags only: {"; ".join(worse) or "nowhere"}.
 

@@ -58,3 +58,30 @@ def test_routed_points_sum_costs_and_average_acceptance():
     costs = np.array([[2.0, 1.0], [2.0, 1.0]])
     pts = metrics.routed_points(np.array([[0, 1], [1, 1]]), accept, np.zeros((2, 2)), costs)
     assert pts[:, :2].tolist() == [[3.0, 1.0], [2.0, 0.5]]
+
+
+def test_knob_path_runs_from_always_the_anchor_through_the_argmax_to_cheaper_models():
+    from services.router.decision import choose
+    from tagrouter.evaluate import knob_path
+
+    rng = np.random.default_rng(2)
+    scores, costs = rng.random((200, 3)), np.array([1.0, 5.0, 20.0]) * (rng.random((200, 1)) + 0.5)
+    anchor = 2
+    margins, lambdas = knob_path(scores, costs, 0.0, anchor)
+    assert (margins >= 0).all() and (lambdas >= 0).all() and ((margins == 0) | (lambdas == 0)).all()
+    choices = choose(scores, costs, lambdas[:, None, None], 0.0, margins[:, None, None], anchor)
+    assert (choices[np.argmax(margins)] == anchor).all()  # the largest margin: always the anchor
+    argmax = scores.argmax(axis=1)
+    assert any((c == argmax).all() for c in choices[margins == 0])  # lambda = 0: the plain argmax
+    # every query that leaves the anchor at margin 0 gets one intermediate margin value or more
+    shares = sorted({float(np.mean(c == anchor)) for c in choices[margins > 0]})
+    assert len(shares) > 10
+
+
+def test_knob_path_has_no_margin_part_when_the_argmax_is_always_the_anchor():
+    from tagrouter.evaluate import knob_path, knob_values
+
+    scores = np.array([[0.1, 0.2, 0.9], [0.3, 0.1, 0.8]])
+    costs = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    margins, lambdas = knob_path(scores, costs, 0.0, 2)
+    assert (margins == 0).all() and np.array_equal(lambdas, knob_values(scores, costs, 0.0))
