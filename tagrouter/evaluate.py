@@ -353,7 +353,8 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
     selection rows (valid, and train out-of-fold); with `parsimony`, the tag set (level weights and
     topic granularities, the second stage) is the smallest within one paired standard error of the
     best (`one_se_rule` with `tag_set_size`: a level is kept only when the selection rows show it
-    helps by more than their noise)."""
+    helps by more than their noise), and when that is a smaller set than the best's, the rewards,
+    prior strength and evidence are chosen again for it (a third stage)."""
     train = prep.suite.rows("train")
     parts = cv_folds(prep, folds)
     topic_models: dict[tuple, TopicModel | None] = {}
@@ -396,14 +397,33 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
     tried_second: list = []
     second = _choose(prep, "tagrouter", level_weights(), rows, keep=tried_second)
     result = second if second.selection_auc > first.selection_auc + 1e-9 else first
+    third = None
     if parsimony and parts:
-        result = one_se_rule(prep, result, tried_second, parts, tag_set_size)
+        simpler = one_se_rule(prep, result, tried_second, parts, tag_set_size)
+        if simpler is not result:
+            # the rewards, prior and evidence were chosen for the larger tag set: choose them again
+            # for the one kept (the first stage's grid at its level weights and topic granularity)
+            kept = simpler.setting
+            levels = {k: kept[k] for k in ("level_weight_domain", "level_weight_topic", "level_weight_attr")}
+
+            def rewards_for_kept():
+                for tie, loss, k, evidence in itertools.product(TIE_REWARDS, LOSS_REWARDS, PRIOR_STRENGTHS,
+                                                                TAG_EVIDENCE):
+                    yield predict(tuple(kept["topics"]), ScoringParams(tie_reward=tie, loss_reward=loss,
+                                                                       prior_strength=k, tag_evidence=evidence,
+                                                                       **levels))
+
+            third = _choose(prep, "tagrouter", rewards_for_kept(), rows)
+            if third.selection_auc > simpler.selection_auc + 1e-9:
+                simpler = RouterResult(third.name, third.setting, third.selection_auc, third.test_points,
+                                       0, simpler.extra, third.anchor)
+        result = simpler
     merged = {k: dict(v) for k, v in first.extra["alternatives"].items()}
     for key, values in second.extra["alternatives"].items():
         for value, auc in values.items():
             merged.setdefault(key, {})[value] = max(merged.get(key, {}).get(value, -1.0), auc)
     result = RouterResult(result.name, result.setting, result.selection_auc, result.test_points,
-                          first.candidates + second.candidates,
+                          first.candidates + second.candidates + (third.candidates if third else 0),
                           {"alternatives": merged, **{k: v for k, v in result.extra.items() if k == "one_se_rule"}},
                           result.anchor)
     setting = dict(result.setting)
@@ -411,12 +431,13 @@ def select_tagrouter(prep: Prepared, granularities=TOPIC_GRANULARITIES, folds: i
     return TagRouterChoice(topic_models[granularity], ScoringParams(**setting), result, tags_by[granularity])
 
 
-def tag_set_size(setting: dict) -> tuple[int, int]:
+def tag_set_size(setting: dict) -> tuple[int, int, int]:
     """How many tag sources a setting uses: (levels kept among domain, topic and attributes; topic
-    granularities fitted on the suite, counted only when the topic level is kept)."""
+    granularities fitted on the suite, counted only when the topic level is kept; granularities
+    fitted at all, so that a dropped topic level also fits none)."""
     levels = sum(setting.get(f"level_weight_{lv}", 1.0) > 0 for lv in ("domain", "topic", "attr"))
-    topics = len(setting.get("topics", ())) if setting.get("level_weight_topic", 1.0) > 0 else 0
-    return levels, topics
+    fitted = len(setting.get("topics", ()))
+    return levels, fitted if setting.get("level_weight_topic", 1.0) > 0 else 0, fitted
 
 
 def group_aucs(prep: Prepared, groups: list[np.ndarray], predicted: np.ndarray, est: np.ndarray,

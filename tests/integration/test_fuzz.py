@@ -37,14 +37,16 @@ def status_of(call, request):
 
 
 @FUZZ
-@given(query=text, candidates=models, knob=st.one_of(st.none(), floats))
-def test_route_fuzz(stubs, query, candidates, knob):
+@given(query=text, candidates=models, knob=st.one_of(st.none(), floats), margin=st.one_of(st.none(), floats))
+def test_route_fuzz(stubs, query, candidates, knob, margin):
     request = router_pb2.RouteRequest(query=query, candidate_models=candidates)
     if knob is not None:
         request.cost_weight = knob
+    if margin is not None:
+        request.quality_margin = margin
     code, details = status_of(stubs[0].Route, request)
     assert code in ALLOWED, details
-    bad_knob = knob is not None and (not math.isfinite(knob) or knob < 0)
+    bad_knob = any(k is not None and (not math.isfinite(k) or k < 0) for k in (knob, margin))
     if not query.strip() or bad_knob or any(c not in POOL for c in candidates):
         assert code == grpc.StatusCode.INVALID_ARGUMENT and details
 
