@@ -132,6 +132,26 @@ def query_scores(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) 
     return contributions.sum(axis=0), contributions
 
 
+@dataclass(frozen=True)
+class QueryScore:
+    """One query scored against the pool: what Score answers and the router decides on."""
+
+    scores: np.ndarray  # [M] S(m, q)
+    contributions: np.ndarray  # [T, M] each tag's part of each score (sums to scores; [0, M] if no tag counts)
+    tag_weights: np.ndarray  # [T] each tag's weight in the mean (0 for a tag the counts never saw)
+    expected_output_tokens: np.ndarray  # [M]
+
+
+def score_query(counts: np.ndarray, all_counts: np.ndarray, confidence: np.ndarray, names,
+                params: ScoringParams) -> QueryScore:
+    """The whole count-to-score rule for one query: its tags' counts [T, M, 5] (zeros for a tag
+    the weights lack), the `*` counts [M, 5], the tagger's confidences [T] and the tag names [T]."""
+    weights = tag_weights(confidence, counts, params, names)
+    prior = prior_rates(all_counts, params)
+    scores, contributions = query_scores(tag_rates(counts, prior, params), weights, prior)
+    return QueryScore(scores, contributions, weights, expected_output_tokens(counts, all_counts, weights, params))
+
+
 def expected_output_matrix(counts: np.ndarray, all_counts: np.ndarray, tag_weights: np.ndarray,
                            params: ScoringParams) -> np.ndarray:
     """[Q, M] `expected_output_tokens` for many queries at once; tag_weights [Q, T]."""
