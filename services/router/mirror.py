@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
+from services.common import metrics
 from services.scorer import scoring
 from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from services.scorer.weights import ModelPrice, Weights, WeightsError
@@ -73,6 +74,7 @@ class WeightsMirror:
         self._heard_at = 0.0
         self._stale_after = STALE_AFTER_HEARTBEATS * 1.0
         self._task: asyncio.Task | None = None
+        metrics.WEIGHTS_COPY_AGE.set_function(lambda: time.monotonic() - self._heard_at if self._table else float("inf"))
 
     def current(self) -> ScoringTable | None:
         if self._table is not None and time.monotonic() - self._heard_at <= self._stale_after:

@@ -197,6 +197,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         """From the weights copy when it is current, else by a Score call; None when that fails."""
         table = self.mirror.current() if self.mirror is not None else None
         if table is not None:
+            metrics.ROUTE_SCORED_FROM_COPY.inc()
             return Scored.from_table(table, tags, candidates)
         try:
             response = await self.downstreams.scorer.Score(
