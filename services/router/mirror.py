@@ -110,9 +110,10 @@ class WeightsMirror:
                     failures = 0
                 log.warning("WatchWeights ended; scoring through Score until it is back")
             except grpc.aio.AioRpcError as err:
-                if failures == 0:
-                    log.warning("WatchWeights: %s (%s); scoring through Score until it is back",
-                                err.code().name, err.details())
+                if failures == 0:  # a warning when a copy is lost; at start-up, waiting is normal
+                    log.log(logging.WARNING if self._table is not None else logging.INFO,
+                            "WatchWeights: %s (%s); scoring through Score until it is back",
+                            err.code().name, err.details())
             except WeightsError as err:  # the scorer validates on load, so this is a bug somewhere
                 log.error("WatchWeights sent weights that do not validate: %s", err)
             self._table = None
