@@ -30,14 +30,13 @@ RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)  # then every second: the channel's own rec
 
 @dataclass(frozen=True)
 class ScoringTable:
-    """The active weights as arrays, for scoring one query without I/O."""
+    """The active weights with every tag's statistics computed once, for scoring without I/O."""
 
     version: str
     models: list[ModelPrice]
     params: ScoringParams
-    rows: dict[str, int]  # tag -> row of `counts`
-    counts: np.ndarray  # [T, M, 5] in the pool's model order
-    all_counts: np.ndarray  # [M, 5] the `*` tag
+    rows: dict[str, int]  # tag -> row of `stats`; the last row is an unseen tag (weight 0)
+    stats: scoring.TagStatistics
 
     @property
     def names(self) -> list[str]:
@@ -47,22 +46,19 @@ class ScoringTable:
     def from_weights(cls, weights: Weights) -> "ScoringTable":
         index = {m.name: i for i, m in enumerate(weights.models)}
         tags = [t for t in weights.counts if t != ALL_QUERIES_TAG]
-        counts = np.zeros((len(tags) + 1, len(index), len(COUNT_FIELDS)))
-        for row, tag in enumerate([*tags, ALL_QUERIES_TAG]):
-            for model, values in weights.counts.get(tag, {}).items():
+        # one row per tag, then an all-zero row for tags the weights lack, then `*`
+        counts = np.zeros((len(tags) + 2, len(index), len(COUNT_FIELDS)))
+        for row, tag in enumerate([*tags, "", ALL_QUERIES_TAG]):
+            for model, values in weights.counts.get(tag, {}).items() if tag else ():
                 if model in index:
                     counts[row, index[model]] = values
-        return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)},
-                   counts[:-1], counts[-1])
+        stats = scoring.tag_statistics(counts[:-1], counts[-1], [*tags, ""], weights.params)
+        return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)}, stats)
 
-    def score(self, tags: list[str], confidence: np.ndarray) -> tuple[scoring.QueryScore, np.ndarray]:
-        """(the query's scores, which of its tags the weights know); tags without `*`, deduplicated."""
-        rows = [self.rows.get(t, -1) for t in tags]
-        known = np.array([r >= 0 for r in rows], dtype=bool)
-        counts = np.zeros((len(tags), len(self.models), len(COUNT_FIELDS)))
-        if known.any():
-            counts[known] = self.counts[[r for r in rows if r >= 0]]
-        return scoring.score_query(counts, self.all_counts, confidence * known, tags, self.params), known
+    def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
+        """The query's scores; `tags` without `*`, deduplicated, `confidence` [len(tags)]."""
+        unseen = len(self.rows)
+        return scoring.combine(self.stats, [self.rows.get(t, unseen) for t in tags], confidence)
 
 
 class WeightsMirror:

@@ -29,6 +29,7 @@ from tagrouter.tagger.v1 import tagger_pb2
 log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 64
+_TAG_TIME, _SCORE_TIME, _DECIDE_TIME = (metrics.ROUTE_PHASE_LATENCY.labels(p) for p in ("tag", "score", "decide"))
 MIRROR_WAIT_S = 5.0  # at start-up, for the scorer's first copy of the weights
 DEADLINE_MARGIN_S = 0.002  # leave time to decide and answer inside the caller's deadline
 
@@ -82,7 +83,7 @@ class Scored:
             if t.name != ALL_QUERIES_TAG and t.name not in confidence:
                 confidence[t.name] = t.score
         tag_names = list(confidence)
-        scored, _ = table.score(tag_names, np.array(list(confidence.values()), dtype=np.float64))
+        scored = table.score(tag_names, np.array(list(confidence.values()), dtype=np.float64))
         keep = [names.index(m) for m in candidates] if candidates else list(range(len(names)))
         used = [t for t in range(len(tag_names)) if scored.tag_weights[t] > 0]
         return cls([names[m] for m in keep], scored.scores[keep], scored.expected_output_tokens[keep],
@@ -168,13 +169,13 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             reasons.append(f"tagger unavailable ({err.code().name})")
             metrics.ROUTE_DEGRADED.labels("tagger_" + err.code().name.lower()).inc()
         tagged_at = time.perf_counter()
-        metrics.ROUTE_PHASE_LATENCY.labels("tag").observe(tagged_at - started)
+        _TAG_TIME.observe(tagged_at - started)
         tags = list(tagged.tags) if tagged else []
         input_tokens = tagged.input_tokens if tagged else estimate_tokens(request.query)
 
         scored = await self._score(tags, candidates, context, reasons)
         scored_at = time.perf_counter()
-        metrics.ROUTE_PHASE_LATENCY.labels("score").observe(scored_at - tagged_at)
+        _SCORE_TIME.observe(scored_at - tagged_at)
 
         response = router_pb2.RouteResponse(
             tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level, client_tag=t.client_tag) for t in tags],
@@ -188,7 +189,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         if reasons:
             response.degraded = True
             response.degraded_reason = "; ".join(reasons)
-        metrics.ROUTE_PHASE_LATENCY.labels("decide").observe(time.perf_counter() - scored_at)
+        _DECIDE_TIME.observe(time.perf_counter() - scored_at)
         metrics.ROUTED.labels(response.model).inc()
         metrics.ROUTED_COST.labels(response.model).inc(response.estimated_cost_usd)
         return response
