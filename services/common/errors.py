@@ -11,7 +11,7 @@ import logging
 import grpc
 import redis.exceptions
 
-from services.common.interceptors import wrap_unary
+from services.common.interceptors import wrap_unary, wrap_unary_stream
 
 log = logging.getLogger(__name__)
 
@@ -47,25 +47,41 @@ UNREACHABLE = (ConnectionError, TimeoutError, redis.exceptions.ConnectionError, 
 
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
-    """Turns exceptions escaping unary-unary handlers into statuses with a clear message."""
+    """Turns exceptions escaping unary handlers and streams into statuses with a clear message."""
 
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
+
+        async def abort_for(err: Exception, context) -> None:
+            if isinstance(err, ServiceError):
+                await context.abort(err.code, str(err))
+            if isinstance(err, UNREACHABLE):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}")
+            log.exception("unhandled error in %s", method)
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
 
         def wrap(inner):
             async def guarded(request, context):
                 try:
                     return await inner(request, context)
-                except ServiceError as err:
-                    await context.abort(err.code, str(err))
                 except grpc.aio.AbortError:
                     raise
-                except UNREACHABLE as err:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}")
-                except Exception:  # noqa: BLE001 - the one place that turns surprises into INTERNAL
-                    log.exception("unhandled error in %s", method)
-                    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+                except Exception as err:  # noqa: BLE001 - the one place that turns surprises into INTERNAL
+                    await abort_for(err, context)
 
             return guarded
 
-        return wrap_unary(await continuation(handler_call_details), wrap)
+        def wrap_stream(inner):
+            async def guarded(request, context):
+                try:
+                    async for message in inner(request, context):
+                        yield message
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as err:  # noqa: BLE001
+                    await abort_for(err, context)
+
+            return guarded
+
+        handler = wrap_unary(await continuation(handler_call_details), wrap)
+        return wrap_unary_stream(handler, wrap_stream)

@@ -17,3 +17,14 @@ def wrap_unary(handler: grpc.RpcMethodHandler | None, wrap: Callable[[Behavior],
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+def wrap_unary_stream(handler: grpc.RpcMethodHandler | None, wrap):
+    """The handler with its unary-stream behaviour (an async generator) replaced by wrap(behaviour)."""
+    if handler is None or handler.unary_stream is None:
+        return handler
+    return grpc.unary_stream_rpc_method_handler(
+        wrap(handler.unary_stream),
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

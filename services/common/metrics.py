@@ -8,7 +8,7 @@ import logging
 import time
 
 import grpc
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from services.common.interceptors import wrap_unary
 
@@ -31,6 +31,10 @@ ROUTED_COST = Counter("tagrouter_routed_estimated_cost_usd_total", "Estimated co
 TAGGER_BATCH_SIZE = Histogram("tagrouter_tagger_batch_size", "Queries per encoder call",
                               buckets=(1, 2, 4, 8, 16, 32, 64))
 TAG_CACHE = Counter("tagrouter_tag_cache_total", "Tag cache lookups, by result (hit or miss)", ["result"])
+ROUTE_SCORED_FROM_COPY = Counter("tagrouter_route_scored_from_copy_total",
+                                 "Route calls scored from the router's copy of the weights (the rest call Score)")
+WEIGHTS_COPY_AGE = Gauge("tagrouter_weights_copy_age_seconds",
+                         "Seconds since the router's copy of the weights last heard from the scorer")
 FEEDBACK = Counter("tagrouter_feedback_total", "Feedback outcomes applied, by outcome", ["outcome"])
 
 _started_ports: set[int] = set()

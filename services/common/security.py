@@ -23,6 +23,7 @@ READ_ONLY_METHODS = frozenset({
     "/tagrouter.scorer.v1.ScorerService/Score",
     "/tagrouter.scorer.v1.ScorerService/GetWeights",
     "/tagrouter.scorer.v1.ScorerService/ListModels",
+    "/tagrouter.scorer.v1.ScorerService/WatchWeights",
     "/tagrouter.tagger.v1.TaggerService/Tag",
     "/tagrouter.tagger.v1.TaggerService/TagBatch",
     "/tagrouter.router.v1.RouterService/Route",

@@ -42,6 +42,8 @@ class ServiceSpec:
     add_to_server: Callable[[object, grpc.aio.Server], None]
     start: Callable[[], Awaitable[None]] | None = None  # warm-up; SERVING only after it
     stop: Callable[[], Awaitable[None]] | None = None  # close resources after the drain
+    # End long-lived streams as the drain begins, so they do not hold it for the whole grace period.
+    end_streams: Callable[[], Awaitable[None]] | None = None
 
 
 class RunningService:
@@ -109,6 +111,8 @@ class RunningService:
         if not self.warm_up.done():
             self.warm_up.cancel()
         await self.health.enter_graceful_shutdown()
+        if self.spec.end_streams is not None:
+            await self.spec.end_streams()
         await self.server.stop(self.settings.grace_seconds)
         if self.spec.stop is not None:
             await self.spec.stop()

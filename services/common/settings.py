@@ -45,6 +45,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "SCORER_ADDR": ("router", "scorer address host:port (required)"),
     "TAGROUTER_TAGGER_TIMEOUT_MS": ("router", "deadline of each Tag call (default 250)"),
     "TAGROUTER_SCORER_TIMEOUT_MS": ("router", "deadline of each Score call (default 150)"),
+    "TAGROUTER_SCORE_IN_ROUTER": ("router", "score from a copy of the weights that the scorer streams (WatchWeights) instead of a Score call per Route; false = always call Score (default true)"),
     "TAGROUTER_DEFAULT_MODEL": ("router", "model answered when routing cannot decide (default gpt4_1106_preview)"),
     "TAGROUTER_COST_WEIGHT": ("router", "cost knob lambda when a request sets none (default 0)"),
     "TAGROUTER_QUALITY_MARGIN": ("router", "quality margin theta toward the strongest model when a request sets none (default 0)"),
@@ -226,6 +227,7 @@ class RouterSettings:
     scorer_timeout_s: float
     default_model: str
     default_cost_weight: float
+    score_in_router: bool = True
     default_quality_margin: float = 0.0
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
@@ -241,6 +243,7 @@ class RouterSettings:
             scorer_timeout_s=e.int("TAGROUTER_SCORER_TIMEOUT_MS", 150, 1, 60_000) / 1000,
             default_model=e.str("TAGROUTER_DEFAULT_MODEL", "gpt4_1106_preview"),
             default_cost_weight=e.float("TAGROUTER_COST_WEIGHT", 0.0, 0.0, 1e6),
+            score_in_router=e.bool("TAGROUTER_SCORE_IN_ROUTER", True),
             default_quality_margin=e.float("TAGROUTER_QUALITY_MARGIN", 0.0, 0.0, 1e6),
             tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"),
             tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),

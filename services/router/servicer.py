@@ -19,6 +19,8 @@ from services.common.errors import InvalidArgument
 from services.common.settings import RouterSettings
 from services.router import decision
 from services.router.clients import Downstreams
+from services.router.mirror import ScoringTable, WeightsMirror
+from services.scorer.scoring import ALL_QUERIES_TAG
 from services.tagger.servicer import MAX_QUERY_CHARS, check_client_tags
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2
@@ -27,6 +29,8 @@ from tagrouter.tagger.v1 import tagger_pb2
 log = logging.getLogger(__name__)
 
 MAX_CANDIDATES = 64
+_TAG_TIME, _SCORE_TIME, _DECIDE_TIME = (metrics.ROUTE_PHASE_LATENCY.labels(p) for p in ("tag", "score", "decide"))
+MIRROR_WAIT_S = 5.0  # at start-up, for the scorer's first copy of the weights
 DEADLINE_MARGIN_S = 0.002  # leave time to decide and answer inside the caller's deadline
 
 
@@ -39,6 +43,58 @@ class KnownModel:
     expected_output_tokens: float
 
 
+@dataclass(frozen=True)
+class Scored:
+    """Scores of the candidates for one query, from the weights copy or from a Score call."""
+
+    models: list[str]
+    scores: np.ndarray  # [M]
+    expected_output_tokens: np.ndarray  # [M]
+    input_usd_per_mtok: np.ndarray  # [M]
+    output_usd_per_mtok: np.ndarray  # [M]
+    tags: list[str]  # the tags that weigh in the scores
+    contributions: np.ndarray  # [len(tags), M]
+    weights_version: str
+    cost_scale_usd: float
+    prior: np.ndarray  # [M] each model's overall rate (the `*` tag): the quality margin's anchor
+
+    @classmethod
+    def from_response(cls, response) -> "Scored":
+        models = list(response.scores)
+        tags = list(dict.fromkeys(c.tag for m in models for c in m.contributions))
+        contributions = np.zeros((len(tags), len(models)))
+        row = {t: i for i, t in enumerate(tags)}
+        for j, m in enumerate(models):
+            for c in m.contributions:
+                contributions[row[c.tag], j] = c.contribution
+        return cls([m.model for m in models], np.array([m.score for m in models]),
+                   np.array([m.expected_output_tokens for m in models]),
+                   np.array([m.input_usd_per_mtok for m in models]), np.array([m.output_usd_per_mtok for m in models]),
+                   tags, contributions, response.weights_version, response.cost_scale_usd,
+                   np.array([m.prior_score for m in models]))
+
+    @classmethod
+    def from_table(cls, table: ScoringTable, tags, candidates: list[str]) -> "Scored":
+        """What the scorer's Score would answer for these tags, computed here from the copy."""
+        names = table.names
+        unknown = [m for m in candidates if m not in names]
+        if unknown:
+            raise InvalidArgument(f"candidate_models: unknown model {unknown[0]!r}; the pool is {', '.join(names)}")
+        confidence: dict[str, float] = {}
+        for t in tags:
+            if t.name != ALL_QUERIES_TAG and t.name not in confidence:
+                confidence[t.name] = t.score
+        tag_names = list(confidence)
+        scored = table.score(tag_names, np.array(list(confidence.values()), dtype=np.float64))
+        keep = [names.index(m) for m in candidates] if candidates else list(range(len(names)))
+        used = [t for t in range(len(tag_names)) if scored.tag_weights[t] > 0]
+        return cls([names[m] for m in keep], scored.scores[keep], scored.expected_output_tokens[keep],
+                   np.array([table.models[m].input_usd_per_mtok for m in keep]),
+                   np.array([table.models[m].output_usd_per_mtok for m in keep]),
+                   [tag_names[t] for t in used], scored.contributions[np.ix_(used, keep)] if used else
+                   np.zeros((0, len(keep))), table.version, table.params.cost_scale_usd, table.stats.prior[keep])
+
+
 def estimate_tokens(text: str) -> int:
     """Fallback token count when the tagger did not count: about 4 characters a token."""
     return max(1, math.ceil(len(text) / 4))
@@ -49,17 +105,25 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self.downstreams = downstreams
         self.settings = settings
         self.known_models: dict[str, KnownModel] = {}
+        self.mirror = WeightsMirror(downstreams.scorer) if settings.score_in_router else None
 
     async def start(self) -> None:
         """Ready once both downstreams have answered; Route works (degraded) before that."""
+        if self.mirror is not None:
+            self.mirror.start()
         while True:
             state = await self.downstreams.serving()
             if all(state.values()):
-                return
+                break
             log.info("waiting for downstreams: %s", ", ".join(k for k, ok in state.items() if not ok))
             await asyncio.sleep(0.5)
+        if self.mirror is not None:
+            # Briefly: without the copy, Route calls Score, which works too (e.g. an older scorer).
+            await self.mirror.wait_current(MIRROR_WAIT_S)
 
     async def stop(self) -> None:
+        if self.mirror is not None:
+            await self.mirror.close()
         await self.downstreams.close()
 
     def _validate(self, request) -> tuple[list[str], float, float]:
@@ -112,13 +176,39 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             reasons.append(f"tagger unavailable ({err.code().name})")
             metrics.ROUTE_DEGRADED.labels("tagger_" + err.code().name.lower()).inc()
         tagged_at = time.perf_counter()
-        metrics.ROUTE_PHASE_LATENCY.labels("tag").observe(tagged_at - started)
+        _TAG_TIME.observe(tagged_at - started)
         tags = list(tagged.tags) if tagged else []
         input_tokens = tagged.input_tokens if tagged else estimate_tokens(request.query)
 
-        scored = None
+        scored = await self._score(tags, candidates, context, reasons)
+        scored_at = time.perf_counter()
+        _SCORE_TIME.observe(scored_at - tagged_at)
+
+        response = router_pb2.RouteResponse(
+            tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level, client_tag=t.client_tag) for t in tags],
+            input_tokens=input_tokens, cost_weight=cost_weight, quality_margin=quality_margin,
+            vocabulary_version=tagged.vocabulary_version if tagged else "",
+            unaligned_client_tags=tagged.unaligned_client_tags if tagged else [])
+        if scored is not None and scored.models:
+            self._decide(scored, input_tokens, cost_weight, quality_margin, response)
+        else:
+            self._fall_back(candidates, input_tokens, response)
+        if reasons:
+            response.degraded = True
+            response.degraded_reason = "; ".join(reasons)
+        _DECIDE_TIME.observe(time.perf_counter() - scored_at)
+        metrics.ROUTED.labels(response.model).inc()
+        metrics.ROUTED_COST.labels(response.model).inc(response.estimated_cost_usd)
+        return response
+
+    async def _score(self, tags, candidates: list[str], context, reasons: list[str]) -> Scored | None:
+        """From the weights copy when it is current, else by a Score call; None when that fails."""
+        table = self.mirror.current() if self.mirror is not None else None
+        if table is not None:
+            metrics.ROUTE_SCORED_FROM_COPY.inc()
+            return Scored.from_table(table, tags, candidates)
         try:
-            scored = await self.downstreams.scorer.Score(
+            response = await self.downstreams.scorer.Score(
                 scorer_pb2.ScoreRequest(tags=[scorer_pb2.WeightedTag(name=t.name, weight=t.score) for t in tags],
                                         candidate_models=candidates),
                 timeout=self._timeout(self.settings.scorer_timeout_s, context))
@@ -127,48 +217,27 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 raise InvalidArgument(err.details()) from None
             reasons.append(f"scorer unavailable ({err.code().name})")
             metrics.ROUTE_DEGRADED.labels("scorer_" + err.code().name.lower()).inc()
-        scored_at = time.perf_counter()
-        metrics.ROUTE_PHASE_LATENCY.labels("score").observe(scored_at - tagged_at)
+            return None
+        return Scored.from_response(response)
 
-        response = router_pb2.RouteResponse(
-            tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level, client_tag=t.client_tag) for t in tags],
-            input_tokens=input_tokens, cost_weight=cost_weight, quality_margin=quality_margin,
-            vocabulary_version=tagged.vocabulary_version if tagged else "",
-            unaligned_client_tags=tagged.unaligned_client_tags if tagged else [])
-        if scored is not None and scored.scores:
-            self._decide(scored, input_tokens, cost_weight, quality_margin, response)
-        else:
-            self._fall_back(candidates, input_tokens, response)
-        if reasons:
-            response.degraded = True
-            response.degraded_reason = "; ".join(reasons)
-        metrics.ROUTE_PHASE_LATENCY.labels("decide").observe(time.perf_counter() - scored_at)
-        metrics.ROUTED.labels(response.model).inc()
-        metrics.ROUTED_COST.labels(response.model).inc(response.estimated_cost_usd)
-        return response
-
-    def _decide(self, scored, input_tokens: int, cost_weight: float, quality_margin: float, response) -> None:
-        models = list(scored.scores)
-        for m in models:
-            self.known_models[m.model] = KnownModel(m.input_usd_per_mtok, m.output_usd_per_mtok,
-                                                    m.expected_output_tokens)
-        scores = np.array([m.score for m in models])
-        expected = np.array([m.expected_output_tokens for m in models])
-        costs = decision.estimate_costs(input_tokens, expected, np.array([m.input_usd_per_mtok for m in models]),
-                                        np.array([m.output_usd_per_mtok for m in models]))
-        scale = scored.cost_scale_usd
-        anchor = decision.anchor(np.array([m.prior_score for m in models]),
-                                 np.array([m.input_usd_per_mtok + m.output_usd_per_mtok for m in models]))
-        chosen = int(decision.choose(scores, costs, cost_weight, scale, quality_margin, anchor))
-        response.anchor_model = models[anchor].model
-        response.explanation.CopyFrom(explain(models, decision.utilities(scores, costs, cost_weight, scale,
-                                                                          quality_margin, anchor), chosen))
-        response.model = models[chosen].model
+    def _decide(self, scored: Scored, input_tokens: int, cost_weight: float, quality_margin: float,
+                response) -> None:
+        for j, m in enumerate(scored.models):
+            self.known_models[m] = KnownModel(float(scored.input_usd_per_mtok[j]), float(scored.output_usd_per_mtok[j]),
+                                              float(scored.expected_output_tokens[j]))
+        costs = decision.estimate_costs(input_tokens, scored.expected_output_tokens, scored.input_usd_per_mtok,
+                                        scored.output_usd_per_mtok)
+        anchor = decision.anchor(scored.prior, scored.input_usd_per_mtok + scored.output_usd_per_mtok)
+        utility = decision.utilities(scored.scores, costs, cost_weight, scored.cost_scale_usd, quality_margin, anchor)
+        chosen = int(decision.choose(scored.scores, costs, cost_weight, scored.cost_scale_usd, quality_margin, anchor))
+        response.anchor_model = scored.models[anchor]
+        response.explanation.CopyFrom(explain(scored, utility, chosen))
+        response.model = scored.models[chosen]
         response.estimated_cost_usd = float(costs[chosen])
-        response.expected_output_tokens = float(expected[chosen])
+        response.expected_output_tokens = float(scored.expected_output_tokens[chosen])
         response.weights_version = scored.weights_version
-        response.scores.extend(router_pb2.RouteScore(model=m.model, score=float(s), estimated_cost_usd=float(c))
-                               for m, s, c in zip(models, scores, costs))
+        response.scores.extend(router_pb2.RouteScore(model=m, score=float(s), estimated_cost_usd=float(c))
+                               for m, s, c in zip(scored.models, scored.scores, costs))
 
     def _fall_back(self, candidates: list[str], input_tokens: int, response) -> None:
         default = self.settings.default_model
@@ -182,19 +251,19 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 np.array(known.output_usd_per_mtok)))
 
 
-def explain(models, utility: np.ndarray, chosen: int) -> router_pb2.Explanation:
+def explain(scored: Scored, utility: np.ndarray, chosen: int) -> router_pb2.Explanation:
     """Why `chosen`: the runner-up by utility and each tag's part in both models' scores."""
+    models = scored.models
     if len(models) < 2:
         return router_pb2.Explanation(chosen_utility=float(utility[chosen]),
-                                      summary=f"{models[chosen].model} is the only candidate")
+                                      summary=f"{models[chosen]} is the only candidate")
     others = np.where(np.arange(len(models)) == chosen, -np.inf, utility)
     runner = int(others.argmax())
-    mine = {c.tag: c.contribution for c in models[chosen].contributions}
-    theirs = {c.tag: c.contribution for c in models[runner].contributions}
-    reasons = [router_pb2.TagReason(tag=t, chosen_contribution=mine.get(t, 0.0), runner_up_contribution=theirs.get(t, 0.0))
-               for t in dict.fromkeys([*mine, *theirs])]
+    reasons = [router_pb2.TagReason(tag=t, chosen_contribution=float(scored.contributions[i, chosen]),
+                                    runner_up_contribution=float(scored.contributions[i, runner]))
+               for i, t in enumerate(scored.tags)]
     reasons.sort(key=lambda r: -abs(r.chosen_contribution - r.runner_up_contribution))
-    a, b = models[chosen].model, models[runner].model
+    a, b = models[chosen], models[runner]
     summary = f"{a} over {b}: utility {utility[chosen]:.3f} against {utility[runner]:.3f}"
     if reasons:
         top = reasons[0]

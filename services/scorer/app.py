@@ -17,4 +17,4 @@ def create(settings: ScorerSettings) -> ServiceSpec:
         tagger = tagger_pb2_grpc.TaggerServiceStub(open_channel(settings.tagger_addr))
     servicer = ScorerServicer(WeightStore.from_url(settings.redis_url), settings.weights_file, tagger)
     return ServiceSpec(SERVICE_NAME, servicer, scorer_pb2_grpc.add_ScorerServiceServicer_to_server,
-                       start=servicer.start, stop=servicer.stop)
+                       start=servicer.start, stop=servicer.stop, end_streams=servicer.end_watches)

@@ -132,6 +132,59 @@ def query_scores(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) 
     return contributions.sum(axis=0), contributions
 
 
+@dataclass(frozen=True)
+class QueryScore:
+    """One query scored against the pool: what Score answers and the router decides on."""
+
+    scores: np.ndarray  # [M] S(m, q)
+    contributions: np.ndarray  # [T, M] each tag's part of each score (sums to scores; [0, M] if no tag counts)
+    tag_weights: np.ndarray  # [T] each tag's weight in the mean (0 for a tag the counts never saw)
+    expected_output_tokens: np.ndarray  # [M]
+
+
+@dataclass(frozen=True)
+class TagStatistics:
+    """What the rule needs of each tag, whatever the query: the router computes it once per weights
+    version for every tag, the scorer per query for the query's tags."""
+
+    rates: np.ndarray  # [T, M] smoothed rates (`tag_rates`)
+    weight_factors: np.ndarray  # [T] a tag's weight per unit of confidence (`tag_weights` with confidence 1)
+    output_tokens: np.ndarray  # [T, M] smoothed mean answer length
+    prior: np.ndarray  # [M]
+    overall_output_tokens: np.ndarray  # [M]
+
+
+def tag_statistics(counts: np.ndarray, all_counts: np.ndarray, names, params: ScoringParams) -> TagStatistics:
+    """From counts [T, M, 5] of tags `names` [T] and the `*` counts [M, 5]."""
+    prior = prior_rates(all_counts, params)
+    overall = np.divide(all_counts[:, OUTPUT_TOKENS], all_counts[:, ANSWERS],
+                        out=np.zeros(all_counts.shape[0]), where=all_counts[:, ANSWERS] > 0)
+    k = params.prior_strength
+    lengths = (counts[..., OUTPUT_TOKENS] + k * overall) / np.maximum(counts[..., ANSWERS] + k, 1e-12)
+    return TagStatistics(tag_rates(counts, prior, params), tag_weights(np.ones(counts.shape[0]), counts, params, names),
+                         lengths, prior, overall)
+
+
+def combine(stats: TagStatistics, rows, confidence: np.ndarray) -> QueryScore:
+    """S(m, q) and the expected lengths of a query carrying tags `rows` of `stats` with the
+    tagger's `confidence` [T]: the weighted means of `query_scores` and `expected_output_tokens`."""
+    weights = confidence * stats.weight_factors[rows]
+    total = float(weights.sum()) if weights.size else 0.0
+    if total <= 0:
+        return QueryScore(stats.prior.copy(), np.zeros((0, stats.prior.shape[0])), weights,
+                          stats.overall_output_tokens.copy())
+    share = (weights / total)[:, None]
+    contributions = stats.rates[rows] * share
+    return QueryScore(contributions.sum(axis=0), contributions, weights, (stats.output_tokens[rows] * share).sum(axis=0))
+
+
+def score_query(counts: np.ndarray, all_counts: np.ndarray, confidence: np.ndarray, names,
+                params: ScoringParams) -> QueryScore:
+    """The whole count-to-score rule for one query: its tags' counts [T, M, 5] (zeros for a tag
+    the weights lack), the `*` counts [M, 5], the tagger's confidences [T] and the tag names [T]."""
+    return combine(tag_statistics(counts, all_counts, names, params), slice(None), confidence)
+
+
 def expected_output_matrix(counts: np.ndarray, all_counts: np.ndarray, tag_weights: np.ndarray,
                            params: ScoringParams) -> np.ndarray:
     """[Q, M] `expected_output_tokens` for many queries at once; tag_weights [Q, T]."""

@@ -16,6 +16,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, Unavaila
 from services.scorer import scoring
 from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from services.scorer.store import WeightStore
+from services.scorer.watch import WeightsBroadcast
 from services.scorer.weights import ModelPrice, Weights, WeightsError, validate_name
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2
@@ -56,6 +57,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         self.weights_file = weights_file
         self.tagger = tagger  # a TaggerService stub, for Feedback by query; None when not configured
         self._pool: Pool | None = None
+        self._broadcast = WeightsBroadcast(store)
 
     async def start(self) -> None:
         """Ready once Redis answers and holds weights (the starter file is loaded if it holds none)."""
@@ -108,22 +110,21 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         counts = counts_matrix(per_tag, names)
         all_counts, counts = counts[-1], counts[:-1]
         known = np.array([bool(h) for h in per_tag[:-1]], dtype=bool)
-        weights = scoring.tag_weights(np.array(tag_weights, dtype=np.float64) * known, counts, pool.params, tags)
-        prior = scoring.prior_rates(all_counts, pool.params)
-        rates = scoring.tag_rates(counts, prior, pool.params)
-        scores, contributions = scoring.query_scores(rates, weights, prior)
-        expected = scoring.expected_output_tokens(counts, all_counts, weights, pool.params)
+        scored = scoring.score_query(counts, all_counts, np.array(tag_weights, dtype=np.float64) * known,
+                                     tags, pool.params)
+        prior = scoring.prior_rates(all_counts, pool.params)  # the overall rates: the router's margin anchor
         keep = [names.index(m) for m in candidates] if candidates else range(len(names))
-        used = [t for t in range(len(tags)) if weights[t] > 0]
+        used = [t for t in range(len(tags)) if scored.tag_weights[t] > 0]
         return scorer_pb2.ScoreResponse(
             weights_version=pool.version,
             cost_scale_usd=pool.params.cost_scale_usd,
             unknown_tags=[t for t, k in zip(tags, known) if not k],
             scores=[scorer_pb2.ModelScore(
-                model=names[m], score=float(scores[m]), expected_output_tokens=float(expected[m]),
+                model=names[m], score=float(scored.scores[m]),
+                expected_output_tokens=float(scored.expected_output_tokens[m]),
                 input_usd_per_mtok=pool.models[m].input_usd_per_mtok,
                 output_usd_per_mtok=pool.models[m].output_usd_per_mtok, prior_score=float(prior[m]),
-                contributions=[scorer_pb2.TagContribution(tag=tags[t], contribution=float(contributions[t, m]))
+                contributions=[scorer_pb2.TagContribution(tag=tags[t], contribution=float(scored.contributions[t, m]))
                                for t in used],
             ) for m in keep],
         )
@@ -143,6 +144,13 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         if weights is None:
             raise Unavailable("no weights are loaded")
         return weights.to_proto()
+
+    async def end_watches(self) -> None:
+        await self._broadcast.close()
+
+    async def WatchWeights(self, request, context):
+        async for update in self._broadcast.watch():
+            yield update
 
     async def ListModels(self, request, context):
         pool = await self._pool_for(await self.store.active_version())

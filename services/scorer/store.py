@@ -7,12 +7,15 @@ Keys (version = "<weights version>.<load sequence>"):
     tagrouter:w:<version>:tags             set: tag names of that version
     tagrouter:w:<version>:tag:<tag>        hash: "<model>|<field>" -> count
     tagrouter:feedback:<id>                string: a Feedback id already counted (kept 7 days)
+    tagrouter:generation                   counter: +1 at every load and every counted feedback
 
 A load writes a new version beside the active one and switches `tagrouter:active` only once
 every key is written, so a load that fails half-way leaves the previous weights serving.
 Score reads the active version and all of a query's tag hashes in one script call: one
 round trip, and never a mix of two versions. Feedback adds one judged outcome to the active
-version's hashes in one script call too: no reader ever sees half of it.
+version's hashes in one script call too: no reader ever sees half of it. Both bump
+`tagrouter:generation` in the same step, so a watcher that reads (active, generation) knows
+whether the weights it copied are still current (WatchWeights).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from services.scorer.weights import ModelPrice, Weights
 PREFIX = "tagrouter"
 ACTIVE_KEY = f"{PREFIX}:active"
 SEQ_KEY = f"{PREFIX}:seq"
+GENERATION_KEY = f"{PREFIX}:generation"
 WRITE_CHUNK = 500  # hashes per pipeline when loading
 
 
@@ -99,6 +103,7 @@ for i = 5, #ARGV do
   redis.call('SADD', base .. ':tags', ARGV[i])
 end
 redis.call('HINCRBY', base .. ':meta', 'feedback', 1)
+redis.call('INCR', 'tagrouter:generation')
 return {version, 1, 0}
 """
 _FIELD_POSITION = {name: i for i, name in enumerate(COUNT_FIELDS)}
@@ -141,6 +146,11 @@ class WeightStore:
     async def active_version(self) -> str | None:
         return await self.redis.get(ACTIVE_KEY)
 
+    async def change_marker(self) -> tuple[str | None, int]:
+        """(active version, generation): changes whenever the weights Score would read change."""
+        version, generation = await self.redis.mget(ACTIVE_KEY, GENERATION_KEY)
+        return version, int(generation or 0)
+
     async def load(self, weights: Weights) -> str:
         """Writes `weights` as a new version, then makes it the active one. Returns the version."""
         seq = await self.redis.incr(SEQ_KEY)
@@ -161,7 +171,10 @@ class WeightStore:
                 "provenance": weights.provenance,
                 "source_version": weights.version,
             })
-            previous = await self.redis.getset(ACTIVE_KEY, version)
+            pipe = self.redis.pipeline(transaction=True)  # switch and announce in one step
+            pipe.getset(ACTIVE_KEY, version)
+            pipe.incr(GENERATION_KEY)
+            previous, _ = await pipe.execute()
         except BaseException:
             await self._delete_version(version)
             raise

@@ -129,3 +129,5 @@ def test_metrics_are_exposed(redis_url, clean_redis):
     for phase in ("tag", "score", "decide"):
         assert f'tagrouter_route_phase_latency_seconds_count{{phase="{phase}"}}' in text
     assert "tagrouter_routed_estimated_cost_usd_total{model=" in text
+    assert "tagrouter_route_scored_from_copy_total 1.0" in text  # scored from the router's copy
+    assert "tagrouter_weights_copy_age_seconds " in text

@@ -143,3 +143,44 @@ def test_level_weights_round_trip_and_default_to_one_when_unset():
     bad = Weights([ModelPrice("a", 1.0, 1.0)], ScoringParams(level_weight_domain=-1.0), counts)
     with pytest.raises(WeightsError):
         validate(bad, "test")
+
+
+def test_one_query_path_equals_the_evaluation_path_and_the_routers_table():
+    """Score (score_query), the router's precomputed table (combine) and the evaluation
+    (score_matrix, expected_output_matrix) give the same numbers."""
+    from services.router.mirror import ScoringTable
+    from services.scorer.weights import ModelPrice, Weights
+
+    rng = np.random.default_rng(7)
+    levels = ["task:a", "domain:b", "topic:c", "attr:d", "task:e", "topic:f"]
+    for trial in range(50):
+        m = int(rng.integers(2, 6))
+        counts = rng.integers(0, 30, (len(levels), m, 5)).astype(float)
+        counts[rng.random((len(levels), m)) < 0.3] = 0
+        counts[int(rng.integers(len(levels)))] = 0  # a tag nobody has seen
+        all_counts = rng.integers(1, 300, (m, 5)).astype(float)
+        params = ScoringParams(tie_reward=0.5, loss_reward=-1.0, prior_strength=float(rng.choice([1, 10, 100])),
+                               tag_evidence=float(rng.choice([0, 30])), level_weight_topic=0.5, level_weight_attr=0.0)
+        chosen = sorted(rng.choice(len(levels), size=int(rng.integers(0, 5)), replace=False).tolist())
+        names = [levels[i] for i in chosen]
+        confidence = rng.random(len(chosen))
+
+        one = scoring.score_query(counts[chosen], all_counts, confidence, names, params)
+
+        dense = np.zeros(len(levels))
+        dense[chosen] = confidence
+        weights = scoring.tag_weights(dense[None, :], counts, params, levels)
+        prior = scoring.prior_rates(all_counts, params)
+        matrix = scoring.score_matrix(scoring.tag_rates(counts, prior, params), weights, prior)[0]
+        lengths = scoring.expected_output_matrix(counts, all_counts, weights, params)[0]
+        assert np.allclose(one.scores, matrix) and np.allclose(one.expected_output_tokens, lengths), trial
+        if one.contributions.size:
+            assert np.allclose(one.contributions.sum(axis=0), one.scores)
+
+        models = [ModelPrice(f"m{i}", 1.0, 2.0) for i in range(m)]
+        table = ScoringTable.from_weights(Weights(models=models, params=params, counts={
+            **{t: {f"m{i}": counts[j, i].tolist() for i in range(m)} for j, t in enumerate(levels)},
+            "*": {f"m{i}": all_counts[i].tolist() for i in range(m)}}))
+        copied = table.score([*names, "task:never-counted"], np.append(confidence, 0.9))
+        assert np.allclose(copied.scores, one.scores) and np.allclose(copied.expected_output_tokens,
+                                                                      one.expected_output_tokens), trial

@@ -201,3 +201,15 @@ class FeedbackResponse(_message.Message):
     tags: _containers.RepeatedScalarFieldContainer[str]
     duplicate: bool
     def __init__(self, weights_version: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class WatchWeightsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WeightsUpdate(_message.Message):
+    __slots__ = ("weights", "heartbeat_seconds")
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    weights: Weights
+    heartbeat_seconds: float
+    def __init__(self, weights: _Optional[_Union[Weights, _Mapping]] = ..., heartbeat_seconds: _Optional[float] = ...) -> None: ...

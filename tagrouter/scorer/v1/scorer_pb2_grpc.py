@@ -61,6 +61,11 @@ class ScorerServiceStub:
                 request_serializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackRequest.SerializeToString,
                 response_deserializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackResponse.FromString,
                 _registered_method=True)
+        self.WatchWeights = channel.unary_stream(
+                '/tagrouter.scorer.v1.ScorerService/WatchWeights',
+                request_serializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.WatchWeightsRequest.SerializeToString,
+                response_deserializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.WeightsUpdate.FromString,
+                _registered_method=True)
 
 
 class ScorerServiceServicer:
@@ -103,6 +108,15 @@ class ScorerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchWeights(self, request, context):
+        """The active weights, whole, now and again after every change (a load or a counted
+        feedback), with heartbeats in between: the router scores from this copy instead of
+        calling Score once per query. The stream ends with UNAVAILABLE when Redis is unreachable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScorerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +144,11 @@ def add_ScorerServiceServicer_to_server(servicer, server):
                     servicer.Feedback,
                     request_deserializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackRequest.FromString,
                     response_serializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'WatchWeights': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWeights,
+                    request_deserializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.WatchWeightsRequest.FromString,
+                    response_serializer=tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.WeightsUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +288,33 @@ class ScorerService:
             '/tagrouter.scorer.v1.ScorerService/Feedback',
             tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackRequest.SerializeToString,
             tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tagrouter.scorer.v1.ScorerService/WatchWeights',
+            tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.WatchWeightsRequest.SerializeToString,
+            tagrouter_dot_scorer_dot_v1_dot_scorer__pb2.WeightsUpdate.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,128 @@
+"""The router's copy of the scorer's weights, kept current by the scorer's WatchWeights stream.
+
+With a current copy, a Route scores in-process with the same pure functions as the scorer's
+Score (services/scorer/scoring.py): one gRPC hop and one Redis round trip fewer per query.
+The copy counts as current only while the stream is up and has spoken within three
+heartbeats; otherwise the router calls Score, so a stopped scorer or an unreachable Redis
+still gives degraded answers, as before the copy existed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from services.common import metrics
+from services.scorer import scoring
+from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
+from services.scorer.weights import ModelPrice, Weights, WeightsError
+from tagrouter.scorer.v1 import scorer_pb2
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER_HEARTBEATS = 3
+RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)  # then every second: the channel's own reconnect cap
+
+
+@dataclass(frozen=True)
+class ScoringTable:
+    """The active weights with every tag's statistics computed once, for scoring without I/O."""
+
+    version: str
+    models: list[ModelPrice]
+    params: ScoringParams
+    rows: dict[str, int]  # tag -> row of `stats`; the last row is an unseen tag (weight 0)
+    stats: scoring.TagStatistics
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    @classmethod
+    def from_weights(cls, weights: Weights) -> "ScoringTable":
+        index = {m.name: i for i, m in enumerate(weights.models)}
+        tags = [t for t in weights.counts if t != ALL_QUERIES_TAG]
+        # one row per tag, then an all-zero row for tags the weights lack, then `*`
+        counts = np.zeros((len(tags) + 2, len(index), len(COUNT_FIELDS)))
+        for row, tag in enumerate([*tags, "", ALL_QUERIES_TAG]):
+            for model, values in weights.counts.get(tag, {}).items() if tag else ():
+                if model in index:
+                    counts[row, index[model]] = values
+        stats = scoring.tag_statistics(counts[:-1], counts[-1], [*tags, ""], weights.params)
+        return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)}, stats)
+
+    def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
+        """The query's scores; `tags` without `*`, deduplicated, `confidence` [len(tags)]."""
+        unseen = len(self.rows)
+        return scoring.combine(self.stats, [self.rows.get(t, unseen) for t in tags], confidence)
+
+
+class WeightsMirror:
+    """Follows WatchWeights in the background; `current()` is the copy while it can be trusted."""
+
+    def __init__(self, scorer_stub):
+        self.stub = scorer_stub
+        self._table: ScoringTable | None = None
+        self._heard_at = 0.0
+        self._stale_after = STALE_AFTER_HEARTBEATS * 1.0
+        self._task: asyncio.Task | None = None
+        metrics.WEIGHTS_COPY_AGE.set_function(lambda: time.monotonic() - self._heard_at if self._table else float("inf"))
+
+    def current(self) -> ScoringTable | None:
+        if self._table is not None and time.monotonic() - self._heard_at <= self._stale_after:
+            return self._table
+        return None
+
+    async def wait_current(self, timeout: float) -> bool:
+        """Whether a current copy arrived within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.current() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return self.current() is not None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _follow(self) -> None:
+        failures = 0
+        while True:
+            try:
+                async for update in self.stub.WatchWeights(scorer_pb2.WatchWeightsRequest()):
+                    self._heard(update)
+                    failures = 0
+                log.warning("WatchWeights ended; scoring through Score until it is back")
+            except grpc.aio.AioRpcError as err:
+                if failures == 0:  # a warning when a copy is lost; at start-up, waiting is normal
+                    log.log(logging.WARNING if self._table is not None else logging.INFO,
+                            "WatchWeights: %s (%s); scoring through Score until it is back",
+                            err.code().name, err.details())
+            except WeightsError as err:  # the scorer validates on load, so this is a bug somewhere
+                log.error("WatchWeights sent weights that do not validate: %s", err)
+            self._table = None
+            await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+            failures += 1
+
+    def _heard(self, update: scorer_pb2.WeightsUpdate) -> None:
+        if update.heartbeat_seconds > 0:
+            self._stale_after = STALE_AFTER_HEARTBEATS * update.heartbeat_seconds
+        if update.HasField("weights"):
+            table = ScoringTable.from_weights(Weights.from_proto(update.weights))
+            if self._table is None or table.version != self._table.version:
+                log.info("scoring in-process with weights version %s (%d tags, %d models)",
+                         table.version, len(table.rows), len(table.models))
+            self._table = table
+        self._heard_at = time.monotonic()
