@@ -84,6 +84,19 @@ def test_the_copy_answers_what_score_answers_without_calling_it(parts):
         assert [t.tag for t in a.explanation.tags] == [t.tag for t in b.explanation.tags]
 
 
+def test_the_quality_margin_has_the_same_anchor_on_both_paths(parts):
+    procs, _ = parts
+    replies = {}
+    for name in ("copying", "calling"):
+        with grpc.insecure_channel(procs[name].address) as channel:
+            stub = router_pb2_grpc.RouterServiceStub(channel)
+            replies[name] = [stub.Route(router_pb2.RouteRequest(query=q, cost_weight=1.0, quality_margin=1e6),
+                                        timeout=10) for q in QUERIES]
+    for a, b in zip(replies["copying"], replies["calling"]):
+        assert a.anchor_model and a.anchor_model == b.anchor_model
+        assert a.model == a.anchor_model and b.model == b.anchor_model
+
+
 def test_an_unknown_candidate_is_refused_the_same_way(parts):
     procs, _ = parts
     for name in ("copying", "calling"):
