@@ -407,8 +407,8 @@ and the attributes (multiple choice, short input) fire on whole benchmarks. The 
 rule drops what the selection rows do not support: the domain level wherever it only restates the
 task (routerbench "task + domain" keeps task only, and scores exactly as task), the attributes in
 the served RouterBench settings. What it keeps there, it keeps on evidence: the taxonomy topics on routerbench-pair
-(selection AUC +.0014 over task only, paired standard error .0006 over the six selection groups)
-and the suite-fitted topics on routerbench-11 (+.0021, standard error .0009). On test these two
+(selection AUC +.0016 over task only, paired standard error .0005 over the six selection groups)
+and the suite-fitted topics on routerbench-11 (+.0024, standard error .0011). On test these two
 come out below task only, by less than their standard error (routerbench-pair -.0010 +- .0015,
 routerbench-11 -.0019 +- .0021): the must-show "all levels at least task only" does not hold on
 the RouterBench suites. It is not made to hold by choosing on test: the selection rows and test
