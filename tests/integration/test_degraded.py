@@ -10,9 +10,9 @@ from tests.conftest import Process, running_stack, service_env, wait_serving
 QUERY = "Write a Python function that reverses a linked list"
 
 
-def route(address, timeout=2.0, **kw):
+def route(address, timeout=2.0, query=QUERY, **kw):
     with grpc.insecure_channel(address) as channel:
-        return router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query=QUERY, **kw),
+        return router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query=query, **kw),
                                                                  timeout=timeout)
 
 
@@ -68,8 +68,42 @@ def test_tagger_down_routes_on_the_prior(redis_url, clean_redis):
 
 
 def test_client_deadline_is_propagated(redis_url, clean_redis):
+    """The router cuts its Tag call to the caller's remaining time: with the tagger busy for
+    seconds and its own Tag timeout at 5 s, a Route with a 1 s deadline has given up on the
+    tagger by then (the router's degraded counter says so) instead of waiting 5 s."""
+    import re
+    import urllib.request
+
+    from services.common.embedded_redis import free_port
+    from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
+
+    metrics_port = free_port()
     with running_stack(redis_url) as procs:
-        with pytest.raises(grpc.RpcError) as err:
-            route(procs["router"].address, timeout=0.0005)
-        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-        assert not route(procs["router"].address).degraded
+        router = Process("router", service_env(redis_url, TAGROUTER_METRICS_PORT=str(metrics_port)),
+                         "--tagger-addr", procs["tagger"].address, "--scorer-addr", procs["scorer"].address)
+        try:
+            wait_serving(router.address)
+            with pytest.raises(grpc.RpcError) as err:  # a hopeless deadline: refused at once
+                route(router.address, timeout=0.0001)
+            assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            with grpc.insecure_channel(procs["tagger"].address) as channel:
+                busy = tagger_pb2_grpc.TaggerServiceStub(channel).TagBatch.future(tagger_pb2.TagBatchRequest(
+                    requests=[tagger_pb2.TagRequest(query=f"{i} " + "a long question about routing " * 60)
+                              for i in range(200)]), timeout=60)  # seconds of encoder work
+                time.sleep(0.2)
+                start = time.monotonic()
+                try:
+                    # a query the tagger has not cached (the one above may have reached it)
+                    reply = route(router.address, timeout=1.0, query="Explain how a B-tree splits a full node")
+                    assert reply.degraded and "tagger unavailable (DEADLINE_EXCEEDED)" in reply.degraded_reason
+                except grpc.RpcError as late:  # the answer may miss the last 2 ms; the router gave up in time
+                    assert late.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                time.sleep(max(0.0, start + 1.5 - time.monotonic()))
+                text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+                assert not busy.done(), "the tagger was not busy for the whole check"
+                busy.cancel()
+            given_up = re.search(r'tagrouter_route_degraded_total\{reason="tagger_deadline_exceeded"\} (\S+)', text)
+            assert given_up and float(given_up.group(1)) == 1.0, "the router still waited for Tag past the caller's deadline"
+            assert not route(router.address, timeout=10).degraded
+        finally:
+            router.stop()
