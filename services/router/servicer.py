@@ -229,7 +229,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                                         scored.output_usd_per_mtok)
         anchor = decision.anchor(scored.prior, scored.input_usd_per_mtok + scored.output_usd_per_mtok)
         utility = decision.utilities(scored.scores, costs, cost_weight, scored.cost_scale_usd, quality_margin, anchor)
-        chosen = int(decision.choose(scored.scores, costs, cost_weight, scored.cost_scale_usd, quality_margin, anchor))
+        chosen = int(decision.best_of(utility, costs))
         response.anchor_model = scored.models[anchor]
         response.explanation.CopyFrom(explain(scored, utility, chosen))
         response.model = scored.models[chosen]
