@@ -121,7 +121,7 @@ class RunningService:
 
 def run(main: Awaitable[None]) -> None:
     """Runs a service's main coroutine on uvloop: measured here, it takes about a tenth of a
-    millisecond off each gRPC hop, and Route makes three (docs/BENCHMARKS.md)."""
+    millisecond off each gRPC hop, and Route makes two (docs/BENCHMARKS.md)."""
     uvloop.run(main)
 
 
