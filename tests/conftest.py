@@ -112,12 +112,17 @@ def running_stack(redis_url: str, ready_check: bool = True, **extra: str):
             proc.stop()
 
 
-@pytest.fixture(scope="module")
-def stack(redis_url):
+def wipe_tagrouter_keys(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter("tagrouter:*", count=1000))
     if keys:
         client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def stack(redis_url):
+    wipe_tagrouter_keys(redis_url)
     with running_stack(redis_url) as procs:
         yield procs
 

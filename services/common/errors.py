@@ -11,7 +11,7 @@ import logging
 import grpc
 import redis.exceptions
 
-from services.common.interceptors import wrap_unary, wrap_unary_stream
+from services.common.interceptors import wrap_handler
 
 log = logging.getLogger(__name__)
 
@@ -83,5 +83,5 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             return guarded
 
-        handler = wrap_unary(await continuation(handler_call_details), wrap)
-        return wrap_unary_stream(handler, wrap_stream)
+        handler = wrap_handler(await continuation(handler_call_details), "unary_unary", wrap)
+        return wrap_handler(handler, "unary_stream", wrap_stream)

@@ -1,30 +1,21 @@
-"""The one helper every server interceptor uses to wrap a unary-unary handler."""
+"""The one helper every server interceptor uses to wrap a handler's behaviour."""
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from typing import Callable
 
 import grpc
 
-Behavior = Callable[[object, grpc.aio.ServicerContext], Awaitable[object]]
+_MAKERS = {"unary_unary": grpc.unary_unary_rpc_method_handler, "unary_stream": grpc.unary_stream_rpc_method_handler}
 
 
-def wrap_unary(handler: grpc.RpcMethodHandler | None, wrap: Callable[[Behavior], Behavior]):
-    """The handler with its unary-unary behaviour replaced by wrap(behaviour); others untouched."""
-    if handler is None or handler.unary_unary is None:
+def wrap_handler(handler: grpc.RpcMethodHandler | None, kind: str, wrap: Callable):
+    """The handler with its `kind` behaviour ("unary_unary", or "unary_stream": an async
+    generator) replaced by wrap(behaviour); handlers of other kinds untouched."""
+    if handler is None or getattr(handler, kind) is None:
         return handler
-    return grpc.unary_unary_rpc_method_handler(
-        wrap(handler.unary_unary),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return _MAKERS[kind](wrap(getattr(handler, kind)), request_deserializer=handler.request_deserializer,
+                         response_serializer=handler.response_serializer)
 
 
-def wrap_unary_stream(handler: grpc.RpcMethodHandler | None, wrap):
-    """The handler with its unary-stream behaviour (an async generator) replaced by wrap(behaviour)."""
-    if handler is None or handler.unary_stream is None:
-        return handler
-    return grpc.unary_stream_rpc_method_handler(
-        wrap(handler.unary_stream),
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+def wrap_unary(handler: grpc.RpcMethodHandler | None, wrap: Callable):
+    return wrap_handler(handler, "unary_unary", wrap)

@@ -171,10 +171,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                 tagger_pb2.TagRequest(query=request.query, client_tags=request.client_tags),
                 timeout=self._timeout(self.settings.tagger_timeout_s, context))
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument(err.details()) from None
-            reasons.append(f"tagger unavailable ({err.code().name})")
-            metrics.ROUTE_DEGRADED.labels("tagger_" + err.code().name.lower()).inc()
+            reasons.append(downstream_failed("tagger", err))
         tagged_at = time.perf_counter()
         _TAG_TIME.observe(tagged_at - started)
         tags = list(tagged.tags) if tagged else []
@@ -213,10 +210,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                                         candidate_models=candidates),
                 timeout=self._timeout(self.settings.scorer_timeout_s, context))
         except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument(err.details()) from None
-            reasons.append(f"scorer unavailable ({err.code().name})")
-            metrics.ROUTE_DEGRADED.labels("scorer_" + err.code().name.lower()).inc()
+            reasons.append(downstream_failed("scorer", err))
             return None
         return Scored.from_response(response)
 
@@ -249,6 +243,14 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             response.estimated_cost_usd = float(decision.estimate_costs(
                 input_tokens, np.array(known.expected_output_tokens), np.array(known.input_usd_per_mtok),
                 np.array(known.output_usd_per_mtok)))
+
+
+def downstream_failed(part: str, err: grpc.aio.AioRpcError) -> str:
+    """The degraded reason for a failed downstream call; the caller's own bad input is its error."""
+    if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        raise InvalidArgument(err.details()) from None
+    metrics.ROUTE_DEGRADED.labels(f"{part}_{err.code().name.lower()}").inc()
+    return f"{part} unavailable ({err.code().name})"
 
 
 def explain(scored: Scored, utility: np.ndarray, chosen: int) -> router_pb2.Explanation:

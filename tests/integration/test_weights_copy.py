@@ -14,7 +14,7 @@ from services.common.settings import DEFAULT_WEIGHTS_FILE
 from services.scorer.weights import Weights
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
-from tests.conftest import Process, service_env, wait_serving
+from tests.conftest import Process, service_env, wait_serving, wipe_tagrouter_keys
 
 QUERIES = [
     "Write a Python function that reverses a linked list",
@@ -34,12 +34,7 @@ def score_calls(metrics_port: int) -> float:
 @pytest.fixture(scope="module")
 def parts(redis_url):
     """A tagger, a scorer with metrics, a router with the copy and one without."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter("tagrouter:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    wipe_tagrouter_keys(redis_url)
     env = service_env(redis_url)
     metrics_port = free_port()
     tagger = Process("tagger", env)
