@@ -112,6 +112,8 @@ class WeightsMirror:
                             err.code().name, err.details())
             except WeightsError as err:  # the scorer validates on load, so this is a bug somewhere
                 log.error("WatchWeights sent weights that do not validate: %s", err)
+            except Exception:  # noqa: BLE001 - never let the copy's task die: Route falls back to Score
+                log.exception("following WatchWeights failed; scoring through Score")
             self._table = None
             await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
             failures += 1
