@@ -96,7 +96,7 @@ def test_client_deadline_is_propagated(redis_url, clean_redis):
                     # a query the tagger has not cached (the one above may have reached it)
                     reply = route(router.address, timeout=1.0, query="Explain how a B-tree splits a full node")
                     assert reply.degraded and "tagger unavailable (DEADLINE_EXCEEDED)" in reply.degraded_reason
-                except grpc.RpcError as late:  # the answer may miss the last 2 ms; the router gave up in time
+                except grpc.RpcError as late:  # a very late answer still shows the router gave up in time below
                     assert late.code() == grpc.StatusCode.DEADLINE_EXCEEDED
                 time.sleep(max(0.0, start + 1.5 - time.monotonic()))
                 text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
