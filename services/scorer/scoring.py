@@ -140,6 +140,7 @@ class QueryScore:
     contributions: np.ndarray  # [T, M] each tag's part of each score (sums to scores; [0, M] if no tag counts)
     tag_weights: np.ndarray  # [T] each tag's weight in the mean (0 for a tag the counts never saw)
     expected_output_tokens: np.ndarray  # [M]
+    prior: np.ndarray  # [M] each model's overall rate (the `*` tag): its score with no known tag
 
 
 @dataclass(frozen=True)
@@ -172,10 +173,11 @@ def combine(stats: TagStatistics, rows, confidence: np.ndarray) -> QueryScore:
     total = float(weights.sum()) if weights.size else 0.0
     if total <= 0:
         return QueryScore(stats.prior.copy(), np.zeros((0, stats.prior.shape[0])), weights,
-                          stats.overall_output_tokens.copy())
+                          stats.overall_output_tokens.copy(), stats.prior)
     share = (weights / total)[:, None]
     contributions = stats.rates[rows] * share
-    return QueryScore(contributions.sum(axis=0), contributions, weights, (stats.output_tokens[rows] * share).sum(axis=0))
+    return QueryScore(contributions.sum(axis=0), contributions, weights, (stats.output_tokens[rows] * share).sum(axis=0),
+                      stats.prior)
 
 
 def score_query(counts: np.ndarray, all_counts: np.ndarray, confidence: np.ndarray, names,

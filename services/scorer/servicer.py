@@ -112,7 +112,6 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         known = np.array([bool(h) for h in per_tag[:-1]], dtype=bool)
         scored = scoring.score_query(counts, all_counts, np.array(tag_weights, dtype=np.float64) * known,
                                      tags, pool.params)
-        prior = scoring.prior_rates(all_counts, pool.params)  # the overall rates: the router's margin anchor
         keep = [names.index(m) for m in candidates] if candidates else range(len(names))
         used = [t for t in range(len(tags)) if scored.tag_weights[t] > 0]
         return scorer_pb2.ScoreResponse(
@@ -123,7 +122,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
                 model=names[m], score=float(scored.scores[m]),
                 expected_output_tokens=float(scored.expected_output_tokens[m]),
                 input_usd_per_mtok=pool.models[m].input_usd_per_mtok,
-                output_usd_per_mtok=pool.models[m].output_usd_per_mtok, prior_score=float(prior[m]),
+                output_usd_per_mtok=pool.models[m].output_usd_per_mtok, prior_score=float(scored.prior[m]),
                 contributions=[scorer_pb2.TagContribution(tag=tags[t], contribution=float(scored.contributions[t, m]))
                                for t in used],
             ) for m in keep],
