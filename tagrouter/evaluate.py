@@ -21,7 +21,7 @@ import numpy as np
 from services.router import decision
 from services.scorer import scoring
 from services.scorer.scoring import ScoringParams
-from tagrouter import baselines, metrics
+from tagrouter import baselines, headroom, metrics
 from tagrouter.fit import count_matrix, incidence, tag_index
 from tagrouter.suite import Suite
 from tagrouter.topics import TopicModel, fit_topics
@@ -159,6 +159,57 @@ def knob_path(scores: np.ndarray, costs: np.ndarray, cost_scale_usd: float = 0.0
             np.concatenate([np.zeros_like(margins), lambdas]))
 
 
+# Utilities within this of the best are tied in `decision.best_of`: the envelope walk below crosses
+# a line over at the same point, so that both give the same choices.
+_TIED = 1e-12
+
+
+def choices_along(scores: np.ndarray, costs: np.ndarray, cost_weights: np.ndarray,
+                  cost_scale_usd: float = 0.0) -> np.ndarray:
+    """[K, Q] `decision.choose(scores, costs, w, cost_scale_usd)` for every w >= 0 of `cost_weights`
+    [K], without the [K, Q, M] utilities: as w grows, a query's choice only ever moves to a model
+    of lower cost, at the w where that model's line S - w * cost / scale meets its current
+    choice's, so each query changes at most M - 1 times. Walking those crossings costs
+    O(Q M^2 + K Q) instead of O(K Q M): most of `tagrouter eval`'s time on an 11-model suite."""
+    scores = np.asarray(scores, dtype=np.float64)
+    costs = np.asarray(costs, dtype=np.float64)
+    weights = np.asarray(cost_weights, dtype=np.float64)
+    n_queries, n_models = scores.shape
+    if cost_scale_usd > 0:
+        unit = costs / cost_scale_usd
+    else:
+        top = costs.max(axis=1, keepdims=True)
+        unit = np.divide(costs, top, out=np.zeros_like(costs), where=top > 0)
+    rows = np.arange(n_queries)
+    current = decision.choose(scores, costs, 0.0, cost_scale_usd)
+    path, starts = [current], []  # path[j + 1] holds from weight starts[j] on (inclusive)
+    reached = np.zeros(n_queries)
+    for _ in range(n_models - 1):
+        slope = unit[rows, current][:, None] - unit  # > 0: a model whose utility falls more slowly
+        gap = scores[rows, current][:, None] - scores - _TIED
+        lower = slope > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = np.where(lower, np.maximum(gap / np.where(lower, slope, 1.0), reached[:, None]), np.inf)
+        at = cross.min(axis=1)
+        # of the lines meeting there, the one above just past it is the cheapest (`best_of`'s tie-break)
+        following = np.where(cross == at[:, None], costs, np.inf).argmin(axis=1)
+        moves = np.isfinite(at)
+        current = np.where(moves, following, current)
+        reached = np.where(moves, at, reached)
+        path.append(current)
+        starts.append(at)
+    order = np.argsort(weights, kind="stable")
+    sorted_weights = weights[order]
+    switched = np.zeros((len(weights) + 1, n_queries), dtype=np.int64)
+    for at in starts:
+        np.add.at(switched, (np.searchsorted(sorted_weights, at, side="left"), rows), 1)
+    level = np.cumsum(switched, axis=0)[:-1]  # [K, Q] crossings passed at each sorted weight
+    chosen = np.take_along_axis(np.stack(path), level, axis=0)
+    out = np.empty_like(chosen)
+    out[order] = chosen
+    return out
+
+
 def sweep(prep: Prepared, rows: np.ndarray, predicted: np.ndarray, estimated_costs: np.ndarray,
           cost_scale_usd: float = 0.0, lambdas: np.ndarray | None = None, anchor: int | None = None) -> np.ndarray:
     """[K, 3] (true total cost, AR, quality) of the decision rule at each knob setting, on `rows`
@@ -170,7 +221,13 @@ def sweep(prep: Prepared, rows: np.ndarray, predicted: np.ndarray, estimated_cos
     else:
         lambdas = np.asarray(lambdas, dtype=np.float64)
         margins = np.zeros_like(lambdas)
-    choices = decision.choose(s, c, lambdas[:, None, None], cost_scale_usd, margins[:, None, None], anchor)  # [K, Q]
+    choices = np.empty((len(lambdas), len(s)), dtype=np.int64)  # [K, Q]
+    on_margin = margins != 0  # the quality margin's part of the path (few values): the rule itself
+    if on_margin.any():
+        choices[on_margin] = decision.choose(s, c, lambdas[on_margin, None, None], cost_scale_usd,
+                                             margins[on_margin, None, None], anchor)
+    if (~on_margin).any():
+        choices[~on_margin] = choices_along(s, c, lambdas[~on_margin], cost_scale_usd)
     suite = prep.suite
     return metrics.routed_points(choices, prep.accept[rows], suite.scores[rows], suite.costs[rows])
 
@@ -536,6 +593,9 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *
                 "cost_usd": float(test_singles.cost[i])} for i, n in enumerate(test_singles.names)},
         "best_single_model": test_singles.names[test_singles.best],
         "oracle": metrics.oracle(prep.accept[test], suite.scores[test], suite.costs[test]),
+        # how far the embeddings predict where a no-pricier model rescues the best one (selection rows)
+        "headroom": headroom.measure(prep.embeddings, prep.accept, list_prices(suite), suite.model_names,
+                                     train, valid, parts),
     }
     for r in results:
         doc["routers"][r.name] = _router_doc(r.test_points, test_singles) | {
@@ -703,9 +763,7 @@ def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_p
 
 
 def format_table(doc: dict) -> str:
-    """The routers and single models of one result, as a Markdown table."""
-    best = doc["single_models"][doc["best_single_model"]]
-
+    """The routers and single models of one result, as a Markdown table, and the headroom in a line."""
     def pct(v):
         return "never" if v is None else f"{v:.1f}%"
 
@@ -722,5 +780,10 @@ def format_table(doc: dict) -> str:
         lines.append(f"| {name}{mark} | {m['ar']:.4f} | {m['quality']:.4f} | {m['cost_usd']:.4f} |")
     o = doc["oracle"]
     lines.append(f"| oracle (cheapest accepted) | {o['ar']:.4f} | {o['quality']:.4f} | {o['cost_usd']:.4f} |")
-    del best
+    h = doc.get("headroom")
+    if h:
+        lines += ["", f"Headroom on the selection rows (tagrouter/headroom.py): {h['best_model']} fails "
+                      f"{h['best_model_misses']} of {h['rows']} queries, {h['rescuable']} of them rescued by a model no "
+                      f"pricier; predicted from the embeddings, the best order rescues net +{h['best_gain_queries']} "
+                      f"(random orders +{h['random_order_gain_queries']:.2f})."]
     return "\n".join(lines)

@@ -46,6 +46,8 @@ def test_eval_reports_every_router_on_a_suite_it_has_never_seen(suite3, tmp_path
     assert set(doc["single_models"]) == set(POOL)
     assert {"ar", "quality", "cost_usd"} <= set(doc["single_models"][POOL[0]])
     assert doc["oracle"]["ar"] == 1.0
+    room = doc["headroom"]  # measured on the selection rows: never more than the queries the best model fails
+    assert room["best_model"] in POOL and 0 <= room["best_gain_queries"] <= room["rescuable"] <= room["best_model_misses"]
     assert (tmp_path / "c.png").stat().st_size > 10_000
     # random mixing of single models never beats their hull: a router with AUC under it learned nothing
     assert doc["routers"]["random"]["cost_to_match_pct"] == pytest.approx(100.0)

@@ -85,3 +85,25 @@ def test_knob_path_has_no_margin_part_when_the_argmax_is_always_the_anchor():
     costs = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
     margins, lambdas = knob_path(scores, costs, 0.0, 2)
     assert (margins == 0).all() and np.array_equal(lambdas, knob_values(scores, costs, 0.0))
+
+
+@pytest.mark.parametrize("cost_scale_usd", [0.0, 0.004, 0.001])
+@pytest.mark.parametrize("tied", [False, True])
+def test_choices_along_the_cost_knob_are_the_rules_own(cost_scale_usd, tied):
+    """The evaluation's fast sweep gives, at every knob value, exactly what `decision.choose` gives:
+    with many exact ties of scores and costs too (ties go to the cheaper model)."""
+    from services.router.decision import choose
+    from tagrouter.evaluate import LAMBDAS, choices_along, knob_values
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        q, m = int(rng.integers(1, 60)), int(rng.integers(2, 12))
+        if tied:
+            scores, costs = rng.integers(0, 4, (q, m)) / 4.0, rng.integers(0, 4, (q, m)) * 1e-3  # 1e-3 / 0.001: exact
+        else:
+            scores, costs = rng.random((q, m)), rng.random((q, m)) * 1e-2
+        weights = np.concatenate([LAMBDAS, knob_values(scores, costs, cost_scale_usd), rng.random(20) * 3,
+                                  np.arange(33) / 16])  # dyadic: some land exactly on a crossing
+        rng.shuffle(weights)
+        expected = choose(scores, costs, weights[:, None, None], cost_scale_usd)
+        assert np.array_equal(choices_along(scores, costs, weights, cost_scale_usd), expected)
