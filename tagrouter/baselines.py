@@ -18,17 +18,24 @@ RIDGE_ALPHAS = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 MF_RANKS = (1, 2, 4, 8, 16)
 
 
-def knn_predict(train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray, ks=KNN_KS) -> dict[int, np.ndarray]:
-    """k -> [Q, M] mean train score of each query's k nearest train queries, for every k at once."""
-    ks = [k for k in ks if k <= len(train_x)] or [len(train_x)]
-    top = max(ks)
+def knn_ks(train_size: int, ks=KNN_KS) -> list[int]:
+    """The k of the grid that a train set of `train_size` queries supports (all of it when none does)."""
+    return [k for k in ks if k <= train_size] or [train_size]
+
+
+def knn_predict(train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray, ks=None) -> dict[int, np.ndarray]:
+    """k -> [Q, M] mean train score of each query's k nearest train queries, for every k at once
+    (default: `knn_ks` of this train set). A k above the train set's size averages all of it, so that
+    a fit on a fold answers for every k of the fit on the whole train set."""
+    ks = knn_ks(len(train_x)) if ks is None else list(ks)
+    top = min(max(ks), len(train_x))
     sims = x @ train_x.T
     nearest = np.argpartition(-sims, top - 1, axis=1)[:, :top] if top < sims.shape[1] else \
         np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
     order = np.take_along_axis(sims, nearest, axis=1).argsort(axis=1)[:, ::-1]
     nearest = np.take_along_axis(nearest, order, axis=1)
     running = np.cumsum(train_y[nearest], axis=1)  # [Q, top, M]
-    return {k: running[:, k - 1] / k for k in ks}
+    return {k: running[:, min(k, top) - 1] / min(k, top) for k in ks}
 
 
 class Ridge:
@@ -88,12 +95,13 @@ def complexity(kind: str, setting: dict) -> tuple:
 
 
 def predict_all(kind: str, train_x: np.ndarray, train_y: np.ndarray, x: np.ndarray,
-                train_length: np.ndarray) -> list[tuple[dict, np.ndarray, np.ndarray]]:
+                train_length: np.ndarray, ks=None) -> list[tuple[dict, np.ndarray, np.ndarray]]:
     """(setting, [Q, M] predicted scores, [Q, M] predicted answer lengths) for every setting of the
-    baseline's grid; the length comes from the same method and setting as the score."""
+    baseline's grid; the length comes from the same method and setting as the score. ks: kNN's k
+    (default: those this train set supports; a fold's fit takes the whole train set's)."""
     m = train_y.shape[1]
     if kind == "knn":
-        by_k = knn_predict(train_x, np.concatenate([train_y, train_length], axis=1), x)
+        by_k = knn_predict(train_x, np.concatenate([train_y, train_length], axis=1), x, ks)
         return [({"k": k}, p[:, :m], p[:, m:]) for k, p in by_k.items()]
     ridge = Ridge(train_x, np.concatenate([train_y, train_length], axis=1))  # one SVD for both
     scores, lengths = slice(0, m), slice(m, None)

@@ -159,54 +159,52 @@ def knob_path(scores: np.ndarray, costs: np.ndarray, cost_scale_usd: float = 0.0
             np.concatenate([np.zeros_like(margins), lambdas]))
 
 
-# Utilities within this of the best are tied in `decision.best_of`: the envelope walk below crosses
-# a line over at the same point, so that both give the same choices.
-_TIED = 1e-12
-
-
 def choices_along(scores: np.ndarray, costs: np.ndarray, cost_weights: np.ndarray,
                   cost_scale_usd: float = 0.0) -> np.ndarray:
     """[K, Q] `decision.choose(scores, costs, w, cost_scale_usd)` for every w >= 0 of `cost_weights`
-    [K], without the [K, Q, M] utilities: as w grows, a query's choice only ever moves to a model
-    of lower cost, at the w where that model's line S - w * cost / scale meets its current
-    choice's, so each query changes at most M - 1 times. Walking those crossings costs
-    O(Q M^2 + K Q) instead of O(K Q M): most of `tagrouter eval`'s time on an 11-model suite."""
+    [K], without the [K, Q, M] utilities (most of `tagrouter eval`'s time on an 11-model suite).
+
+    The rule picks, among the models whose utility S - w * cost / scale is within TIED_UTILITY of
+    the best, the cheapest. Model m is within it of every other line exactly on a band of w: from
+    lo(m) (where the pricier lines stop beating it by more) to hi(m) (where a cheaper one starts
+    to). The cheapest model whose band has started is always inside its band (a cheaper line that
+    beat it by more would have a band started too), so the choice at w is the cheapest model with
+    lo(m) <= w: a running minimum over the bands' starts. O(Q M^2 + K Q) instead of O(K Q M)."""
     scores = np.asarray(scores, dtype=np.float64)
     costs = np.asarray(costs, dtype=np.float64)
     weights = np.asarray(cost_weights, dtype=np.float64)
+    if np.any(weights < 0) or np.any(np.isnan(weights)):
+        raise ValueError("cost weights must be >= 0")
+    if not np.isfinite(scores).all():  # the bands need finite differences: the rule itself then
+        return decision.choose(scores, costs, weights[:, None, None], cost_scale_usd).reshape(len(weights), -1)
     n_queries, n_models = scores.shape
     if cost_scale_usd > 0:
         unit = costs / cost_scale_usd
     else:
         top = costs.max(axis=1, keepdims=True)
         unit = np.divide(costs, top, out=np.zeros_like(costs), where=top > 0)
-    rows = np.arange(n_queries)
-    current = decision.choose(scores, costs, 0.0, cost_scale_usd)
-    path, starts = [current], []  # path[j + 1] holds from weight starts[j] on (inclusive)
-    reached = np.zeros(n_queries)
-    for _ in range(n_models - 1):
-        slope = unit[rows, current][:, None] - unit  # > 0: a model whose utility falls more slowly
-        gap = scores[rows, current][:, None] - scores - _TIED
-        lower = slope > 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cross = np.where(lower, np.maximum(gap / np.where(lower, slope, 1.0), reached[:, None]), np.inf)
-        at = cross.min(axis=1)
-        # of the lines meeting there, the one above just past it is the cheapest (`best_of`'s tie-break)
-        following = np.where(cross == at[:, None], costs, np.inf).argmin(axis=1)
-        moves = np.isfinite(at)
-        current = np.where(moves, following, current)
-        reached = np.where(moves, at, reached)
-        path.append(current)
-        starts.append(at)
+    tied = decision.TIED_UTILITY
+    above = scores[:, :, None] - scores[:, None, :]  # [Q, j, m] S(j) - S(m)
+    steeper = unit[:, :, None] - unit[:, None, :]  # [Q, j, m] unit(j) - unit(m)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        meet = (above - tied) / steeper  # the w from which m is within `tied` of j (j pricier), until which (j cheaper)
+    lo = np.where(steeper > 0, meet, -np.inf).max(axis=1)
+    hi = np.where(steeper < 0, meet, np.inf).min(axis=1)
+    ever = np.where(steeper == 0, above <= tied, True).all(axis=1) & (lo <= hi)
+    lo = np.where(ever, np.maximum(lo, 0.0), np.inf)  # [Q, M]
+    # rank of each model by (cost, index): the rule's tie-break
+    rank = np.lexsort((np.broadcast_to(np.arange(n_models), costs.shape), costs), axis=1).argsort(axis=1)
+    by_start = np.argsort(lo, axis=1, kind="stable")
+    best_rank = np.minimum.accumulate(np.take_along_axis(rank, by_start, axis=1), axis=1)
+    path = np.take_along_axis(np.argsort(rank, axis=1), best_rank, axis=1)  # [Q, M] choice once j+1 bands started
+    starts = np.take_along_axis(lo, by_start, axis=1)  # [Q, M] ascending
     order = np.argsort(weights, kind="stable")
-    sorted_weights = weights[order]
-    switched = np.zeros((len(weights) + 1, n_queries), dtype=np.int64)
-    for at in starts:
-        np.add.at(switched, (np.searchsorted(sorted_weights, at, side="left"), rows), 1)
-    level = np.cumsum(switched, axis=0)[:-1]  # [K, Q] crossings passed at each sorted weight
-    chosen = np.take_along_axis(np.stack(path), level, axis=0)
-    out = np.empty_like(chosen)
-    out[order] = chosen
+    started = np.zeros((len(weights) + 1, n_queries), dtype=np.int64)
+    rows = np.broadcast_to(np.arange(n_queries)[:, None], starts.shape)
+    np.add.at(started, (np.searchsorted(weights[order], starts, side="left"), rows), 1)
+    count = np.cumsum(started, axis=0)[:-1]  # [K, Q] bands started at each sorted weight (>= 1: the argmax's)
+    out = np.empty((len(weights), n_queries), dtype=np.int64)
+    out[order] = np.take_along_axis(path.T, np.maximum(count - 1, 0), axis=0)
     return out
 
 
@@ -548,12 +546,16 @@ def baseline_predictions(prep: Prepared, kind: str, parts: list[np.ndarray]):
     TagRouter does with its counts."""
     suite, x = prep.suite, prep.embeddings
     train = suite.rows("train")
-    full = [list(p) for p in baselines.predict_all(kind, x[train], suite.scores[train], x, suite.output_tokens[train])]
+    ks = baselines.knn_ks(len(train))  # every fold's fit gives the same settings as the whole train set's
+    full = [list(p) for p in baselines.predict_all(kind, x[train], suite.scores[train], x, suite.output_tokens[train],
+                                                   ks)]
     for part in parts:
         rest = np.setdiff1d(train, part)
-        for i, (_, p, length) in enumerate(baselines.predict_all(kind, x[rest], suite.scores[rest], x[part],
-                                                                 suite.output_tokens[rest])):
-            full[i][1][part], full[i][2][part] = p, length
+        fold = baselines.predict_all(kind, x[rest], suite.scores[rest], x[part], suite.output_tokens[rest], ks)
+        for whole, (setting, p, length) in zip(full, fold, strict=True):
+            if whole[0] != setting:  # a fold's prediction must never land under another setting
+                raise RuntimeError(f"{kind}: fold setting {setting} against {whole[0]}")
+            whole[1][part], whole[2][part] = p, length
     return full
 
 
@@ -595,7 +597,7 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers=("tagrouter", *
         "oracle": metrics.oracle(prep.accept[test], suite.scores[test], suite.costs[test]),
         # how far the embeddings predict where a no-pricier model rescues the best one (selection rows)
         "headroom": headroom.measure(prep.embeddings, prep.accept, list_prices(suite), suite.model_names,
-                                     train, valid, parts),
+                                     singles_on(prep, train).best, selection_rows(prep, parts), train, parts),
     }
     for r in results:
         doc["routers"][r.name] = _router_doc(r.test_points, test_singles) | {
@@ -780,10 +782,10 @@ def format_table(doc: dict) -> str:
         lines.append(f"| {name}{mark} | {m['ar']:.4f} | {m['quality']:.4f} | {m['cost_usd']:.4f} |")
     o = doc["oracle"]
     lines.append(f"| oracle (cheapest accepted) | {o['ar']:.4f} | {o['quality']:.4f} | {o['cost_usd']:.4f} |")
-    h = doc.get("headroom")
-    if h:
-        lines += ["", f"Headroom on the selection rows (tagrouter/headroom.py): {h['best_model']} fails "
-                      f"{h['best_model_misses']} of {h['rows']} queries, {h['rescuable']} of them rescued by a model no "
-                      f"pricier; predicted from the embeddings, the best order rescues net +{h['best_gain_queries']} "
-                      f"(random orders +{h['random_order_gain_queries']:.2f})."]
+    h = doc["headroom"]
+    lines += ["", f"Headroom on the selection rows (tagrouter/headroom.py): {h['best_model']} fails "
+                  f"{h['best_model_misses']} of {h['rows']} queries, {h['rescuable']} of which another model no pricier "
+                  f"gets right; the best of {h['predictors_tried']} orders predicted from the embeddings gains net "
+                  f"+{h['best_gain_queries']} queries, the best of as many random orders +"
+                  f"{h['random_orders_gain_queries']:.2f} on average."]
     return "\n".join(lines)

@@ -1,16 +1,18 @@
 """How much a router could gain over the best single model, measured on the selection rows.
 
-When no router's curve beats the best single model, is that the routers' fault or the data's?
-A router beats the best model b at no more than b's cost only by moving queries from b to a
-model m no pricier than b where m is accepted and b is not, more often than the reverse. This
-measures how far the query embeddings predict that gain directly, with no routing rule between:
-for each query, gain(q, m) = accepted(q, m) - accepted(q, b) is predicted out-of-fold (kNN and
-ridge regression on the embeddings, every setting of the baselines' grids), the queries are
-moved in order of their best predicted gain, and the largest running total of the true gain over
-that order is the headroom one predictor finds. The largest over all predictors is an optimistic
-figure (the best of many orders, chosen after the fact); random orders give the level that
-signal has to clear. When even that optimistic figure stays at the random level, no router fed
-with these embeddings can be expected to beat the best model on the suite.
+When no router's curve beats the best single model b, is that the routers' fault or the data's?
+When b is also the priciest model (every shared suite), a router beats it at no more than its
+cost only by moving queries from b to a model m where m is accepted and b is not, more often
+than the reverse (in other pools it could also buy a pricier model with what it saves; that part
+is not measured here). This measures how far the query embeddings predict that gain directly,
+with no routing rule in between: gain(q, m) = accepted(q, m) - accepted(q, b) for every m no
+pricier than b (by list price) is predicted out-of-fold by kNN and ridge regression on the
+embeddings (every setting of the baselines' grids); the queries are moved in order of their best
+predicted gain, cut only where that prediction changes, and the largest running total of the
+true gain is what one predictor finds. The largest over all predictors is optimistic (the best
+of many orders, chosen after the fact), so it is compared with the same best-of-as-many over
+random orders: when it does not clear that, no router fed with these embeddings can be expected
+to beat b.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from tagrouter import baselines
 
-RANDOM_ORDERS = 200
+RANDOM_REPEATS = 200
 SEED = 0
 
 
@@ -30,83 +32,75 @@ def gains(accept: np.ndarray, best: int) -> np.ndarray:
 
 def best_running_gain(predicted: np.ndarray, true: np.ndarray, eligible: np.ndarray) -> tuple[int, int]:
     """(largest running total of the true gain, queries moved to reach it) when each query goes to its
-    eligible model of highest predicted gain, queries taken in order of that prediction (0, 0 when
-    moving none is best). predicted, true: [Q, M]; eligible: [M] bool."""
+    eligible model of highest predicted gain, in order of that prediction, cutting only between
+    different predictions (0, 0 when moving none is best). predicted, true: [Q, M]; eligible: [M]."""
     if not eligible.any() or not len(predicted):
         return 0, 0
     masked = np.where(eligible[None, :], predicted, -np.inf)
     target = masked.argmax(axis=1)
-    order = np.argsort(-masked.max(axis=1), kind="stable")
+    value = masked.max(axis=1)
+    order = np.argsort(-value, kind="stable")
     running = np.cumsum(true[order, target[order]])
-    at = int(np.argmax(running))
+    # a cut inside a run of equal predictions would depend on row order: keep the run's last position
+    cuts = np.flatnonzero(np.append(value[order][1:] != value[order][:-1], True))
+    at = int(cuts[np.argmax(running[cuts])])
     return (int(running[at]), at + 1) if running[at] > 0 else (0, 0)
 
 
-def random_running_gain(true: np.ndarray, target: int, orders: int = RANDOM_ORDERS, seed: int = SEED) -> float:
-    """Mean over random query orders of the largest running total of the true gain when every query
-    goes to model `target`: what an order with no signal finds."""
+def random_running_gain(true: np.ndarray, target: int, orders: int, repeats: int = RANDOM_REPEATS,
+                        seed: int = SEED) -> float:
+    """Mean over `repeats` of the best of `orders` random query orders (the largest running total of
+    the true gain when every query goes to model `target`): what as many orders with no signal find."""
     rng = np.random.default_rng(seed)
     column = true[:, target]
-    return float(np.mean([max(0, int(np.cumsum(column[rng.permutation(len(column))]).max()))
-                          for _ in range(orders)]))
+    best = [max(max(0, int(np.cumsum(column[rng.permutation(len(column))]).max())) for _ in range(orders))
+            for _ in range(repeats)]
+    return float(np.mean(best))
 
 
-def out_of_fold(train_x: np.ndarray, train_y: np.ndarray, x_rest: np.ndarray,
-                parts: list[np.ndarray], train_rows: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """(predictor name, [len(train_rows) + len(x_rest), M] predictions): train rows out-of-fold over
-    `parts` (row ids, as `evaluate.cv_folds` gives them), the other rows (`x_rest`) from the fit on
-    all of train. Without parts the train rows' predictions are zeros: use the rest only."""
-    def fits(fit_x, fit_y, x):
-        by_k = baselines.knn_predict(fit_x, fit_y, x)
-        ridge = baselines.Ridge(fit_x, fit_y)
-        return ([(f"knn k={k}", p) for k, p in by_k.items()]
-                + [(f"ridge alpha={a:g}", ridge.predict(x, a)) for a in baselines.RIDGE_ALPHAS])
+def predictions(x: np.ndarray, target: np.ndarray, train: np.ndarray, parts: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Predictor name -> [Q, M] predictions of `target` [Q, M] for every row, fitted on `train`; the
+    train rows out-of-fold over `parts` (row ids, as `evaluate.cv_folds` gives them)."""
+    ks = baselines.knn_ks(len(train))
 
-    rest = fits(train_x, train_y, x_rest)
-    out = [(name, np.zeros((len(train_rows), train_y.shape[1]))) for name, _ in rest]
-    position = {row: i for i, row in enumerate(train_rows)}
+    def fit(rows: np.ndarray, at: np.ndarray) -> dict[str, np.ndarray]:
+        ridge = baselines.Ridge(x[rows], target[rows])
+        return ({f"knn k={k}": p for k, p in baselines.knn_predict(x[rows], target[rows], x[at], ks).items()}
+                | {f"ridge alpha={a:g}": ridge.predict(x[at], a) for a in baselines.RIDGE_ALPHAS})
+
+    everywhere = fit(train, np.arange(len(x)))
     for part in parts:
-        held = np.array([position[r] for r in part])
-        kept = np.setdiff1d(np.arange(len(train_rows)), held)
-        for (_, whole), (_, p) in zip(out, fits(train_x[kept], train_y[kept], train_x[held])):
-            whole[held] = p
-    return [(name, np.concatenate([whole, p])) for (name, whole), (_, p) in zip(out, rest)]
+        for name, p in fit(np.setdiff1d(train, part), part).items():
+            everywhere[name][part] = p
+    return everywhere
 
 
-def measure(embeddings: np.ndarray, accept: np.ndarray, list_prices: np.ndarray, names: list[str],
-            train: np.ndarray, valid: np.ndarray, parts: list[np.ndarray]) -> dict:
-    """The headroom document of one suite on its selection rows (train out-of-fold over `parts`, then
-    valid; valid alone when there are no parts). The best model is the one with the highest accept rate on train (ties: the cheaper by
-    list price); eligible are the other models no pricier than it by list price."""
-    rate = accept[train].mean(axis=0)
-    top = np.flatnonzero(rate >= rate.max() - 1e-12)
-    best = int(top[np.argmin(list_prices[top])])
+def measure(embeddings: np.ndarray, accept: np.ndarray, list_prices: np.ndarray, names: list[str], best: int,
+            rows: np.ndarray, train: np.ndarray, parts: list[np.ndarray]) -> dict:
+    """The headroom of one suite above model `best` (the best single model on train) on the selection
+    `rows` (train out-of-fold over `parts`, and valid). Eligible: the other models no pricier than it
+    by list price."""
     eligible = (list_prices <= list_prices[best]) & (np.arange(len(names)) != best)
-    # the rows `tagrouter eval` selects on: train out-of-fold and valid, or valid alone without folds
-    rows = np.concatenate([train, valid]) if parts else valid
     true = gains(accept[rows], best)
-    misses = int((~accept[rows, best]).sum())
-    rescuable = int(((true == 1) & eligible[None, :]).any(axis=1).sum())
-    train_gain = gains(accept[train], best).mean(axis=0)
     found = {}
     if eligible.any():
-        for name, predicted in out_of_fold(embeddings[train], gains(accept[train], best).astype(np.float64),
-                                           embeddings[valid], parts, train):
-            predicted = predicted if parts else predicted[len(train):]
-            gain, moved = best_running_gain(predicted, true, eligible)
+        for name, predicted in predictions(embeddings, gains(accept, best).astype(np.float64), train, parts).items():
+            gain, moved = best_running_gain(predicted[rows], true, eligible)
             found[name] = {"gain_queries": gain, "moved_queries": moved}
-    top_name = max(found, key=lambda n: (found[n]["gain_queries"], -found[n]["moved_queries"]), default=None)
+    top = max(found, key=lambda n: (found[n]["gain_queries"], -found[n]["moved_queries"]), default=None)
+    train_gain = gains(accept[train], best).mean(axis=0)
     alternative = int(np.flatnonzero(eligible)[np.argmax(train_gain[eligible])]) if eligible.any() else None
     return {
         "rows": int(len(rows)),
         "best_model": names[best],
         "best_model_ar": float(accept[rows, best].mean()),
-        "best_model_misses": misses,
-        "rescuable": rescuable,
-        "best_predictor": top_name,
-        "best_gain_queries": found[top_name]["gain_queries"] if top_name else 0,
-        "best_gain_moved_queries": found[top_name]["moved_queries"] if top_name else 0,
+        "best_model_misses": int((~accept[rows, best]).sum()),
+        "rescuable": int(((true == 1) & eligible[None, :]).any(axis=1).sum()),
+        "predictors_tried": len(found),
+        "best_predictor": top,
+        "best_gain_queries": found[top]["gain_queries"] if top else 0,
+        "best_gain_moved_queries": found[top]["moved_queries"] if top else 0,
         "random_order_alternative": None if alternative is None else names[alternative],
-        "random_order_gain_queries": 0.0 if alternative is None else random_running_gain(true, alternative),
+        "random_orders_gain_queries": 0.0 if alternative is None else random_running_gain(true, alternative, len(found)),
         "predictors": found,
     }

@@ -107,3 +107,29 @@ def test_choices_along_the_cost_knob_are_the_rules_own(cost_scale_usd, tied):
         rng.shuffle(weights)
         expected = choose(scores, costs, weights[:, None, None], cost_scale_usd)
         assert np.array_equal(choices_along(scores, costs, weights, cost_scale_usd), expected)
+
+
+@pytest.mark.parametrize("scores, costs, weights, cost_scale_usd", [
+    # scores one ulp apart (0.3 and 0.1 + 0.2): tied, so the lower index of the equal-cost pair
+    ([[0.3, 0.1 + 0.2, 0.6]], [[1.0, 1.0, 2.0]], [0.0, 0.3, 1.0, 100.0], 0.0),
+    # a pricier model within the tie tolerance above the chosen one, and a cheaper third
+    ([[1.0, 1.0 + 0.8e-12, 1.0 - 1.3e-12]], [[1e-12, 2e-12, 0.0]], [0.0, 0.2, 0.4, 0.5, 0.6, 1.0], 1.0),
+    # three lines through one point, weights inside the tie tolerance just before it
+    ([[1.0, 0.5, 0.0]], [[3.0, 2.0, 1.0]], [0.5 - 1e-12, 0.5 - 0.75e-12, 0.5 - 0.4e-12, 0.5], 1.0),
+    # every cost zero under the relative rule: the best score, ties to the first
+    ([[0.2, 0.7, 0.7]], [[0.0, 0.0, 0.0]], [0.0, 1.0], 0.0),
+])
+def test_choices_along_the_cost_knob_near_ties(scores, costs, weights, cost_scale_usd):
+    from services.router.decision import choose
+    from tagrouter.evaluate import choices_along
+
+    scores, costs, weights = np.array(scores), np.array(costs), np.array(weights)
+    expected = choose(scores, costs, weights[:, None, None], cost_scale_usd)
+    assert np.array_equal(choices_along(scores, costs, weights, cost_scale_usd), expected)
+
+
+def test_choices_along_refuses_a_negative_cost_weight():
+    from tagrouter.evaluate import choices_along
+
+    with pytest.raises(ValueError, match="cost weights"):
+        choices_along(np.ones((2, 2)), np.ones((2, 2)), np.array([0.5, -1.0]))
