@@ -2,7 +2,8 @@
 
 Servicers raise these plain exceptions; nothing else in the code calls `context.abort`.
 Invalid input (including an unknown model named in a request) -> INVALID_ARGUMENT;
-not ready -> UNAVAILABLE; anything unexpected -> INTERNAL, logged with its traceback.
+not ready -> UNAVAILABLE; no time left in the caller's deadline -> DEADLINE_EXCEEDED; anything
+unexpected -> INTERNAL, logged with its traceback.
 """
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class ResourceExhausted(ServiceError):
 
 class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class DeadlineExceeded(ServiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 # A backing store that cannot be reached is a passing condition the caller may retry.

@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 
 from services.common import metrics
-from services.common.errors import InvalidArgument
+from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.settings import RouterSettings
 from services.router import decision
 from services.router.clients import Downstreams
@@ -166,6 +166,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
     async def Route(self, request, context):
         candidates, cost_weight, quality_margin = self._validate(request)
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= DEADLINE_MARGIN_S:
+            # not even the margin is left: calling the tagger with no time would only blame it
+            raise DeadlineExceeded(f"the caller's deadline leaves {max(remaining, 0.0) * 1000:.1f} ms, "
+                                   f"under the {DEADLINE_MARGIN_S * 1000:.0f} ms needed to answer")
         reasons: list[str] = []
 
         tagged = None
