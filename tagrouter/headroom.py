@@ -81,15 +81,16 @@ def measure(embeddings: np.ndarray, accept: np.ndarray, list_prices: np.ndarray,
     `rows` (train out-of-fold over `parts`, and valid). Eligible: the other models no pricier than it
     by list price."""
     eligible = (list_prices <= list_prices[best]) & (np.arange(len(names)) != best)
-    true = gains(accept[rows], best)
-    found = {}
+    every = gains(accept, best)
+    true = every[rows]
+    found, alternative = {}, None
     if eligible.any():
-        for name, predicted in predictions(embeddings, gains(accept, best).astype(np.float64), train, parts).items():
+        for name, predicted in predictions(embeddings, every.astype(np.float64), train, parts).items():
             gain, moved = best_running_gain(predicted[rows], true, eligible)
             found[name] = {"gain_queries": gain, "moved_queries": moved}
+        train_gain = every[train].mean(axis=0)
+        alternative = int(np.flatnonzero(eligible)[np.argmax(train_gain[eligible])])
     top = max(found, key=lambda n: (found[n]["gain_queries"], -found[n]["moved_queries"]), default=None)
-    train_gain = gains(accept[train], best).mean(axis=0)
-    alternative = int(np.flatnonzero(eligible)[np.argmax(train_gain[eligible])]) if eligible.any() else None
     return {
         "rows": int(len(rows)),
         "best_model": names[best],

@@ -111,25 +111,13 @@ def tag_weights(confidence: np.ndarray, counts: np.ndarray, params: ScoringParam
 
 
 def score_matrix(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """[Q, M] S(m, q) for many queries at once: the rule of `query_scores`, vectorised.
+    """[Q, M] S(m, q) for many queries at once: the rule of `combine`, vectorised.
 
     rates: [T, M]; tag_weights: [Q, T] >= 0 (0 where a query lacks a tag); prior: [M].
     """
     total = tag_weights.sum(axis=1, keepdims=True)
     mixed = tag_weights @ rates
     return np.where(total > 0, mixed / np.where(total > 0, total, 1.0), prior[None, :])
-
-
-def query_scores(rates: np.ndarray, tag_weights: np.ndarray, prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """S(m, q) for one query: ([M] scores, [T, M] contributions of each tag).
-
-    rates: [T, M] for the query's tags; tag_weights: [T] >= 0. Contributions sum to the scores.
-    """
-    total = float(tag_weights.sum()) if tag_weights.size else 0.0
-    if total <= 0:
-        return prior.copy(), np.zeros((0, prior.shape[0]))
-    contributions = rates * (tag_weights / total)[:, None]
-    return contributions.sum(axis=0), contributions
 
 
 @dataclass(frozen=True)
@@ -155,20 +143,27 @@ class TagStatistics:
     overall_output_tokens: np.ndarray  # [M]
 
 
-def tag_statistics(counts: np.ndarray, all_counts: np.ndarray, names, params: ScoringParams) -> TagStatistics:
-    """From counts [T, M, 5] of tags `names` [T] and the `*` counts [M, 5]."""
-    prior = prior_rates(all_counts, params)
+def answer_lengths(counts: np.ndarray, all_counts: np.ndarray, params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
+    """([M] each model's mean answer length over all queries, [T, M] its mean on each tag, smoothed
+    toward the former with the prior strength as the rates are)."""
     overall = np.divide(all_counts[:, OUTPUT_TOKENS], all_counts[:, ANSWERS],
                         out=np.zeros(all_counts.shape[0]), where=all_counts[:, ANSWERS] > 0)
     k = params.prior_strength
-    lengths = (counts[..., OUTPUT_TOKENS] + k * overall) / np.maximum(counts[..., ANSWERS] + k, 1e-12)
+    return overall, (counts[..., OUTPUT_TOKENS] + k * overall) / np.maximum(counts[..., ANSWERS] + k, 1e-12)
+
+
+def tag_statistics(counts: np.ndarray, all_counts: np.ndarray, names, params: ScoringParams) -> TagStatistics:
+    """From counts [T, M, 5] of tags `names` [T] and the `*` counts [M, 5]."""
+    prior = prior_rates(all_counts, params)
+    overall, lengths = answer_lengths(counts, all_counts, params)
     return TagStatistics(tag_rates(counts, prior, params), tag_weights(np.ones(counts.shape[0]), counts, params, names),
                          lengths, prior, overall)
 
 
 def combine(stats: TagStatistics, rows, confidence: np.ndarray) -> QueryScore:
     """S(m, q) and the expected lengths of a query carrying tags `rows` of `stats` with the
-    tagger's `confidence` [T]: the weighted means of `query_scores` and `expected_output_tokens`."""
+    tagger's `confidence` [T]: the weighted means of their rates and of their smoothed answer lengths,
+    each tag's contribution to the scores kept for the explanation."""
     weights = confidence * stats.weight_factors[rows]
     total = float(weights.sum()) if weights.size else 0.0
     if total <= 0:
@@ -189,28 +184,10 @@ def score_query(counts: np.ndarray, all_counts: np.ndarray, confidence: np.ndarr
 
 def expected_output_matrix(counts: np.ndarray, all_counts: np.ndarray, tag_weights: np.ndarray,
                            params: ScoringParams) -> np.ndarray:
-    """[Q, M] `expected_output_tokens` for many queries at once; tag_weights [Q, T]."""
-    overall = np.divide(all_counts[:, OUTPUT_TOKENS], all_counts[:, ANSWERS],
-                        out=np.zeros(all_counts.shape[0]), where=all_counts[:, ANSWERS] > 0)
-    if counts.shape[0] == 0:
-        return np.repeat(overall[None, :], tag_weights.shape[0], axis=0)
-    k = params.prior_strength
-    per_tag = (counts[..., OUTPUT_TOKENS] + k * overall) / (counts[..., ANSWERS] + k)
-    total = tag_weights.sum(axis=1, keepdims=True)
-    mixed = tag_weights @ per_tag
-    return np.where(total > 0, mixed / np.where(total > 0, total, 1.0), overall[None, :])
-
-
-def expected_output_tokens(counts: np.ndarray, all_counts: np.ndarray, tag_weights: np.ndarray,
-                           params: ScoringParams) -> np.ndarray:
-    """[M] expected answer length: the tags' mean lengths, smoothed toward the model's overall mean."""
-    overall = np.divide(all_counts[:, OUTPUT_TOKENS], all_counts[:, ANSWERS],
-                        out=np.zeros(all_counts.shape[0]), where=all_counts[:, ANSWERS] > 0)
-    if counts.shape[0] == 0 or tag_weights.sum() <= 0:
-        return overall
-    k = params.prior_strength
-    per_tag = (counts[..., OUTPUT_TOKENS] + k * overall) / (counts[..., ANSWERS] + k)
-    return (tag_weights[:, None] * per_tag).sum(axis=0) / tag_weights.sum()
+    """[Q, M] expected answer length of many queries at once (tag_weights [Q, T]): the weighted mean
+    of their tags' smoothed lengths (`answer_lengths`), as `combine` gives for one query."""
+    overall, per_tag = answer_lengths(counts, all_counts, params)
+    return score_matrix(per_tag, tag_weights, overall)
 
 
 def pairwise_outcomes(scores: np.ndarray, tie_margin: float) -> np.ndarray:

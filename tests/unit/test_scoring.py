@@ -24,20 +24,6 @@ def test_rates_count_queries_not_comparisons():
     assert scoring.tag_rates(one_rival, prior, params) == pytest.approx(scoring.tag_rates(six_rivals, prior, params))
 
 
-def test_score_matrix_is_query_scores_for_every_row():
-    rng = np.random.default_rng(1)
-    rates, weights, prior = rng.random((4, 3)), rng.random((5, 4)), rng.random(3)
-    weights[2] = 0.0  # a query with no known tag scores the prior
-    batch = scoring.score_matrix(rates, weights, prior)
-    for q in range(5):
-        assert batch[q] == pytest.approx(scoring.query_scores(rates, weights[q], prior)[0])
-    counts = rng.random((4, 3, 5)) * 10
-    lengths = scoring.expected_output_matrix(counts, counts.sum(axis=0), weights, ScoringParams())
-    for q in (0, 1, 3):
-        assert lengths[q] == pytest.approx(
-            scoring.expected_output_tokens(counts, counts.sum(axis=0), weights[q], ScoringParams()))
-
-
 def test_tie_margin_turns_close_scores_into_ties():
     out = scoring.pairwise_outcomes(np.array([[0.55, 0.5]]), tie_margin=0.1)
     assert out[0].tolist() == [[0, 1, 0], [0, 1, 0]]
@@ -53,17 +39,23 @@ def test_rare_tags_back_off_to_the_prior():
     assert abs(r_rare[0] - r_rare[1]) < 0.2 < abs(r_common[0] - r_common[1])
 
 
+def _stats(rates: np.ndarray, prior: np.ndarray) -> scoring.TagStatistics:
+    return scoring.TagStatistics(rates, np.ones(len(rates)), np.zeros_like(rates), prior, np.zeros_like(prior))
+
+
 def test_query_score_is_the_weighted_mean_of_tag_rates_and_contributions_sum_to_it():
     rates = np.array([[1.0, 0.0], [0.0, 1.0]])
-    scores, contributions = scoring.query_scores(rates, np.array([3.0, 1.0]), prior=np.zeros(2))
-    assert scores.tolist() == [0.75, 0.25]
-    assert np.allclose(contributions.sum(axis=0), scores)
+    scored = scoring.combine(_stats(rates, np.zeros(2)), slice(None), np.array([3.0, 1.0]))
+    assert scored.scores.tolist() == [0.75, 0.25]
+    assert np.allclose(scored.contributions.sum(axis=0), scored.scores)
+    assert scoring.score_matrix(rates, np.array([[3.0, 1.0]]), np.zeros(2))[0].tolist() == [0.75, 0.25]
 
 
 def test_no_tags_scores_the_prior():
     prior = np.array([0.3, 0.7])
-    scores, _ = scoring.query_scores(np.zeros((0, 2)), np.zeros(0), prior)
-    assert scores.tolist() == prior.tolist()
+    scored = scoring.combine(_stats(np.zeros((0, 2)), prior), slice(None), np.zeros(0))
+    assert scored.scores.tolist() == prior.tolist()
+    assert scoring.score_matrix(np.zeros((0, 2)), np.zeros((1, 0)), prior)[0].tolist() == prior.tolist()
 
 
 def test_choose_trades_score_against_relative_cost():
