@@ -28,7 +28,7 @@ COPY services ./services
 # Every package of the `export` extra is pinned in pyproject.toml.
 # hadolint ignore=DL3013
 RUN pip install '.[export]'
-RUN python -m tagrouter.export_model --out /model \
+RUN python -m tagrouter.dev.export_model --out /model \
  && test -s /model/model.onnx && test -s /model/tokenizer.json
 
 # --- runtime: onnxruntime, tokenizers, grpcio, redis and the model; non-root; no torch ---------

@@ -19,20 +19,20 @@ $(STAMP): pyproject.toml
 
 # The int8 ONNX encoder, exported from the PyPI package; ignored by git, rebuilt when missing.
 model: $(MODEL)
-$(MODEL): $(STAMP) tagrouter/export_model.py
-	$(BIN)/python -m tagrouter.export_model --out build/model
+$(MODEL): $(STAMP) tagrouter/dev/export_model.py
+	$(BIN)/python -m tagrouter.dev.export_model --out build/model
 
 # Generated stubs are committed; this regenerates them, check-protos fails when they are stale.
 protos: $(STAMP)
-	$(BIN)/python -m tagrouter.protos generate
+	$(BIN)/python -m tagrouter.dev.protos generate
 
 check-protos: $(STAMP)
-	$(BIN)/python -m tagrouter.protos check
+	$(BIN)/python -m tagrouter.dev.protos check
 
 # A FileDescriptorSet of protos/ for ghz against servers with reflection off (bench/ghz/*.protoset.toml).
 protoset: build/tagrouter.protoset
 build/tagrouter.protoset: $(STAMP) $(PROTOS)
-	$(BIN)/python -m tagrouter.protos protoset $@
+	$(BIN)/python -m tagrouter.dev.protos protoset $@
 
 # Encoder floor and Tag/Score/Route latency and throughput in one run (docs/BENCHMARKS.md).
 bench: $(MODEL) protoset
@@ -45,11 +45,11 @@ vocab: $(MODEL)
 tag-quality: $(MODEL)
 	$(BIN)/tagrouter tag-quality --out docs/TAGS.md
 weights: $(MODEL)
-	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out services/scorer/starter_weights.json --no-topics
+	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out tagrouter/data/starter_weights.json --no-topics
 
 # docs/RESULTS.md, docs/results/*.json and *.png: every suite of $(SUITES), all routers (a few minutes).
 results: $(MODEL)
-	$(BIN)/python -m tagrouter.results --suites $(SUITES) --out docs
+	$(BIN)/python -m tagrouter.offline.results --suites $(SUITES) --out docs
 
 # Start tagger, scorer and router on localhost (embedded Redis unless REDIS_URL is set).
 run: $(MODEL)

@@ -280,8 +280,8 @@ def concurrent_route(address: str, queries: list[str], concurrency: int, budget_
 @contextlib.contextmanager
 def started_stack(log_dir: Path, env_extra: dict[str, str] | None = None):
     """Tagger, scorer and router as three processes on loopback (like production), plus Redis."""
-    from services.common.embedded_redis import EmbeddedRedis, free_port
-    from services.common.health import wait_serving
+    from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
+    from tagrouter.stack.health import wait_serving
 
     with contextlib.ExitStack() as stack:
         env = {k: v for k, v in os.environ.items()}
@@ -642,7 +642,7 @@ def run(args) -> int:
     if args.ghz_config:
         return run_ghz(args)
     args.out = args.out or Path("build/BENCH.json")
-    from services.tagger.encoder import Encoder
+    from tagrouter.core.encoder import Encoder
 
     def say(msg: str) -> None:
         if not args.quiet:

@@ -5,7 +5,10 @@ import argparse
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 DEFAULT_ROUTER_ADDR = "127.0.0.1:50051"
@@ -17,35 +20,7 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 # --- serve ---------------------------------------------------------------------------------
-def _service(name: str, port: int | None, env: dict[str, str]):
-    """A RunningService for one service, configured from `env` (flags already merged in)."""
-    from services.common import settings as cfg
-    from services.common.server import RunningService
-
-    server = cfg.ServerSettings.from_env(name, env).with_port(port)
-    if name == "tagger":
-        from services.tagger.app import create
-
-        spec = create(cfg.TaggerSettings.from_env(env))
-    elif name == "scorer":
-        from services.scorer.app import create
-
-        spec = create(cfg.ScorerSettings.from_env(env))
-    else:
-        from services.router.app import create
-
-        spec = create(cfg.RouterSettings.from_env(env))
-    return RunningService(spec, server)
-
-
-def stack(env: dict[str, str], router_port: int, scorer_port: int, tagger_port: int) -> list:
-    """Tagger, scorer and router on loopback, wired to each other (REDIS_URL must be in env)."""
-    from services.common.embedded_redis import free_port
-
-    tagger_port, scorer_port = tagger_port or free_port(), scorer_port or free_port()
-    env = dict(env, TAGGER_ADDR=f"127.0.0.1:{tagger_port}", SCORER_ADDR=f"127.0.0.1:{scorer_port}")
-    return [_service("tagger", tagger_port, env), _service("scorer", scorer_port, env),
-            _service("router", router_port, env)]
+SERVE_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053}
 
 
 def _route_request(args):
@@ -87,44 +62,37 @@ def _print_route(response, as_json: bool) -> None:
 
 
 def cmd_serve(args) -> int:
-    from services.common.embedded_redis import redis_url_or_embedded
-    from services.common.server import configure_logging, run, run_until_signalled
-    from services.common.settings import ConfigError
+    """One service in this process (as `python -m services.NAME`), or all three through the launcher."""
+    if args.service != "all":
+        flags = []
+        if args.port is not None:
+            flags += ["--port", str(args.port)]
+        if args.service == "router":
+            flags += [f for opt, v in (("--tagger-addr", args.tagger_addr), ("--scorer-addr", args.scorer_addr))
+                      if v for f in (opt, v)]
+        return subprocess.call([sys.executable, "-m", f"services.{args.service}", *flags])
+    from tagrouter.stack import LocalStack
 
-    env = dict(os.environ)
-    if args.tagger_addr:
-        env["TAGGER_ADDR"] = args.tagger_addr
-    if args.scorer_addr:
-        env["SCORER_ADDR"] = args.scorer_addr
-    configure_logging(env.get("TAGROUTER_LOG_LEVEL", "INFO").upper())
-    embedded = None
-    if args.service == "all":
-        url, embedded = redis_url_or_embedded(env)
-        env["REDIS_URL"] = url
-
-    async def serve() -> None:
-        # gRPC aio servers and channels belong to the loop they are made in: build them here.
-        if args.service == "all":
-            services = stack(env, args.port if args.port is not None else 50051, args.scorer_port, args.tagger_port)
-        else:
-            services = [_service(args.service, args.port, env)]
-
-        async def show_sample() -> None:
-            router = services[-1]
-            response = await _call_route(f"127.0.0.1:{router.port}", _route_request(args.sample_args), 10)
-            print(f"\nTagRouter is up: router on 127.0.0.1:{router.port}. Sample route for {args.sample!r}:")
-            _print_route(response, as_json=True)
-            print('Try: .venv/bin/tagrouter route "your query" --json   (Ctrl-C stops the stack)\n', flush=True)
-
-        await run_until_signalled(services, show_sample if args.sample else None)
-
+    ports = {"router": SERVE_PORTS["router"] if args.port is None else args.port,
+             "scorer": args.scorer_port, "tagger": args.tagger_port}
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     try:
-        run(serve())
-    except ConfigError as err:
-        return _fail(str(err))
-    finally:
-        if embedded:
-            embedded.stop()
+        with LocalStack(ports=ports, metrics=True) as stack:
+            if args.sample:
+                response = asyncio.run(_call_route(stack.router, _route_request(args.sample_args), 10))
+                print(f"\nTagRouter is up: router on {stack.router}. Sample route for {args.sample!r}:")
+                _print_route(response, as_json=True)
+                print('Try: .venv/bin/tagrouter route "your query" --json   (Ctrl-C stops the stack)', flush=True)
+            print("metrics: " + ", ".join(f"{n} {u}" for n, u in stack.metrics_urls.items()) + "\n", flush=True)
+            while not stopping.is_set() and all(p.proc.poll() is None for p in stack.processes.values()):
+                stopping.wait(0.5)
+            exited = [n for n, p in stack.processes.items() if p.proc.poll() is not None]
+    except (RuntimeError, TimeoutError) as err:
+        return _fail(f"the stack did not start: {err}", 1)
+    if exited and not stopping.is_set():
+        return _fail(f"{', '.join(exited)} exited; the stack is stopped", 1)
     return 0
 
 
@@ -150,27 +118,17 @@ def cmd_route(args) -> int:
 
 
 async def _route_embedded(request):
-    """The whole path in this process: private Redis, tagger, scorer and router on free ports."""
-    from services.common.embedded_redis import redis_url_or_embedded
+    """The whole path on this machine: private Redis, tagger, scorer and router on free ports."""
+    from tagrouter.stack import LocalStack
 
-    url, embedded = redis_url_or_embedded()
-    services = stack(dict(os.environ, REDIS_URL=url, TAGROUTER_LOG_LEVEL="WARNING"), 0, 0, 0)
-    try:
-        for service in services:
-            await service.start()
-        await asyncio.gather(*(s.warm_up for s in services))
-        return await _call_route(f"127.0.0.1:{services[-1].port}", request, 10)
-    finally:
-        for service in reversed(services):
-            if service.warm_up is not None:
-                await service.stop()
-        if embedded:
-            embedded.stop()
+    env = dict(os.environ, TAGROUTER_LOG_LEVEL="WARNING", TAGROUTER_METRICS_PORT="0")
+    with LocalStack(env=env, quiet=True) as stack:
+        return await _call_route(stack.router, request, 10)
 
 
 # --- fit -----------------------------------------------------------------------------------
 def _load_suite_or_fail(path):
-    from tagrouter.suite import SuiteError, load_suite
+    from tagrouter.offline.suite import SuiteError, load_suite
 
     try:
         return load_suite(path), None
@@ -190,8 +148,8 @@ def _eval_tagger():
 
 
 def cmd_fit(args) -> int:
-    from services.scorer.scoring import ScoringParams
-    from tagrouter.fit import fit_counts, weights_from_counts
+    from tagrouter.core.scoring import ScoringParams
+    from tagrouter.offline.fit import fit_counts, weights_from_counts
 
     if not args.out and not args.scorer:
         return _fail("say where the weights go: --out FILE and/or --scorer ADDR")
@@ -207,7 +165,7 @@ def cmd_fit(args) -> int:
         query_tags = [[name for name, _, _ in t.tags] for t in tagged]
         params, setting = ScoringParams(), "default parameters"
     else:
-        from tagrouter import evaluate as ev
+        from tagrouter.offline import evaluate as ev
 
         prep = ev.prepare(suite, tagger, show_progress=not args.quiet)
         granularities = ((),) if args.no_topics else ev.TOPIC_GRANULARITIES
@@ -231,8 +189,8 @@ def cmd_fit(args) -> int:
 
 
 def _fit_add(args) -> int:
-    from services.scorer.weights import ModelPrice, Weights, WeightsError
-    from tagrouter.fit import fit_added_model, merge_counts
+    from tagrouter.core.weights import ModelPrice, Weights, WeightsError
+    from tagrouter.offline.fit import fit_added_model, merge_counts
 
     if not args.weights:
         return _fail("--add needs --weights FILE: the weights the model joins")
@@ -285,7 +243,7 @@ def _emit_weights(weights, args) -> int:
 def cmd_eval(args) -> int:
     import time
 
-    from tagrouter import evaluate as ev
+    from tagrouter.offline import evaluate as ev
 
     started = time.perf_counter()
     suite, error = _load_suite_or_fail(args.suite)
@@ -310,8 +268,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from services.scorer.weights import Weights, WeightsError
-    from tagrouter import evaluate as ev
+    from tagrouter.core.weights import Weights, WeightsError
+    from tagrouter.offline import evaluate as ev
 
     pct, share = args.target_cost_pct, args.target_top_share
     if pct is not None and not 0 < pct <= 100:
@@ -347,8 +305,8 @@ def _default_weights() -> Path:
 # --- vocab, tag ----------------------------------------------------------------------------
 def cmd_vocab_build(args) -> int:
     from services.common.settings import TaggerSettings
-    from services.tagger.encoder import Encoder
-    from tagrouter.vocab import VocabularyError, build_vocabulary
+    from tagrouter.core.encoder import Encoder
+    from tagrouter.offline.vocab_build import VocabularyError, build_vocabulary
 
     settings = TaggerSettings.from_env()
     try:
@@ -384,10 +342,10 @@ def cmd_tag(args) -> int:
 
 def cmd_tag_quality(args) -> int:
     from services.common.settings import TaggerSettings
-    from services.tagger.encoder import Encoder
-    from services.tagger.vocabulary import Vocabulary
-    from tagrouter import tag_quality
-    from tagrouter.corpora import CorpusError
+    from tagrouter.core.encoder import Encoder
+    from tagrouter.core.vocabulary import Vocabulary
+    from tagrouter.offline import tag_quality
+    from tagrouter.offline.corpora import CorpusError
 
     settings = TaggerSettings.from_env()
     vocab = Vocabulary.load(settings.vocab_dir)
@@ -403,9 +361,9 @@ def cmd_tag_quality(args) -> int:
     ablation = None
     if not args.no_ablation:
         if tag_quality.HAVE_HARNESS:
-            from services.tagger.tagger import Tagger
+            from tagrouter.core.tag_model import TagModel
 
-            tagger = Tagger(encoder, vocab, settings.tags_per_level, settings.min_score,
+            tagger = TagModel(encoder, vocab, settings.tags_per_level, settings.min_score,
                             topic_min_score=settings.topic_min_score)
             ablation = tag_quality.ablation_section(args.suites, tagger)
     text = tag_quality.render(vocab, rows, len(prompts), ablation, topic_rows)
@@ -429,7 +387,7 @@ def cmd_bench(args) -> int:
 # --- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from services.common.settings import DEFAULT_VOCAB_DIR
-    from tagrouter.vocab import RAW_DIR, TAXONOMY_FILE
+    from tagrouter.offline.vocab_build import RAW_DIR, TAXONOMY_FILE
 
     parser = argparse.ArgumentParser(prog="tagrouter", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,9 @@ import grpc
 import pytest
 import redis
 
-from services.common.embedded_redis import EmbeddedRedis, free_port
-from services.common.health import wait_serving  # noqa: F401 - tests import it from here
+from tagrouter.stack import LocalStack, ServiceProcess
+from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
+from tagrouter.stack.health import wait_serving  # noqa: F401 - tests import it from here
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -55,30 +55,10 @@ def clean_redis(redis_url):
     client.close()
 
 
-class Process:
-    """A `tagrouter serve` subprocess on a free port."""
-
-    def __init__(self, service: str, env: dict[str, str], *args: str, port: int | None = None):
-        self.service = service
-        self.port = port or free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.log = open(os.devnull, "w") if os.environ.get("TAGROUTER_TEST_QUIET") else None
-        self.proc = subprocess.Popen([*TAGROUTER, "serve", service, "--port", str(self.port), *args],
-                                     env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True)
-
-    def stop(self, sig=signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def output(self) -> str:
-        return self.proc.stdout.read() if self.proc.stdout else ""
+def Process(service: str, env: dict[str, str], *args: str, port: int | None = None) -> ServiceProcess:
+    """One service as a real process on a free port (its output kept for `.output()`)."""
+    output = subprocess.DEVNULL if os.environ.get("TAGROUTER_TEST_QUIET") else subprocess.PIPE
+    return ServiceProcess(service, env, *args, port=port, output=output, cwd=REPO_ROOT)
 
 
 def service_env(redis_url: str, **extra: str) -> dict[str, str]:
@@ -94,22 +74,11 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_stack(redis_url: str, ready_check: bool = True, **extra: str):
-    """Tagger, scorer and router as three real processes; yields {name: Process}.
-
-    ready_check=False skips the plaintext health wait (for servers that speak TLS only).
-    """
-    env = service_env(redis_url, **extra)
-    tagger = Process("tagger", env)
-    scorer = Process("scorer", dict(env, FEEDBACK_TAGGER_ADDR=tagger.address))  # Feedback may send a query
-    router = Process("router", env, "--tagger-addr", tagger.address, "--scorer-addr", scorer.address)
-    procs = {"tagger": tagger, "scorer": scorer, "router": router}
-    try:
-        if ready_check:
-            wait_serving(router.address, "tagrouter.router.v1.RouterService")
-        yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
+    """Tagger, scorer and router as three real processes (the project's one launcher); yields
+    {name: ServiceProcess}. ready_check=False skips the plaintext health wait (for TLS-only servers)."""
+    stack = LocalStack(env=service_env(redis_url, **extra), quiet=bool(os.environ.get("TAGROUTER_TEST_QUIET")))
+    with contextlib.closing(stack.start(wait=ready_check)):
+        yield stack.processes
 
 
 def wipe_tagrouter_keys(redis_url: str) -> None:

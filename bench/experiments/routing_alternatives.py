@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from services.router import decision
-from services.scorer import scoring
-from tagrouter import evaluate as ev
-from tagrouter import metrics
+from tagrouter.core import decision
+from tagrouter.core import scoring
+from tagrouter.offline import evaluate as ev
+from tagrouter.offline import quality_metrics as metrics
 
 
 def centred_sum(rates, weights, prior):

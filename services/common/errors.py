@@ -13,6 +13,7 @@ import grpc
 import redis.exceptions
 
 from services.common.interceptors import wrap_handler
+from tagrouter.core.limits import InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         async def abort_for(err: Exception, context) -> None:
             if isinstance(err, ServiceError):
                 await context.abort(err.code, str(err))
+            if isinstance(err, InvalidRequest):  # the core's request checks
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
             if isinstance(err, UNREACHABLE):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}")
             log.exception("unhandled error in %s", method)

@@ -5,12 +5,15 @@ report SERVING, so a readiness probe never sends traffic to a process that canno
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
+import sys
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 import grpc
 import uvloop
@@ -20,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common import security
 from services.common.errors import ErrorMappingInterceptor
 from services.common.metrics import MetricsInterceptor, serve_metrics
-from services.common.settings import ServerSettings
+from services.common.settings import ConfigError, ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -157,3 +160,33 @@ async def run_until_signalled(services: list[RunningService], on_ready: Callable
     finally:
         for service in reversed(started):
             await service.stop()
+
+
+def main(service: str, create: Callable[[Mapping[str, str]], ServiceSpec], argv: list[str] | None = None,
+         flags: Mapping[str, str] | None = None) -> int:
+    """`python -m services.<service>`: settings from the environment (and `--port`, plus `flags`:
+    option -> environment variable), serve until SIGTERM or SIGINT. Exit 2 on a bad setting."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{service}",
+                                     description=f"Run the {service} service (configured by environment variables).")
+    parser.add_argument("--port", type=int, help="gRPC port (overrides TAGROUTER_PORT)")
+    for option, variable in (flags or {}).items():
+        parser.add_argument(option, help=f"overrides {variable}")
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    for option, variable in (flags or {}).items():
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        if value:
+            env[variable] = value
+    try:
+        settings = ServerSettings.from_env(service, env).with_port(args.port)
+        configure_logging(settings.log_level)
+
+        async def serve() -> None:
+            # gRPC aio servers and channels belong to the loop they are made in: build them here.
+            await run_until_signalled([RunningService(create(env), settings)])
+
+        run(serve())
+    except ConfigError as err:
+        print(f"{service}: configuration error: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL_DIR = REPO_ROOT / "build" / "model"
-DEFAULT_VOCAB_DIR = REPO_ROOT / "services" / "tagger" / "vocabulary"
-DEFAULT_WEIGHTS_FILE = REPO_ROOT / "services" / "scorer" / "starter_weights.json"
+from tagrouter import data
+from tagrouter.core.tagging import TAG_MIN_SCORE, TAGS_PER_LEVEL, TOPIC_MIN_SCORE
+
+DEFAULT_MODEL_DIR = data.DEFAULT_MODEL_DIR
+DEFAULT_VOCAB_DIR = data.VOCABULARY_DIR
+DEFAULT_WEIGHTS_FILE = data.STARTER_WEIGHTS_FILE
 
 DEFAULT_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053}
 
@@ -31,8 +33,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TLS_CLIENT_CA_FILE": ("all", "PEM CA: require client certificates signed by it (mutual TLS)"),
     "TAGROUTER_TLS_CA_FILE": ("router", "PEM CA: call the tagger and scorer over TLS, verifying them with it"),
     "TAGROUTER_ADMIN_TOKEN": ("scorer", "when set, state-changing RPCs (LoadWeights, Feedback) need 'authorization: Bearer <token>'"),
-    "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model)"),
-    "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default services/tagger/vocabulary)"),
+    "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model under the working directory)"),
+    "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default the vocabulary packaged in tagrouter/data)"),
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level (default 2)"),
     "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine similarity below which a tag is dropped (default 0.15)"),
     "TAGROUTER_TOPIC_MIN_SCORE": ("tagger", "cosine similarity below which a topic tag is dropped (default 0.4)"),
@@ -194,9 +196,9 @@ class TaggerSettings:
         return cls(
             model_dir=Path(e.str("TAGROUTER_MODEL_DIR", str(DEFAULT_MODEL_DIR))),
             vocab_dir=Path(e.str("TAGROUTER_VOCAB_DIR", str(DEFAULT_VOCAB_DIR))),
-            tags_per_level=e.int("TAGROUTER_TAGS_PER_LEVEL", 2, 1, 16),
-            min_score=e.float("TAGROUTER_TAG_MIN_SCORE", 0.15, -1.0, 1.0),
-            topic_min_score=e.float("TAGROUTER_TOPIC_MIN_SCORE", 0.4, -1.0, 1.0),
+            tags_per_level=e.int("TAGROUTER_TAGS_PER_LEVEL", TAGS_PER_LEVEL, 1, 16),
+            min_score=e.float("TAGROUTER_TAG_MIN_SCORE", TAG_MIN_SCORE, -1.0, 1.0),
+            topic_min_score=e.float("TAGROUTER_TOPIC_MIN_SCORE", TOPIC_MIN_SCORE, -1.0, 1.0),
             intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", 1, 1, 64),
             tag_cache_size=e.int("TAGROUTER_TAG_CACHE_SIZE", 10_000, 0, 10_000_000),
         )

@@ -1,6 +1,7 @@
-"""`python -m services.router`: the same as `tagrouter serve router` (the container entry point)."""
+"""`python -m services.router`: the router service (the container entry point)."""
 import sys
 
-from tagrouter.cli import main
+from services.common.server import main
+from services.router.app import create
 
-sys.exit(main(["serve", "router", *sys.argv[1:]]))
+sys.exit(main("router", create, flags={"--tagger-addr": "TAGGER_ADDR", "--scorer-addr": "SCORER_ADDR"}))

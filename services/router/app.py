@@ -1,4 +1,6 @@
 """Wires the router service from its settings."""
+from typing import Mapping
+
 from services.common.security import channel_credentials
 from services.common.server import ServiceSpec
 from services.common.settings import RouterSettings
@@ -9,7 +11,9 @@ from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 
-def create(settings: RouterSettings) -> ServiceSpec:
+def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
+    """The router service, configured from `env` (default: the process environment)."""
+    settings = RouterSettings.from_env(env)
     credentials = None
     if settings.tls_ca_file is not None:
         credentials = channel_credentials(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)

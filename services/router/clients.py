@@ -1,31 +1,13 @@
-"""Channels to the tagger and the scorer: one long-lived channel each, reused by every call."""
+"""The router's downstreams: the tagger and the scorer, with their health."""
 from __future__ import annotations
 
 import grpc
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.channels import open_channel
 from tagrouter.scorer.v1 import scorer_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2_grpc
-
-# dns:/// with round_robin spreads calls over every pod behind a headless Service;
-# a plain ClusterIP would pin the long-lived HTTP/2 connection to one pod.
-CHANNEL_OPTIONS = [
-    ("grpc.lb_policy_name", "round_robin"),
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    # Reconnect within a second of a downstream coming back (the default backoff grows to 120 s).
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
-
-
-def open_channel(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
-    target = address if "://" in address or address.startswith("dns:") else f"dns:///{address}"
-    if credentials is not None:
-        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
-
 
 class Downstreams:
     """Stubs for the router's two downstreams."""

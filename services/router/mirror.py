@@ -1,7 +1,7 @@
 """The router's copy of the scorer's weights, kept current by the scorer's WatchWeights stream.
 
 With a current copy, a Route scores in-process with the same pure functions as the scorer's
-Score (services/scorer/scoring.py): one gRPC hop and one Redis round trip fewer per query.
+Score (tagrouter/core/pool.py): one gRPC hop and one Redis round trip fewer per query.
 The copy counts as current only while the stream is up and has spoken within three
 heartbeats; otherwise the router calls Score, so a stopped scorer or an unreachable Redis
 still gives degraded answers, as before the copy existed.
@@ -17,48 +17,14 @@ import grpc
 import numpy as np
 
 from services.common import metrics
-from services.scorer import scoring
-from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
-from services.scorer.weights import ModelPrice, Weights, WeightsError
+from tagrouter.core.pool import ScoringTable
+from tagrouter.core.weights import Weights, WeightsError
 from tagrouter.scorer.v1 import scorer_pb2
 
 log = logging.getLogger(__name__)
 
 STALE_AFTER_HEARTBEATS = 3
 RETRY_SECONDS = (0.1, 0.2, 0.5, 1.0)  # then every second: the channel's own reconnect cap
-
-
-@dataclass(frozen=True)
-class ScoringTable:
-    """The active weights with every tag's statistics computed once, for scoring without I/O."""
-
-    version: str
-    models: list[ModelPrice]
-    params: ScoringParams
-    rows: dict[str, int]  # tag -> row of `stats`; the last row is an unseen tag (weight 0)
-    stats: scoring.TagStatistics
-
-    @property
-    def names(self) -> list[str]:
-        return [m.name for m in self.models]
-
-    @classmethod
-    def from_weights(cls, weights: Weights) -> "ScoringTable":
-        index = {m.name: i for i, m in enumerate(weights.models)}
-        tags = [t for t in weights.counts if t != ALL_QUERIES_TAG]
-        # one row per tag, then an all-zero row for tags the weights lack, then `*`
-        counts = np.zeros((len(tags) + 2, len(index), len(COUNT_FIELDS)))
-        for row, tag in enumerate([*tags, "", ALL_QUERIES_TAG]):
-            for model, values in weights.counts.get(tag, {}).items() if tag else ():
-                if model in index:
-                    counts[row, index[model]] = values
-        stats = scoring.tag_statistics(counts[:-1], counts[-1], [*tags, ""], weights.params)
-        return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)}, stats)
-
-    def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
-        """The query's scores; `tags` without `*`, deduplicated, `confidence` [len(tags)]."""
-        unseen = len(self.rows)
-        return scoring.combine(self.stats, [self.rows.get(t, unseen) for t in tags], confidence)
 
 
 class WeightsMirror:

@@ -17,18 +17,17 @@ import numpy as np
 from services.common import metrics
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.settings import RouterSettings
-from services.router import decision
+from tagrouter.core import decision
 from services.router.clients import Downstreams
-from services.router.mirror import ScoringTable, WeightsMirror
-from services.scorer.scoring import ALL_QUERIES_TAG
-from services.tagger.servicer import MAX_QUERY_CHARS, check_client_tags
+from services.router.mirror import WeightsMirror
+from tagrouter.core import limits
+from tagrouter.core.pool import CandidateScores
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2
 from tagrouter.tagger.v1 import tagger_pb2
 
 log = logging.getLogger(__name__)
 
-MAX_CANDIDATES = 64
 _TAG_TIME, _SCORE_TIME, _DECIDE_TIME = (metrics.ROUTE_PHASE_LATENCY.labels(p) for p in ("tag", "score", "decide"))
 MIRROR_WAIT_S = 5.0  # at start-up, for the scorer's first copy of the weights
 # Time kept back from the caller's deadline to decide and answer degraded if a downstream is late:
@@ -44,58 +43,6 @@ class KnownModel:
     input_usd_per_mtok: float
     output_usd_per_mtok: float
     expected_output_tokens: float
-
-
-@dataclass(frozen=True)
-class Scored:
-    """Scores of the candidates for one query, from the weights copy or from a Score call."""
-
-    models: list[str]
-    scores: np.ndarray  # [M]
-    expected_output_tokens: np.ndarray  # [M]
-    input_usd_per_mtok: np.ndarray  # [M]
-    output_usd_per_mtok: np.ndarray  # [M]
-    tags: list[str]  # the tags that weigh in the scores
-    contributions: np.ndarray  # [len(tags), M]
-    weights_version: str
-    cost_scale_usd: float
-    prior: np.ndarray  # [M] each model's overall rate (the `*` tag): the quality margin's anchor
-
-    @classmethod
-    def from_response(cls, response) -> "Scored":
-        models = list(response.scores)
-        tags = list(dict.fromkeys(c.tag for m in models for c in m.contributions))
-        contributions = np.zeros((len(tags), len(models)))
-        row = {t: i for i, t in enumerate(tags)}
-        for j, m in enumerate(models):
-            for c in m.contributions:
-                contributions[row[c.tag], j] = c.contribution
-        return cls([m.model for m in models], np.array([m.score for m in models]),
-                   np.array([m.expected_output_tokens for m in models]),
-                   np.array([m.input_usd_per_mtok for m in models]), np.array([m.output_usd_per_mtok for m in models]),
-                   tags, contributions, response.weights_version, response.cost_scale_usd,
-                   np.array([m.prior_score for m in models]))
-
-    @classmethod
-    def from_table(cls, table: ScoringTable, tags, candidates: list[str]) -> "Scored":
-        """What the scorer's Score would answer for these tags, computed here from the copy."""
-        names = table.names
-        unknown = [m for m in candidates if m not in names]
-        if unknown:
-            raise InvalidArgument(f"candidate_models: unknown model {unknown[0]!r}; the pool is {', '.join(names)}")
-        confidence: dict[str, float] = {}
-        for t in tags:
-            if t.name != ALL_QUERIES_TAG and t.name not in confidence:
-                confidence[t.name] = t.score
-        tag_names = list(confidence)
-        scored = table.score(tag_names, np.array(list(confidence.values()), dtype=np.float64))
-        keep = [names.index(m) for m in candidates] if candidates else list(range(len(names)))
-        used = [t for t in range(len(tag_names)) if scored.tag_weights[t] > 0]
-        return cls([names[m] for m in keep], scored.scores[keep], scored.expected_output_tokens[keep],
-                   np.array([table.models[m].input_usd_per_mtok for m in keep]),
-                   np.array([table.models[m].output_usd_per_mtok for m in keep]),
-                   [tag_names[t] for t in used], scored.contributions[np.ix_(used, keep)] if used else
-                   np.zeros((0, len(keep))), table.version, table.params.cost_scale_usd, table.stats.prior[keep])
 
 
 def estimate_tokens(text: str) -> int:
@@ -130,31 +77,17 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         await self.downstreams.close()
 
     def _validate(self, request) -> tuple[list[str], float, float]:
-        if not request.query.strip():
-            raise InvalidArgument("query is empty")
-        if len(request.query) > MAX_QUERY_CHARS:
-            raise InvalidArgument(f"query has {len(request.query)} characters, at most {MAX_QUERY_CHARS}")
-        check_client_tags(request.client_tags)
+        limits.check_query(request.query)
+        limits.check_client_tags(request.client_tags)
         cost_weight = self.settings.default_cost_weight
         if request.HasField("cost_weight"):
-            cost_weight = request.cost_weight
-            if not math.isfinite(cost_weight) or cost_weight < 0:
-                raise InvalidArgument(f"cost_weight must be a finite number >= 0, not {cost_weight}")
+            cost_weight = limits.check_knob("cost_weight", request.cost_weight)
         quality_margin = self.settings.default_quality_margin
         if request.HasField("quality_margin"):
-            quality_margin = request.quality_margin
-            if not math.isfinite(quality_margin) or quality_margin < 0:
-                raise InvalidArgument(f"quality_margin must be a finite number >= 0, not {quality_margin}")
-        candidates = list(dict.fromkeys(request.candidate_models))
-        if len(candidates) > MAX_CANDIDATES:
-            raise InvalidArgument(f"candidate_models: {len(candidates)} models, at most {MAX_CANDIDATES}")
-        if any(not c for c in candidates):
-            raise InvalidArgument("candidate_models: a model name is empty")
+            quality_margin = limits.check_knob("quality_margin", request.quality_margin)
+        candidates = limits.check_candidates(request.candidate_models)
         if self.known_models:
-            unknown = [c for c in candidates if c not in self.known_models]
-            if unknown:
-                raise InvalidArgument(f"candidate_models: unknown model {unknown[0]!r}; the pool is "
-                                      f"{', '.join(self.known_models)}")
+            limits.check_known_models(candidates, list(self.known_models))
         return candidates, cost_weight, quality_margin
 
     def _timeout(self, configured: float, context) -> float:
@@ -207,12 +140,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         metrics.ROUTED_COST.labels(response.model).inc(response.estimated_cost_usd)
         return response
 
-    async def _score(self, tags, candidates: list[str], context, reasons: list[str]) -> Scored | None:
+    async def _score(self, tags, candidates: list[str], context, reasons: list[str]) -> CandidateScores | None:
         """From the weights copy when it is current, else by a Score call; None when that fails."""
         table = self.mirror.current() if self.mirror is not None else None
         if table is not None:
             metrics.ROUTE_SCORED_FROM_COPY.inc()
-            return Scored.from_table(table, tags, candidates)
+            return table.candidates([(t.name, t.score) for t in tags], candidates)
         try:
             response = await self.downstreams.scorer.Score(
                 scorer_pb2.ScoreRequest(tags=[scorer_pb2.WeightedTag(name=t.name, weight=t.score) for t in tags],
@@ -221,9 +154,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         except grpc.aio.AioRpcError as err:
             reasons.append(downstream_failed("scorer", err))
             return None
-        return Scored.from_response(response)
+        return CandidateScores.from_proto(response)
 
-    def _decide(self, scored: Scored, input_tokens: int, cost_weight: float, quality_margin: float,
+    def _decide(self, scored: CandidateScores, input_tokens: int, cost_weight: float, quality_margin: float,
                 response) -> None:
         for j, m in enumerate(scored.models):
             self.known_models[m] = KnownModel(float(scored.input_usd_per_mtok[j]), float(scored.output_usd_per_mtok[j]),
@@ -262,7 +195,7 @@ def downstream_failed(part: str, err: grpc.aio.AioRpcError) -> str:
     return f"{part} unavailable ({err.code().name})"
 
 
-def explain(scored: Scored, utility: np.ndarray, chosen: int) -> router_pb2.Explanation:
+def explain(scored: CandidateScores, utility: np.ndarray, chosen: int) -> router_pb2.Explanation:
     """Why `chosen`: the runner-up by utility and each tag's part in both models' scores."""
     models = scored.models
     if len(models) < 2:

@@ -1,6 +1,7 @@
-"""`python -m services.scorer`: the same as `tagrouter serve scorer` (the container entry point)."""
+"""`python -m services.scorer`: the scorer service (the container entry point)."""
 import sys
 
-from tagrouter.cli import main
+from services.common.server import main
+from services.scorer.app import create
 
-sys.exit(main(["serve", "scorer", *sys.argv[1:]]))
+sys.exit(main("scorer", create))

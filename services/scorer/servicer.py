@@ -13,19 +13,16 @@ import redis.exceptions
 
 from services.common import metrics
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
-from services.scorer import scoring
-from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
+from tagrouter.core import limits, scoring
+from tagrouter.core.pool import CandidateScores, distinct_tags
+from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams
 from services.scorer.store import WeightStore
 from services.scorer.watch import WeightsBroadcast
-from services.scorer.weights import ModelPrice, Weights, WeightsError, validate_name
+from tagrouter.core.weights import ModelPrice, Weights, WeightsError, counts_matrix, validate_name
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2
 
 log = logging.getLogger(__name__)
-
-MAX_TAGS = 64  # a query carries a handful; more is a malformed request
-MAX_FEEDBACK_ID = 128
-
 
 @dataclass(frozen=True)
 class Pool:
@@ -38,17 +35,6 @@ class Pool:
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.models]
-
-
-def counts_matrix(per_tag: list[dict[str, list[float]]], names: list[str]) -> np.ndarray:
-    """[T, M, 5] counts for the pool's models in order (0 for a model a tag has not seen)."""
-    out = np.zeros((len(per_tag), len(names), len(COUNT_FIELDS)))
-    index = {n: i for i, n in enumerate(names)}
-    for t, per_model in enumerate(per_tag):
-        for model, row in per_model.items():
-            if model in index:
-                out[t, index[model]] = row
-    return out
 
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
@@ -89,44 +75,19 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         return self._pool
 
     async def Score(self, request, context):
-        tags, tag_weights = [], []
-        for tag in request.tags:
-            if not tag.name:
-                raise InvalidArgument("tags: a tag has an empty name")
-            if not math.isfinite(tag.weight) or tag.weight < 0:
-                raise InvalidArgument(f"tags: tag {tag.name!r} has weight {tag.weight}; need a finite weight >= 0")
-            if tag.name != ALL_QUERIES_TAG and tag.name not in tags:
-                tags.append(tag.name)
-                tag_weights.append(tag.weight)
-        if len(tags) > MAX_TAGS:
-            raise InvalidArgument(f"tags: {len(tags)} tags, at most {MAX_TAGS}")
+        pairs = [(t.name, t.weight) for t in request.tags]
+        limits.check_weighted_tags(pairs)
+        tags, confidence = distinct_tags(pairs)
+        limits.check_tag_count(len(tags))
+        candidates = limits.check_candidates(request.candidate_models)
         version, per_tag = await self.store.read_tags(tags + [ALL_QUERIES_TAG])
         pool = await self._pool_for(version)
-        names = pool.names
-        candidates = list(request.candidate_models)
-        unknown = [m for m in candidates if m not in names]
-        if unknown:
-            raise InvalidArgument(f"candidate_models: unknown model {unknown[0]!r}; the pool is {', '.join(names)}")
-        counts = counts_matrix(per_tag, names)
+        counts = counts_matrix(per_tag, pool.names)
         all_counts, counts = counts[-1], counts[:-1]
         known = np.array([bool(h) for h in per_tag[:-1]], dtype=bool)
-        scored = scoring.score_query(counts, all_counts, np.array(tag_weights, dtype=np.float64) * known,
-                                     tags, pool.params)
-        keep = [names.index(m) for m in candidates] if candidates else range(len(names))
-        used = [t for t in range(len(tags)) if scored.tag_weights[t] > 0]
-        return scorer_pb2.ScoreResponse(
-            weights_version=pool.version,
-            cost_scale_usd=pool.params.cost_scale_usd,
-            unknown_tags=[t for t, k in zip(tags, known) if not k],
-            scores=[scorer_pb2.ModelScore(
-                model=names[m], score=float(scored.scores[m]),
-                expected_output_tokens=float(scored.expected_output_tokens[m]),
-                input_usd_per_mtok=pool.models[m].input_usd_per_mtok,
-                output_usd_per_mtok=pool.models[m].output_usd_per_mtok, prior_score=float(scored.prior[m]),
-                contributions=[scorer_pb2.TagContribution(tag=tags[t], contribution=float(scored.contributions[t, m]))
-                               for t in used],
-            ) for m in keep],
-        )
+        scored = scoring.score_query(counts, all_counts, confidence * known, tags, pool.params)
+        chosen = CandidateScores.select(scored, tags, pool.models, candidates, pool.version, pool.params)
+        return chosen.to_proto(unknown_tags=[t for t, k in zip(tags, known) if not k])
 
     async def LoadWeights(self, request, context):
         try:
@@ -183,19 +144,18 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             except WeightsError as err:
                 raise InvalidArgument(f"tags: {err}") from None
         tags = list(dict.fromkeys(t for t in tags if t != ALL_QUERIES_TAG))
-        if len(tags) > MAX_TAGS:
-            raise InvalidArgument(f"tags: {len(tags)} tags, at most {MAX_TAGS}")
+        limits.check_tag_count(len(tags))
         tags.append(ALL_QUERIES_TAG)
-        if len(request.feedback_id) > MAX_FEEDBACK_ID or not request.feedback_id.isprintable():
-            raise InvalidArgument(f"feedback_id must be at most {MAX_FEEDBACK_ID} printable characters")
+        if len(request.feedback_id) > limits.MAX_FEEDBACK_ID or not request.feedback_id.isprintable():
+            raise InvalidArgument(f"feedback_id must be at most {limits.MAX_FEEDBACK_ID} printable characters")
         version, known, duplicate = await self.store.add_outcome(tags, request.model, outcome, length,
                                                                  request.feedback_id)
         if version is None:
             raise Unavailable("no weights are loaded")
         if not known:
             pool = await self._pool_for(version)
-            raise InvalidArgument(f"model: unknown model {request.model!r}; the pool is {', '.join(pool.names)} "
-                                  "(a new model joins with `tagrouter fit --add`)")
+            limits.check_known_models([request.model], pool.names, "model",
+                                      " (a new model joins with `tagrouter fit --add`)")
         if not duplicate:
             metrics.FEEDBACK.labels(outcome).inc()
         return scorer_pb2.FeedbackResponse(weights_version=version, tags=tags, duplicate=duplicate)

@@ -24,8 +24,8 @@ from dataclasses import asdict
 
 import redis.asyncio as aioredis
 
-from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
-from services.scorer.weights import ModelPrice, Weights
+from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
+from tagrouter.core.weights import ModelPrice, Weights
 
 PREFIX = "tagrouter"
 ACTIVE_KEY = f"{PREFIX}:active"

@@ -1,6 +1,7 @@
-"""`python -m services.tagger`: the same as `tagrouter serve tagger` (the container entry point)."""
+"""`python -m services.tagger`: the tagger service (the container entry point)."""
 import sys
 
-from tagrouter.cli import main
+from services.common.server import main
+from services.tagger.app import create
 
-sys.exit(main(["serve", "tagger", *sys.argv[1:]]))
+sys.exit(main("tagger", create))

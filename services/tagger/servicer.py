@@ -6,33 +6,12 @@ import asyncio
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.metrics import TAG_CACHE
 from services.tagger.batching import MicroBatcher
+from tagrouter.core.limits import MAX_BATCH_REQUESTS, check_client_tags, check_query
 from services.tagger.cache import TagCache, cache_key
-from services.tagger.tagger import AlignedTag, TaggedQuery, Tagger
+from tagrouter.core.tag_model import AlignedTag, TaggedQuery, TagModel
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 
-MAX_QUERY_CHARS = 100_000  # past the encoder's window anyway; refuse rather than tokenise megabytes
-MAX_BATCH_REQUESTS = 256
-MAX_CLIENT_TAGS = 16
-MAX_CLIENT_TAG_CHARS = 200
 _CACHE_HIT, _CACHE_MISS = TAG_CACHE.labels("hit"), TAG_CACHE.labels("miss")
-
-
-def check_query(query: str, where: str = "query") -> None:
-    if not query.strip():
-        raise InvalidArgument(f"{where} is empty")
-    if len(query) > MAX_QUERY_CHARS:
-        raise InvalidArgument(f"{where} has {len(query)} characters, at most {MAX_QUERY_CHARS}")
-
-
-def check_client_tags(client_tags, where: str = "client_tags") -> None:
-    """At most MAX_CLIENT_TAGS tags, each non-empty and at most MAX_CLIENT_TAG_CHARS characters."""
-    if len(client_tags) > MAX_CLIENT_TAGS:
-        raise InvalidArgument(f"{where}: {len(client_tags)} tags, at most {MAX_CLIENT_TAGS}")
-    for i, tag in enumerate(client_tags):
-        if not tag.strip():
-            raise InvalidArgument(f"{where}[{i}] is empty")
-        if len(tag) > MAX_CLIENT_TAG_CHARS:
-            raise InvalidArgument(f"{where}[{i}] has {len(tag)} characters, at most {MAX_CLIENT_TAG_CHARS}")
 
 
 def with_client_tags(tags: list[tagger_pb2.Tag], aligned: list[AlignedTag | None]) -> list[tagger_pb2.Tag]:
@@ -51,7 +30,7 @@ def with_client_tags(tags: list[tagger_pb2.Tag], aligned: list[AlignedTag | None
 
 
 class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
-    def __init__(self, tagger: Tagger, max_batch: int = 32, cache_size: int = 10_000):
+    def __init__(self, tagger: TagModel, max_batch: int = 32, cache_size: int = 10_000):
         self.tagger = tagger
         self.version = tagger.vocabulary.version
         self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self.tagger.tag, max_batch=max_batch)

@@ -24,7 +24,7 @@ def test_route_json_prints_one_object(stack):
 
 
 def test_route_without_a_router_says_so(tmp_path):
-    from services.common.embedded_redis import free_port
+    from tagrouter.stack.embedded_redis import free_port
 
     out = tagrouter("route", QUERY, "--router", f"127.0.0.1:{free_port()}", "--timeout", "2")
     assert out.returncode == 1

@@ -74,7 +74,7 @@ def test_client_deadline_is_propagated(redis_url, clean_redis):
     import re
     import urllib.request
 
-    from services.common.embedded_redis import free_port
+    from tagrouter.stack.embedded_redis import free_port
     from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 
     metrics_port = free_port()

@@ -4,8 +4,8 @@ import grpc
 import numpy as np
 import pytest
 
-from services.scorer.scoring import ScoringParams
-from services.scorer.weights import Weights
+from tagrouter.core.scoring import ScoringParams
+from tagrouter.core.weights import Weights
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tests.conftest import needs_shared
 from tests.integration.test_cli import tagrouter
@@ -16,7 +16,7 @@ from tests.integration.test_eval import POOL, small_suite
 def test_scorer_scores_what_the_evaluation_scores(stack, tmp_path):
     from services.common.settings import DEFAULT_WEIGHTS_FILE, TaggerSettings
     from services.tagger.app import load_tagger
-    from tagrouter import evaluate as ev
+    from tagrouter.offline import evaluate as ev
 
     suite = small_suite(tmp_path / "s", POOL, n=(80, 10, 10))
     assert tagrouter("fit", "--suite", str(suite), "--out", str(tmp_path / "w.json"), "--no-tune").returncode == 0

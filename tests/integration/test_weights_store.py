@@ -8,7 +8,7 @@ import pytest
 
 from services.common.settings import DEFAULT_WEIGHTS_FILE
 from services.scorer.store import ACTIVE_KEY, WeightStore
-from services.scorer.weights import Weights, WeightsError
+from tagrouter.core.weights import Weights, WeightsError
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tests.conftest import Process, service_env, wait_serving
 

@@ -1,9 +1,9 @@
 """Counting: a model joins the pool by adding its outcomes, and gets the same counts as a full fit."""
 import numpy as np
 
-from services.scorer.scoring import pairwise_outcomes
-from tagrouter.fit import count_outcomes, fit_added_model, fit_counts, merge_counts
-from tagrouter.suite import load_suite
+from tagrouter.core.scoring import pairwise_outcomes
+from tagrouter.offline.fit import count_outcomes, fit_added_model, fit_counts, merge_counts
+from tagrouter.offline.suite import load_suite
 from tests.unit.test_suite import row, write_suite
 
 MODELS = {"a": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2},

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import descriptor_pb2, json_format, message_factory
 
 from tagrouter.bench import GHZ_TEMPLATES, ghz_method, ghz_requests, load_ghz_config, render_ghz_data
-from tagrouter.protos import build_protoset
+from tagrouter.dev.protos import build_protoset
 from tests.conftest import REPO_ROOT
 
 GHZ_DIR = REPO_ROOT / "bench" / "ghz"

@@ -1,7 +1,7 @@
 """tagrouter/headroom.py: finds a rescue signal where the embeddings carry one, and none where they do not."""
 import numpy as np
 
-from tagrouter import headroom
+from tagrouter.offline import headroom
 
 
 def _suite(rng, signal: bool):

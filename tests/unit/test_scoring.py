@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from services.router.decision import anchor, choose, estimate_costs, utilities
-from services.scorer import scoring
-from services.scorer.scoring import ScoringParams
+from tagrouter.core.decision import anchor, choose, estimate_costs, utilities
+from tagrouter.core import scoring
+from tagrouter.core.scoring import ScoringParams
 
 
 def test_pairwise_outcomes_count_one_comparison_per_rival():
@@ -121,10 +121,10 @@ def test_level_weights_scale_a_tag_by_its_name_prefix():
 
 
 def test_level_weights_round_trip_and_default_to_one_when_unset():
-    from services.scorer.weights import Weights, WeightsError, validate
+    from tagrouter.core.weights import Weights, WeightsError, validate
 
     counts = {"*": {"a": [1.0, 0.0, 0.0, 1.0, 5.0]}}
-    from services.scorer.weights import ModelPrice
+    from tagrouter.core.weights import ModelPrice
     w = Weights([ModelPrice("a", 1.0, 1.0)], ScoringParams(level_weight_topic=0.0, level_weight_attr=0.25), counts)
     back = Weights.from_proto(w.to_proto())
     assert back.params == w.params
@@ -141,7 +141,7 @@ def test_one_query_path_equals_the_evaluation_path_and_the_routers_table():
     """Score (score_query), the router's precomputed table (combine) and the evaluation
     (score_matrix, expected_output_matrix) give the same numbers."""
     from services.router.mirror import ScoringTable
-    from services.scorer.weights import ModelPrice, Weights
+    from tagrouter.core.weights import ModelPrice, Weights
 
     rng = np.random.default_rng(7)
     levels = ["task:a", "domain:b", "topic:c", "attr:d", "task:e", "topic:f"]

@@ -48,7 +48,8 @@ def test_scorer_needs_a_redis_url_and_never_shows_it():
 def test_readme_configuration_table_lists_every_variable_the_code_reads():
     import re
 
-    from services.common.settings import ENVIRONMENT, REPO_ROOT
+    from services.common.settings import ENVIRONMENT
+    from tests.conftest import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
     table = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, flags=re.MULTILINE))

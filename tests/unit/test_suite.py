@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tagrouter.suite import SuiteError, load_suite
+from tagrouter.offline.suite import SuiteError, load_suite
 
 MODELS = {"big": {"input_usd_per_mtok": 10, "output_usd_per_mtok": 30},
           "small": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}

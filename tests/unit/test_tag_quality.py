@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 
 from services.common.settings import DEFAULT_MODEL_DIR, DEFAULT_VOCAB_DIR
-from services.tagger.vocabulary import Vocabulary
-from tagrouter import tag_quality
-from tagrouter.vocab import RAW_DIR
+from tagrouter.core.vocabulary import Vocabulary
+from tagrouter.offline import tag_quality
+from tagrouter.offline.vocab_build import RAW_DIR
 
 
 @pytest.mark.skipif(not RAW_DIR.exists() or not (DEFAULT_MODEL_DIR / "model.onnx").exists(),
                     reason="needs ../shared/data/raw and `make model`")
 def test_tag_quality_runs_on_a_tiny_held_out_subset():
-    from services.tagger.encoder import Encoder
+    from tagrouter.core.encoder import Encoder
 
     vocab = Vocabulary.load(DEFAULT_VOCAB_DIR)
     prompts = [p for p in tag_quality.held_out_prompts(RAW_DIR, 0.3, per_label=1)

@@ -1,7 +1,7 @@
 """Pure tagging rules: attribute tags, name normalisation, alignment."""
 import numpy as np
 
-from services.tagger.tagging import align, attribute_tags, normalise_client_tag, slug
+from tagrouter.core.tagging import align, attribute_tags, normalise_client_tag, slug
 
 
 def test_script_attributes_name_the_script():

@@ -1,9 +1,9 @@
 """Suite-fitted topic tags: the tagger with the saved vocabulary tags exactly as the evaluation did."""
 import numpy as np
 
-from services.tagger.tagger import Tagger
-from services.tagger.vocabulary import Vocabulary
-from tagrouter.topics import fit_topics
+from tagrouter.core.tag_model import TagModel
+from tagrouter.core.vocabulary import Vocabulary
+from tagrouter.offline.topics import fit_topics
 
 
 class FakeEncoder:
@@ -18,7 +18,7 @@ def test_a_vocabulary_with_topics_tags_like_the_topic_model(tmp_path):
     base = Vocabulary.build([{"name": "task:a", "level": "task", "description": "a"}], x[:1])
     vocab = base.with_topics(topics.centroids, "test")
     vocab.save(tmp_path)
-    tagger = Tagger(FakeEncoder(), Vocabulary.load(tmp_path), per_level=2, min_score=-1.0)
+    tagger = TagModel(FakeEncoder(), Vocabulary.load(tmp_path), per_level=2, min_score=-1.0)
     tagged = tagger.tag_encoded(["q"] * 10, x[:10], [5] * 10)
     expected = topics.assign(x[:10])
     for got, want in zip(tagged, expected):

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from services.common.settings import DEFAULT_MODEL_DIR, DEFAULT_VOCAB_DIR
-from services.tagger.vocabulary import PROTOTYPES_FILE, TAGS_FILE, Vocabulary
-from tagrouter.corpora import DEFAULT_CORPORA, Prompt, sample, sha256_file, split_held_out
-from tagrouter.vocab import RAW_DIR, REPO_ROOT, BuildParams, complete_linkage
+from tagrouter.core.vocabulary import PROTOTYPES_FILE, TAGS_FILE, Vocabulary
+from tagrouter.offline.corpora import DEFAULT_CORPORA, Prompt, sample, sha256_file, split_held_out
+from tagrouter.offline.vocab_build import PACKAGE_PARENT, RAW_DIR, BuildParams, complete_linkage
+from tests.conftest import REPO_ROOT
 
 needs_raw = pytest.mark.skipif(not RAW_DIR.exists(), reason=f"{RAW_DIR} is absent")
 needs_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="run `make model`")
@@ -33,9 +34,9 @@ def test_committed_vocabulary_loads_and_records_its_build():
 @needs_raw
 def test_committed_vocabulary_matches_the_hash_of_its_inputs():
     inputs = committed()["build"]["inputs"]
-    assert set(inputs) == {"services/tagger/taxonomy.json", *DEFAULT_CORPORA}
+    assert set(inputs) == {"tagrouter/data/taxonomy.json", *DEFAULT_CORPORA}
     for name, digest in inputs.items():
-        path = REPO_ROOT / name if name.startswith("services/") else RAW_DIR / name
+        path = PACKAGE_PARENT / name if name.startswith("tagrouter/") else RAW_DIR / name
         assert sha256_file(path) == digest, f"{name} changed since the vocabulary was built: run `make vocab`"
 
 

@@ -4,19 +4,18 @@ Used in-process by the tagger service, by `tagrouter fit` and by the evaluation.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass
 
 import numpy as np
 
-from services.tagger.encoder import MAX_TOKENS, Encoder
-from services.tagger.tagging import (ATTRIBUTE_TAGS, LEVELS, align, attribute_tags, nearest_in_groups,
+from tagrouter.core.encoder import MAX_TOKENS, Encoder
+from tagrouter.core.tagging import (TAG_MIN_SCORE, TAGS_PER_LEVEL, TOPIC_MIN_SCORE, ATTRIBUTE_TAGS, LEVELS, align, attribute_tags, nearest_in_groups,
                                      normalise_client_tag, select_tags)
-from services.tagger.vocabulary import Vocabulary
+from tagrouter.core.vocabulary import Vocabulary
 
 
-# A fine topic is a many-way choice: below this similarity the nearest topic is more often wrong than
-# right on held-out Arena-Hard queries (docs/TAGS.md, "Topic threshold"), so the query gets none.
-TOPIC_MIN_SCORE = 0.4
 # Cosine similarity a client tag needs to its nearest prototype to be aligned to it.
 CLIENT_TAG_MIN_SIMILARITY = 0.5
 ALIGNMENT_CACHE_SIZE = 4096
@@ -48,7 +47,7 @@ def _exact_keys(tag: dict) -> list[str]:
     return [normalise_client_tag(k) for k in keys]
 
 
-class Tagger:
+class TagModel:
     def __init__(self, encoder: Encoder, vocabulary: Vocabulary, per_level: int, min_score: float,
                  client_tag_min_similarity: float = CLIENT_TAG_MIN_SIMILARITY, topic_min_score: float = TOPIC_MIN_SCORE):
         if encoder.dim != vocabulary.prototypes.shape[1]:
@@ -80,6 +79,16 @@ class Tagger:
                 self._exact.setdefault(key, (tag["name"], tag["level"]))
         self._aligned: dict[str, AlignedTag | None] = {}
         self._names_t: np.ndarray | None = None  # embeddings of the tag names, made on first alignment
+
+    @classmethod
+    def load(cls, model_dir: Path, vocab_dir: Path | None = None, per_level: int = TAGS_PER_LEVEL,
+             min_score: float = TAG_MIN_SCORE, topic_min_score: float = TOPIC_MIN_SCORE,
+             intra_op_threads: int = 1) -> "TagModel":
+        """The encoder in `model_dir` with the vocabulary in `vocab_dir` (default: the packaged one)."""
+        from tagrouter import data
+
+        return cls(Encoder(model_dir, intra_op_threads), Vocabulary.load(vocab_dir or data.VOCABULARY_DIR),
+                   per_level, min_score, topic_min_score=topic_min_score)
 
     def tag(self, texts: list[str], per_level: int | None = None) -> list[TaggedQuery]:
         """Tags a batch of texts with one encoder call and one matrix product."""

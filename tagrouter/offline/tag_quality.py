@@ -1,6 +1,6 @@
 """`tagrouter tag-quality`: how well the tagger finds the labels of queries the vocabulary never saw.
 
-The held-out prompts are those `tagrouter.corpora.split_held_out` keeps out of the build. A
+The held-out prompts are those `tagrouter.offline.corpora.split_held_out` keeps out of the build. A
 prompt's true tag at a level is the canonical tag that lists the prompt's corpus label among
 its aliases (the label merged into it, or a taxonomy tag declared it as evidence). A label
 whose candidate the build dropped (too diffuse, too rare) has no true tag: its prompts count
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from services.tagger.vocabulary import Vocabulary
-from services.tagger.tagger import TOPIC_MIN_SCORE
-from tagrouter.corpora import DEFAULT_CORPORA, HELD_OUT_FRACTION, Prompt, read_corpus, sample, split_held_out
+from tagrouter.core.vocabulary import Vocabulary
+from tagrouter.core.tagging import TOPIC_MIN_SCORE
+from tagrouter.offline.corpora import DEFAULT_CORPORA, HELD_OUT_FRACTION, Prompt, read_corpus, sample, split_held_out
 
 MEASURED_SOURCES = ("arena-hard", "arena-hard-v2", "vicuna", "routerbench")
 MAX_PER_LABEL = 100
@@ -99,7 +99,7 @@ def measure(vocab: Vocabulary, prompts: list[Prompt], embeddings: np.ndarray) ->
 
 
 def _source_level(source: str) -> str:
-    from tagrouter.vocab import SOURCE_LEVEL
+    from tagrouter.offline.vocab_build import SOURCE_LEVEL
 
     return SOURCE_LEVEL[source]
 
@@ -215,7 +215,7 @@ request, and the script of a non-Latin query (`attr:script-cjk`, `-cyrillic`, `-
 
 ## Tag quality on held-out labelled queries
 
-{held_out} prompts that the build never saw (`tagrouter.corpora.split_held_out`: per label, the
+{held_out} prompts that the build never saw (`tagrouter.offline.corpora.split_held_out`: per label, the
 {HELD_OUT_FRACTION:.0%} of prompts first by the hash of their id, at least one of two; at most {MAX_PER_LABEL}
 per label measured). The truth at a level is the canonical tag that took the prompt's label as an
 alias; `coverage` is the share of queries whose label kept a tag (the others count as misses).
@@ -247,7 +247,7 @@ their scores.
 |---:|---:|---:|---:|
 {chr(10).join(f"| {th:.2f} | {a:.3f} | {p:.3f} | {o:.3f} |" for th, a, p, o in topic_rows)}
 
-Tagging stays one matrix product after the encoder (`Tagger.tag_encoded`: embeddings @ prototypes,
+Tagging stays one matrix product after the encoder (`TagModel.tag_encoded`: embeddings @ prototypes,
 {len(vocab.tags)} x {vocab.prototypes.shape[1]}); baking it into the ONNX graph would save well under
 a millisecond per batch while tying the exported model to one vocabulary version, so it is not done.
 
@@ -278,8 +278,8 @@ BOOTSTRAP = 200  # paired resamples of the test queries for the spread of each A
 SEED = 0
 
 try:  # the evaluation harness (issue 4); the ablation is skipped without it
-    from tagrouter import evaluate as _evaluate
-    from tagrouter import metrics as _metrics
+    from tagrouter.offline import evaluate as _evaluate
+    from tagrouter.offline import quality_metrics as _metrics
 
     HAVE_HARNESS = hasattr(_evaluate, "select_tagrouter") and hasattr(_evaluate, "prepare")
 except ImportError:  # pragma: no cover - depends on the branch
@@ -298,8 +298,8 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
     """
     import dataclasses
 
-    from services.tagger.tagger import Tagger
-    from tagrouter.suite import load_suite
+    from tagrouter.core.tag_model import TagModel
+    from tagrouter.offline.suite import load_suite
 
     rows = []
     for folder in suite_dirs:
@@ -312,7 +312,7 @@ def ablation(suite_dirs: list[Path], tagger, variants=ABLATION_VARIANTS, show_pr
         predicted = {}
         for name, levels, per_level, suite_topics, parsimony in variants:
             vocab = tagger.vocabulary.restricted([lv for lv in levels if lv != "attr"])
-            variant = Tagger(tagger.encoder, vocab, per_level, tagger.min_score, topic_min_score=tagger.topic_min_score)
+            variant = TagModel(tagger.encoder, vocab, per_level, tagger.min_score, topic_min_score=tagger.topic_min_score)
             tagged = variant.tag_encoded(suite.queries, base.embeddings, counts)
             granularities = _evaluate.TOPIC_GRANULARITIES if suite_topics else ((),)
             tags = [[(n, float(sc)) for n, lv, sc in t.tags if lv in levels] for t in tagged]
@@ -378,7 +378,7 @@ def render_ablation(rows: list[dict], suites_name: str = "suites") -> str:
                                                 for r in rows) for name in names[1:])
     return f"""Test AUC (ROUTING.md, section 3) of TagRouter on every suite in `{suites_name}/`, fitted on
 `train` with its scoring parameters chosen by the evaluation harness on `valid` and `train`
-out-of-fold (`tagrouter.evaluate.select_tagrouter`), for tag sets that offer one more level at a time,
+out-of-fold (`tagrouter.offline.evaluate.select_tagrouter`), for tag sets that offer one more level at a time,
 then vary the number of tags kept per level (default {TAGS_PER_LEVEL_SERVED}), then add the harness's topic
 tags fitted on the suite's own training queries (what `tagrouter eval` and `tagrouter fit` serve).
 Offered is not kept: as in `tagrouter eval`, the harness then keeps the smallest tag set (levels

@@ -6,6 +6,12 @@ import re
 
 import numpy as np
 
+TAGS_PER_LEVEL = 2  # tags kept per level
+TAG_MIN_SCORE = 0.15  # cosine similarity below which a tag is dropped
+# A fine topic is a many-way choice: below this similarity the nearest topic is more often wrong than
+# right on held-out Arena-Hard queries (docs/TAGS.md, "Topic threshold"), so the query gets none.
+TOPIC_MIN_SCORE = 0.4
+
 LEVELS = ("task", "domain", "topic", "attr")
 
 # Cheap surface attributes: fixed names, assigned by rules, score 1.

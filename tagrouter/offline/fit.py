@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.scorer.scoring import ALL_QUERIES_TAG, ScoringParams, pairwise_outcomes
-from services.scorer.weights import ModelPrice, Weights
-from tagrouter.suite import Suite
+from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams, pairwise_outcomes
+from tagrouter.core.weights import ModelPrice, Weights
+from tagrouter.offline.suite import Suite
 
 
 def tag_index(query_tags: list[list[str]]) -> dict[str, int]:

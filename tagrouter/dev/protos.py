@@ -1,8 +1,8 @@
 """Generate the Python stubs (with .pyi) from protos/, check that the committed ones are current,
 or build a protoset (a FileDescriptorSet with imports) for clients of servers with reflection off.
 
-    python -m tagrouter.protos generate|check
-    python -m tagrouter.protos protoset [OUT]      (default build/tagrouter.protoset)
+    python -m tagrouter.dev.protos generate|check
+    python -m tagrouter.dev.protos protoset [OUT]      (default build/tagrouter.protoset)
 """
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# A developer tool: it works on a source checkout, from its root (as `make protos` runs it).
+REPO_ROOT = Path.cwd()
 PROTO_ROOT = REPO_ROOT / "protos"
 
 
 def _generate(out_dir: Path) -> list[Path]:
+    if not PROTO_ROOT.is_dir():
+        raise SystemExit(f"no {PROTO_ROOT}: run this from the repository's root")
     from grpc_tools import protoc
     import grpc_tools
 

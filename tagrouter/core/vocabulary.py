@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.tagger.tagging import ATTRIBUTE_TAGS, LEVELS
+from tagrouter.core.tagging import ATTRIBUTE_TAGS, LEVELS
 
 TAGS_FILE = "tags.json"
 PROTOTYPES_FILE = "prototypes.npy"

@@ -4,7 +4,7 @@ In the spirit of the paper's tag normalisation (PhraseBERT + DBSCAN over LLM-gen
 with the labels the corpora already carry standing in for generated tags:
 
 1. Candidates: the project's taxonomy (task and domain tags, each with a description and
-   examples), and every label of the corpora's build split (ROUTING.md; `tagrouter.corpora`):
+   examples), and every label of the corpora's build split (ROUTING.md; `tagrouter.offline.corpora`):
    Arena-Hard's topic clusters (level topic), Arena-Hard v2 subcategories, Vicuna-bench
    categories, RouterBench task names and AlpacaEval source sets (level task).
 2. Normalise: a label's name is `<level>:<slug>`; equal names merge at once.
@@ -34,14 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-from services.tagger.tagging import LEVELS, slug
-from services.tagger.vocabulary import Vocabulary
-from tagrouter.corpora import (DEFAULT_CORPORA, CorpusError, Prompt, read_corpus, read_text, sample,
+from tagrouter import data
+from tagrouter.core.tagging import LEVELS, slug
+from tagrouter.core.vocabulary import Vocabulary
+from tagrouter.offline import paths
+from tagrouter.offline.corpora import (DEFAULT_CORPORA, CorpusError, Prompt, read_corpus, read_text, sample,
                                sha256_file, split_held_out)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TAXONOMY_FILE = REPO_ROOT / "services" / "tagger" / "taxonomy.json"
-RAW_DIR = REPO_ROOT.parent / "shared" / "data" / "raw"
+TAXONOMY_FILE = data.TAXONOMY_FILE
+RAW_DIR = paths.raw_dir()
+# Package data is keyed relative to the folder holding the `tagrouter` package (a checkout or site-packages).
+PACKAGE_PARENT = Path(data.__file__).resolve().parents[2]
 
 # Which level a corpus's labels belong to, and how a label reads as a description.
 SOURCE_LEVEL = {"arena-hard": "topic", "arena-hard-v2": "task", "vicuna": "task", "routerbench": "task",
@@ -150,7 +153,7 @@ def input_hashes(taxonomy: Path, corpora: list[Path], raw_dir: Path) -> dict[str
     out = {}
     for path in [Path(taxonomy), *map(Path, corpora)]:
         path = path.resolve()
-        for root in (REPO_ROOT, Path(raw_dir).resolve()):
+        for root in (PACKAGE_PARENT, Path(raw_dir).resolve()):
             if path.is_relative_to(root):
                 key = str(path.relative_to(root))
                 break
@@ -311,7 +314,7 @@ def build_vocabulary(encoder, taxonomy: Path = TAXONOMY_FILE, corpora: list[Path
     for level in LEVELS[:3]:
         report.kept[level] = sum(t["level"] == level for t in tags)
     build_info = {"inputs": input_hashes(taxonomy, corpora, raw_dir), "params": asdict(params),
-                  "encoder": "all-MiniLM-L6-v2 int8 ONNX (tagrouter.export_model)",
+                  "encoder": "all-MiniLM-L6-v2 int8 ONNX (tagrouter.dev.export_model)",
                   "candidates": report.candidates, "dropped": {"diffuse": report.diffuse, "rare": report.rare}}
     return Vocabulary.build(tags, prototypes[keep].astype(np.float32), build_info), report
 

@@ -12,13 +12,27 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from services.scorer.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
+import numpy as np
+
+from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from tagrouter.scorer.v1 import scorer_pb2
 
 FORMAT = "tagrouter.weights/v1"
 LEVEL_PARAMS = ("level_weight_domain", "level_weight_topic", "level_weight_attr")
 PLAIN_PARAMS = tuple(f for f in ScoringParams.__dataclass_fields__ if f not in LEVEL_PARAMS)
 MAX_NAME_LENGTH = 200
+
+
+def counts_matrix(per_tag: list[dict[str, list[float]]], names: list[str]) -> np.ndarray:
+    """[T, M, 5] counts of each tag (a model -> row mapping each) for the pool's models in order
+    (0 for a model the tag has not seen, and for a model outside `names`)."""
+    out = np.zeros((len(per_tag), len(names), len(COUNT_FIELDS)))
+    index = {n: i for i, n in enumerate(names)}
+    for t, per_model in enumerate(per_tag):
+        for model, row in per_model.items():
+            if model in index:
+                out[t, index[model]] = row
+    return out
 
 
 class WeightsError(ValueError):

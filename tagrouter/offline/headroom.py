@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagrouter import baselines
+from tagrouter.offline import baselines
 
 RANDOM_REPEATS = 200
 SEED = 0

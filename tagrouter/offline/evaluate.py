@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from services.router import decision
-from services.scorer import scoring
-from services.scorer.scoring import ScoringParams
-from tagrouter import baselines, headroom, metrics
-from tagrouter.fit import count_matrix, incidence, tag_index
-from tagrouter.suite import Suite
-from tagrouter.topics import TopicModel, fit_topics
+from tagrouter.core import decision
+from tagrouter.core import scoring
+from tagrouter.core.scoring import ScoringParams
+from tagrouter.offline import baselines, headroom, quality_metrics as metrics
+from tagrouter.offline.fit import count_matrix, incidence, tag_index
+from tagrouter.offline.suite import Suite
+from tagrouter.offline.topics import TopicModel, fit_topics
 
 # The cost knob sweep shared by every router: 0 (best expected quality) up to "always cheapest".
 LAMBDAS = np.concatenate([[0.0], np.logspace(-4, 2, 121)])
@@ -89,9 +89,9 @@ def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
     """Embeds every query once and tags it with the tagger's own selection rule."""
     start = time.perf_counter()
     if tagger.vocabulary.groups:  # topics are fitted per suite here: start from the hand taxonomy
-        from services.tagger.tagger import Tagger
+        from tagrouter.core.tag_model import TagModel
 
-        tagger = Tagger(tagger.encoder, tagger.vocabulary.without_groups(), tagger.per_level, tagger.min_score,
+        tagger = TagModel(tagger.encoder, tagger.vocabulary.without_groups(), tagger.per_level, tagger.min_score,
                         topic_min_score=tagger.topic_min_score)
     bar = _progress(len(suite.queries), "embedding queries", show_progress)
     embeddings = tagger.encoder.embed(suite.queries, progress=bar.update)
@@ -694,7 +694,7 @@ def plot(doc: dict, path: Path) -> None:
 def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """([Q, M] scores, [Q, M] estimated costs) of weights for tagged queries, as the scorer and router
     compute them (same pure functions; the tagger's token count prices the input)."""
-    from services.scorer.scoring import ALL_QUERIES_TAG
+    from tagrouter.core.scoring import ALL_QUERIES_TAG
     from services.scorer.servicer import counts_matrix
 
     names = weights.model_names

@@ -1,0 +1,1 @@
+"""Developer tools: the stub generator and the encoder export (build time only)."""

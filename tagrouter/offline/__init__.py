@@ -1,0 +1,1 @@
+"""Offline code: suites, fitting, the evaluation with its routers, vocabulary build, tag quality."""

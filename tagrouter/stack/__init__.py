@@ -1,0 +1,147 @@
+"""The local stack: tagger, scorer and router as three processes on loopback, plus Redis.
+
+One launcher for `make run` (`tagrouter serve all`), `tagrouter route --embedded`, the
+benchmark and the tests. Each service runs as in production, `python -m services.<name>`,
+configured by environment variables; Redis is `REDIS_URL` when set, else a private
+redis-server that lives as long as the stack.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Mapping
+
+from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
+from tagrouter.stack.health import wait_serving
+
+SERVICES = ("tagger", "scorer", "router")
+FULL_NAMES = {name: f"tagrouter.{name}.v1.{name.capitalize()}Service" for name in SERVICES}
+STOP_SECONDS = 15.0
+
+
+class ServiceProcess:
+    """One service as a subprocess on a port of its own (a free one unless given)."""
+
+    def __init__(self, service: str, env: Mapping[str, str], *args: str, port: int | None = None,
+                 output: IO | int | None = subprocess.PIPE, cwd: Path | None = None):
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        self.service = service
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", f"services.{service}", "--port", str(self.port), *args],
+                                     env=dict(env), cwd=cwd, stdout=output,
+                                     stderr=subprocess.STDOUT if output is not None else None, text=True)
+
+    def wait_serving(self, timeout: float = 120.0) -> None:
+        wait_serving(self.address, FULL_NAMES[self.service], timeout, (self.proc,))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_SECONDS) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        """What the process printed (after it stopped), when its output was captured."""
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+
+@dataclass
+class LocalStack:
+    """`with LocalStack(...) as stack:` three services wired to each other, SERVING on entry.
+
+    env: the services' environment (default: this process's); ports: fixed ports by service
+    (others are free ones); metrics: give each service a free /metrics port (else none);
+    log_dir: one log file per service (else their output goes to this process's, or nowhere
+    with quiet=True).
+    """
+
+    env: Mapping[str, str] | None = None
+    ports: Mapping[str, int] = field(default_factory=dict)
+    metrics: bool = False
+    log_dir: Path | None = None
+    quiet: bool = False
+    feedback_by_query: bool = True  # the scorer may tag a Feedback's query through the tagger
+    router_args: tuple[str, ...] = ()
+    start_timeout: float = 120.0
+    processes: dict[str, ServiceProcess] = field(default_factory=dict, init=False)
+    metrics_urls: dict[str, str] = field(default_factory=dict, init=False)
+    redis_url: str = field(default="", init=False)
+    _exit: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, init=False, repr=False)
+
+    @property
+    def router(self) -> str:
+        return self.processes["router"].address
+
+    @property
+    def scorer(self) -> str:
+        return self.processes["scorer"].address
+
+    @property
+    def tagger(self) -> str:
+        return self.processes["tagger"].address
+
+    def start(self, wait: bool = True) -> "LocalStack":
+        try:
+            self._start(wait)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, wait: bool) -> None:
+        env = dict(os.environ if self.env is None else self.env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self.redis_url = env.get("REDIS_URL", "").strip()
+        if not self.redis_url:
+            self.redis_url = env["REDIS_URL"] = self._exit.enter_context(EmbeddedRedis())
+        ports = {name: self.ports.get(name) or free_port() for name in SERVICES}
+        env.update(TAGGER_ADDR=f"127.0.0.1:{ports['tagger']}", SCORER_ADDR=f"127.0.0.1:{ports['scorer']}")
+        if self.feedback_by_query:
+            env["FEEDBACK_TAGGER_ADDR"] = env["TAGGER_ADDR"]
+        if self.log_dir is not None:
+            Path(self.log_dir).mkdir(parents=True, exist_ok=True)
+        self._exit.callback(self._stop_processes)
+        for name in SERVICES:
+            own = dict(env)
+            if self.metrics:  # one port each: they would collide on the default
+                own["TAGROUTER_METRICS_PORT"] = str(free_port())
+                self.metrics_urls[name] = f"http://127.0.0.1:{own['TAGROUTER_METRICS_PORT']}/metrics"
+            if self.log_dir is not None:
+                output = self._exit.enter_context(open(Path(self.log_dir) / f"{name}.log", "w"))
+            else:
+                output = subprocess.DEVNULL if self.quiet else None
+            args = self.router_args if name == "router" else ()
+            self.processes[name] = ServiceProcess(name, own, *args, port=ports[name], output=output)
+        if wait:
+            self.wait_serving()
+
+    def wait_serving(self) -> None:
+        """Until the router says SERVING (it waits for both downstreams); fails if a service exits."""
+        procs = tuple(p.proc for p in self.processes.values())
+        wait_serving(self.router, FULL_NAMES["router"], self.start_timeout, procs)
+
+    def _stop_processes(self) -> None:
+        for proc in reversed(list(self.processes.values())):  # router first: it drains its callers
+            proc.stop()
+
+    def stop(self) -> None:
+        self._exit.close()
+
+    close = stop
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
