@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tagrouter.stack import LocalStack, ServiceProcess
-from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
+from tagrouter.stack.embedded_redis import EmbeddedRedis
 from tagrouter.stack.health import wait_serving  # noqa: F401 - tests import it from here
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

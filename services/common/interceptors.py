@@ -1,7 +1,7 @@
 """The one helper every server interceptor uses to wrap a handler's behaviour."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 

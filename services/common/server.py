@@ -12,8 +12,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Mapping
 
 import grpc
 import uvloop

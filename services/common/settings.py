@@ -6,9 +6,9 @@ manifests and the code have one list to agree on (`ENVIRONMENT`).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 from tagrouter import data
 from tagrouter.core.tagging import TAG_MIN_SCORE, TAGS_PER_LEVEL, TOPIC_MIN_SCORE
@@ -141,7 +141,7 @@ class ServerSettings:
     admin_token: str | None = field(repr=False)  # a secret: never logged
 
     @classmethod
-    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> "ServerSettings":
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
         e = _Env(env)
         level = e.str("TAGROUTER_LOG_LEVEL", "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -161,7 +161,7 @@ class ServerSettings:
             admin_token=e.str("TAGROUTER_ADMIN_TOKEN", "") or None,
         ).checked()
 
-    def checked(self) -> "ServerSettings":
+    def checked(self) -> ServerSettings:
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("TAGROUTER_TLS_CERT_FILE and TAGROUTER_TLS_KEY_FILE go together: set both or neither")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
@@ -172,7 +172,7 @@ class ServerSettings:
     def tls(self) -> bool:
         return self.tls_cert_file is not None
 
-    def with_port(self, port: int | None) -> "ServerSettings":
+    def with_port(self, port: int | None) -> ServerSettings:
         return self if port is None else replace(self, port=port)
 
     @property
@@ -191,7 +191,7 @@ class TaggerSettings:
     tag_cache_size: int = 10_000
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "TaggerSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TaggerSettings:
         e = _Env(env)
         return cls(
             model_dir=Path(e.str("TAGROUTER_MODEL_DIR", str(DEFAULT_MODEL_DIR))),
@@ -211,7 +211,7 @@ class ScorerSettings:
     tagger_addr: str | None = None  # Feedback by query needs a tagger; by tags it does not
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ScorerSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ScorerSettings:
         e = _Env(env)
         url = e.str("REDIS_URL")
         if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -236,7 +236,7 @@ class RouterSettings:
     tls_key_file: Path | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "RouterSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
         e = _Env(env)
         return cls(
             tagger_addr=_address("TAGGER_ADDR", e.str("TAGGER_ADDR")),

@@ -1,5 +1,5 @@
 """Wires the router service from its settings."""
-from typing import Mapping
+from collections.abc import Mapping
 
 from services.common.security import channel_credentials
 from services.common.server import ServiceSpec

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import grpc
-
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.channels import open_channel
 from tagrouter.scorer.v1 import scorer_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2_grpc
+
 
 class Downstreams:
     """Stubs for the router's two downstreams."""

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 import grpc
-import numpy as np
 
 from services.common import metrics
 from tagrouter.core.pool import ScoringTable

@@ -17,10 +17,9 @@ import numpy as np
 from services.common import metrics
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.settings import RouterSettings
-from tagrouter.core import decision
 from services.router.clients import Downstreams
 from services.router.mirror import WeightsMirror
-from tagrouter.core import limits
+from tagrouter.core import decision, limits
 from tagrouter.core.pool import CandidateScores
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2

@@ -1,5 +1,5 @@
 """Wires the scorer service from its settings."""
-from typing import Mapping
+from collections.abc import Mapping
 
 from services.common.channels import open_channel
 from services.common.server import ServiceSpec

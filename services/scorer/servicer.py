@@ -13,11 +13,11 @@ import redis.exceptions
 
 from services.common import metrics
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
+from services.scorer.store import WeightStore
+from services.scorer.watch import WeightsBroadcast
 from tagrouter.core import limits, scoring
 from tagrouter.core.pool import CandidateScores, distinct_tags
 from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams
-from services.scorer.store import WeightStore
-from services.scorer.watch import WeightsBroadcast
 from tagrouter.core.weights import ModelPrice, Weights, WeightsError, counts_matrix, validate_name
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2

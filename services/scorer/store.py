@@ -133,7 +133,7 @@ class WeightStore:
         self._feedback = client.register_script(_FEEDBACK)
 
     @classmethod
-    def from_url(cls, url: str) -> "WeightStore":
+    def from_url(cls, url: str) -> WeightStore:
         return cls(aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
                                            socket_timeout=2, health_check_interval=10))
 

@@ -51,7 +51,7 @@ class WeightsBroadcast:
                         await asyncio.wait_for(
                             self._changed.wait_for(lambda: self._sequence != sent or self._closed),
                             HEARTBEAT_SECONDS)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                     if self._closed:
                         return  # the scorer is shutting down: the watcher moves to another one

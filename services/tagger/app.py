@@ -1,5 +1,5 @@
 """Wires the tagger service from its settings."""
-from typing import Mapping
+from collections.abc import Mapping
 
 from services.common.server import ServiceSpec
 from services.common.settings import TaggerSettings

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from services.common.errors import ResourceExhausted
 from services.common.metrics import TAGGER_BATCH_SIZE

@@ -6,8 +6,8 @@ import asyncio
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.metrics import TAG_CACHE
 from services.tagger.batching import MicroBatcher
-from tagrouter.core.limits import MAX_BATCH_REQUESTS, check_client_tags, check_query
 from services.tagger.cache import TagCache, cache_key
+from tagrouter.core.limits import MAX_BATCH_REQUESTS, check_client_tags, check_query
 from tagrouter.core.tag_model import AlignedTag, TaggedQuery, TagModel
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 

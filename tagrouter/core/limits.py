@@ -6,7 +6,7 @@ INVALID_ARGUMENT in one interceptor. docs/OPERATIONS.md lists these limits in on
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 MAX_QUERY_CHARS = 100_000  # past the encoder's window anyway; refuse rather than tokenise megabytes
 MAX_BATCH_REQUESTS = 256  # queries in one TagBatch

@@ -6,8 +6,8 @@ keep the candidates and the tags that weigh, the same way.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class CandidateScores:
 
     @classmethod
     def select(cls, scored: scoring.QueryScore, tags: list[str], models: list[ModelPrice], candidates: list[str],
-               weights_version: str, params: ScoringParams) -> "CandidateScores":
+               weights_version: str, params: ScoringParams) -> CandidateScores:
         """Keep `candidates` (all models when empty; each must be in the pool) and the tags that weigh."""
         names = [m.name for m in models]
         check_known_models(candidates, names)
@@ -69,7 +69,7 @@ class CandidateScores:
             ) for j, m in enumerate(self.models)])
 
     @classmethod
-    def from_proto(cls, response: scorer_pb2.ScoreResponse) -> "CandidateScores":
+    def from_proto(cls, response: scorer_pb2.ScoreResponse) -> CandidateScores:
         models = list(response.scores)
         tags = list(dict.fromkeys(c.tag for m in models for c in m.contributions))
         contributions = np.zeros((len(tags), len(models)))
@@ -99,7 +99,7 @@ class ScoringTable:
         return [m.name for m in self.models]
 
     @classmethod
-    def from_weights(cls, weights: Weights) -> "ScoringTable":
+    def from_weights(cls, weights: Weights) -> ScoringTable:
         tags = [t for t in weights.counts if t != ALL_QUERIES_TAG]
         # one row per tag, then an all-zero row for tags the weights lack, then `*`
         per_tag = [weights.counts[t] for t in tags] + [{}, weights.counts.get(ALL_QUERIES_TAG, {})]

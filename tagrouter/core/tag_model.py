@@ -4,17 +4,25 @@ Used in-process by the tagger service, by `tagrouter fit` and by the evaluation.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from tagrouter.core.encoder import MAX_TOKENS, Encoder
-from tagrouter.core.tagging import (TAG_MIN_SCORE, TAGS_PER_LEVEL, TOPIC_MIN_SCORE, ATTRIBUTE_TAGS, LEVELS, align, attribute_tags, nearest_in_groups,
-                                     normalise_client_tag, select_tags)
+from tagrouter.core.tagging import (
+    ATTRIBUTE_TAGS,
+    LEVELS,
+    TAG_MIN_SCORE,
+    TAGS_PER_LEVEL,
+    TOPIC_MIN_SCORE,
+    align,
+    attribute_tags,
+    nearest_in_groups,
+    normalise_client_tag,
+    select_tags,
+)
 from tagrouter.core.vocabulary import Vocabulary
-
 
 # Cosine similarity a client tag needs to its nearest prototype to be aligned to it.
 CLIENT_TAG_MIN_SIMILARITY = 0.5
@@ -83,7 +91,7 @@ class TagModel:
     @classmethod
     def load(cls, model_dir: Path, vocab_dir: Path | None = None, per_level: int = TAGS_PER_LEVEL,
              min_score: float = TAG_MIN_SCORE, topic_min_score: float = TOPIC_MIN_SCORE,
-             intra_op_threads: int = 1) -> "TagModel":
+             intra_op_threads: int = 1) -> TagModel:
         """The encoder in `model_dir` with the vocabulary in `vocab_dir` (default: the packaged one)."""
         from tagrouter import data
 

@@ -52,12 +52,12 @@ class Vocabulary:
                 out.setdefault(t["group"], []).append(i)
         return {g: np.array(rows, dtype=np.int64) for g, rows in out.items()}
 
-    def without_groups(self) -> "Vocabulary":
+    def without_groups(self) -> Vocabulary:
         """The vocabulary without suite-fitted topic groups (the hand taxonomy only)."""
         keep = [i for i, t in enumerate(self.tags) if not t.get("group")]
         return Vocabulary.build([self.tags[i] for i in keep], self.prototypes[keep])
 
-    def with_topics(self, centroids: dict[int, np.ndarray], source: str) -> "Vocabulary":
+    def with_topics(self, centroids: dict[int, np.ndarray], source: str) -> Vocabulary:
         """This vocabulary plus one group of topic tags per granularity K (`topic:k<K>-<i>`)."""
         base = self.without_groups()
         tags, rows = list(base.tags), [base.prototypes]
@@ -82,18 +82,18 @@ class Vocabulary:
             np.save(fh, np.ascontiguousarray(self.prototypes, dtype="<f4"), allow_pickle=False)
 
     @classmethod
-    def build(cls, tags: list[dict], prototypes: np.ndarray, build_info: dict | None = None) -> "Vocabulary":
+    def build(cls, tags: list[dict], prototypes: np.ndarray, build_info: dict | None = None) -> Vocabulary:
         prototypes = np.ascontiguousarray(prototypes, dtype=np.float32)
         return cls(tags=tags, prototypes=prototypes, version=content_version(tags, prototypes, build_info),
                    build_info=build_info)
 
-    def restricted(self, levels) -> "Vocabulary":
+    def restricted(self, levels) -> Vocabulary:
         """The vocabulary with the tags of `levels` only (ablations)."""
         keep = [i for i, t in enumerate(self.tags) if t["level"] in levels]
         return Vocabulary.build([self.tags[i] for i in keep], self.prototypes[keep], self.build_info)
 
     @classmethod
-    def load(cls, folder: Path) -> "Vocabulary":
+    def load(cls, folder: Path) -> Vocabulary:
         folder = Path(folder)
         try:
             doc = json.loads((folder / TAGS_FILE).read_text())

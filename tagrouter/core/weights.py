@@ -94,7 +94,7 @@ class Weights:
         tmp.replace(path)  # never a half-written file
 
     @classmethod
-    def load(cls, path: Path) -> "Weights":
+    def load(cls, path: Path) -> Weights:
         path = Path(path)
         try:
             doc = json.loads(path.read_text())
@@ -132,7 +132,7 @@ class Weights:
         )
 
     @classmethod
-    def from_proto(cls, msg: scorer_pb2.Weights) -> "Weights":
+    def from_proto(cls, msg: scorer_pb2.Weights) -> Weights:
         counts: dict[str, dict[str, list[float]]] = {}
         for c in msg.counts:
             if c.model in counts.get(c.tag, {}):

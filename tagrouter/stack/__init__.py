@@ -12,9 +12,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO
 
 from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
 from tagrouter.stack.health import wait_serving
@@ -91,7 +92,7 @@ class LocalStack:
     def tagger(self) -> str:
         return self.processes["tagger"].address
 
-    def start(self, wait: bool = True) -> "LocalStack":
+    def start(self, wait: bool = True) -> LocalStack:
         try:
             self._start(wait)
         except BaseException:
@@ -140,7 +141,7 @@ class LocalStack:
 
     close = stop
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:
