@@ -43,12 +43,21 @@ RUN groupadd --system --gid 10001 tagrouter \
  && useradd --system --uid 10001 --gid tagrouter --home-dir /app --shell /usr/sbin/nologin tagrouter
 COPY --from=deps /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=root:root tagrouter ./tagrouter
+# Serving code only: the core, the package data, the generated stubs and the services; no offline
+# code, no bench, no CLI, no developer tools (docs/ARCHITECTURE.md).
+COPY --chown=root:root tagrouter/__init__.py ./tagrouter/__init__.py
+COPY --chown=root:root tagrouter/core ./tagrouter/core
+COPY --chown=root:root tagrouter/data ./tagrouter/data
+COPY --chown=root:root tagrouter/tagger ./tagrouter/tagger
+COPY --chown=root:root tagrouter/scorer ./tagrouter/scorer
+COPY --chown=root:root tagrouter/router ./tagrouter/router
 COPY --chown=root:root services ./services
 COPY --from=export --chown=root:root /model ./model
 # Bytecode compiled at build time: the root filesystem is read-only when serving.
 RUN python -m compileall -q /app/tagrouter /app/services \
  && python -c "import onnxruntime, tokenizers, grpc, redis; import services.tagger.app, services.scorer.app, services.router.app" \
+ && python -c "import services.router.app, services.scorer.app, sys; assert 'onnxruntime' not in sys.modules" \
+ && ! python -c "import tagrouter.offline" 2>/dev/null \
  && ! python -c "import torch" 2>/dev/null
 USER 10001:10001
 # gRPC ports: router 50051, scorer 50052, tagger 50053; metrics 9090 (see services/common/settings.py).

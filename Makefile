@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test install model protos check-protos protoset bench vocab weights tag-quality results clean deploy-tools deploy-check
+.PHONY: run test lint install model protos check-protos protoset bench vocab weights tag-quality results clean deploy-tools deploy-check
 
 install: $(STAMP)
 
@@ -75,7 +75,12 @@ $(HELM): | $(STAMP)
 deploy-check: $(MODEL) deploy-tools
 	$(BIN)/python -m pytest -q tests/deploy
 
-test: $(MODEL) check-protos deploy-tools
+# The layout's checks: import contracts (pyproject.toml [tool.importlinter]) and ruff.
+lint: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+
+test: $(MODEL) check-protos lint deploy-tools
 	$(BIN)/python -m pytest -q
 
 clean:

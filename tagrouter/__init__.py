@@ -1,0 +1,1 @@
+"""TagRouter: an LLM router as three gRPC services over one domain core (docs/ARCHITECTURE.md)."""

@@ -1,0 +1,57 @@
+"""The layout's rules hold, and breaking one fails: import contracts, the router without onnxruntime,
+no module over 400 lines outside generated code."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+MAX_LINES = 400
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(root))
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def tree_copy(tmp_path):
+    """The packages and their contracts, copied where a test may break them."""
+    for name in ("tagrouter", "services"):
+        shutil.copytree(REPO_ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "pyproject.toml", tmp_path)
+    return tmp_path
+
+
+@pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="lint-imports is not installed (the dev extra)")
+def test_the_contracts_hold_and_a_router_importing_the_tagger_breaks_them(tree_copy):
+    assert lint_imports(tree_copy).returncode == 0
+    servicer = tree_copy / "services" / "router" / "servicer.py"
+    servicer.write_text(servicer.read_text() + "\nimport services.tagger.servicer  # noqa: E402,F401\n")
+    broken = lint_imports(tree_copy)
+    assert broken.returncode != 0
+    assert "services.router.servicer -> services.tagger.servicer" in broken.stdout
+
+
+@pytest.mark.parametrize("module", ["services.router.app", "services.scorer.app"])
+def test_router_and_scorer_load_no_onnxruntime(module):
+    code = f"import {module}, sys; assert 'onnxruntime' not in sys.modules and 'tokenizers' not in sys.modules"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_no_module_is_over_400_lines_outside_generated_code():
+    tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO_ROOT, capture_output=True, text=True).stdout.split()
+    if not tracked:  # not a git checkout: read the tree
+        tracked = [str(p.relative_to(REPO_ROOT)) for p in REPO_ROOT.rglob("*.py") if ".venv" not in p.parts]
+    long = {path: n for path in tracked if "_pb2" not in path
+            and (n := len((REPO_ROOT / path).read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
