@@ -55,3 +55,20 @@ def test_no_module_is_over_400_lines_outside_generated_code():
     long = {path: n for path in tracked if "_pb2" not in path
             and (n := len((REPO_ROOT / path).read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_an_installed_package_finds_its_vocabulary_and_starter_weights(tmp_path):
+    """Built as a wheel, installed elsewhere and run from elsewhere: the data comes with the package."""
+    target = tmp_path / "site"
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--target", str(target), str(REPO_ROOT)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    code = ("import tagrouter.data as d, tagrouter.core.vocabulary as v, tagrouter.core.weights as w; "
+            "assert str(d.VOCABULARY_DIR).startswith(%r); "
+            "print(len(v.Vocabulary.load(d.VOCABULARY_DIR).names), len(w.Weights.load(d.STARTER_WEIGHTS_FILE).models))"
+            % str(target))
+    done = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    tags, models = map(int, done.stdout.split())
+    assert tags > 100 and models >= 2
