@@ -48,7 +48,7 @@ def prompts_dir(shared: Path | None) -> Path | None:
         return require_dir(shared, "tagrouter bench --shared")
     if os.environ.get(SHARED_ENV, "").strip():
         return require_dir(raw_dir(), "tagrouter bench prompts (data/raw of the shared folder)")
-    return raw_dir() if raw_dir().is_dir() else None
+    return raw_dir().resolve() if raw_dir().is_dir() else None
 
 
 def _read_jsonl(path: Path, key) -> list[str]:
