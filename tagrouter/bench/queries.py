@@ -44,10 +44,13 @@ def prompts_dir(shared: Path | None) -> Path | None:
     the implicit default (../shared under the working directory) may be absent: None, and the
     bench uses its built-in prompts.
     """
-    if shared is not None:
-        return require_dir(shared, "tagrouter bench --shared")
-    if os.environ.get(SHARED_ENV, "").strip():
-        return require_dir(raw_dir(), "tagrouter bench prompts (data/raw of the shared folder)")
+    try:
+        if shared is not None:
+            return require_dir(shared, "tagrouter bench --shared")
+        if os.environ.get(SHARED_ENV, "").strip():
+            return require_dir(raw_dir(), "tagrouter bench prompts (data/raw of the shared folder)")
+    except FileNotFoundError as err:
+        raise SystemExit(str(err)) from None
     return raw_dir().resolve() if raw_dir().is_dir() else None
 
 

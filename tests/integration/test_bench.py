@@ -46,3 +46,9 @@ def test_ghz_scenarios_run_through_the_bench_against_a_running_router(stack):
 def test_bench_refuses_a_non_loopback_target():
     run = tagrouter("bench", "--router", "10.1.2.3:50051", "--lengths", "short", "--scale", "0.05")
     assert run.returncode != 0 and "loopback" in run.stderr
+
+
+def test_bench_says_so_when_the_prompts_folder_it_was_given_is_absent(tmp_path):
+    run = tagrouter("bench", "--shared", str(tmp_path / "absent"), "--lengths", "short", "--scale", "0.05")
+    assert run.returncode != 0 and "absent" in run.stderr and "TAGROUTER_SHARED_DIR" in run.stderr
+    assert "Traceback" not in run.stderr
