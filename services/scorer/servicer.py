@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import numpy as np
 import redis.exceptions
 
 from services.common import metrics
-from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
-from services.scorer.store import WeightStore
+from services.common.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
+from services.scorer.store import LoadAbandoned, WeightStore
 from services.scorer.watch import WeightsBroadcast
 from tagrouter.core import limits, scoring
 from tagrouter.core.pool import CandidateScores, distinct_tags
@@ -23,6 +22,21 @@ from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2
 
 log = logging.getLogger(__name__)
+
+# A load switches versions only with this much of the caller's deadline left: the switch and the
+# reply fit in it, so a caller that gets DEADLINE_EXCEEDED finds the previous weights active.
+LOAD_SWITCH_MARGIN_SECONDS = 0.25
+
+
+def _caller_waits(context) -> bool:
+    """The caller has not cancelled and has at least LOAD_SWITCH_MARGIN_SECONDS of its deadline left."""
+    if context is None:
+        return True
+    if context.cancelled() or context.done():
+        return False
+    remaining = context.time_remaining()
+    return remaining is None or remaining > LOAD_SWITCH_MARGIN_SECONDS
+
 
 @dataclass(frozen=True)
 class Pool:
@@ -94,13 +108,20 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             weights = Weights.from_proto(request.weights)
         except WeightsError as err:
             raise InvalidArgument(str(err)) from None
-        version = await self.store.load(weights)
+        if not _caller_waits(context):
+            raise DeadlineExceeded("the caller's deadline passed before the weights were written; nothing was loaded")
+        try:
+            version = await self.store.load(weights, still_wanted=lambda: _caller_waits(context))
+        except LoadAbandoned as err:
+            log.warning("LoadWeights abandoned: %s", err)
+            raise DeadlineExceeded(f"{err}; the previous weights stay active") from None
         log.info("loaded weights version %s (%d tags, %d models)", version, len(weights.counts), len(weights.models))
         await self._pool_for(version)
         return scorer_pb2.LoadWeightsResponse(version=version, tags=len(weights.counts), models=len(weights.models))
 
     async def GetWeights(self, request, context):
-        weights = await self.store.read_weights(list(request.tags) or None)
+        names = limits.check_get_weights_tags(request.tags)
+        weights = await self.store.read_weights(names or None)
         if weights is None:
             raise Unavailable("no weights are loaded")
         return weights.to_proto()
@@ -128,9 +149,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             raise InvalidArgument("model is empty")
         length = None
         if request.HasField("output_tokens"):
-            length = request.output_tokens
-            if not math.isfinite(length) or length < 0:
-                raise InvalidArgument(f"output_tokens must be a finite number >= 0, not {length}")
+            length = limits.check_output_tokens(request.output_tokens)
         subject = request.WhichOneof("subject")
         if subject == "tags":
             tags = list(request.tags.names)

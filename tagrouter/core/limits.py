@@ -6,9 +6,14 @@ INVALID_ARGUMENT in one interceptor. docs/OPERATIONS.md lists these limits in on
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 MAX_QUERY_CHARS = 100_000  # past the encoder's window anyway; refuse rather than tokenise megabytes
+# Characters one call may hand the encoder, client tags included: tokenising costs about 0.5-1 ms per
+# 1,000 characters on the encoder's one thread, so these bound how long one call can hold it.
+MAX_REQUEST_CHARS = 100_000  # one Tag or Route: the query plus its client tags
+MAX_BATCH_CHARS = 200_000  # one TagBatch: every query plus every client tag
 MAX_BATCH_REQUESTS = 256  # queries in one TagBatch
 MAX_CLIENT_TAGS = 16
 MAX_CLIENT_TAG_CHARS = 200
@@ -21,11 +26,51 @@ class InvalidRequest(ValueError):
     """A request's content is invalid; the message names the field and what was wrong."""
 
 
+# Unicode categories that show nothing on their own: separators (spaces), controls, format characters
+# (zero-width spaces and joiners, the byte-order mark, bidi marks), surrogates, unassigned code points,
+# and combining marks with nothing to combine with.
+_INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Cs", "Cn", "Mn", "Me"})
+
+
+def has_visible(text: str) -> bool:
+    """Whether `text` has at least one character that shows (stops at the first one)."""
+    category = unicodedata.category
+    return any(category(c) not in _INVISIBLE for c in text)
+
+
 def check_query(query: str, where: str = "query") -> None:
     if not query.strip():
         raise InvalidRequest(f"{where} is empty")
     if len(query) > MAX_QUERY_CHARS:
         raise InvalidRequest(f"{where} has {len(query)} characters, at most {MAX_QUERY_CHARS}")
+    if not has_visible(query):
+        raise InvalidRequest(f"{where} has no visible character (only spaces, zero-width or control characters)")
+
+
+def request_chars(query: str, client_tags: Sequence[str]) -> int:
+    return len(query) + sum(len(t) for t in client_tags)
+
+
+def check_request_chars(query: str, client_tags: Sequence[str]) -> None:
+    """One Tag or Route: the query and its client tags together, at most MAX_REQUEST_CHARS characters."""
+    total = request_chars(query, client_tags)
+    if total > MAX_REQUEST_CHARS:
+        raise InvalidRequest(f"query and client_tags have {total} characters together, at most {MAX_REQUEST_CHARS}")
+
+
+def check_batch(requests: Sequence) -> None:
+    """One TagBatch (items with .query and .client_tags): at most MAX_BATCH_REQUESTS queries and
+    MAX_BATCH_CHARS characters in all, each query and its client tags valid on their own."""
+    if len(requests) > MAX_BATCH_REQUESTS:
+        raise InvalidRequest(f"requests: {len(requests)} queries, at most {MAX_BATCH_REQUESTS}")
+    total = 0
+    for i, r in enumerate(requests):
+        check_query(r.query, f"requests[{i}].query")
+        check_client_tags(r.client_tags, f"requests[{i}].client_tags")
+        total += request_chars(r.query, r.client_tags)
+        if total > MAX_BATCH_CHARS:
+            raise InvalidRequest(f"requests: more than {MAX_BATCH_CHARS} characters in all (queries and client "
+                                 f"tags) by requests[{i}]; split the batch")
 
 
 def check_client_tags(client_tags: Sequence[str], where: str = "client_tags") -> None:
@@ -35,6 +80,8 @@ def check_client_tags(client_tags: Sequence[str], where: str = "client_tags") ->
     for i, tag in enumerate(client_tags):
         if not tag.strip():
             raise InvalidRequest(f"{where}[{i}] is empty")
+        if not has_visible(tag):
+            raise InvalidRequest(f"{where}[{i}] has no visible character")
         if len(tag) > MAX_CLIENT_TAG_CHARS:
             raise InvalidRequest(f"{where}[{i}] has {len(tag)} characters, at most {MAX_CLIENT_TAG_CHARS}")
 
@@ -77,3 +124,53 @@ def check_weighted_tags(pairs: Iterable[tuple[str, float]]) -> None:
 def check_tag_count(count: int) -> None:
     if count > MAX_TAGS:
         raise InvalidRequest(f"tags: {count} tags, at most {MAX_TAGS}")
+
+
+# --- numbers that enter state (LoadWeights, Feedback) -------------------------------------
+# Every count, price and parameter is finite and inside these bounds before it is written,
+# and is checked again when read back (services/scorer/store.py), so the count-to-score maths
+# (tagrouter/core/scoring.py) only ever sees finite numbers whose sums cannot overflow.
+MAX_OUTPUT_TOKENS = 1_000_000  # one answer's output_tokens in a Feedback
+MAX_COUNT = 1e12  # a cell's win, tie, loss or answers (a trillion judgements)
+MAX_TOTAL_OUTPUT_TOKENS = MAX_COUNT * MAX_OUTPUT_TOKENS  # a cell's output_tokens (1e18)
+MAX_PRICE_USD_PER_MTOK = 1e6  # a model's input or output price, USD per million tokens
+MAX_PARAM = 1e6  # |each scoring parameter| (rewards, prior strength, evidence, cost scale, level weights)
+MAX_MODELS = 256  # models in one pool (LoadWeights)
+
+# --- vocabulary growth and reads of the weights -----------------------------------------
+MAX_TAGS_TOTAL = 50_000  # distinct tags in the active weights; Feedback cannot add past it
+MAX_NEW_TAGS_PER_FEEDBACK = 16  # tags one Feedback may add to the weights
+# Estimated size of the weights as one message (GetWeights, WatchWeights): half of the 16 MiB
+# a gRPC message may carry, so a copy always fits whatever Feedback adds.
+MAX_WEIGHTS_BYTES = 8 * 1024 * 1024
+CELL_BYTES = 64  # upper bound of one TagCount's encoding besides its tag and model names
+MAX_GET_WEIGHTS_TAGS = 1_000  # tag names in one GetWeights
+
+
+def check_output_tokens(value: float) -> float:
+    """One answer's length in a Feedback: a finite number in [0, MAX_OUTPUT_TOKENS]."""
+    if not math.isfinite(value) or not 0 <= value <= MAX_OUTPUT_TOKENS:
+        raise InvalidRequest(f"output_tokens must be a finite number in [0, {MAX_OUTPUT_TOKENS}], not {value}")
+    return value
+
+
+def count_row_problem(row: Sequence[float]) -> str | None:
+    """Why a counts row [win, tie, loss, answers, output_tokens] cannot enter state, or None."""
+    if len(row) != 5:
+        return "need 5 counts (win, tie, loss, answers, output_tokens)"
+    for value in row:
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            return "need 5 finite counts >= 0 (win, tie, loss, answers, output_tokens)"
+    if max(row[:4]) > MAX_COUNT:
+        return f"win, tie, loss and answers must be at most {MAX_COUNT:g}"
+    if row[4] > MAX_TOTAL_OUTPUT_TOKENS:
+        return f"output_tokens must be at most {MAX_TOTAL_OUTPUT_TOKENS:g}"
+    return None
+
+
+def check_get_weights_tags(names: Sequence[str]) -> list[str]:
+    """The tag names of one GetWeights, de-duplicated in order; at most MAX_GET_WEIGHTS_TAGS."""
+    distinct = list(dict.fromkeys(names))
+    if len(distinct) > MAX_GET_WEIGHTS_TAGS:
+        raise InvalidRequest(f"tags: {len(distinct)} tag names, at most {MAX_GET_WEIGHTS_TAGS} per GetWeights")
+    return distinct

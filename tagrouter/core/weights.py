@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tagrouter.core import limits
 from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from tagrouter.scorer.v1 import scorer_pb2
 
@@ -139,9 +140,9 @@ class Weights:
                 raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r} appears twice")
             row = [getattr(c, f) for f in COUNT_FIELDS]
             # checked before rounding to the file's six decimals turns a tiny negative into -0.0
-            if not all(math.isfinite(v) and v >= 0 for v in row):
-                raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r}: need {len(COUNT_FIELDS)} finite "
-                                   f"counts >= 0 ({', '.join(COUNT_FIELDS)})")
+            problem = limits.count_row_problem(row)
+            if problem is not None:
+                raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r}: {problem}")
             counts.setdefault(c.tag, {})[c.model] = row
         params = ScoringParams(**{f: getattr(msg.params, f) for f in PLAIN_PARAMS},
                                # optional in the message: weights written before they existed mean 1
@@ -155,28 +156,38 @@ class Weights:
         return weights
 
 
+def estimated_bytes(weights: Weights) -> int:
+    """An upper bound of the counts' size as one scorer.v1.Weights message: what Feedback adds
+    to (services/scorer/store.py keeps the same sum) and limits.MAX_WEIGHTS_BYTES bounds."""
+    return sum(len(tag.encode()) + len(model.encode()) + limits.CELL_BYTES
+               for tag, per in weights.counts.items() for model in per)
+
+
 def validate_name(kind: str, name: str) -> None:
     if not name or len(name) > MAX_NAME_LENGTH or "|" in name or not name.isprintable():
         raise WeightsError(f"{kind} name {name!r} must be 1-{MAX_NAME_LENGTH} printable characters without '|'")
 
 
-def validate(weights: Weights, source: str) -> None:
-    """Raises WeightsError naming the first problem; nothing is loaded until this passes."""
-    names = weights.model_names
+def validate_pool(models: list[ModelPrice], params: ScoringParams, source: str) -> None:
+    """The models, their prices and the scoring parameters (also checked when read back from Redis)."""
+    names = [m.name for m in models]
     if len(names) < 1:
         raise WeightsError(f"{source}: the model pool is empty")
+    if len(names) > limits.MAX_MODELS:
+        raise WeightsError(f"{source}: models: {len(names)} models, at most {limits.MAX_MODELS}")
     if len(set(names)) != len(names):
         raise WeightsError(f"{source}: models: duplicate model names")
-    for m in weights.models:
+    for m in models:
         validate_name("model", m.name)
         for key in ("input_usd_per_mtok", "output_usd_per_mtok"):
             price = getattr(m, key)
-            if not math.isfinite(price) or price < 0:
-                raise WeightsError(f"{source}: models: {m.name}: {key} must be a finite price >= 0, not {price}")
-    p = weights.params
+            if not math.isfinite(price) or not 0 <= price <= limits.MAX_PRICE_USD_PER_MTOK:
+                raise WeightsError(f"{source}: models: {m.name}: {key} must be a finite price >= 0 and at most "
+                                   f"{limits.MAX_PRICE_USD_PER_MTOK:g}, not {price}")
+    p = params
     for key, value in asdict(p).items():
-        if not math.isfinite(value):
-            raise WeightsError(f"{source}: params: {key} must be finite")
+        if not math.isfinite(value) or abs(value) > limits.MAX_PARAM:
+            raise WeightsError(f"{source}: params: {key} must be finite and at most {limits.MAX_PARAM:g} in size")
     if p.prior_strength <= 0:
         raise WeightsError(f"{source}: params: prior_strength must be > 0")
     if p.tag_evidence < 0:
@@ -186,8 +197,21 @@ def validate(weights: Weights, source: str) -> None:
     for key in LEVEL_PARAMS:
         if getattr(p, key) < 0:
             raise WeightsError(f"{source}: params: {key} must be >= 0 (0: the level's tags are ignored)")
+
+
+def validate(weights: Weights, source: str) -> None:
+    """Raises WeightsError naming the first problem; nothing is loaded until this passes."""
+    validate_pool(weights.models, weights.params, source)
+    names = weights.model_names
     if ALL_QUERIES_TAG not in weights.counts:
         raise WeightsError(f"{source}: counts: the all-queries tag {ALL_QUERIES_TAG!r} is missing")
+    if len(weights.counts) > limits.MAX_TAGS_TOTAL + 1:  # + the all-queries tag
+        raise WeightsError(f"{source}: counts: {len(weights.counts) - 1} tags, at most {limits.MAX_TAGS_TOTAL} "
+                           "(MAX_TAGS_TOTAL)")
+    size = estimated_bytes(weights)
+    if size > limits.MAX_WEIGHTS_BYTES:
+        raise WeightsError(f"{source}: counts: about {size} bytes as a message, at most {limits.MAX_WEIGHTS_BYTES} "
+                           "(MAX_WEIGHTS_BYTES)")
     pool = set(names)
     for tag, per_model in weights.counts.items():
         if tag != ALL_QUERIES_TAG:
@@ -195,6 +219,6 @@ def validate(weights: Weights, source: str) -> None:
         for model, row in per_model.items():
             if model not in pool:
                 raise WeightsError(f"{source}: counts: tag {tag!r} names model {model!r} outside the pool")
-            if len(row) != len(COUNT_FIELDS) or not all(math.isfinite(v) and v >= 0 for v in row):
-                raise WeightsError(f"{source}: counts: tag {tag!r}, model {model!r}: need "
-                                   f"{len(COUNT_FIELDS)} finite counts >= 0 ({', '.join(COUNT_FIELDS)})")
+            problem = limits.count_row_problem(row)
+            if problem is not None:
+                raise WeightsError(f"{source}: counts: tag {tag!r}, model {model!r}: {problem}")
