@@ -40,12 +40,13 @@ FEEDBACK = Counter("tagrouter_feedback_total", "Feedback outcomes applied, by ou
 _started_ports: set[int] = set()
 
 
-def serve_metrics(port: int, host: str = "0.0.0.0") -> None:
-    """Starts the /metrics HTTP server once per process and port; 0 disables it."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Starts the /metrics HTTP server once per process and port, on `host` (TAGROUTER_METRICS_HOST,
+    by default TAGROUTER_HOST: never wider than the gRPC port); 0 disables it."""
     if port == 0 or port in _started_ports:
         return
     try:
-        start_http_server(port, addr=host)
+        start_http_server(port, addr=host.strip("[]"))  # "[::]" as in TAGROUTER_HOST -> "::"
     except OSError as err:  # metrics are not the critical path: say so and keep serving
         log.error("metrics disabled: cannot bind port %d: %s", port, err)
         return

@@ -40,13 +40,17 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
     """Refuses state-changing RPCs without the admin token (UNAUTHENTICATED)."""
 
     def __init__(self, token: str):
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
 
     def _authorised(self, metadata) -> bool:
         presented = next((v for k, v in (metadata or ()) if k == AUTH_METADATA_KEY), "")
         if isinstance(presented, str):
             presented = presented.encode()
-        return hmac.compare_digest(presented, self._expected)
+        # RFC 7235: the scheme is case-insensitive ("bearer" is "Bearer"); the token is compared exactly.
+        scheme, _, credentials = presented.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            credentials = b""
+        return hmac.compare_digest(credentials.strip(), self._expected) and bool(self._expected)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

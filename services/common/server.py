@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common import security
+from services.common.admission import AdmissionInterceptor, Limits
 from services.common.errors import ErrorMappingInterceptor
 from services.common.metrics import MetricsInterceptor, serve_metrics
 from services.common.settings import ConfigError, ServerSettings
@@ -56,14 +57,18 @@ class RunningService:
         self.spec = spec
         self.settings = settings
         self.health = health.aio.HealthServicer()
-        # Outermost first: metrics see the final status, auth refuses before any work, errors map last.
-        interceptors = [MetricsInterceptor(spec.full_name.rsplit(".", 1)[-1])]
+        # Outermost first: metrics see the final status, admission refuses past its kind's limit,
+        # auth refuses before any work, errors map last.
+        self.admission = AdmissionInterceptor(Limits(
+            unary=settings.max_concurrent_rpcs, admin=settings.max_admin_rpcs, streams=settings.max_streams,
+            streams_per_peer=settings.max_streams_per_peer))
+        interceptors = [MetricsInterceptor(spec.full_name.rsplit(".", 1)[-1]), self.admission]
         if settings.admin_token:
             interceptors.append(security.AdminTokenInterceptor(settings.admin_token))
         interceptors.append(ErrorMappingInterceptor())
-        # Past max_concurrent_rpcs gRPC answers RESOURCE_EXHAUSTED at once instead of queueing.
-        self.server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS,
-                                      maximum_concurrent_rpcs=settings.max_concurrent_rpcs)
+        # No global maximum_concurrent_rpcs: gRPC would count every kind of call alike, so idle
+        # streams could refuse health checks and admin RPCs; the admission interceptor counts per kind.
+        self.server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
         self.port = 0
         self.warm_up: asyncio.Task | None = None
 
@@ -91,7 +96,7 @@ class RunningService:
         if self.port == 0:
             raise OSError(f"could not bind {self.settings.bind_address}")
         await server.start()
-        serve_metrics(self.settings.metrics_port)
+        serve_metrics(self.settings.metrics_port, self.settings.metrics_host)
         log.info("%s listening on %s:%d%s", spec.full_name, self.settings.host, self.port,
                  " (TLS)" if self.settings.tls else "")
         self.warm_up = asyncio.get_running_loop().create_task(self._warm_up())

@@ -5,6 +5,7 @@ manifests and the code have one list to agree on (`ENVIRONMENT`).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -27,12 +28,17 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_GRACE_SECONDS": ("all", "drain time on SIGTERM before in-flight calls are cancelled (default 5)"),
     "TAGROUTER_LOG_LEVEL": ("all", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
     "TAGROUTER_METRICS_PORT": ("all", "Prometheus /metrics port (default 9090; 0 disables)"),
-    "TAGROUTER_MAX_CONCURRENT_RPCS": ("all", "calls in flight before new ones get RESOURCE_EXHAUSTED (default 512)"),
+    "TAGROUTER_METRICS_HOST": ("all", "address the /metrics server binds (default TAGROUTER_HOST)"),
+    "TAGROUTER_MAX_CONCURRENT_RPCS": ("all", "unary calls in flight (Score, Route, Tag, ...) before new ones get RESOURCE_EXHAUSTED; health checks and admin RPCs are not counted (default 512)"),
+    "TAGROUTER_MAX_ADMIN_RPCS": ("all", "state-changing calls in flight (LoadWeights, Feedback) before new ones get RESOURCE_EXHAUSTED (default 64)"),
+    "TAGROUTER_MAX_STREAMS": ("all", "open streams (WatchWeights, health Watch, reflection) before new ones get RESOURCE_EXHAUSTED (default 1024)"),
+    "TAGROUTER_MAX_STREAMS_PER_PEER": ("all", "open streams from one client IP address before new ones get RESOURCE_EXHAUSTED (default 64)"),
     "TAGROUTER_TLS_CERT_FILE": ("all", "PEM certificate: serve TLS (with TAGROUTER_TLS_KEY_FILE); the router also presents it to its downstreams"),
     "TAGROUTER_TLS_KEY_FILE": ("all", "PEM private key of TAGROUTER_TLS_CERT_FILE"),
     "TAGROUTER_TLS_CLIENT_CA_FILE": ("all", "PEM CA: require client certificates signed by it (mutual TLS)"),
     "TAGROUTER_TLS_CA_FILE": ("router", "PEM CA: call the tagger and scorer over TLS, verifying them with it"),
-    "TAGROUTER_ADMIN_TOKEN": ("scorer", "when set, state-changing RPCs (LoadWeights, Feedback) need 'authorization: Bearer <token>'"),
+    "TAGROUTER_ADMIN_TOKEN": ("scorer", "when set, state-changing RPCs (LoadWeights, Feedback) need 'authorization: Bearer <token>'; required when TAGROUTER_HOST is not a loopback address"),
+    "TAGROUTER_ALLOW_OPEN_ADMIN": ("scorer", "true: start without TAGROUTER_ADMIN_TOKEN on a non-loopback address, LoadWeights and Feedback open to every client (default false)"),
     "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model under the working directory)"),
     "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default the vocabulary packaged in tagrouter/data)"),
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level (default 2)"),
@@ -116,6 +122,20 @@ class _Env:
         raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
 
 
+ADMIN_SERVICES = ("scorer",)  # the services with state-changing RPCs (services/common/security.py)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost (brackets allowed); anything else, [::] and 0.0.0.0 included, is not."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _address(name: str, value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -139,6 +159,11 @@ class ServerSettings:
     tls_key_file: Path | None
     tls_client_ca_file: Path | None
     admin_token: str | None = field(repr=False)  # a secret: never logged
+    metrics_host: str = "127.0.0.1"
+    max_admin_rpcs: int = 64
+    max_streams: int = 1024
+    max_streams_per_peer: int = 64
+    allow_open_admin: bool = False
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
@@ -146,9 +171,10 @@ class ServerSettings:
         level = e.str("TAGROUTER_LOG_LEVEL", "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"TAGROUTER_LOG_LEVEL={level!r} is not DEBUG, INFO, WARNING or ERROR")
+        host = e.str("TAGROUTER_HOST", "127.0.0.1")
         return cls(
             service=service,
-            host=e.str("TAGROUTER_HOST", "127.0.0.1"),
+            host=host,
             port=e.int("TAGROUTER_PORT", DEFAULT_PORTS[service], 0, 65535),
             reflection=e.bool("TAGROUTER_REFLECTION", True),
             grace_seconds=e.float("TAGROUTER_GRACE_SECONDS", 5.0, 0.0, 300.0),
@@ -159,6 +185,11 @@ class ServerSettings:
             tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"),
             tls_client_ca_file=e.path("TAGROUTER_TLS_CLIENT_CA_FILE"),
             admin_token=e.str("TAGROUTER_ADMIN_TOKEN", "") or None,
+            metrics_host=e.str("TAGROUTER_METRICS_HOST", host),
+            max_admin_rpcs=e.int("TAGROUTER_MAX_ADMIN_RPCS", 64, 1, 1_000_000),
+            max_streams=e.int("TAGROUTER_MAX_STREAMS", 1024, 1, 1_000_000),
+            max_streams_per_peer=e.int("TAGROUTER_MAX_STREAMS_PER_PEER", 64, 1, 1_000_000),
+            allow_open_admin=e.bool("TAGROUTER_ALLOW_OPEN_ADMIN", False),
         ).checked()
 
     def checked(self) -> ServerSettings:
@@ -166,6 +197,12 @@ class ServerSettings:
             raise ConfigError("TAGROUTER_TLS_CERT_FILE and TAGROUTER_TLS_KEY_FILE go together: set both or neither")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ConfigError("TAGROUTER_TLS_CLIENT_CA_FILE needs TAGROUTER_TLS_CERT_FILE and TAGROUTER_TLS_KEY_FILE")
+        if (self.service in ADMIN_SERVICES and not self.admin_token and not self.allow_open_admin
+                and not is_loopback(self.host)):
+            raise ConfigError(f"TAGROUTER_ADMIN_TOKEN is not set and TAGROUTER_HOST={self.host} is not a loopback "
+                              "address: LoadWeights and Feedback would be open to every client that reaches it. "
+                              "Set the token (in Kubernetes, the admin Secret), or TAGROUTER_ALLOW_OPEN_ADMIN=true "
+                              "to accept that")
         return self
 
     @property

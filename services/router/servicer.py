@@ -78,6 +78,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     def _validate(self, request) -> tuple[list[str], float, float]:
         limits.check_query(request.query)
         limits.check_client_tags(request.client_tags)
+        limits.check_request_chars(request.query, request.client_tags)
         cost_weight = self.settings.default_cost_weight
         if request.HasField("cost_weight"):
             cost_weight = limits.check_knob("cost_weight", request.cost_weight)

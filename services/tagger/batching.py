@@ -77,15 +77,24 @@ class MicroBatcher(Generic[R]):
         self._worker = asyncio.get_running_loop().create_task(self._work())
 
     async def submit(self, text: str) -> R:
-        if self._queue.qsize() >= self._max_queue:
-            # Fail fast: a caller is better served by its fallback than by a growing queue.
-            raise ResourceExhausted(f"tagger overloaded: {self._max_queue} queries already waiting")
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put((text, future))
-        return await future
+        return (await self.submit_many([text]))[0]
 
     async def submit_many(self, texts: list[str]) -> list[R]:
-        return list(await asyncio.gather(*(self.submit(t) for t in texts)))
+        """Results for `texts`, queued together. The queue limit admits or refuses a submission
+        as a whole, by what already waits: a request within the request limits is never refused
+        by an idle batcher, however many texts it brings (a TagBatch of 256 queries with 16 client
+        tags each is 4,096 alignments)."""
+        if self._queue.qsize() >= self._max_queue:
+            # Fail fast: a caller is better served by its fallback than by a growing queue.
+            raise ResourceExhausted(f"tagger overloaded: {self._queue.qsize()} texts already wait for the encoder "
+                                    f"(the limit is {self._max_queue})")
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in texts]
+        for text, future in zip(texts, futures):
+            self._queue.put_nowait((text, future))
+        if len(futures) == 1:  # the common case (Tag): no gather
+            return [await futures[0]]
+        return list(await asyncio.gather(*futures))  # cancelling it cancels the futures: the worker skips them
 
     async def close(self) -> None:
         if self._worker is not None:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import asyncio
 
-from services.common.errors import InvalidArgument, Unavailable
+from services.common.errors import Unavailable
 from services.common.metrics import TAG_CACHE
 from services.tagger.batching import MicroBatcher
 from services.tagger.cache import TagCache, cache_key
-from tagrouter.core.limits import MAX_BATCH_REQUESTS, check_client_tags, check_query
+from tagrouter.core.limits import check_batch, check_client_tags, check_query, check_request_chars
 from tagrouter.core.tag_model import AlignedTag, TaggedQuery, TagModel
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 
@@ -72,20 +72,42 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
             unaligned_client_tags=[c for c, a in zip(client_tags, aligned) if a is None])
 
     async def _tag(self, query: str) -> TaggedQuery:
-        """Tags from the exact-match cache, else from the micro-batcher (then cached)."""
-        key = cache_key(query)
-        tagged = self.cache.get(key)
-        if tagged is not None:
-            _CACHE_HIT.inc()
-            return tagged
-        _CACHE_MISS.inc()
-        tagged = await self.batcher.submit(query)
-        self.cache.put(key, tagged)
-        return tagged
+        return (await self._tag_many([query]))[0]
+
+    async def _tag_many(self, queries: list[str]) -> list[TaggedQuery]:
+        """Tags from the exact-match cache, else from the micro-batcher (then cached): the misses
+        go in as one submission, each distinct query once."""
+        keys = [cache_key(q) for q in queries]
+        results: dict[bytes, TaggedQuery] = {}
+        misses: dict[bytes, str] = {}  # cache key -> query
+        for key, query in zip(keys, queries):
+            if key in results or key in misses:
+                continue
+            tagged = self.cache.get(key)
+            if tagged is not None:
+                _CACHE_HIT.inc()
+                results[key] = tagged
+            else:
+                _CACHE_MISS.inc()
+                misses[key] = query
+        if misses:
+            for (key, _), tagged in zip(misses.items(), await self.batcher.submit_many(list(misses.values()))):
+                self.cache.put(key, tagged)
+                results[key] = tagged
+        return [results[key] for key in keys]
+
+    async def _align_many(self, client_tags: list[list[str]]) -> list[list[AlignedTag | None]]:
+        """Each request's client tags aligned, all of them in one submission, each distinct tag once."""
+        distinct = list(dict.fromkeys(t for tags in client_tags for t in tags))
+        if not distinct:
+            return [[] for _ in client_tags]
+        aligned = dict(zip(distinct, await self.aligner.submit_many(distinct)))
+        return [[aligned[t] for t in tags] for tags in client_tags]
 
     async def Tag(self, request, context):
         check_query(request.query)
         check_client_tags(request.client_tags)
+        check_request_chars(request.query, request.client_tags)
         if not self._ready:
             raise Unavailable("the encoder is still loading")
         if not request.client_tags:  # the common case: no tasks to gather, one loop pass less
@@ -94,15 +116,11 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         return self._response(tagged, request.tags_per_level, request.client_tags, aligned)
 
     async def TagBatch(self, request, context):
-        if len(request.requests) > MAX_BATCH_REQUESTS:
-            raise InvalidArgument(f"requests: {len(request.requests)} queries, at most {MAX_BATCH_REQUESTS}")
-        for i, r in enumerate(request.requests):
-            check_query(r.query, f"requests[{i}].query")
-            check_client_tags(r.client_tags, f"requests[{i}].client_tags")
+        check_batch(request.requests)
         if not self._ready:
             raise Unavailable("the encoder is still loading")
-        tagged, aligned = await asyncio.gather(asyncio.gather(*(self._tag(r.query) for r in request.requests)),
-                                               asyncio.gather(*(self._align(r.client_tags) for r in request.requests)))
+        tagged, aligned = await asyncio.gather(self._tag_many([r.query for r in request.requests]),
+                                               self._align_many([list(r.client_tags) for r in request.requests]))
         return tagger_pb2.TagBatchResponse(
             responses=[self._response(t, r.tags_per_level, r.client_tags, a)
                        for t, r, a in zip(tagged, request.requests, aligned)])

@@ -16,6 +16,10 @@ TOKENIZER_FILE = "tokenizer.json"
 # all-MiniLM-L6-v2 was trained on 256-token windows (sentence_bert_config.json): longer
 # queries are truncated to their first 256 tokens, which carry the task and topic.
 MAX_TOKENS = 256
+# An [UNK] stands for a whole word the vocabulary cannot spell (a run of 100,000 `a`s, a string
+# of emoji): priced as one token it would make a megabyte of text nearly free. It counts as one
+# token per UNK_BYTES_PER_TOKEN bytes of UTF-8 it covers instead (an emoji is one, `aaaa` is one).
+UNK_BYTES_PER_TOKEN = 4
 
 
 @dataclass(frozen=True)
@@ -44,16 +48,32 @@ class Encoder:
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()  # count every token for the cost estimate, cut below
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
+        self.unk_id = self.tokenizer.token_to_id("[UNK]")
         self.dim = int(self.session.get_outputs()[1].shape[-1])
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text).ids)
+        return self._count(text, self.tokenizer.encode(text))
+
+    def _count(self, text: str, encoding) -> int:
+        """Tokens for pricing: each [UNK] counts by the bytes it covers (see UNK_BYTES_PER_TOKEN)."""
+        ids = encoding.ids
+        count = len(ids)
+        if self.unk_id is None or self.unk_id not in ids:
+            return count
+        offsets = encoding.offsets
+        for i, token in enumerate(ids):
+            if token == self.unk_id:
+                start, end = offsets[i]
+                span = len(text[start:end].encode("utf-8", "surrogatepass"))
+                count += max(1, -(-span // UNK_BYTES_PER_TOKEN)) - 1
+        return count
 
     def encode(self, texts: list[str]) -> Encoded:
         """Embeds `texts` (non-empty list) in one session call."""
         encodings = self.tokenizer.encode_batch(texts)
-        counts = [len(e.ids) for e in encodings]
-        width = min(max(counts), MAX_TOKENS)
+        lengths = [len(e.ids) for e in encodings]
+        counts = [self._count(t, e) for t, e in zip(texts, encodings)]
+        width = min(max(lengths), MAX_TOKENS)
         ids = np.zeros((len(texts), width), dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)
         for row, encoding in enumerate(encodings):
@@ -66,7 +86,7 @@ class Encoder:
         return Encoded(
             embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
             token_counts=counts,
-            truncated=[c > MAX_TOKENS for c in counts],
+            truncated=[n > MAX_TOKENS for n in lengths],
         )
 
     def embed(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
