@@ -8,11 +8,14 @@ docs/results/<suite>.png; RESULTS.md is regenerated from them, never edited by h
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
-from tagrouter.offline import evaluate as ev
+from tagrouter.offline import evaluate
+from tagrouter.offline.report import format_table, pct
+from tagrouter.offline.suite import SuiteError, load_suite
 
 HEADER = """# Routing quality on the shared suites
 
@@ -83,18 +86,14 @@ def section(doc: dict, plot_name: str) -> str:
     extra = ""
     if "apgr" in doc["routers"]["tagrouter"]:
         extra = "\n\nTwo-model figures (RouteLLM): " + "; ".join(
-            f"{n} APGR {r['apgr']:.3f}, CPT(50%) {_pct(r['cpt50'])}, CPT(80%) {_pct(r['cpt80'])}"
+            f"{n} APGR {r['apgr']:.3f}, CPT(50%) {pct(r['cpt50'])}, CPT(80%) {pct(r['cpt80'])}"
             for n, r in doc["routers"].items() if r.get("apgr") is not None)
     alt = doc["routers"]["tagrouter"].get("alternatives", {})
     alt_lines = "\n".join(f"- {knob}: " + ", ".join(f"{v} {auc:.4f}" for v, auc in values.items())
                            for knob, values in alt.items())
-    return (f"## {doc['suite']}\n\n{ev.format_table(doc)}{extra}\n\nChosen settings:\n{settings}\n\n"
+    return (f"## {doc['suite']}\n\n{format_table(doc)}{extra}\n\nChosen settings:\n{settings}\n\n"
             f"TagRouter's alternatives (best selection AUC among settings with each value):\n{alt_lines}\n\n"
             f"![{doc['suite']}](results/{plot_name})\n")
-
-
-def _pct(v):
-    return "never" if v is None else f"{v:.1f}%"
 
 
 def main(argv=None) -> int:
@@ -102,25 +101,26 @@ def main(argv=None) -> int:
     parser.add_argument("--suites", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
-    from tagrouter.cli import main as cli
-
     suites = sorted(p for p in args.suites.iterdir() if (p / "suite.json").is_file())
     if not suites:
         print(f"no suites under {args.suites}", file=sys.stderr)
         return 2
     results = args.out / "results"
     results.mkdir(parents=True, exist_ok=True)
-    docs = []
-    for suite in suites:
-        started = time.perf_counter()
-        code = cli(["eval", "--suite", str(suite), "--out", str(results / f"{suite.name}.json"),
-                    "--plot", str(results / f"{suite.name}.png"), "--quiet"])
-        if code != 0:
-            return code
-        import json
+    from tagrouter.offline.prepare import configured_tagger
 
-        docs.append(json.loads((results / f"{suite.name}.json").read_text()))
-        print(f"{suite.name}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    tagger = configured_tagger()
+    docs = []
+    for folder in suites:
+        started = time.perf_counter()
+        try:
+            suite = load_suite(folder)
+            evaluate.run(suite, tagger, results / f"{folder.name}.json", results / f"{folder.name}.png", False, started)
+        except (SuiteError, ValueError) as err:
+            print(f"results: error: {err}", file=sys.stderr)
+            return 2
+        docs.append(json.loads((results / f"{folder.name}.json").read_text()))
+        print(f"{folder.name}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     text = HEADER.format(suites=args.suites) + "\n".join(summary_row(d) for d in docs) + "\n"
     text += HEADROOM + "\n".join(headroom_row(d) for d in docs) + "\n\n"
     text += "\n".join(section(d, f"{d['suite']}.png") for d in docs)

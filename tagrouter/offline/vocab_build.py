@@ -30,6 +30,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,21 @@ from tagrouter import data
 from tagrouter.core.tagging import LEVELS, slug
 from tagrouter.core.vocabulary import Vocabulary
 from tagrouter.offline import paths
-from tagrouter.offline.corpora import (DEFAULT_CORPORA, CorpusError, Prompt, read_corpus, read_text, sample,
-                               sha256_file, split_held_out)
+from tagrouter.offline.corpora import (
+    DEFAULT_CORPORA,
+    CorpusError,
+    Prompt,
+    read_corpus,
+    read_text,
+    sample,
+    sha256_file,
+    split_held_out,
+)
 
 TAXONOMY_FILE = data.TAXONOMY_FILE
 RAW_DIR = paths.raw_dir()
 # Package data is keyed relative to the folder holding the `tagrouter` package (a checkout or site-packages).
-PACKAGE_PARENT = Path(data.__file__).resolve().parents[2]
+PACKAGE_PARENT = Path(str(files("tagrouter"))).resolve().parent
 
 # Which level a corpus's labels belong to, and how a label reads as a description.
 SOURCE_LEVEL = {"arena-hard": "topic", "arena-hard-v2": "task", "vicuna": "task", "routerbench": "task",

@@ -1,5 +1,6 @@
 """The numbers of the evaluation are what the services compute: same weights, same scores."""
 import json
+
 import grpc
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from tests.integration.test_eval import POOL, small_suite
 def test_scorer_scores_what_the_evaluation_scores(stack, tmp_path):
     from services.common.settings import DEFAULT_WEIGHTS_FILE, TaggerSettings
     from services.tagger.app import load_tagger
-    from tagrouter.offline import evaluate as ev
+    from tagrouter.offline.calibration import score_with_weights
 
     suite = small_suite(tmp_path / "s", POOL, n=(80, 10, 10))
     assert tagrouter("fit", "--suite", str(suite), "--out", str(tmp_path / "w.json"), "--no-tune").returncode == 0
@@ -31,7 +32,7 @@ def test_scorer_scores_what_the_evaluation_scores(stack, tmp_path):
     tagged = tagger.tag_many(queries)
     prices_in = np.array([m.input_usd_per_mtok for m in weights.models])
     prices_out = np.array([m.output_usd_per_mtok for m in weights.models])
-    expected, _ = ev.score_with_weights(weights, tagged, prices_in, prices_out)
+    expected, _ = score_with_weights(weights, tagged, prices_in, prices_out)
     with grpc.insecure_channel(stack["scorer"].address) as channel:
         stub = scorer_pb2_grpc.ScorerServiceStub(channel)
         stub.LoadWeights(scorer_pb2.LoadWeightsRequest(weights=weights.to_proto()), timeout=30)

@@ -62,7 +62,7 @@ def test_routed_points_sum_costs_and_average_acceptance():
 
 def test_knob_path_runs_from_always_the_anchor_through_the_argmax_to_cheaper_models():
     from tagrouter.core.decision import choose
-    from tagrouter.offline.evaluate import knob_path
+    from tagrouter.offline.sweep import knob_path
 
     rng = np.random.default_rng(2)
     scores, costs = rng.random((200, 3)), np.array([1.0, 5.0, 20.0]) * (rng.random((200, 1)) + 0.5)
@@ -79,7 +79,7 @@ def test_knob_path_runs_from_always_the_anchor_through_the_argmax_to_cheaper_mod
 
 
 def test_knob_path_has_no_margin_part_when_the_argmax_is_always_the_anchor():
-    from tagrouter.offline.evaluate import knob_path, knob_values
+    from tagrouter.offline.sweep import knob_path, knob_values
 
     scores = np.array([[0.1, 0.2, 0.9], [0.3, 0.1, 0.8]])
     costs = np.array([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
@@ -93,7 +93,7 @@ def test_choices_along_the_cost_knob_are_the_rules_own(cost_scale_usd, tied):
     """The evaluation's fast sweep gives, at every knob value, exactly what `decision.choose` gives:
     with many exact ties of scores and costs too (ties go to the cheaper model)."""
     from tagrouter.core.decision import choose
-    from tagrouter.offline.evaluate import LAMBDAS, choices_along, knob_values
+    from tagrouter.offline.sweep import LAMBDAS, choices_along, knob_values
 
     rng = np.random.default_rng(3)
     for _ in range(60):
@@ -121,7 +121,7 @@ def test_choices_along_the_cost_knob_are_the_rules_own(cost_scale_usd, tied):
 ])
 def test_choices_along_the_cost_knob_near_ties(scores, costs, weights, cost_scale_usd):
     from tagrouter.core.decision import choose
-    from tagrouter.offline.evaluate import choices_along
+    from tagrouter.offline.sweep import choices_along
 
     scores, costs, weights = np.array(scores), np.array(costs), np.array(weights)
     expected = choose(scores, costs, weights[:, None, None], cost_scale_usd)
@@ -129,7 +129,7 @@ def test_choices_along_the_cost_knob_near_ties(scores, costs, weights, cost_scal
 
 
 def test_choices_along_refuses_a_negative_cost_weight():
-    from tagrouter.offline.evaluate import choices_along
+    from tagrouter.offline.sweep import choices_along
 
     with pytest.raises(ValueError, match="cost weights"):
         choices_along(np.ones((2, 2)), np.ones((2, 2)), np.array([0.5, -1.0]))

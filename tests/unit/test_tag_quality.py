@@ -4,7 +4,7 @@ import pytest
 
 from services.common.settings import DEFAULT_MODEL_DIR, DEFAULT_VOCAB_DIR
 from tagrouter.core.vocabulary import Vocabulary
-from tagrouter.offline import tag_quality
+from tagrouter.offline import tag_ablation, tag_quality
 from tagrouter.offline.vocab_build import RAW_DIR
 
 
@@ -33,5 +33,5 @@ def test_macro_f1_counts_a_label_without_a_tag_as_a_miss():
 
 def test_ablation_table_shows_each_variant_against_task_only():
     rows = [{"suite": "s1", "auc": {"task": 0.5, "task + domain": 0.52}}]
-    table = tag_quality.ablation_table(rows)
+    table = tag_ablation.ablation_table(rows)
     assert "| task | 0.5000 |" in table and "0.5200 (+0.0200)" in table

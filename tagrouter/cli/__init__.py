@@ -1,0 +1,28 @@
+"""`tagrouter`: serve the services, route a query, fit weights, evaluate, build the vocabulary, tag text, bench.
+
+One module per command group; each adds its subcommands to the parser (`add_parsers`) and
+imports what its commands need only when they run, so `tagrouter route` loads no encoder.
+"""
+from __future__ import annotations
+
+import argparse
+
+from tagrouter.cli import bench, evaluation, route, serve, vocab, weights
+
+COMMAND_GROUPS = (serve, route, weights, evaluation, vocab, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tagrouter", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in COMMAND_GROUPS:
+        group.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+__all__ = ["build_parser", "main"]

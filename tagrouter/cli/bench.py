@@ -1,0 +1,33 @@
+"""`tagrouter bench`: the encoder floor and Tag/Score/Route latency and throughput (`tagrouter.bench.run`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tagrouter.cli.common import fail
+
+
+def cmd_bench(args) -> int:
+    from tagrouter.bench import run
+
+    if (args.tagger or args.scorer) and not args.router:
+        return fail("--tagger and --scorer go with --router (a running stack)")
+    return run(args)
+
+
+def add_parsers(sub) -> None:
+    bench = sub.add_parser("bench", help="measure the encoder floor and Tag/Score/Route latency and throughput")
+    bench.add_argument("--out", type=Path, help="results (default build/BENCH.json; with --ghz-config: stdout only)")
+    bench.add_argument("--router", help="bench a running router at host:port (loopback) instead of starting a stack")
+    bench.add_argument("--tagger", help="with --router: also measure Tag at this tagger")
+    bench.add_argument("--scorer", help="with --router: also measure Score at this scorer")
+    bench.add_argument("--lengths", nargs="+", choices=["short", "long"], default=["short", "long"])
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds per query length (default 3)")
+    bench.add_argument("--scale", type=float, default=1.0, help="multiply the request counts (0.1 for a smoke run)")
+    bench.add_argument("--phase-seconds", type=float, default=10.0, help="time bound of each request loop")
+    bench.add_argument("--shared", type=Path, default=None, help="folder of raw prompt sets (default ../shared/data/raw)")
+    bench.add_argument("--ghz-config", type=Path, nargs="+", metavar="FILE",
+                       help="run these bench/ghz scenarios (as ghz would) instead of the full bench")
+    bench.add_argument("--ghz-total", type=int, help="with --ghz-config: at most this many requests per scenario")
+    bench.add_argument("--check", action="store_true", help="exit 1 when a target of issue 5 is not met")
+    bench.add_argument("--quiet", action="store_true")
+    bench.set_defaults(func=cmd_bench)

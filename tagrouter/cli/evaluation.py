@@ -1,0 +1,35 @@
+"""`tagrouter eval`: every router fitted on a suite's train split, chosen on valid, reported on test."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tagrouter.cli.common import fail, load_suite_or_fail
+
+
+def cmd_eval(args) -> int:
+    from tagrouter.offline import evaluate
+    from tagrouter.offline.prepare import configured_tagger
+    from tagrouter.offline.report import format_table
+
+    started = time.perf_counter()
+    suite, error = load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    try:
+        doc = evaluate.run(suite, configured_tagger(), args.out, args.plot, not args.quiet, started)
+    except ValueError as err:
+        return fail(str(err))
+    if not args.quiet:
+        print(format_table(doc))
+        print(f"wrote {args.out}{' and ' + str(args.plot) if args.plot else ''} in {doc['seconds']['total']:.1f} s")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    ev = sub.add_parser("eval", help="fit every router on train, choose on valid, report on test")
+    ev.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
+    ev.add_argument("--out", required=True, type=Path, help="RESULT.json")
+    ev.add_argument("--plot", type=Path, help="CURVE.png: AR against cost for every router and model")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars, no table")
+    ev.set_defaults(func=cmd_eval)

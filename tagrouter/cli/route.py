@@ -1,0 +1,95 @@
+"""`tagrouter route`: ask a running router (or a private stack, `--embedded`) which model should answer."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from tagrouter.cli.common import fail
+
+DEFAULT_ROUTER_ADDR = "127.0.0.1:50051"
+
+
+def route_request(args):
+    """The RouteRequest of the command's arguments (text, candidates, knobs, client tags)."""
+    from tagrouter.router.v1 import router_pb2
+
+    request = router_pb2.RouteRequest(query=args.text, candidate_models=args.candidates or [],
+                                      client_tags=getattr(args, "client_tags", None) or [])
+    if args.cost_weight is not None:
+        request.cost_weight = args.cost_weight
+    if getattr(args, "quality_margin", None) is not None:
+        request.quality_margin = args.quality_margin
+    return request
+
+
+async def call_route(address: str, request, timeout: float):
+    import grpc
+
+    from tagrouter.router.v1 import router_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        return await router_pb2_grpc.RouterServiceStub(channel).Route(request, timeout=timeout)
+
+
+def print_route(response, as_json: bool) -> None:
+    from google.protobuf.json_format import MessageToDict
+
+    doc = MessageToDict(response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    if as_json:
+        print(json.dumps(doc))
+        return
+    print(f"model: {doc['model']}  (estimated cost ${doc['estimated_cost_usd']:.6f}"
+          f"{', DEGRADED: ' + doc['degraded_reason'] if doc['degraded'] else ''})")
+    print("tags:   " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in doc["tags"]))
+    for s in sorted(doc["scores"], key=lambda s: -s["score"]):
+        print(f"  {s['model']:<40} score {s['score']:.3f}  cost ${s['estimated_cost_usd']:.6f}")
+    why = doc.get("explanation") or {}
+    if why.get("summary"):
+        print("why:    " + why["summary"])
+
+
+def cmd_route(args) -> int:
+    import grpc
+
+    if not args.text.strip():
+        return fail("the query is empty")
+    request = route_request(args)
+    if args.embedded:
+        response = asyncio.run(_route_embedded(request))
+    else:
+        try:
+            response = asyncio.run(call_route(args.router, request, args.timeout))
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNAVAILABLE:
+                return fail(f"no router answers at {args.router} ({err.details()}); start one with `make run`, "
+                            "or use --embedded", 1)
+            return fail(f"{err.code().name}: {err.details()}", 1)
+    print_route(response, args.json)
+    return 0
+
+
+async def _route_embedded(request):
+    """The whole path on this machine: private Redis, tagger, scorer and router on free ports."""
+    from tagrouter.stack import LocalStack
+
+    env = dict(os.environ, TAGROUTER_LOG_LEVEL="WARNING", TAGROUTER_METRICS_PORT="0")
+    with LocalStack(env=env, quiet=True) as stack:
+        return await call_route(stack.router, request, 10)
+
+
+def add_parsers(sub) -> None:
+    route = sub.add_parser("route", help="ask a router which model should answer TEXT")
+    route.add_argument("text")
+    route.add_argument("--json", action="store_true", help="print one JSON object")
+    route.add_argument("--router", default=os.environ.get("TAGROUTER_ROUTER_ADDR", DEFAULT_ROUTER_ADDR),
+                       help=f"router host:port (default $TAGROUTER_ROUTER_ADDR or {DEFAULT_ROUTER_ADDR})")
+    route.add_argument("--embedded", action="store_true", help="run the whole path in this process instead")
+    route.add_argument("--candidates", nargs="+", metavar="MODEL", help="route among these models only")
+    route.add_argument("--cost-weight", type=float, help="cost knob lambda >= 0 (default: the server's)")
+    route.add_argument("--quality-margin", type=float,
+                       help="quality margin theta >= 0 toward the strongest model (default: the server's)")
+    route.add_argument("--client-tags", nargs="+", metavar="TAG",
+                       help="free-text tags the caller knows; aligned to the canonical vocabulary")
+    route.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    route.set_defaults(func=cmd_route)

@@ -1,0 +1,171 @@
+"""`tagrouter fit` and `tagrouter calibrate`: weights from a suite's outcomes, and the knob for a budget."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tagrouter.cli.common import eval_tagger, fail, load_suite_or_fail
+
+
+def cmd_fit(args) -> int:
+    from tagrouter.core.scoring import ScoringParams
+    from tagrouter.offline.fit import fit_counts, weights_from_counts
+
+    if not args.out and not args.scorer:
+        return fail("say where the weights go: --out FILE and/or --scorer ADDR")
+    if args.add:
+        return _fit_add(args)
+    suite, error = load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    tagger = eval_tagger()
+    vocabulary = tagger.vocabulary
+    if args.no_tune:
+        tagged = tagger.tag_many(suite.queries)
+        query_tags = [[name for name, _, _ in t.tags] for t in tagged]
+        params, setting = ScoringParams(), "default parameters"
+    else:
+        choice = _choose(suite, tagger, args)
+        params, setting = choice.params, f"chosen on valid + train out-of-fold (AUC {choice.result.selection_auc:.4f})"
+        query_tags = [[name for name, _ in q] for q in choice.tags]
+        vocabulary = _vocabulary_with_topics(vocabulary, choice, suite, args)
+    counts = fit_counts(suite, query_tags, args.split)
+    provenance = (f"tagrouter fit --suite {suite.name} (split {args.split}: {len(suite.rows(args.split))} queries, "
+                  f"{len(suite.models)} models; {setting}); vocabulary {vocabulary.version}")
+    return _emit_weights(weights_from_counts(suite, counts, params, provenance), args)
+
+
+def _choose(suite, tagger, args):
+    """TagRouter's settings chosen as `tagrouter eval` chooses them (a TagRouterChoice)."""
+    from tagrouter.offline.prepare import prepare
+    from tagrouter.offline.routers.tag_router import TOPIC_GRANULARITIES, TagRouter
+
+    prep = prepare(suite, tagger, show_progress=not args.quiet)
+    return TagRouter(granularities=((),) if args.no_topics else TOPIC_GRANULARITIES).choose(prep)
+
+
+def _vocabulary_with_topics(vocabulary, choice, suite, args):
+    """The served vocabulary plus the chosen suite-fitted topics, saved where the scorer's tagger finds it."""
+    had_groups = bool(vocabulary.groups)
+    vocabulary = vocabulary.without_groups()
+    if choice.topics is not None:
+        vocabulary = vocabulary.with_topics(choice.topics.centroids, suite.name)
+        vocab_out = args.vocab_out or Path("build") / "vocabulary" / suite.name
+        vocabulary.save(Path(vocab_out))
+        print(f"wrote {vocab_out}: the vocabulary with topic tags at granularities "
+              f"{', '.join(map(str, choice.topics.centroids))}; serve it with TAGROUTER_VOCAB_DIR={vocab_out}")
+    elif had_groups:
+        print("note: no topic tags were chosen; serve with the hand vocabulary (TAGROUTER_VOCAB_DIR unset)")
+    return vocabulary
+
+
+def _fit_add(args) -> int:
+    from tagrouter.core.weights import ModelPrice, Weights, WeightsError
+    from tagrouter.offline.fit import fit_added_model, merge_counts
+
+    if not args.weights:
+        return fail("--add needs --weights FILE: the weights the model joins")
+    try:
+        weights = Weights.load(args.weights)
+    except WeightsError as err:
+        return fail(str(err))
+    suite, error = load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    tagged = eval_tagger().tag_many(suite.queries)  # the served vocabulary: the new counts must use the served tags
+    try:
+        extra = fit_added_model(suite, [[n for n, _, _ in t.tags] for t in tagged], weights.model_names, args.add,
+                                args.split)
+    except ValueError as err:
+        return fail(str(err))
+    info = next(m for m in suite.models if m.name == args.add)
+    joined = Weights(models=[*weights.models, ModelPrice(info.name, info.input_usd_per_mtok, info.output_usd_per_mtok)],
+                     params=weights.params, counts=merge_counts(weights.counts, extra),
+                     provenance=f"{weights.provenance}; + {args.add} (tagrouter fit --add, suite {suite.name}, "
+                                f"split {args.split})")
+    return _emit_weights(joined, args)
+
+
+def _emit_weights(weights, args) -> int:
+    if args.out:
+        weights.save(Path(args.out))
+        print(f"wrote {args.out}: {len(weights.counts)} tags x {len(weights.models)} models, version {weights.version}")
+    if args.scorer:
+        import grpc
+
+        from services.common.security import bearer
+        from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+
+        token = os.environ.get("TAGROUTER_ADMIN_TOKEN", "").strip()
+        with grpc.insecure_channel(args.scorer) as channel:
+            try:
+                reply = scorer_pb2_grpc.ScorerServiceStub(channel).LoadWeights(
+                    scorer_pb2.LoadWeightsRequest(weights=weights.to_proto()), timeout=60,
+                    metadata=bearer(token) if token else None)
+            except grpc.RpcError as err:
+                return fail(f"loading into the scorer at {args.scorer} failed: {err.code().name}: {err.details()}", 1)
+        print(f"loaded into the scorer at {args.scorer}: version {reply.version}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from tagrouter.core.weights import Weights, WeightsError
+    from tagrouter.offline.calibration import calibrate
+
+    pct, share = args.target_cost_pct, args.target_top_share
+    if pct is not None and not 0 < pct <= 100:
+        return fail(f"--target-cost-pct must be in (0, 100], not {pct}")
+    if share is not None and not 0 <= share <= 1:
+        return fail(f"--target-top-share must be in [0, 1], not {share}")
+    suite, error = load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    try:
+        weights = Weights.load(args.weights or _default_weights())
+        result = calibrate(suite, weights, eval_tagger(), split=args.split, target_cost_pct=pct, target_top_share=share)
+    except (WeightsError, ValueError) as err:
+        return fail(str(err))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"cost_weight {result['cost_weight']:.6g}: on {args.split}, {result['cost_pct']:.1f}% of the most "
+              f"expensive model's cost, {100 * result['top_share']:.1f}% of queries to {result['top_model']}, "
+              f"AR {result['ar']:.4f}{'' if result['met'] else '  (TARGET NOT MET: the cheapest setting)'}")
+        print(f"use it: tagrouter route TEXT --cost-weight {result['cost_weight']:.6g}  (or TAGROUTER_COST_WEIGHT)")
+    return 0 if result["met"] else 1
+
+
+def _default_weights() -> Path:
+    from services.common.settings import DEFAULT_WEIGHTS_FILE
+
+    return Path(os.environ.get("TAGROUTER_WEIGHTS_FILE", "").strip() or DEFAULT_WEIGHTS_FILE)
+
+
+def add_parsers(sub) -> None:
+    fit = sub.add_parser("fit", help="count a suite's outcomes per (tag, model) into weights")
+    fit.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
+    fit.add_argument("--split", default="train", choices=["train", "valid", "test"])
+    fit.add_argument("--out", type=Path, help="write the weights to this JSON file")
+    fit.add_argument("--scorer", help="load the weights into the scorer at host:port")
+    fit.add_argument("--no-tune", action="store_true",
+                     help="default scoring parameters and the tagger's own tags (no choice on valid)")
+    fit.add_argument("--no-topics", action="store_true", help="choose parameters on valid, but no suite-fitted topic tags")
+    fit.add_argument("--vocab-out", type=Path, help="where the vocabulary with topic tags goes "
+                     "(default build/vocabulary/SUITE)")
+    fit.add_argument("--add", metavar="MODEL", help="add MODEL's outcomes (rows in --suite) to --weights")
+    fit.add_argument("--weights", type=Path, help="with --add: the weights the model joins")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(func=cmd_fit)
+
+    cal = sub.add_parser("calibrate", help="the cost knob that meets a budget on the suite's valid split")
+    cal.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
+    target = cal.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-cost-pct", type=float, metavar="P",
+                        help="spend at most P%% of what sending every query to the most expensive model costs")
+    target.add_argument("--target-top-share", type=float, metavar="S",
+                        help="send at most this share (0-1) of queries to the most expensive model")
+    cal.add_argument("--weights", type=Path, help="the served weights (default $TAGROUTER_WEIGHTS_FILE or the starter)")
+    cal.add_argument("--split", default="valid", choices=["train", "valid", "test"])
+    cal.add_argument("--json", action="store_true", help="print one JSON object")
+    cal.set_defaults(func=cmd_calibrate)
