@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
+from tagrouter.stack.embedded_redis import EmbeddedRedis, die_with_parent, free_port
 from tagrouter.stack.health import wait_serving
 
 SERVICES = ("tagger", "scorer", "router")
@@ -37,7 +37,8 @@ class ServiceProcess:
         self.address = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", f"services.{service}", "--port", str(self.port), *args],
                                      env=dict(env), cwd=cwd, stdout=output,
-                                     stderr=subprocess.STDOUT if output is not None else None, text=True)
+                                     stderr=subprocess.STDOUT if output is not None else None, text=True,
+                                     preexec_fn=die_with_parent(signal.SIGTERM))  # a killed launcher orphans nothing
 
     def wait_serving(self, timeout: float = 120.0) -> None:
         wait_serving(self.address, FULL_NAMES[self.service], timeout, (self.proc,))

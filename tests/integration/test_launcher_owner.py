@@ -1,0 +1,56 @@
+"""Issue 13 finding 13: SIGKILL of the launcher leaves no redis-server, service or scratch folder behind."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import REPO_ROOT
+
+OWNER = """
+import json, os, sys, time
+from tagrouter.stack import ServiceProcess
+from tagrouter.stack.embedded_redis import EmbeddedRedis
+redis = EmbeddedRedis()
+url = redis.start()
+env = dict(os.environ, REDIS_URL=url, TAGGER_ADDR="127.0.0.1:1", SCORER_ADDR="127.0.0.1:2",
+           TAGROUTER_METRICS_PORT="0", TAGROUTER_LOG_LEVEL="ERROR")
+router = ServiceProcess("router", env, output=None)
+print(json.dumps({"redis": redis.process.pid, "router": router.proc.pid,
+                  "dir": redis._dir.name if redis._dir else None, "scratch": redis.scratch}), flush=True)
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_a_killed_owner_takes_its_redis_and_services_with_it():
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        started = json.loads(owner.stdout.readline())
+        assert _alive(started["redis"]) and _alive(started["router"])
+        assert started["dir"] is None and not Path(started["scratch"]).exists()  # nothing left on disk
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (_alive(started["redis"]) or _alive(started["router"])):
+            time.sleep(0.1)
+        assert not _alive(started["redis"]), "redis-server outlived its owner"
+        assert not _alive(started["router"]), "the router outlived its launcher"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
