@@ -141,3 +141,15 @@ def test_a_grpc_service_renamed_in_the_code_only_is_caught(rendered):
     names = dict(SERVICE_NAMES, tagger="tagrouter.tagger.v2.TaggerService")
     problems = "\n".join(_check(rendered("kustomize:prod"), "kustomize:prod", service_names=names))
     assert "the service reports 'tagrouter.tagger.v2.TaggerService'" in problems
+
+
+@pytest.mark.parametrize("target", ["kustomize:dev", "kustomize:prod", "helm:dev", "helm:prod", "helm:defaults"])
+def test_the_admin_token_secret_is_not_optional(rendered, target):
+    """Issue 13 finding 8: a missing admin Secret must keep the scorer from starting, not leave
+    LoadWeights and Feedback open on [::] (and the scorer refuses to start without a token there)."""
+    scorer = next(d for d in rendered(target) if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("scorer"))
+    env = {e["name"]: e for e in scorer["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    ref = env["TAGROUTER_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert not ref.get("optional", False)
+    secrets = {d["metadata"]["name"] for d in rendered(target) if d["kind"] == "Secret"}
+    assert ref["name"] in secrets | set(EXTERNAL_SECRETS.get(target, ()))

@@ -38,3 +38,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "tagrouter.redisSecret" -}}
 {{- default (printf "%s-redis" (include "tagrouter.fullname" .)) .Values.redis.auth.existingSecret }}
 {{- end }}
+
+{{- define "tagrouter.adminSecret" -}}
+{{- default (printf "%s-admin" (include "tagrouter.fullname" .)) .Values.admin.existingSecret }}
+{{- end }}
