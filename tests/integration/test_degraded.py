@@ -99,9 +99,11 @@ def test_client_deadline_is_propagated(redis_url, clean_redis):
             before = given_up()
             assert before == 0.0, "a hopeless deadline was blamed on the tagger"
             with grpc.insecure_channel(procs["tagger"].address) as channel:
-                busy = tagger_pb2_grpc.TaggerServiceStub(channel).TagBatch.future(tagger_pb2.TagBatchRequest(
-                    requests=[tagger_pb2.TagRequest(query=f"{i} " + "a long question about routing " * 60)
-                              for i in range(200)]), timeout=60)  # seconds of encoder work
+                # seconds of encoder work, in batches within the characters limit (MAX_BATCH_CHARS)
+                busy_batches = [tagger_pb2_grpc.TaggerServiceStub(channel).TagBatch.future(tagger_pb2.TagBatchRequest(
+                    requests=[tagger_pb2.TagRequest(query=f"{b} {i} " + "a long question about routing " * 60)
+                              for i in range(100)]), timeout=60) for b in range(2)]
+                busy = busy_batches[-1]
                 time.sleep(0.2)
                 start = time.monotonic()
                 try:
@@ -113,7 +115,8 @@ def test_client_deadline_is_propagated(redis_url, clean_redis):
                 time.sleep(max(0.0, start + 1.5 - time.monotonic()))
                 after = given_up()
                 assert not busy.done(), "the tagger was not busy for the whole check"
-                busy.cancel()
+                for b in busy_batches:
+                    b.cancel()
             assert after - before == 1.0, "the router still waited for Tag past the caller's deadline"
             assert not route(router.address, timeout=10).degraded
         finally:
