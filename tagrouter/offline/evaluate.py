@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagrouter.offline import headroom
+from tagrouter.offline import headroom, report
 from tagrouter.offline import quality_metrics as metrics
 from tagrouter.offline.prepare import Prepared, list_prices, prepare, progress, singles_on
 from tagrouter.offline.routers import Router, default_routers
@@ -44,8 +44,6 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers: list[Router] |
 def document(prep: Prepared, results: list[RouterResult], parts: list[np.ndarray], folds: int) -> dict:
     """RESULT.json from the routers' results: their test curves against the single models, the
     oracle, random mixing and the headroom of the selection rows."""
-    from tagrouter.offline.report import router_doc, two_model_figures
-
     suite = prep.suite
     train, test = suite.rows("train"), suite.rows("test")
     test_singles = singles_on(prep, test)
@@ -65,16 +63,17 @@ def document(prep: Prepared, results: list[RouterResult], parts: list[np.ndarray
                                      singles_on(prep, train).best, selection_rows(prep, parts), train, parts),
     }
     for r in results:
-        doc["routers"][r.name] = router_doc(r.test_points, test_singles) | {
+        doc["routers"][r.name] = report.router_doc(r.test_points, test_singles) | {
             "setting": r.setting, "selection_auc": r.selection_auc, "settings_tried": r.candidates, **r.extra,
             "anchor": None if r.anchor is None else suite.model_names[r.anchor],
             "selected_on": f"train out-of-fold ({folds} folds) + valid" if parts else "valid"}
     # random mixing of single models: their concave hull
     hull = metrics.concave_hull(np.stack([test_singles.cost, test_singles.ar], axis=1))
-    doc["routers"]["random"] = router_doc(np.concatenate([hull, np.full((len(hull), 1), np.nan)], axis=1),
-                                          test_singles) | {"setting": {}, "selection_auc": None, "settings_tried": 0}
+    hull_points = np.concatenate([hull, np.full((len(hull), 1), np.nan)], axis=1)
+    doc["routers"]["random"] = report.router_doc(hull_points, test_singles) | {
+        "setting": {}, "selection_auc": None, "settings_tried": 0}
     if len(suite.models) == 2:
-        two_model_figures(doc, test_singles)
+        report.two_model_figures(doc, test_singles)
     return doc
 
 
@@ -93,8 +92,6 @@ def run(suite, tagger, out: Path, plot: Path | None = None, show_progress: bool 
         started: float | None = None) -> dict:
     """Evaluate one loaded suite and write its RESULT.json (and figure): the document, with the
     acceptance checks and the timings."""
-    from tagrouter.offline import report
-
     started = time.perf_counter() if started is None else started
     prep = prepare(suite, tagger, show_progress=show_progress)
     doc = evaluate(prep, show_progress=show_progress)

@@ -6,6 +6,7 @@ rule's own `decision.estimate_costs`, as the router does.
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -99,8 +100,6 @@ def cost_scales(suite: Suite, estimated: np.ndarray) -> tuple[float, ...]:
 def configured_tagger():
     """The tagger as the environment configures the served one (TAGROUTER_* settings), with every
     core for offline embedding."""
-    import os
-
     from services.common.settings import TaggerSettings
     from tagrouter.core.tag_model import TagModel
 
