@@ -7,6 +7,13 @@ watcher. Loads and counted feedback bump the generation, also through other scor
 so a router's copy is at most about POLL_SECONDS behind Redis. While Redis is unreachable the
 watchers' streams end with UNAVAILABLE: a router then calls Score, which fails the same way,
 so its answers are flagged degraded exactly as without the copy.
+
+No lock is held while a watcher waits: each publish resolves the current `_changed` future
+and puts a fresh one in its place, and a watcher waits on it with `asyncio.wait`, which never
+cancels the future it watches. A watcher cancelled at any moment (its stream gone, its
+deadline passed, the server stopping) leaves nothing behind that another watcher or the
+publisher could block on. (The former `asyncio.wait_for` around `Condition.wait` could leave
+the condition's lock held when cancelled on Python 3.11, freezing every watcher for good.)
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ HEARTBEAT_SECONDS = 1.0
 class WeightsBroadcast:
     def __init__(self, store: WeightStore):
         self.store = store
-        self._changed = asyncio.Condition()
+        self._changed: asyncio.Future | None = None  # resolved (and replaced) at every publish and at close
         self._update: scorer_pb2.WeightsUpdate | None = None
         self._sequence = 0  # +1 per new update or error, so a watcher knows what it has sent
         self._error: str | None = None
@@ -34,6 +41,20 @@ class WeightsBroadcast:
         self._watchers = 0
         self._poller: asyncio.Task | None = None
         self._closed = False
+
+    @property
+    def watchers(self) -> int:
+        return self._watchers
+
+    def _change(self) -> asyncio.Future:
+        if self._changed is None or self._changed.done():
+            self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
+
+    def _announce(self) -> None:
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
 
     async def watch(self):
         """Yields WeightsUpdate messages for one watcher until it goes away; raises Unavailable
@@ -46,16 +67,12 @@ class WeightsBroadcast:
         sent = 0
         try:
             while True:
-                async with self._changed:
-                    try:
-                        await asyncio.wait_for(
-                            self._changed.wait_for(lambda: self._sequence != sent or self._closed),
-                            HEARTBEAT_SECONDS)
-                    except TimeoutError:
-                        pass
-                    if self._closed:
-                        return  # the scorer is shutting down: the watcher moves to another one
-                    sequence, update, error = self._sequence, self._update, self._error
+                if self._sequence == sent and not self._closed:
+                    # asyncio.wait neither cancels the shared future nor holds anything when cancelled
+                    await asyncio.wait((self._change(),), timeout=HEARTBEAT_SECONDS)
+                if self._closed:
+                    return  # the scorer is shutting down: the watcher moves to another one
+                sequence, update, error = self._sequence, self._update, self._error
                 if sequence == sent:
                     yield scorer_pb2.WeightsUpdate(heartbeat_seconds=HEARTBEAT_SECONDS)
                     continue
@@ -69,17 +86,15 @@ class WeightsBroadcast:
 
     async def close(self) -> None:
         """Ends every watch (at shutdown) and refuses new ones."""
-        async with self._changed:
-            self._closed = True
-            self._changed.notify_all()
+        self._closed = True
+        self._announce()
         if self._poller is not None:
             self._poller.cancel()
 
     async def _publish(self, update: scorer_pb2.WeightsUpdate | None, error: str | None) -> None:
-        async with self._changed:
-            self._update, self._error = update, error
-            self._sequence += 1
-            self._changed.notify_all()
+        self._update, self._error = update, error
+        self._sequence += 1
+        self._announce()
 
     async def _poll(self) -> None:
         """Runs while anyone watches."""

@@ -18,12 +18,20 @@ prefix before ':'; `ScoringParams.level_weight_*`, 1 for task tags and unknown p
 With no known tag, S(m, q) = prior(m).
 The paper sums raw counts times rewards; the mean of smoothed rates keeps S on one scale
 for every query, which the cost knob needs (see services/router/decision.py).
+
+No non-finite number comes out of finite counts: the counts are clipped to the bounds of
+tagrouter/core/limits.py first (what LoadWeights and Feedback let into state; a non-finite
+cell counts as unseen), every ratio is a share in [0, 1] times a bounded count, and mean
+answer lengths are clipped to MAX_OUTPUT_TOKENS. With the parameters `weights.validate`
+accepts (|each| <= MAX_PARAM), every score and length is finite.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from tagrouter.core.limits import MAX_COUNT, MAX_OUTPUT_TOKENS, MAX_TOTAL_OUTPUT_TOKENS
 
 ALL_QUERIES_TAG = "*"  # pseudo-tag carried by every query: the per-model prior
 OUTCOMES = ("win", "tie", "loss")
@@ -64,29 +72,45 @@ class ScoringParams:
         return np.array([self.win_reward, self.tie_reward, self.loss_reward], dtype=np.float64)
 
 
+def bounded_counts(counts: np.ndarray) -> np.ndarray:
+    """`counts` [..., 5] with non-finite or negative cells as 0 and each column clipped to its
+    bound in tagrouter/core/limits.py: the only counts the rule computes with."""
+    counts = np.asarray(counts, dtype=np.float64)
+    finite = np.isfinite(counts)
+    if finite.all() and counts.size and counts.min() >= 0 and counts[..., :OUTPUT_TOKENS].max() <= MAX_COUNT \
+            and counts[..., OUTPUT_TOKENS].max() <= MAX_TOTAL_OUTPUT_TOKENS:
+        return counts
+    out = np.where(finite, np.maximum(counts, 0.0), 0.0)
+    out[..., :OUTPUT_TOKENS] = np.minimum(out[..., :OUTPUT_TOKENS], MAX_COUNT)
+    out[..., OUTPUT_TOKENS] = np.minimum(out[..., OUTPUT_TOKENS], MAX_TOTAL_OUTPUT_TOKENS)
+    return out
+
+
 def _reward_and_answers(counts: np.ndarray, params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
     """Reward summed over a cell's comparisons, rescaled to answers (queries), and the answers.
 
     win/tie/loss count comparisons (one per rival and query, or one per judged feedback);
     `answers` counts queries. Rescaling keeps the prior strength in queries whatever the
-    pool size, and keeps counts additive when a model joins the pool.
+    pool size, and keeps counts additive when a model joins the pool. Computed as the mean
+    reward per comparison (shares in [0, 1]) times the answers, so it cannot overflow.
     """
     outcomes = counts[..., :3]
     comparisons = outcomes.sum(axis=-1)
+    seen = comparisons > 0
     answers = np.where(counts[..., ANSWERS] > 0, counts[..., ANSWERS], comparisons)
-    per_answer = np.divide(answers, comparisons, out=np.zeros_like(answers), where=comparisons > 0)
-    return (outcomes @ params.rewards()) * per_answer, np.where(comparisons > 0, answers, 0.0)
+    shares = np.divide(outcomes, comparisons[..., None], out=np.zeros_like(outcomes), where=seen[..., None])
+    return (shares @ params.rewards()) * answers * seen, np.where(seen, answers, 0.0)
 
 
 def prior_rates(all_counts: np.ndarray, params: ScoringParams) -> np.ndarray:
     """[M] each model's rate over all queries, from the `*` counts [M, 5]; 0 where unseen."""
-    reward, n = _reward_and_answers(all_counts, params)
+    reward, n = _reward_and_answers(bounded_counts(all_counts), params)
     return np.divide(reward, n, out=np.zeros_like(reward), where=n > 0)
 
 
 def tag_rates(counts: np.ndarray, prior: np.ndarray, params: ScoringParams) -> np.ndarray:
     """[T, M] smoothed rate of each model on each tag, from counts [T, M, 5] and prior [M]."""
-    reward, n = _reward_and_answers(counts, params)
+    reward, n = _reward_and_answers(bounded_counts(counts), params)
     k = params.prior_strength
     return (reward + k * prior) / np.maximum(n + k, 1e-12)
 
@@ -103,6 +127,7 @@ def tag_weights(confidence: np.ndarray, counts: np.ndarray, params: ScoringParam
 
     confidence: [..., T] (one query or [Q, T]); counts: [T, M, 5] and names [T] of the same tags.
     """
+    counts = bounded_counts(counts)
     seen = counts[..., ANSWERS].max(axis=-1) if counts.shape[0] else np.zeros(0)  # [T] queries with the tag
     factor = (seen > 0).astype(np.float64)
     if params.tag_evidence > 0:
@@ -145,15 +170,19 @@ class TagStatistics:
 
 def answer_lengths(counts: np.ndarray, all_counts: np.ndarray, params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
     """([M] each model's mean answer length over all queries, [T, M] its mean on each tag, smoothed
-    toward the former with the prior strength as the rates are)."""
+    toward the former with the prior strength as the rates are); each in [0, MAX_OUTPUT_TOKENS]."""
+    counts, all_counts = bounded_counts(counts), bounded_counts(all_counts)
     overall = np.divide(all_counts[:, OUTPUT_TOKENS], all_counts[:, ANSWERS],
                         out=np.zeros(all_counts.shape[0]), where=all_counts[:, ANSWERS] > 0)
+    overall = np.minimum(overall, MAX_OUTPUT_TOKENS)
     k = params.prior_strength
-    return overall, (counts[..., OUTPUT_TOKENS] + k * overall) / np.maximum(counts[..., ANSWERS] + k, 1e-12)
+    per_tag = (counts[..., OUTPUT_TOKENS] + k * overall) / np.maximum(counts[..., ANSWERS] + k, 1e-12)
+    return overall, np.clip(per_tag, 0.0, MAX_OUTPUT_TOKENS)
 
 
 def tag_statistics(counts: np.ndarray, all_counts: np.ndarray, names, params: ScoringParams) -> TagStatistics:
     """From counts [T, M, 5] of tags `names` [T] and the `*` counts [M, 5]."""
+    counts, all_counts = bounded_counts(counts), bounded_counts(all_counts)
     prior = prior_rates(all_counts, params)
     overall, lengths = answer_lengths(counts, all_counts, params)
     return TagStatistics(tag_rates(counts, prior, params), tag_weights(np.ones(counts.shape[0]), counts, params, names),
