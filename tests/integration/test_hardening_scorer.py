@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.settings import DEFAULT_WEIGHTS_FILE
-from services.scorer.store import ACTIVE_KEY, GENERATION_KEY, meta_key, tag_key, tags_key
+from services.scorer.store import ACTIVE_KEY, meta_key, tag_key, tags_key
 from tagrouter.core import limits
 from tagrouter.core.weights import Weights
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
