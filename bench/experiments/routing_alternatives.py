@@ -7,8 +7,8 @@ Each alternative is a router built through the evaluation's router interface
 nothing is patched:
 - `combination`: the query score as the paper's sum of per-tag scores, centred on the prior
   (`sum`), or that sum over sqrt(sum of squared tag weights) (`sqrt`), against the weighted mean
-  (`mean`, what the scorer serves): `TagRouter(combine=...)`, its whole grid chosen again under
-  each rule (the expected answer lengths keep the served mean).
+  (`mean`, what the scorer serves): `TagRouter(combine=...)`, which combines a query's tag rates
+  and its tags' answer lengths by that rule; its whole grid chosen again under each rule.
 - `negative-margin`: every router's knob path (`sweep.knob_path`) extended by a negative quality
   margin at lambda = 0, the paper's threshold on the other side: every router of the registry
   built with that path (`knob_path=...`) and chosen again.

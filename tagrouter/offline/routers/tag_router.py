@@ -26,11 +26,14 @@ def score_tagged(counts: np.ndarray, all_counts: np.ndarray, confidence: np.ndar
                  params: ScoringParams, combine=scoring.score_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """([Q, M] scores, [Q, M] expected output tokens, [M] overall rates) of queries with the tagger's
     `confidence` [Q, T] in tags `names` [T] whose counts are [T, M, 5], the `*` counts [M, 5]:
-    the scorer's rule (`combine` its mean of tag rates; an experiment may pass another)."""
+    the scorer's rule. `combine` is how a query's tags are combined, for its rates and its answer
+    lengths alike: the served weighted mean (with it the lengths are `scoring.expected_output_matrix`);
+    an experiment may pass another."""
     weights = scoring.tag_weights(confidence, counts, params, names)
     prior = scoring.prior_rates(all_counts, params)
     scores = combine(scoring.tag_rates(counts, prior, params), weights, prior)
-    return scores, scoring.expected_output_matrix(counts, all_counts, weights, params), prior
+    overall_length, tag_lengths = scoring.answer_lengths(counts, all_counts, params)
+    return scores, combine(tag_lengths, weights, overall_length), prior
 
 
 @dataclass
