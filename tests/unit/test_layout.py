@@ -72,3 +72,13 @@ def test_an_installed_package_finds_its_vocabulary_and_starter_weights(tmp_path)
     assert done.returncode == 0, done.stderr
     tags, models = map(int, done.stdout.split())
     assert tags > 100 and models >= 2
+
+
+def test_every_limit_of_the_core_is_in_the_operations_table():
+    from tagrouter.core import limits
+
+    table = (REPO_ROOT / "docs" / "OPERATIONS.md").read_text().split("## Limits", 1)[1].split("\n## ", 1)[0]
+    names = [n for n in vars(limits) if n.startswith("MAX_")]
+    assert names, "no limits found"
+    missing = [n for n in names if f"`{n}`" not in table]
+    assert not missing, f"limits missing from docs/OPERATIONS.md's table: {missing}"
