@@ -19,8 +19,8 @@ PROTO_ROOT = REPO_ROOT / "protos"
 def _generate(out_dir: Path) -> list[Path]:
     if not PROTO_ROOT.is_dir():
         raise SystemExit(f"no {PROTO_ROOT}: run this from the repository's root")
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     protos = sorted(PROTO_ROOT.glob("tagrouter/*/v1/*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"
@@ -58,8 +58,8 @@ DEFAULT_PROTOSET = REPO_ROOT / "build" / "tagrouter.protoset"
 
 def build_protoset(out: Path = DEFAULT_PROTOSET) -> Path:
     """Every proto under protos/ and its imports as one FileDescriptorSet (what ghz --protoset reads)."""
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     protos = sorted(PROTO_ROOT.glob("tagrouter/*/v1/*.proto"))
     include = Path(grpc_tools.__file__).parent / "_proto"

@@ -6,7 +6,8 @@ import pytest
 from tests.deploy import render
 
 # Secrets that a profile expects to exist before install (deploy/README.md).
-EXTERNAL_SECRETS = {"kustomize:prod": ("tagrouter-redis", "tagrouter-admin"), "helm:prod": ("tagrouter-redis", "tagrouter-admin")}
+EXTERNAL_SECRETS = {"kustomize:prod": ("tagrouter-redis", "tagrouter-admin"),
+                    "helm:prod": ("tagrouter-redis", "tagrouter-admin")}
 
 TARGETS = [f"kustomize:{o}" for o in render.OVERLAYS] + [f"helm:{v}" for v in render.HELM_VALUES] + ["helm:defaults"]
 

@@ -8,7 +8,7 @@ settings classes parse the environment a container would really get.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from services.common import settings as cfg
 from services.common.settings import DEFAULT_PORTS, ENVIRONMENT, ConfigError
@@ -107,7 +107,8 @@ def _service_for(docs, host: str, port: int, workload, target_port_name: str, pr
     container = next(c for c in workload["spec"]["template"]["spec"]["containers"])
     target = ports[0].get("targetPort", port)
     if target not in (target_port_name, _port(container, target_port_name)):
-        problems.append(f"{where}: Service {host} port {port} targets {target!r}, not the container's {target_port_name} port")
+        problems.append(f"{where}: Service {host} port {port} targets {target!r}, "
+                        f"not the container's {target_port_name} port")
 
 
 def _probe_problems(svc, container, port, service_names, where):

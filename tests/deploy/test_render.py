@@ -72,7 +72,8 @@ def test_every_container_is_locked_down(rendered, target):
         pod = workload["spec"]["template"]["spec"]
         sc = c.get("securityContext", {})
         assert set(c["resources"]) == {"requests", "limits"}, where
-        assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"]), where
+        resources = c["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"]), where
         assert sc.get("runAsNonRoot") or pod.get("securityContext", {}).get("runAsNonRoot"), where
         assert sc.get("readOnlyRootFilesystem") is True, where
         assert sc.get("allowPrivilegeEscalation") is False, where

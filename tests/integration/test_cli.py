@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-
 from tests.conftest import REPO_ROOT, SUITES, TAGROUTER, needs_shared, service_env
 
 QUERY = "Write a Python function that reverses a linked list"

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import Process, running_stack, service_env, wait_serving
 
 LOAD_SECONDS_MAX = 40  # the load stops by itself, whatever happens

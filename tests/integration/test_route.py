@@ -1,8 +1,8 @@
 """Route through three real servers, a real Redis and the real ONNX model."""
 import grpc
 import pytest
-
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
 from tagrouter.router.v1 import router_pb2
 
 CODE = "Write a Python function that reverses a linked list"

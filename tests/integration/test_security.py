@@ -6,12 +6,12 @@ import urllib.request
 import grpc
 import pytest
 
-from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
 from services.common.security import READ_ONLY_METHODS, STATE_CHANGING_METHODS, bearer
 from services.common.settings import DEFAULT_WEIGHTS_FILE
 from tagrouter.core.weights import Weights
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from tagrouter.stack.embedded_redis import EmbeddedRedis, free_port
 from tests.conftest import Process, running_stack, service_env, wait_serving
 
 

@@ -9,11 +9,11 @@ import urllib.request
 import grpc
 import pytest
 
-from tagrouter.stack.embedded_redis import free_port
 from services.common.settings import DEFAULT_WEIGHTS_FILE
 from tagrouter.core.weights import Weights
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from tagrouter.stack.embedded_redis import free_port
 from tests.conftest import Process, service_env, wait_serving, wipe_tagrouter_keys
 
 QUERIES = [

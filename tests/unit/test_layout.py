@@ -64,9 +64,8 @@ def test_an_installed_package_finds_its_vocabulary_and_starter_weights(tmp_path)
                             "--target", str(target), str(REPO_ROOT)], capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr
     code = ("import tagrouter.data as d, tagrouter.core.vocabulary as v, tagrouter.core.weights as w; "
-            "assert str(d.VOCABULARY_DIR).startswith(%r); "
-            "print(len(v.Vocabulary.load(d.VOCABULARY_DIR).names), len(w.Weights.load(d.STARTER_WEIGHTS_FILE).models))"
-            % str(target))
+            f"assert str(d.VOCABULARY_DIR).startswith({str(target)!r}); "
+            "print(len(v.Vocabulary.load(d.VOCABULARY_DIR).names), len(w.Weights.load(d.STARTER_WEIGHTS_FILE).models))")
     done = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {code}"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from tagrouter.core.decision import anchor, choose, estimate_costs, utilities
 from tagrouter.core import scoring
+from tagrouter.core.decision import anchor, choose, estimate_costs, utilities
 from tagrouter.core.scoring import ScoringParams
 
 
