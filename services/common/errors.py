@@ -24,29 +24,18 @@ class ServiceError(Exception):
     code = grpc.StatusCode.INTERNAL
 
 
-class InvalidArgument(ServiceError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+def _error_kind(code: grpc.StatusCode, doc: str) -> type[ServiceError]:
+    """The ServiceError for one status code, named after it (INVALID_ARGUMENT -> InvalidArgument)."""
+    return type(code.name.title().replace("_", ""), (ServiceError,), {"code": code, "__doc__": doc,
+                                                                      "__module__": __name__})
 
 
-class NotFound(ServiceError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class Unavailable(ServiceError):
-    code = grpc.StatusCode.UNAVAILABLE
-
-
-class ResourceExhausted(ServiceError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class FailedPrecondition(ServiceError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class DeadlineExceeded(ServiceError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
+# One line each: a table of the status codes the services raise, not six copies of a class body.
+InvalidArgument = _error_kind(grpc.StatusCode.INVALID_ARGUMENT, "The request is wrong; the message names the field.")
+Unavailable = _error_kind(grpc.StatusCode.UNAVAILABLE, "Not ready, or a backing store is unreachable: retry.")
+ResourceExhausted = _error_kind(grpc.StatusCode.RESOURCE_EXHAUSTED, "A limit is reached; the message names it.")
+FailedPrecondition = _error_kind(grpc.StatusCode.FAILED_PRECONDITION, "The state does not allow this call now.")
+DeadlineExceeded = _error_kind(grpc.StatusCode.DEADLINE_EXCEEDED, "No time is left in the caller's deadline.")
 
 # A backing store that cannot be reached is a passing condition the caller may retry.
 UNREACHABLE = (ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)

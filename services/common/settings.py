@@ -79,25 +79,19 @@ class _Env:
         return default
 
     def int(self, name: str, default: int, minimum: int = 0, maximum: int = 2**31) -> int:
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not an integer") from None
-        if not minimum <= value <= maximum:
-            raise ConfigError(f"{name}={value} is outside [{minimum}, {maximum}]")
-        return value
+        return self._number(name, default, int, "an integer", minimum, maximum)
 
     def float(self, name: str, default: float, minimum: float = 0.0, maximum: float = float("inf")) -> float:
+        return self._number(name, default, float, "a number", minimum, maximum)
+
+    def _number(self, name: str, default, parse, kind: str, minimum, maximum):
         raw = self._env.get(name, "").strip()
         if not raw:
             return default
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a number") from None
+            raise ConfigError(f"{name}={raw!r} is not {kind}") from None
         if not minimum <= value <= maximum:  # also rejects NaN
             raise ConfigError(f"{name}={value} is outside [{minimum}, {maximum}]")
         return value

@@ -15,6 +15,7 @@ import time
 import grpc
 
 from services.common import metrics
+from services.common.aio import cancel_and_wait
 from tagrouter.core.pool import ScoringTable
 from tagrouter.core.weights import Weights, WeightsError
 from tagrouter.scorer.v1 import scorer_pb2
@@ -53,13 +54,8 @@ class WeightsMirror:
             self._task = asyncio.create_task(self._follow())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _follow(self) -> None:
         failures = 0

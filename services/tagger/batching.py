@@ -20,6 +20,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from services.common.aio import cancel_and_wait
 from services.common.errors import ResourceExhausted
 from services.common.metrics import TAGGER_BATCH_SIZE
 
@@ -97,12 +98,7 @@ class MicroBatcher(Generic[R]):
         return list(await asyncio.gather(*futures))  # cancelling it cancels the futures: the worker skips them
 
     async def close(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._worker)
         self._executor.shutdown(wait=True)
 
     async def _work(self) -> None:
