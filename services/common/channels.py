@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import grpc
 
+from services.common import tracing
+
 # dns:/// with round_robin spreads calls over every pod behind a headless Service;
 # a plain ClusterIP would pin the long-lived HTTP/2 connection to one pod.
 CHANNEL_OPTIONS = [
@@ -18,6 +20,7 @@ CHANNEL_OPTIONS = [
 
 def open_channel(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.aio.Channel:
     target = address if "://" in address or address.startswith("dns:") else f"dns:///{address}"
+    interceptors = tracing.client_interceptors()  # None when tracing is off: no per-call cost
     if credentials is not None:
-        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        return grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS, interceptors=interceptors)
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS, interceptors=interceptors)

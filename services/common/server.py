@@ -20,11 +20,11 @@ import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import security
+from services.common import security, tracing
 from services.common.admission import AdmissionInterceptor, Limits
 from services.common.errors import ErrorMappingInterceptor
 from services.common.metrics import MetricsInterceptor, serve_metrics
-from services.common.settings import ConfigError, ServerSettings
+from services.common.settings import ConfigError, ServerSettings, TracingSettings
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,9 @@ class RunningService:
         self.admission = AdmissionInterceptor(Limits(
             unary=settings.max_concurrent_rpcs, admin=settings.max_admin_rpcs, streams=settings.max_streams,
             streams_per_peer=settings.max_streams_per_peer))
-        interceptors = [MetricsInterceptor(spec.full_name.rsplit(".", 1)[-1]), self.admission]
+        short_name = spec.full_name.rsplit(".", 1)[-1]
+        # Tracing (only when on) inside the metrics: its span ends with the status the errors mapped.
+        interceptors = [MetricsInterceptor(short_name), *tracing.server_interceptors(short_name), self.admission]
         if settings.admin_token:
             interceptors.append(security.AdminTokenInterceptor(settings.admin_token))
         interceptors.append(ErrorMappingInterceptor())
@@ -134,7 +136,10 @@ def run(main: Awaitable[None]) -> None:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Log lines with the trace and span ids when tracing is on (configure tracing first)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s:%(trace_ids)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(tracing.TraceIds())
 
 
 async def run_until_signalled(services: list[RunningService], on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -184,13 +189,18 @@ def main(service: str, create: Callable[[Mapping[str, str]], ServiceSpec], argv:
             env[variable] = value
     try:
         settings = ServerSettings.from_env(service, env).with_port(args.port)
+        tracing_settings = TracingSettings.from_env(service, env)
         configure_logging(settings.log_level)
+        tracing.configure(tracing_settings)  # before create(): its channels carry traceparent only if on
 
         async def serve() -> None:
             # gRPC aio servers and channels belong to the loop they are made in: build them here.
             await run_until_signalled([RunningService(create(env), settings)])
 
-        run(serve())
+        try:
+            run(serve())
+        finally:
+            tracing.shutdown()  # the spans of the last calls
     except ConfigError as err:
         print(f"{service}: configuration error: {err}", file=sys.stderr)
         return 2

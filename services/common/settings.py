@@ -57,6 +57,12 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_DEFAULT_MODEL": ("router", "model answered when routing cannot decide (default gpt4_1106_preview)"),
     "TAGROUTER_COST_WEIGHT": ("router", "cost knob lambda when a request sets none (default 0)"),
     "TAGROUTER_QUALITY_MARGIN": ("router", "quality margin theta toward the strongest model when a request sets none (default 0)"),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("all", "OTLP gRPC collector, e.g. http://otel-collector:4317: turns tracing on (default unset: tracing off, nothing installed)"),
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ("all", "as OTEL_EXPORTER_OTLP_ENDPOINT, for traces only (takes precedence)"),
+    "OTEL_SERVICE_NAME": ("all", "service.name of the spans (default tagrouter-<service>)"),
+    "OTEL_TRACES_SAMPLER": ("all", "always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio (default parentbased_always_on)"),
+    "OTEL_TRACES_SAMPLER_ARG": ("all", "the ratio of the traceidratio samplers, 0 to 1 (default 1)"),
+    "OTEL_SDK_DISABLED": ("all", "true: tracing off even with an endpoint (default false)"),
 }
 
 
@@ -282,3 +288,40 @@ class RouterSettings:
             tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),
             tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"),
         )
+
+
+SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
+            "parentbased_traceidratio")
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """OpenTelemetry tracing, from the standard OTEL_* variables; off unless an endpoint is set.
+
+    Other OTEL_* variables (headers, certificates, batch sizes) are read by the SDK's exporter itself."""
+
+    service_name: str
+    endpoint: str | None = None
+    sampler: str = "parentbased_always_on"
+    sampler_ratio: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.endpoint is not None
+
+    @classmethod
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> TracingSettings:
+        e = _Env(env)
+        endpoint = e.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") or e.str("OTEL_EXPORTER_OTLP_ENDPOINT", "") or None
+        if endpoint is not None:
+            name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if e.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") else \
+                "OTEL_EXPORTER_OTLP_ENDPOINT"
+            _address(name, endpoint.split("://", 1)[-1].rstrip("/"))
+            if "://" in endpoint and endpoint.split("://", 1)[0] not in ("http", "https"):
+                raise ConfigError(f"{name}={endpoint!r}: the scheme must be http or https (OTLP over gRPC)")
+        sampler = e.str("OTEL_TRACES_SAMPLER", "parentbased_always_on").lower()
+        if sampler not in SAMPLERS:
+            raise ConfigError(f"OTEL_TRACES_SAMPLER={sampler!r} is not one of {', '.join(SAMPLERS)}")
+        return cls(service_name=e.str("OTEL_SERVICE_NAME", f"tagrouter-{service}"),
+                   endpoint=None if e.bool("OTEL_SDK_DISABLED", False) else endpoint, sampler=sampler,
+                   sampler_ratio=e.float("OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0))

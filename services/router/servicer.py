@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 
-from services.common import metrics
+from services.common import metrics, tracing
 from services.common.errors import DeadlineExceeded, InvalidArgument
 from services.common.settings import RouterSettings
+from services.router import route_trace
 from services.router.clients import Downstreams
 from services.router.mirror import WeightsMirror
 from tagrouter.core import decision, limits
@@ -108,18 +109,21 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
         tagged = None
         started = time.perf_counter()
-        try:
-            tagged = await self.downstreams.tagger.Tag(
-                tagger_pb2.TagRequest(query=request.query, client_tags=request.client_tags),
-                timeout=self._timeout(self.settings.tagger_timeout_s, context))
-        except grpc.aio.AioRpcError as err:
-            reasons.append(downstream_failed("tagger", err))
+        with tracing.span("route.tag") as phase:
+            try:
+                tagged = await self.downstreams.tagger.Tag(
+                    tagger_pb2.TagRequest(query=request.query, client_tags=request.client_tags),
+                    timeout=self._timeout(self.settings.tagger_timeout_s, context))
+            except grpc.aio.AioRpcError as err:
+                reasons.append(downstream_failed("tagger", err))
+                tracing.fail(phase, reasons[-1])
         tagged_at = time.perf_counter()
         _TAG_TIME.observe(tagged_at - started)
         tags = list(tagged.tags) if tagged else []
         input_tokens = tagged.input_tokens if tagged else estimate_tokens(request.query)
 
-        scored = await self._score(tags, candidates, context, reasons)
+        with tracing.span("route.score"):
+            scored = await self._score(tags, candidates, context, reasons)
         scored_at = time.perf_counter()
         _SCORE_TIME.observe(scored_at - tagged_at)
 
@@ -138,6 +142,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         _DECIDE_TIME.observe(time.perf_counter() - scored_at)
         metrics.ROUTED.labels(response.model).inc()
         metrics.ROUTED_COST.labels(response.model).inc(response.estimated_cost_usd)
+        if tracing.enabled():
+            route_trace.record(request, response, len(tags), scored is not None, scored_at)
         return response
 
     async def _score(self, tags, candidates: list[str], context, reasons: list[str]) -> CandidateScores | None:
@@ -145,7 +151,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         table = self.mirror.current() if self.mirror is not None else None
         if table is not None:
             metrics.ROUTE_SCORED_FROM_COPY.inc()
+            tracing.annotate(route_trace.FROM_COPY)
             return table.candidates([(t.name, t.score) for t in tags], candidates)
+        tracing.annotate(route_trace.FROM_SCORE_CALL)
         try:
             response = await self.downstreams.scorer.Score(
                 scorer_pb2.ScoreRequest(tags=[scorer_pb2.WeightedTag(name=t.name, weight=t.score) for t in tags],

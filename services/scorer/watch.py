@@ -21,6 +21,7 @@ import asyncio
 import logging
 
 from services.common.errors import UNREACHABLE, Unavailable
+from services.common.metrics import REDIS_UP
 from services.scorer.store import WeightStore
 from tagrouter.scorer.v1 import scorer_pb2
 
@@ -101,10 +102,12 @@ class WeightsBroadcast:
         while self._watchers > 0:
             try:
                 marker = await self.store.change_marker()
+                REDIS_UP.set(1)
                 if marker != self._marker:
                     await self._read(marker)
             except UNREACHABLE as err:
                 log.warning("WatchWeights: Redis unreachable: %s", err)
+                REDIS_UP.set(0)
                 self._marker = None  # read everything again once Redis is back
                 await self._publish(None, f"backing store unreachable: {type(err).__name__}")
             except Exception:  # noqa: BLE001 - keep polling; the watchers hear of it

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from services.common import tracing
 from services.common.aio import cancel_and_wait
 from services.common.errors import ResourceExhausted
 from services.common.metrics import TAGGER_BATCH_SIZE
@@ -68,7 +71,7 @@ class MicroBatcher(Generic[R]):
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._max_cells = max_cells
-        self._queue: asyncio.Queue[tuple[str, asyncio.Future]] | None = None
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future, tuple | None]] | None = None
         self._worker: asyncio.Task | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
         self.batch_sizes: list[int] = []  # recent batch sizes, for metrics and tests
@@ -91,8 +94,10 @@ class MicroBatcher(Generic[R]):
                                     f"(the limit is {self._max_queue})")
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in texts]
+        # With tracing on, the caller's span and the time it queued, for the batch's spans.
+        traced = (tracing.current_context(), tracing.now_ns()) if tracing.enabled() else None
         for text, future in zip(texts, futures):
-            self._queue.put_nowait((text, future))
+            self._queue.put_nowait((text, future, traced))
         if len(futures) == 1:  # the common case (Tag): no gather
             return [await futures[0]]
         return list(await asyncio.gather(*futures))  # cancelling it cancels the futures: the worker skips them
@@ -107,26 +112,43 @@ class MicroBatcher(Generic[R]):
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            batch = [(text, fut) for text, fut in batch if not fut.cancelled()]
+            batch = [item for item in batch if not item[1].cancelled()]
             if not batch:
                 continue
             self.batch_sizes = (self.batch_sizes + [len(batch)])[-1000:]
             TAGGER_BATCH_SIZE.observe(len(batch))
-            texts = [text for text, _ in batch]
+            texts = [text for text, _, _ in batch]
             try:
-                futures = [fut for _, fut in batch]
-                if len(texts) == 1:
-                    results = self._run_grouped(texts, futures)  # alone: no thread hop (see the module doc)
-                else:
-                    results = await loop.run_in_executor(self._executor, self._run_grouped, texts, futures)
+                futures = [fut for _, fut, _ in batch]
+                with self._batch_span(batch):
+                    if len(texts) == 1:
+                        results = self._run_grouped(texts, futures)  # alone: no thread hop (see the module doc)
+                    else:  # the thread runs in this context, so spans made inside join the batch span
+                        results = await loop.run_in_executor(self._executor, contextvars.copy_context().run,
+                                                             self._run_grouped, texts, futures)
             except Exception as err:  # noqa: BLE001 - every waiter gets the error, the worker lives on
-                for _, fut in batch:
+                for _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(err)
                 continue
-            for (_, fut), result in zip(batch, results):
+            for (_, fut, _), result in zip(batch, results):
                 if not fut.done():
                     fut.set_result(result)
+
+    @staticmethod
+    def _batch_span(batch):
+        """Each traced caller's wait for the encoder as a `tagger.queue` span, and the batch's run as a
+        `tagger.batch` span under the first traced caller, linked to the others (a no-op when off)."""
+        # one entry per caller: a TagBatch queues many texts under one (contexts are dicts: keyed by id)
+        traced = list({id(item[2][0]): item[2] for item in batch if item[2] is not None and item[2][0] is not None}
+                      .values())
+        if not traced:
+            return contextlib.nullcontext()
+        now = tracing.now_ns()
+        for ctx, queued_ns in traced:
+            tracing.record_span("tagger.queue", queued_ns, now, {"tagrouter.batch_size": len(batch)}, context=ctx)
+        return tracing.span("tagger.batch", {"tagrouter.batch_size": len(batch)}, context=traced[0][0],
+                            links=[tracing.link_to(ctx) for ctx, _ in traced[1:]])
 
     def _run_grouped(self, texts: list[str], futures: list[asyncio.Future] | None = None) -> list[R]:
         """Results in `texts` order (None for a query whose caller gave up before its call ran)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
+from services.common import tracing
 from services.common.errors import Unavailable
 from services.common.metrics import TAG_CACHE
 from services.tagger.batching import MicroBatcher
@@ -33,7 +34,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     def __init__(self, tagger: TagModel, max_batch: int = 32, cache_size: int = 10_000):
         self.tagger = tagger
         self.version = tagger.vocabulary.version
-        self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self.tagger.tag, max_batch=max_batch)
+        self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self._encode_and_select, max_batch=max_batch)
         # Client tags are aligned in their own batches (one encoder call for the unseen ones).
         self.aligner: MicroBatcher[AlignedTag | None] = MicroBatcher(self.tagger.align_client_tags, max_batch=max_batch)
         self.cache: TagCache[TaggedQuery] = TagCache(cache_size)
@@ -53,6 +54,13 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     async def stop(self) -> None:
         await self.batcher.close()
         await self.aligner.close()
+
+    def _encode_and_select(self, texts: list[str]) -> list[TaggedQuery]:
+        """TagModel.tag in its two phases, each a span when tracing is on."""
+        with tracing.span("tagger.encode", {"tagrouter.texts": len(texts)}):
+            encoded = self.tagger.encoder.encode(texts)
+        with tracing.span("tagger.select_tags"):
+            return self.tagger.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated)
 
     async def _align(self, client_tags) -> list[AlignedTag | None]:
         return await self.aligner.submit_many(list(client_tags)) if client_tags else []
@@ -90,6 +98,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
             else:
                 _CACHE_MISS.inc()
                 misses[key] = query
+        tracing.annotate({"tagrouter.cache_hits": len(results), "tagrouter.cache_misses": len(misses)})
         if misses:
             for (key, _), tagged in zip(misses.items(), await self.batcher.submit_many(list(misses.values()))):
                 self.cache.put(key, tagged)
@@ -111,9 +120,14 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         if not self._ready:
             raise Unavailable("the encoder is still loading")
         if not request.client_tags:  # the common case: no tasks to gather, one loop pass less
-            return self._response(await self._tag(request.query), request.tags_per_level)
-        tagged, aligned = await asyncio.gather(self._tag(request.query), self._align(request.client_tags))
-        return self._response(tagged, request.tags_per_level, request.client_tags, aligned)
+            response = self._response(await self._tag(request.query), request.tags_per_level)
+        else:
+            tagged, aligned = await asyncio.gather(self._tag(request.query), self._align(request.client_tags))
+            response = self._response(tagged, request.tags_per_level, request.client_tags, aligned)
+        if tracing.enabled():
+            tracing.annotate({"tagrouter.tags": len(response.tags), "tagrouter.input_tokens": response.input_tokens,
+                              "tagrouter.truncated": response.truncated})
+        return response
 
     async def TagBatch(self, request, context):
         check_batch(request.requests)
