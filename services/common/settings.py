@@ -55,8 +55,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_SCORER_TIMEOUT_MS": ("router", "deadline of each Score call (default 150)"),
     "TAGROUTER_SCORE_IN_ROUTER": ("router", "score from a copy of the weights that the scorer streams (WatchWeights) instead of a Score call per Route; false = always call Score (default true)"),
     "TAGROUTER_DEFAULT_MODEL": ("router", "model answered when routing cannot decide (default gpt4_1106_preview)"),
-    "TAGROUTER_COST_WEIGHT": ("router", "cost knob lambda when a request sets none (default 0)"),
-    "TAGROUTER_QUALITY_MARGIN": ("router", "quality margin theta toward the strongest model when a request sets none (default 0)"),
+    "TAGROUTER_COST_WEIGHT": ("router", "cost knob lambda when a request sets none; set, it overrides the weights' recommended operating point (default unset)"),
+    "TAGROUTER_QUALITY_MARGIN": ("router", "quality margin theta toward the strongest model when a request sets none; set, it overrides the weights' recommended operating point (default unset)"),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("all", "OTLP gRPC collector, e.g. http://otel-collector:4317: turns tracing on (default unset: tracing off, nothing installed)"),
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ("all", "as OTEL_EXPORTER_OTLP_ENDPOINT, for traces only (takes precedence)"),
     "OTEL_SERVICE_NAME": ("all", "service.name of the spans (default tagrouter-<service>)"),
@@ -265,9 +265,10 @@ class RouterSettings:
     tagger_timeout_s: float
     scorer_timeout_s: float
     default_model: str
-    default_cost_weight: float
+    # None (unset): the weights' recommended operating point applies (tagrouter/core/operating.py)
+    default_cost_weight: float | None
     score_in_router: bool = True
-    default_quality_margin: float = 0.0
+    default_quality_margin: float | None = None
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -281,9 +282,9 @@ class RouterSettings:
             tagger_timeout_s=e.int("TAGROUTER_TAGGER_TIMEOUT_MS", 250, 1, 60_000) / 1000,
             scorer_timeout_s=e.int("TAGROUTER_SCORER_TIMEOUT_MS", 150, 1, 60_000) / 1000,
             default_model=e.str("TAGROUTER_DEFAULT_MODEL", "gpt4_1106_preview"),
-            default_cost_weight=e.float("TAGROUTER_COST_WEIGHT", 0.0, 0.0, 1e6),
+            default_cost_weight=e.float("TAGROUTER_COST_WEIGHT", None, 0.0, 1e6),
             score_in_router=e.bool("TAGROUTER_SCORE_IN_ROUTER", True),
-            default_quality_margin=e.float("TAGROUTER_QUALITY_MARGIN", 0.0, 0.0, 1e6),
+            default_quality_margin=e.float("TAGROUTER_QUALITY_MARGIN", None, 0.0, 1e6),
             tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"),
             tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),
             tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"),

@@ -15,12 +15,12 @@ import grpc
 import numpy as np
 
 from services.common import metrics, tracing
-from services.common.errors import DeadlineExceeded, InvalidArgument
+from services.common.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from services.common.settings import RouterSettings
 from services.router import route_trace
 from services.router.clients import Downstreams
 from services.router.mirror import WeightsMirror
-from tagrouter.core import decision, limits
+from tagrouter.core import decision, limits, operating
 from tagrouter.core.pool import CandidateScores
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2
@@ -76,20 +76,31 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             await self.mirror.close()
         await self.downstreams.close()
 
-    def _validate(self, request) -> tuple[list[str], float, float]:
+    def _validate(self, request) -> tuple[list[str], operating.KnobRequest]:
         limits.check_query(request.query)
         limits.check_client_tags(request.client_tags)
         limits.check_request_chars(request.query, request.client_tags)
-        cost_weight = self.settings.default_cost_weight
-        if request.HasField("cost_weight"):
-            cost_weight = limits.check_knob("cost_weight", request.cost_weight)
-        quality_margin = self.settings.default_quality_margin
-        if request.HasField("quality_margin"):
-            quality_margin = limits.check_knob("quality_margin", request.quality_margin)
+        knob = operating.check_request(operating.KnobRequest(
+            **{f: getattr(request, f) if request.HasField(f) else None
+               for f in ("cost_weight", "quality_margin", "max_cost_pct", "min_quality_pct")}))
         candidates = limits.check_candidates(request.candidate_models)
         if self.known_models:
             limits.check_known_models(candidates, list(self.known_models))
-        return candidates, cost_weight, quality_margin
+        return candidates, knob
+
+    def _knob(self, knob: operating.KnobRequest, calibration, response) -> operating.Applied:
+        """The knob applied (request, its percentage through the weights' calibration, environment,
+        the weights' recommended point: `operating.resolve`), recorded in the response."""
+        try:
+            applied = operating.resolve(knob, self.settings.default_cost_weight, self.settings.default_quality_margin,
+                                        calibration)
+        except operating.NoCalibration as err:
+            raise FailedPrecondition(str(err)) from None
+        response.cost_weight, response.quality_margin = applied.cost_weight, applied.quality_margin
+        response.knob_source = applied.source
+        if applied.point is not None:
+            response.knob_cost_pct, response.knob_quality_pct = applied.point.cost_pct, applied.point.quality_pct
+        return applied
 
     def _timeout(self, configured: float, context) -> float:
         remaining = context.time_remaining()
@@ -99,7 +110,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         return max(0.0, min(configured, remaining - margin))
 
     async def Route(self, request, context):
-        candidates, cost_weight, quality_margin = self._validate(request)
+        candidates, knob = self._validate(request)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= DEADLINE_MARGIN_S:
             # not even the margin is left: calling the tagger with no time would only blame it
@@ -129,12 +140,16 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
         response = router_pb2.RouteResponse(
             tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level, client_tag=t.client_tag) for t in tags],
-            input_tokens=input_tokens, cost_weight=cost_weight, quality_margin=quality_margin,
+            input_tokens=input_tokens,
             vocabulary_version=tagged.vocabulary_version if tagged else "",
             unaligned_client_tags=tagged.unaligned_client_tags if tagged else [])
         if scored is not None and scored.models:
-            self._decide(scored, input_tokens, cost_weight, quality_margin, response)
+            applied = self._knob(knob, scored.calibration, response)
+            self._decide(scored, input_tokens, applied.cost_weight, applied.quality_margin, response)
         else:
+            # no scores: the default model answers whatever the knob; report the one asked for
+            if knob.max_cost_pct is None and knob.min_quality_pct is None:
+                self._knob(knob, None, response)
             self._fall_back(candidates, input_tokens, response)
         if reasons:
             response.degraded = True

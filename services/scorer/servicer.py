@@ -15,6 +15,7 @@ from services.common.errors import DeadlineExceeded, FailedPrecondition, Invalid
 from services.scorer.store import LoadAbandoned, WeightStore
 from services.scorer.watch import WeightsBroadcast
 from tagrouter.core import limits, scoring
+from tagrouter.core.operating import Calibration
 from tagrouter.core.pool import CandidateScores, distinct_tags
 from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams
 from tagrouter.core.weights import ModelPrice, Weights, WeightsError, counts_matrix, validate_name
@@ -45,6 +46,7 @@ class Pool:
     version: str
     models: list[ModelPrice]
     params: ScoringParams
+    calibration: Calibration | None = None
 
     @property
     def names(self) -> list[str]:
@@ -84,8 +86,8 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             meta = await self.store.read_meta(version)
             if meta is None:
                 raise Unavailable(f"weights version {version} disappeared while reading; retry")
-            models, params, _ = meta
-            self._pool = Pool(version, models, params)
+            models, params, _, calibration = meta
+            self._pool = Pool(version, models, params, calibration)
         return self._pool
 
     async def Score(self, request, context):
@@ -100,7 +102,8 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         all_counts, counts = counts[-1], counts[:-1]
         known = np.array([bool(h) for h in per_tag[:-1]], dtype=bool)
         scored = scoring.score_query(counts, all_counts, confidence * known, tags, pool.params)
-        chosen = CandidateScores.select(scored, tags, pool.models, candidates, pool.version, pool.params)
+        chosen = CandidateScores.select(scored, tags, pool.models, candidates, pool.version, pool.params,
+                                        pool.calibration)
         return chosen.to_proto(unknown_tags=[t for t, k in zip(tags, known) if not k])
 
     async def LoadWeights(self, request, context):

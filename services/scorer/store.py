@@ -3,7 +3,8 @@
 Keys (version = "<weights version>.<load sequence>"):
     tagrouter:active                       string: the version Score reads
     tagrouter:seq                          counter: load sequence
-    tagrouter:w:<version>:meta             hash: models (JSON), params (JSON), provenance, feedback (count)
+    tagrouter:w:<version>:meta             hash: models (JSON), params (JSON), calibration (JSON or empty),
+                                           provenance, feedback (count)
     tagrouter:w:<version>:tags             set: tag names of that version
     tagrouter:w:<version>:tag:<tag>        hash: "<model>|<field>" -> count
     tagrouter:feedback:<id>                string: a Feedback id already counted (kept 7 days)
@@ -33,7 +34,8 @@ import redis.asyncio as aioredis
 from services.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from tagrouter.core import limits
 from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
-from tagrouter.core.weights import ModelPrice, Weights, WeightsError, estimated_bytes, validate_pool
+from tagrouter.core.operating import Calibration
+from tagrouter.core.weights import ModelPrice, Weights, WeightsError, estimated_bytes, validate_calibration, validate_pool
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +255,7 @@ class WeightStore:
                 "models": json.dumps([asdict(m) for m in weights.models]),
                 "params": json.dumps(asdict(weights.params)),
                 "provenance": weights.provenance,
+                "calibration": json.dumps(weights.calibration.to_dict()) if weights.calibration else "",
                 "source_version": weights.version,
                 "bytes": estimated_bytes(weights),
             })
@@ -301,7 +304,7 @@ class WeightStore:
             raise _refusal(str(reply[3]), str(reply[4]))
         return reply[0], bool(int(reply[1])), len(reply) > 2 and bool(int(reply[2]))
 
-    async def read_meta(self, version: str) -> tuple[list[ModelPrice], ScoringParams, str] | None:
+    async def read_meta(self, version: str) -> tuple[list[ModelPrice], ScoringParams, str, Calibration | None] | None:
         """The version's models and parameters, checked as a load checks them; FailedPrecondition if they fail."""
         meta = await self.redis.hgetall(meta_key(version))
         if not meta:
@@ -311,10 +314,12 @@ class WeightStore:
                       for m in json.loads(meta["models"])]
             params = ScoringParams(**{k: float(v) for k, v in json.loads(meta["params"]).items()})
             validate_pool(models, params, f"stored weights {version}")
+            calibration = Calibration.from_dict(json.loads(meta["calibration"])) if meta.get("calibration") else None
+            validate_calibration(calibration, f"stored weights {version}")
         except (KeyError, TypeError, ValueError, AttributeError) as err:  # WeightsError is a ValueError
             detail = str(err) if isinstance(err, WeightsError) else f"{type(err).__name__}: {err}"
             raise FailedPrecondition(f"the stored weights are invalid ({detail}); load them again") from None
-        return models, params, meta.get("provenance", "")
+        return models, params, meta.get("provenance", ""), calibration
 
     async def read_weights(self, only_tags: list[str] | None = None) -> Weights | None:
         """The active weights (or some of their tags) as a Weights object."""
@@ -324,7 +329,7 @@ class WeightStore:
         meta = await self.read_meta(version)
         if meta is None:
             return None
-        models, params, provenance = meta
+        models, params, provenance, calibration = meta
         names = sorted(await self.redis.smembers(tags_key(version))) if not only_tags else list(only_tags)
         if ALL_QUERIES_TAG not in names:
             names.append(ALL_QUERIES_TAG)
@@ -338,7 +343,8 @@ class WeightStore:
                 parsed = parse_tag_hash([x for kv in mapping.items() for x in kv])
                 if parsed or tag == ALL_QUERIES_TAG:
                     counts[tag] = parsed
-        return Weights(models=models, params=params, counts=counts, provenance=provenance, version=version)
+        return Weights(models=models, params=params, counts=counts, provenance=provenance, version=version,
+                       calibration=calibration)
 
 
 _REFUSALS = {

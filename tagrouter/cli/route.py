@@ -18,9 +18,19 @@ def route_request(args):
                                       client_tags=getattr(args, "client_tags", None) or [])
     if args.cost_weight is not None:
         request.cost_weight = args.cost_weight
-    if getattr(args, "quality_margin", None) is not None:
-        request.quality_margin = args.quality_margin
+    for knob in ("quality_margin", "max_cost_pct", "min_quality_pct"):
+        if getattr(args, knob, None) is not None:
+            setattr(request, knob, getattr(args, knob))
     return request
+
+
+def knob_line(doc: dict) -> str:
+    """The knob a Route applied, where it came from and what it gave on the fit's selection rows."""
+    line = f"cost_weight {doc['cost_weight']:.4g}, quality_margin {doc['quality_margin']:.4g} ({doc['knob_source']}"
+    if doc.get("knob_cost_pct"):
+        line += (f": on the fit's selection rows {doc['knob_cost_pct']:.0f}% of the priciest model's cost, "
+                 f"{doc['knob_quality_pct']:.0f}% of the best model's accept rate")
+    return line + ")"
 
 
 async def call_route(address: str, request, timeout: float):
@@ -41,6 +51,7 @@ def print_route(response, as_json: bool) -> None:
         return
     print(f"model: {doc['model']}  (estimated cost ${doc['estimated_cost_usd']:.6f}"
           f"{', DEGRADED: ' + doc['degraded_reason'] if doc['degraded'] else ''})")
+    print("knob:   " + knob_line(doc))
     print("tags:   " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in doc["tags"]))
     for s in sorted(doc["scores"], key=lambda s: -s["score"]):
         print(f"  {s['model']:<40} score {s['score']:.3f}  cost ${s['estimated_cost_usd']:.6f}")
@@ -89,6 +100,10 @@ def add_parsers(sub) -> None:
     route.add_argument("--cost-weight", type=float, help="cost knob lambda >= 0 (default: the server's)")
     route.add_argument("--quality-margin", type=float,
                        help="quality margin theta >= 0 toward the strongest model (default: the server's)")
+    route.add_argument("--max-cost-pct", type=float, metavar="P",
+                       help="instead of the raw knobs: spend at most P%% of always using the priciest model (0-100]")
+    route.add_argument("--min-quality-pct", type=float, metavar="Q",
+                       help="instead of the raw knobs: keep at least Q%% of the best model's accept rate [0-100]")
     route.add_argument("--client-tags", nargs="+", metavar="TAG",
                        help="free-text tags the caller knows; aligned to the canonical vocabulary")
     route.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")

@@ -35,6 +35,8 @@ def cmd_serve(args) -> int:
         with LocalStack(ports=ports, metrics=True) as stack:
             if args.sample:
                 _route_sample(stack, args.sample)
+            if args.samples:
+                print_first_screen(stack.router)
             print("metrics: " + ", ".join(f"{n} {u}" for n, u in stack.metrics_urls.items()) + "\n", flush=True)
             while not stopping.is_set() and all(p.proc.poll() is None for p in stack.processes.values()):
                 stopping.wait(0.5)
@@ -56,6 +58,44 @@ def _route_sample(stack, text: str) -> None:
     print('Try: .venv/bin/tagrouter route "your query" --json   (Ctrl-C stops the stack)', flush=True)
 
 
+# The first screen of `make run`: varied queries at a few operating points, so routing is seen to happen.
+SAMPLE_QUERIES = ("hi", "What is 2+2?", "Write a haiku about the sea", "Prove that there are infinitely many primes",
+                  "Write a Rust function that parses a CSV line into a Vec<String>, handling quoted fields")
+# (label, RouteRequest knob fields): the weights' recommended default, then two cost caps
+SAMPLE_POINTS = (("default", {}), ("max_cost_pct 50", {"max_cost_pct": 50.0}),
+                 ("max_cost_pct 20", {"max_cost_pct": 20.0}))
+
+
+def sample_routes(address: str, queries=SAMPLE_QUERIES, points=SAMPLE_POINTS) -> dict:
+    """{point label: [RouteResponse per query]} from the router at `address`."""
+    from tagrouter.router.v1 import router_pb2
+
+    async def run():
+        return {label: [await call_route(address, router_pb2.RouteRequest(query=q, **knob), 10) for q in queries]
+                for label, knob in points}
+
+    return asyncio.run(run())
+
+
+def print_first_screen(address: str) -> None:
+    """Routes SAMPLE_QUERIES at SAMPLE_POINTS and prints model and estimated cost of each."""
+    routes = sample_routes(address)
+    print(f"\nTagRouter is up: router on {address}. Five queries at three operating points "
+          "(model, estimated cost):")
+    for label, replies in routes.items():
+        first = replies[0]
+        print(f"\n  {label}: cost_weight {first.cost_weight:.3g} ({first.knob_source}; on the fit's selection rows "
+              f"{first.knob_cost_pct:.0f}% of the priciest model's cost, {first.knob_quality_pct:.0f}% of the best "
+              "model's accept rate)")
+        for q, r in zip(SAMPLE_QUERIES, replies):
+            short = q if len(q) <= 44 else q[:41] + "..."
+            print(f"    {short:<45} -> {r.model:<36} ${r.estimated_cost_usd:.6f}")
+    print("\nRoute your own (in another terminal):\n"
+          '  .venv/bin/tagrouter route "your query"                     # the default operating point\n'
+          '  .venv/bin/tagrouter route "your query" --max-cost-pct 30   # or --min-quality-pct 95, --cost-weight L\n'
+          "Your own models and outcomes: docs/QUICKSTART.md. Ctrl-C stops the stack.", flush=True)
+
+
 def add_parsers(sub) -> None:
     serve = sub.add_parser("serve", help="run a service (or all three, with an embedded Redis if REDIS_URL is unset)")
     serve.add_argument("service", choices=["tagger", "scorer", "router", "all"])
@@ -67,4 +107,6 @@ def add_parsers(sub) -> None:
     serve.add_argument("--scorer-port", type=int, default=SERVE_PORTS["scorer"],
                        help="with `all`: scorer port (0: any free port)")
     serve.add_argument("--sample", help="with `all`: route this query once ready and print the answer")
+    serve.add_argument("--samples", action="store_true",
+                       help="with `all`: route five varied queries at three operating points once ready (make run)")
     serve.set_defaults(func=cmd_serve)

@@ -21,28 +21,41 @@ def cmd_fit(args) -> int:
         return error
     tagger = eval_tagger()
     vocabulary = tagger.vocabulary
+    calibration = None
     if args.no_tune:
         tagged = tagger.tag_many(suite.queries)
         query_tags = [[name for name, _, _ in t.tags] for t in tagged]
         params, setting = ScoringParams(), "default parameters"
     else:
-        choice = _choose(suite, tagger, args)
+        choice, calibration = _choose(suite, tagger, args)
         params, setting = choice.params, f"chosen on valid + train out-of-fold (AUC {choice.result.selection_auc:.4f})"
         query_tags = [[name for name, _ in q] for q in choice.tags]
         vocabulary = _vocabulary_with_topics(vocabulary, choice, suite, args)
     counts = fit_counts(suite, query_tags, args.split)
     provenance = (f"tagrouter fit --suite {suite.name} (split {args.split}: {len(suite.rows(args.split))} queries, "
                   f"{len(suite.models)} models; {setting}); vocabulary {vocabulary.version}")
-    return _emit_weights(weights_from_counts(suite, counts, params, provenance), args)
+    weights = weights_from_counts(suite, counts, params, provenance, calibration)
+    if calibration is not None:
+        p = calibration.recommended
+        print(f"recommended operating point: cost_weight {p.cost_weight:.6g}, quality_margin {p.quality_margin:.6g} "
+              f"({p.cost_pct:.1f}% of the priciest model's cost, {p.quality_pct:.1f}% of the best model's accept "
+              f"rate on the selection rows; {len(calibration.points)} calibration points)")
+    return _emit_weights(weights, args)
 
 
 def _choose(suite, tagger, args):
-    """TagRouter's settings chosen as `tagrouter eval` chooses them (a TagRouterChoice)."""
+    """TagRouter's settings chosen as `tagrouter eval` chooses them (a TagRouterChoice), and the knob's
+    calibration at that setting on the same selection rows."""
+    from tagrouter.offline import selection
+    from tagrouter.offline.operating_points import calibration_table
     from tagrouter.offline.prepare import prepare
     from tagrouter.offline.routers.tag_router import TOPIC_GRANULARITIES, TagRouter
 
     prep = prepare(suite, tagger, show_progress=not args.quiet)
-    return TagRouter(granularities=((),) if args.no_topics else TOPIC_GRANULARITIES).choose(prep)
+    router = TagRouter(granularities=((),) if args.no_topics else TOPIC_GRANULARITIES)
+    folds = selection.cv_folds(prep)
+    choice = router.choose(prep, folds)
+    return choice, calibration_table(prep, router, choice.result.setting, folds)
 
 
 def _vocabulary_with_topics(vocabulary, choice, suite, args):
@@ -136,6 +149,41 @@ def cmd_calibrate(args) -> int:
     return 0 if result["met"] else 1
 
 
+def cmd_operating_points(args) -> int:
+    from tagrouter.core.operating import check_pct
+    from tagrouter.core.weights import Weights, WeightsError
+    from tagrouter.offline.calibration import served_points
+
+    try:
+        for p in args.max_cost_pct:
+            check_pct("--max-cost-pct", p, low_open=True)
+        for q in args.min_quality_pct:
+            check_pct("--min-quality-pct", q, low_open=False)
+    except ValueError as err:
+        return fail(str(err))
+    suite, error = load_suite_or_fail(args.suite)
+    if suite is None:
+        return error
+    try:
+        weights = Weights.load(args.weights or _default_weights())
+        result = served_points(suite, weights, eval_tagger(), args.split, args.max_cost_pct, args.min_quality_pct)
+    except (WeightsError, ValueError) as err:
+        return fail(str(err))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"suite {result['suite']}, split {result['split']} ({result['queries']} queries), weights "
+          f"{result['weights_version']}; cost as % of always {result['top_model']}, AR as % of the best single model's")
+    print(f"{'knob':<22} {'cost_weight':>11} {'margin':>7} | {'fit rows: cost%':>15} {'AR%':>6} | "
+          f"{result['split'] + ': cost%':>13} {'AR':>6} {'AR%':>6} {'models':>6}")
+    for p in result["points"]:
+        knob = p["knob"] if p["target"] is None else f"{p['knob']} {p['target']:g}"
+        print(f"{knob:<22} {p['cost_weight']:>11.4g} {p['quality_margin']:>7.3g} | {p['selection_cost_pct']:>15.1f} "
+              f"{p['selection_quality_pct']:>6.1f} | {p['cost_pct']:>13.1f} {p['ar']:>6.3f} {p['quality_pct']:>6.1f} "
+              f"{p['models_used']:>6}")
+    return 0
+
+
 def _default_weights() -> Path:
     from services.common.settings import DEFAULT_WEIGHTS_FILE
 
@@ -169,3 +217,15 @@ def add_parsers(sub) -> None:
     cal.add_argument("--split", default="valid", choices=["train", "valid", "test"])
     cal.add_argument("--json", action="store_true", help="print one JSON object")
     cal.set_defaults(func=cmd_calibrate)
+
+    ops = sub.add_parser("operating-points", help="what the weights' stored calibration (recommended point, "
+                         "--max-cost-pct, --min-quality-pct) gives on a suite's split")
+    ops.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
+    ops.add_argument("--weights", type=Path, help="the served weights (default $TAGROUTER_WEIGHTS_FILE or the starter)")
+    ops.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    ops.add_argument("--max-cost-pct", type=float, nargs="*", default=[], metavar="P",
+                     help="cost caps, as a Route's max_cost_pct")
+    ops.add_argument("--min-quality-pct", type=float, nargs="*", default=[], metavar="Q",
+                     help="accept-rate floors, as a Route's min_quality_pct")
+    ops.add_argument("--json", action="store_true", help="print one JSON object")
+    ops.set_defaults(func=cmd_operating_points)

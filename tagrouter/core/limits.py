@@ -136,6 +136,7 @@ MAX_TOTAL_OUTPUT_TOKENS = MAX_COUNT * MAX_OUTPUT_TOKENS  # a cell's output_token
 MAX_PRICE_USD_PER_MTOK = 1e6  # a model's input or output price, USD per million tokens
 MAX_PARAM = 1e6  # |each scoring parameter| (rewards, prior strength, evidence, cost scale, level weights)
 MAX_MODELS = 256  # models in one pool (LoadWeights)
+MAX_CALIBRATION_POINTS = 1024  # points of the weights' knob calibration table (`tagrouter fit` stores ~100-300)
 
 # --- vocabulary growth and reads of the weights -----------------------------------------
 MAX_TAGS_TOTAL = 50_000  # distinct tags in the active weights; Feedback cannot add past it

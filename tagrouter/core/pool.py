@@ -13,6 +13,7 @@ import numpy as np
 
 from tagrouter.core import scoring
 from tagrouter.core.limits import check_known_models
+from tagrouter.core.operating import Calibration
 from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams
 from tagrouter.core.weights import ModelPrice, Weights, counts_matrix
 from tagrouter.scorer.v1 import scorer_pb2
@@ -41,10 +42,12 @@ class CandidateScores:
     prior: np.ndarray  # [M] each model's overall rate (the `*` tag): the quality margin's anchor
     weights_version: str
     cost_scale_usd: float
+    calibration: Calibration | None = None  # the weights' knob calibration, for the router
 
     @classmethod
     def select(cls, scored: scoring.QueryScore, tags: list[str], models: list[ModelPrice], candidates: list[str],
-               weights_version: str, params: ScoringParams) -> CandidateScores:
+               weights_version: str, params: ScoringParams, calibration: Calibration | None = None
+               ) -> CandidateScores:
         """Keep `candidates` (all models when empty; each must be in the pool) and the tags that weigh."""
         names = [m.name for m in models]
         check_known_models(candidates, names)
@@ -55,11 +58,12 @@ class CandidateScores:
                    np.array([models[m].output_usd_per_mtok for m in keep]),
                    [tags[t] for t in used],
                    scored.contributions[np.ix_(used, keep)] if used else np.zeros((0, len(keep))),
-                   scored.prior[keep], weights_version, params.cost_scale_usd)
+                   scored.prior[keep], weights_version, params.cost_scale_usd, calibration)
 
     def to_proto(self, unknown_tags: list[str] = ()) -> scorer_pb2.ScoreResponse:
         return scorer_pb2.ScoreResponse(
             weights_version=self.weights_version, cost_scale_usd=self.cost_scale_usd, unknown_tags=unknown_tags,
+            calibration=self.calibration.to_proto() if self.calibration is not None else None,
             scores=[scorer_pb2.ModelScore(
                 model=m, score=float(self.scores[j]), expected_output_tokens=float(self.expected_output_tokens[j]),
                 input_usd_per_mtok=float(self.input_usd_per_mtok[j]),
@@ -81,7 +85,8 @@ class CandidateScores:
                    np.array([m.expected_output_tokens for m in models]),
                    np.array([m.input_usd_per_mtok for m in models]), np.array([m.output_usd_per_mtok for m in models]),
                    tags, contributions, np.array([m.prior_score for m in models]),
-                   response.weights_version, response.cost_scale_usd)
+                   response.weights_version, response.cost_scale_usd,
+                   Calibration.from_proto(response.calibration) if response.HasField("calibration") else None)
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class ScoringTable:
     params: ScoringParams
     rows: dict[str, int]  # tag -> row of `stats`; the last row is an unseen tag (weight 0)
     stats: scoring.TagStatistics
+    calibration: Calibration | None = None
 
     @property
     def names(self) -> list[str]:
@@ -105,7 +111,8 @@ class ScoringTable:
         per_tag = [weights.counts[t] for t in tags] + [{}, weights.counts.get(ALL_QUERIES_TAG, {})]
         counts = counts_matrix(per_tag, weights.model_names)
         stats = scoring.tag_statistics(counts[:-1], counts[-1], [*tags, ""], weights.params)
-        return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)}, stats)
+        return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)}, stats,
+                   weights.calibration)
 
     def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
         """The query's scores; `tags` without `*`, deduplicated, `confidence` [len(tags)]."""
@@ -116,4 +123,4 @@ class ScoringTable:
         """What the scorer's Score would answer for these (tag, confidence) pairs, computed from the copy."""
         tags, confidence = distinct_tags(pairs)
         return CandidateScores.select(self.score(tags, confidence), tags, self.models, candidates, self.version,
-                                      self.params)
+                                      self.params, self.calibration)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tagrouter.core import limits
+from tagrouter.core.operating import Calibration
 from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from tagrouter.scorer.v1 import scorer_pb2
 
@@ -55,6 +56,9 @@ class Weights:
     counts: dict[str, dict[str, list[float]]]
     provenance: str = ""
     version: str = field(default="")
+    # The knob's calibration on the fit's selection rows and its recommended point (None in
+    # weights written before it existed, or fitted with --no-tune)
+    calibration: Calibration | None = None
 
     def __post_init__(self):
         # Six decimals is what the file keeps: hash what will be written, so a file's version
@@ -70,6 +74,8 @@ class Weights:
 
     def content_hash(self) -> str:
         doc = {"models": [asdict(m) for m in self.models], "params": asdict(self.params), "counts": self.counts}
+        if self.calibration is not None:  # absent, the hash of weights written before it existed
+            doc["calibration"] = self.calibration.to_dict()
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
     # --- JSON file -------------------------------------------------------------------
@@ -79,6 +85,7 @@ class Weights:
             "version": self.version,
             "provenance": self.provenance,
             "params": asdict(self.params),
+            **({"calibration": self.calibration.to_dict()} if self.calibration is not None else {}),
             "models": [asdict(m) for m in self.models],
             "count_fields": list(COUNT_FIELDS),
             "counts": {tag: {m: row for m, row in sorted(per_model.items())}
@@ -114,6 +121,7 @@ class Weights:
                         for tag, per in doc["counts"].items()},
                 provenance=str(doc.get("provenance", "")),
                 version=str(doc.get("version", "")),
+                calibration=Calibration.from_dict(doc["calibration"]) if doc.get("calibration") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise WeightsError(f"{path}: malformed weights ({type(err).__name__}: {err})") from None
@@ -130,6 +138,7 @@ class Weights:
             params=scorer_pb2.ScoringParams(**asdict(self.params)),
             counts=[scorer_pb2.TagCount(tag=tag, model=model, **dict(zip(COUNT_FIELDS, row)))
                     for tag, per in self.counts.items() for model, row in per.items()],
+            calibration=self.calibration.to_proto() if self.calibration is not None else None,
         )
 
     @classmethod
@@ -151,6 +160,7 @@ class Weights:
         weights = cls(
             models=[ModelPrice(m.name, m.input_usd_per_mtok, m.output_usd_per_mtok) for m in msg.models],
             params=params, counts=counts, provenance=msg.provenance, version=msg.version,
+            calibration=Calibration.from_proto(msg.calibration) if msg.HasField("calibration") else None,
         )
         validate(weights, source="weights")
         return weights
@@ -199,9 +209,16 @@ def validate_pool(models: list[ModelPrice], params: ScoringParams, source: str) 
             raise WeightsError(f"{source}: params: {key} must be >= 0 (0: the level's tags are ignored)")
 
 
+def validate_calibration(calibration: Calibration | None, source: str) -> None:
+    problem = calibration.problem() if calibration is not None else None
+    if problem is not None:
+        raise WeightsError(f"{source}: calibration: {problem}")
+
+
 def validate(weights: Weights, source: str) -> None:
     """Raises WeightsError naming the first problem; nothing is loaded until this passes."""
     validate_pool(weights.models, weights.params, source)
+    validate_calibration(weights.calibration, source)
     names = weights.model_names
     if ALL_QUERIES_TAG not in weights.counts:
         raise WeightsError(f"{source}: counts: the all-queries tag {ALL_QUERIES_TAG!r} is missing")

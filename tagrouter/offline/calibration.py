@@ -6,9 +6,11 @@ and the router compute for the same tagged queries.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from tagrouter.core import decision
+from tagrouter.core import decision, scoring
 from tagrouter.core.scoring import ALL_QUERIES_TAG
 from tagrouter.core.weights import counts_matrix
 from tagrouter.offline import quality_metrics as metrics
@@ -37,10 +39,34 @@ def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.nd
     return scores, decision.estimate_costs(tokens, expected, prices_in, prices_out)
 
 
-def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_pct: float | None = None,
-              target_top_share: float | None = None) -> dict:
-    """The smallest knob on LAMBDAS whose routing of `split` meets the target (cost budget as a
-    percentage of always sending the most expensive model, or share of queries sent to it)."""
+@dataclass
+class SplitRouting:
+    """A split of a suite scored with served weights: what routing it at any knob needs."""
+
+    rows: np.ndarray
+    predicted: np.ndarray  # [Q, M] scores of the weights' models
+    estimated: np.ndarray  # [Q, M] estimated costs
+    true_costs: np.ndarray  # [Q, M]
+    accept: np.ndarray  # [Q, M]
+    top: int  # the priciest model (list price)
+    anchor: int  # the quality margin's anchor (overall rate; ties to the priciest)
+    cost_scale_usd: float
+
+    def at(self, cost_weight: float, quality_margin: float = 0.0) -> dict:
+        """Cost as % of always the priciest model, its share of queries, the AR and the AR as % of the
+        best single model's, when routing the split at this knob."""
+        choice = decision.choose(self.predicted, self.estimated, cost_weight, self.cost_scale_usd, quality_margin,
+                                 self.anchor)
+        picked = np.arange(len(self.rows)), choice
+        budget = self.true_costs[:, self.top].sum()
+        ar, best = float(self.accept[picked].mean()), float(self.accept.mean(axis=0).max())
+        return {"cost_weight": cost_weight, "quality_margin": quality_margin,
+                "cost_pct": float(100 * self.true_costs[picked].sum() / budget) if budget > 0 else 0.0,
+                "top_share": float(np.mean(choice == self.top)), "ar": ar,
+                "quality_pct": 100 * ar / best if best > 0 else 0.0, "models_used": int(len(np.unique(choice)))}
+
+
+def split_routing(suite: Suite, weights, tagger, split: str) -> SplitRouting:
     missing = [m for m in weights.model_names if m not in suite.model_names]
     if missing:
         raise ValueError(f"{suite.path}: the suite has no rows for model {missing[0]!r} of the weights")
@@ -52,23 +78,47 @@ def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_p
     prices_in = np.array([m.input_usd_per_mtok for m in weights.models])
     prices_out = np.array([m.output_usd_per_mtok for m in weights.models])
     predicted, est = score_with_weights(weights, tagged, prices_in, prices_out)
-    true_costs = suite.costs[np.ix_(rows, columns)]
-    accept = metrics.accepted(suite.scores[np.ix_(rows, columns)], suite.tie_margin)
-    top = int(np.argmax(prices_in + prices_out))
-    budget_all = true_costs[:, top].sum()
+    overall = scoring.prior_rates(counts_matrix([weights.counts[ALL_QUERIES_TAG]], weights.model_names)[0],
+                                  weights.params)
+    return SplitRouting(rows, predicted, est, suite.costs[np.ix_(rows, columns)],
+                        metrics.accepted(suite.scores[np.ix_(rows, columns)], suite.tie_margin),
+                        int(np.argmax(prices_in + prices_out)), decision.anchor(overall, prices_in + prices_out),
+                        weights.params.cost_scale_usd)
+
+
+def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_pct: float | None = None,
+              target_top_share: float | None = None) -> dict:
+    """The smallest knob on LAMBDAS whose routing of `split` meets the target (cost budget as a
+    percentage of always sending the most expensive model, or share of queries sent to it)."""
+    routing = split_routing(suite, weights, tagger, split)
 
     def at(lam: float) -> dict:
-        choice = decision.choose(predicted, est, lam, weights.params.cost_scale_usd)
-        cost = true_costs[np.arange(len(rows)), choice].sum()
-        point = {"cost_weight": lam, "cost_pct": float(100 * cost / budget_all) if budget_all > 0 else 0.0,
-                 "top_share": float(np.mean(choice == top)), "ar": float(accept[np.arange(len(rows)), choice].mean())}
+        point = routing.at(lam)
         met = (target_cost_pct is None or point["cost_pct"] <= target_cost_pct + 1e-9) and \
               (target_top_share is None or point["top_share"] <= target_top_share + 1e-9)
         return point | {"met": bool(met)}
 
     found = smallest_met(at)
-    return found | {"top_model": weights.model_names[top], "split": split, "queries": int(len(rows)),
+    return found | {"top_model": weights.model_names[routing.top], "split": split, "queries": int(len(routing.rows)),
                     "target_cost_pct": target_cost_pct, "target_top_share": target_top_share}
+
+
+def served_points(suite: Suite, weights, tagger, split: str, max_cost_pcts=(), min_quality_pcts=()) -> dict:
+    """What the weights' calibration (`tagrouter fit`, on its selection rows) gives on `split`: the
+    recommended point and each requested max_cost_pct / min_quality_pct, translated as the router
+    translates them, then routed offline with the served weights."""
+    if weights.calibration is None:
+        raise ValueError("the weights carry no calibration table: fit them with `tagrouter fit` (without --no-tune)")
+    routing = split_routing(suite, weights, tagger, split)
+    asks = [("recommended", None, {})] + [("max_cost_pct", p, {"max_cost_pct": p}) for p in max_cost_pcts] + \
+           [("min_quality_pct", q, {"min_quality_pct": q}) for q in min_quality_pcts]
+    out = []
+    for knob, target, kwargs in asks:
+        point = weights.calibration.point_for(**kwargs)
+        out.append({"knob": knob, "target": target, "selection_cost_pct": point.cost_pct,
+                    "selection_quality_pct": point.quality_pct, **routing.at(point.cost_weight, point.quality_margin)})
+    return {"suite": suite.name, "split": split, "queries": int(len(routing.rows)),
+            "top_model": weights.model_names[routing.top], "weights_version": weights.version, "points": out}
 
 
 def smallest_met(at) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tagrouter.core.operating import Calibration
 from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams, pairwise_outcomes
 from tagrouter.core.weights import ModelPrice, Weights
 from tagrouter.offline.suite import Suite
@@ -110,6 +111,7 @@ def fit_counts(suite: Suite, query_tags: list[list[str]], split: str = "train") 
     return count_outcomes([query_tags[r] for r in rows], outcomes, suite.output_tokens[rows], suite.model_names)
 
 
-def weights_from_counts(suite: Suite, counts, params: ScoringParams, provenance: str) -> Weights:
+def weights_from_counts(suite: Suite, counts, params: ScoringParams, provenance: str,
+                        calibration: Calibration | None = None) -> Weights:
     models = [ModelPrice(m.name, m.input_usd_per_mtok, m.output_usd_per_mtok) for m in suite.models]
-    return Weights(models=models, params=params, counts=counts, provenance=provenance)
+    return Weights(models=models, params=params, counts=counts, provenance=provenance, calibration=calibration)

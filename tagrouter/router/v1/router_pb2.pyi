@@ -7,18 +7,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RouteRequest(_message.Message):
-    __slots__ = ("query", "candidate_models", "cost_weight", "client_tags", "quality_margin")
+    __slots__ = ("query", "candidate_models", "cost_weight", "client_tags", "quality_margin", "max_cost_pct", "min_quality_pct")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MODELS_FIELD_NUMBER: _ClassVar[int]
     COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_PCT_FIELD_NUMBER: _ClassVar[int]
+    MIN_QUALITY_PCT_FIELD_NUMBER: _ClassVar[int]
     query: str
     candidate_models: _containers.RepeatedScalarFieldContainer[str]
     cost_weight: float
     client_tags: _containers.RepeatedScalarFieldContainer[str]
     quality_margin: float
-    def __init__(self, query: _Optional[str] = ..., candidate_models: _Optional[_Iterable[str]] = ..., cost_weight: _Optional[float] = ..., client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ...) -> None: ...
+    max_cost_pct: float
+    min_quality_pct: float
+    def __init__(self, query: _Optional[str] = ..., candidate_models: _Optional[_Iterable[str]] = ..., cost_weight: _Optional[float] = ..., client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., max_cost_pct: _Optional[float] = ..., min_quality_pct: _Optional[float] = ...) -> None: ...
 
 class RouteTag(_message.Message):
     __slots__ = ("name", "score", "level", "client_tag")
@@ -43,7 +47,7 @@ class RouteScore(_message.Message):
     def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "explanation", "unaligned_client_tags", "quality_margin", "anchor_model")
+    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "explanation", "unaligned_client_tags", "quality_margin", "anchor_model", "knob_source", "knob_cost_pct", "knob_quality_pct")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +63,9 @@ class RouteResponse(_message.Message):
     UNALIGNED_CLIENT_TAGS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_MARGIN_FIELD_NUMBER: _ClassVar[int]
     ANCHOR_MODEL_FIELD_NUMBER: _ClassVar[int]
+    KNOB_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    KNOB_COST_PCT_FIELD_NUMBER: _ClassVar[int]
+    KNOB_QUALITY_PCT_FIELD_NUMBER: _ClassVar[int]
     model: str
     estimated_cost_usd: float
     tags: _containers.RepeatedCompositeFieldContainer[RouteTag]
@@ -74,7 +81,10 @@ class RouteResponse(_message.Message):
     unaligned_client_tags: _containers.RepeatedScalarFieldContainer[str]
     quality_margin: float
     anchor_model: str
-    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., anchor_model: _Optional[str] = ...) -> None: ...
+    knob_source: str
+    knob_cost_pct: float
+    knob_quality_pct: float
+    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., anchor_model: _Optional[str] = ..., knob_source: _Optional[str] = ..., knob_cost_pct: _Optional[float] = ..., knob_quality_pct: _Optional[float] = ...) -> None: ...
 
 class TagReason(_message.Message):
     __slots__ = ("tag", "chosen_contribution", "runner_up_contribution")

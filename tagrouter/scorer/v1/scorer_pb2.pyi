@@ -61,16 +61,18 @@ class ModelScore(_message.Message):
     def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., expected_output_tokens: _Optional[float] = ..., input_usd_per_mtok: _Optional[float] = ..., output_usd_per_mtok: _Optional[float] = ..., contributions: _Optional[_Iterable[_Union[TagContribution, _Mapping]]] = ..., prior_score: _Optional[float] = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
-    __slots__ = ("scores", "weights_version", "unknown_tags", "cost_scale_usd")
+    __slots__ = ("scores", "weights_version", "unknown_tags", "cost_scale_usd", "calibration")
     SCORES_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNKNOWN_TAGS_FIELD_NUMBER: _ClassVar[int]
     COST_SCALE_USD_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     scores: _containers.RepeatedCompositeFieldContainer[ModelScore]
     weights_version: str
     unknown_tags: _containers.RepeatedScalarFieldContainer[str]
     cost_scale_usd: float
-    def __init__(self, scores: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., weights_version: _Optional[str] = ..., unknown_tags: _Optional[_Iterable[str]] = ..., cost_scale_usd: _Optional[float] = ...) -> None: ...
+    calibration: Calibration
+    def __init__(self, scores: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., weights_version: _Optional[str] = ..., unknown_tags: _Optional[_Iterable[str]] = ..., cost_scale_usd: _Optional[float] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("name", "input_usd_per_mtok", "output_usd_per_mtok")
@@ -123,18 +125,42 @@ class ScoringParams(_message.Message):
     def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ..., cost_scale_usd: _Optional[float] = ..., tag_evidence: _Optional[float] = ..., level_weight_domain: _Optional[float] = ..., level_weight_topic: _Optional[float] = ..., level_weight_attr: _Optional[float] = ...) -> None: ...
 
 class Weights(_message.Message):
-    __slots__ = ("version", "models", "params", "counts", "provenance")
+    __slots__ = ("version", "models", "params", "counts", "provenance", "calibration")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     COUNTS_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_FIELD_NUMBER: _ClassVar[int]
     version: str
     models: _containers.RepeatedCompositeFieldContainer[Model]
     params: ScoringParams
     counts: _containers.RepeatedCompositeFieldContainer[TagCount]
     provenance: str
-    def __init__(self, version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., params: _Optional[_Union[ScoringParams, _Mapping]] = ..., counts: _Optional[_Iterable[_Union[TagCount, _Mapping]]] = ..., provenance: _Optional[str] = ...) -> None: ...
+    calibration: Calibration
+    def __init__(self, version: _Optional[str] = ..., models: _Optional[_Iterable[_Union[Model, _Mapping]]] = ..., params: _Optional[_Union[ScoringParams, _Mapping]] = ..., counts: _Optional[_Iterable[_Union[TagCount, _Mapping]]] = ..., provenance: _Optional[str] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ...) -> None: ...
+
+class OperatingPoint(_message.Message):
+    __slots__ = ("cost_weight", "quality_margin", "cost_pct", "quality_pct")
+    COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    COST_PCT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_PCT_FIELD_NUMBER: _ClassVar[int]
+    cost_weight: float
+    quality_margin: float
+    cost_pct: float
+    quality_pct: float
+    def __init__(self, cost_weight: _Optional[float] = ..., quality_margin: _Optional[float] = ..., cost_pct: _Optional[float] = ..., quality_pct: _Optional[float] = ...) -> None: ...
+
+class Calibration(_message.Message):
+    __slots__ = ("points", "recommended", "rule")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDED_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    points: _containers.RepeatedCompositeFieldContainer[OperatingPoint]
+    recommended: OperatingPoint
+    rule: str
+    def __init__(self, points: _Optional[_Iterable[_Union[OperatingPoint, _Mapping]]] = ..., recommended: _Optional[_Union[OperatingPoint, _Mapping]] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class LoadWeightsRequest(_message.Message):
     __slots__ = ("weights",)
