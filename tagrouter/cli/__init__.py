@@ -1,4 +1,4 @@
-"""`tagrouter`: serve the services, route a query, fit weights, evaluate, build the vocabulary, tag text, bench.
+"""`tagrouter`: serve the services, route a query, import a suite, fit weights, evaluate, build the vocabulary, tag text, bench.
 
 One module per command group; each adds its subcommands to the parser (`add_parsers`) and
 imports what its commands need only when they run, so `tagrouter route` loads no encoder.
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from tagrouter.cli import bench, evaluation, route, serve, vocab, weights
+from tagrouter.cli import bench, evaluation, route, serve, suite, vocab, weights
 
-COMMAND_GROUPS = (serve, route, weights, evaluation, vocab, bench)
+COMMAND_GROUPS = (serve, route, suite, weights, evaluation, vocab, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,113 @@
+"""`tagrouter suite import`: every format from a small file written here, and bad rows named by file, line, field."""
+import csv
+import json
+
+import pytest
+
+from tagrouter.cli import main
+from tagrouter.offline.suite import load_suite
+
+PROMPTS = [f"question number {i}: explain topic {i}" for i in range(10)]
+
+
+def write_csv(path, header, rows):
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def run_import(tmp_path, fmt, *files, extra=()):
+    out = tmp_path / "suite"
+    code = main(["suite", "import", "--format", fmt, *map(str, files), "--out", str(out), *extra])
+    return code, out
+
+
+def test_rows_csv_with_prices_from_flags(tmp_path):
+    rows = [(p, m, s) for i, p in enumerate(PROMPTS) for m, s in (("big", 1.0), ("small", (i % 2) * 1.0))]
+    src = write_csv(tmp_path / "rows.csv", ["prompt", "model", "score"], rows)
+    code, out = run_import(tmp_path, "rows", src, extra=["--price", "big=10,30", "--price", "small=0.5,1.5"])
+    assert code == 0
+    suite = load_suite(out)
+    assert suite.model_names == ["big", "small"] and len(suite.queries) == 10
+    assert {k: len(v) for k, v in suite.splits.items()} == {"train": 7, "valid": 1, "test": 2}
+    assert suite.scores[:, 0].tolist() == [1.0] * 10
+    assert suite.costs[0, 0] > suite.costs[0, 1] > 0
+
+
+def test_rows_jsonl_with_own_costs_and_tokens(tmp_path):
+    src = tmp_path / "rows.jsonl"
+    src.write_text("".join(json.dumps({"prompt": p, "model": m, "score": 0.5, "cost": c, "input_tokens": 10,
+                                       "output_tokens": 100}) + "\n"
+                           for p in PROMPTS for m, c in (("a", 0.01), ("b", 0.001))))
+    code, out = run_import(tmp_path, "rows", src)
+    assert code == 0
+    suite = load_suite(out)
+    assert suite.costs[:, 0].tolist() == pytest.approx([0.01] * 10)
+    assert suite.output_tokens[:, 1].tolist() == [100] * 10
+    meta = json.loads((out / "suite.json").read_text())
+    assert meta["models"]["a"]["input_usd_per_mtok"] == pytest.approx(0.01 / 110 * 1e6)
+
+
+def test_routerbench_wide_csv(tmp_path):
+    header = ["sample_id", "prompt", "eval_name", "m1", "m1|total_cost", "m1|model_response", "m2", "m2|total_cost"]
+    rows = [(f"s{i}", p, "mmlu", 1, 0.002, "the answer is B", i % 2, 0.0001) for i, p in enumerate(PROMPTS)]
+    code, out = run_import(tmp_path, "routerbench", write_csv(tmp_path / "rb.csv", header, rows))
+    assert code == 0
+    suite = load_suite(out)
+    assert suite.model_names == ["m1", "m2"] and suite.score_kind == "correctness"
+    assert suite.costs[:, 1].tolist() == pytest.approx([0.0001] * 10)
+
+
+def test_alpacaeval_annotations_score_against_the_reference(tmp_path):
+    doc = [{"instruction": p, "generator_1": "ref", "generator_2": "mine", "output_1": "x" * 40, "output_2": "y" * 80,
+            "preference": 1.0 + (i % 3) / 2} for i, p in enumerate(PROMPTS)]
+    src = tmp_path / "annotations.json"
+    src.write_text(json.dumps(doc))
+    code, out = run_import(tmp_path, "alpacaeval", src, extra=["--price", "ref=10,30", "--price", "mine=1,2"])
+    assert code == 0
+    suite = load_suite(out)
+    assert suite.scores[:, suite.model_names.index("ref")].tolist() == [0.5] * 10
+    assert sorted(set(suite.scores[:, suite.model_names.index("mine")].tolist())) == [0.0, 0.5, 1.0]
+    assert suite.output_tokens[0, suite.model_names.index("mine")] == 20
+
+
+def test_battles_become_mean_results(tmp_path):
+    rows = [(p, "a", "b", w) for p, w in zip(PROMPTS, ["model_a", "model_b", "tie"] * 4)]
+    rows.append((PROMPTS[0], "b", "a", "model_a"))  # a second battle on the same prompt: b wins it
+    src = write_csv(tmp_path / "battles.csv", ["prompt", "model_a", "model_b", "winner"], rows)
+    code, out = run_import(tmp_path, "battles", src, extra=["--prices", str(write_csv(
+        tmp_path / "prices.csv", ["model", "input_usd_per_mtok", "output_usd_per_mtok"], [("a", 5, 15), ("b", 1, 2)]))])
+    assert code == 0
+    suite = load_suite(out)
+    first = suite.query_ids.index(next(q for q, text in zip(suite.query_ids, suite.queries) if text == PROMPTS[0]))
+    assert suite.scores[first].tolist() == [0.5, 0.5]  # a won once, b once
+
+
+@pytest.mark.parametrize("fmt, name, content, where", [
+    ("rows", "bad.csv", "prompt,model,score\nhi,a,0.5\nhi,b,1.7\n", "bad.csv:3: field 'score'"),
+    ("rows", "bad.jsonl", '{"prompt": "hi", "model": "a", "score": 1}\n{"prompt": "", "model": "b", "score": 1}\n',
+     "bad.jsonl:2: field 'prompt'"),
+    ("rows", "bad2.jsonl", '{"prompt": "hi", "model": "a", "score": "high"}\n', "bad2.jsonl:1: field 'score'"),
+    ("routerbench", "rb.csv", "prompt,m1,m1|total_cost\nhi,1,0.1\nho,x,0.1\n", "rb.csv:3: field 'm1'"),
+    ("alpacaeval", "ae.json", json.dumps([{"instruction": "hi", "generator_1": "r", "generator_2": "m",
+                                            "preference": 3}]), "ae.json:1: field 'preference'"),
+    ("battles", "b.jsonl", '{"prompt": "hi", "model_a": "x", "model_b": "y", "winner": "x"}\n'
+                           '{"prompt": "hi", "model_a": "x", "model_b": "y", "winner": "nobody"}\n',
+     "b.jsonl:2: field 'winner'"),
+])
+def test_bad_rows_name_file_line_and_field(tmp_path, capsys, fmt, name, content, where):
+    src = tmp_path / name
+    src.write_text(content)
+    code, _ = run_import(tmp_path, fmt, src, extra=["--price", "a=1,1"])
+    assert code == 2
+    assert where in capsys.readouterr().err
+
+
+def test_a_model_without_cost_or_price_is_named(tmp_path, capsys):
+    src = write_csv(tmp_path / "rows.csv", ["prompt", "model", "score"], [(p, m, 1) for p in PROMPTS for m in "ab"])
+    code, _ = run_import(tmp_path, "rows", src, extra=["--price", "a=1,1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "rows.csv:3: field 'cost'" in err and "'b'" in err and "--price" in err
