@@ -1,4 +1,4 @@
-"""`tagrouter`: serve the services, route a query, import a suite, fit weights, evaluate, build the vocabulary, tag text, bench.
+"""`tagrouter`: serve, route a query, import a suite, fit weights, evaluate, build the vocabulary, tag text, bench.
 
 One module per command group; each adds its subcommands to the parser (`add_parsers`) and
 imports what its commands need only when they run, so `tagrouter route` loads no encoder.

@@ -1,5 +1,7 @@
 """The knob in the user's units: calibration tables, their file and message forms, and the precedence."""
 import json
+from pathlib import Path
+
 import pytest
 
 from tagrouter.core.limits import InvalidRequest
@@ -8,7 +10,7 @@ from tagrouter.core.weights import Weights, WeightsError
 from tagrouter.data import __file__ as data_init
 from tagrouter.offline.operating_points import recommend
 
-STARTER = __import__("pathlib").Path(data_init).parent / "starter_weights.json"
+STARTER = Path(data_init).parent / "starter_weights.json"
 POINTS = (OperatingPoint(0.0, 0.0, 100.0, 100.0), OperatingPoint(0.1, 0.0, 80.0, 99.0),
           OperatingPoint(0.2, 0.0, 50.0, 90.0), OperatingPoint(0.3, 0.0, 20.0, 60.0))
 TABLE = Calibration(POINTS, POINTS[1], "test")
