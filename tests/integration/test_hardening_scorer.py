@@ -163,25 +163,39 @@ def test_get_weights_names_are_capped(stub):
 
 
 # --- finding 12 ----------------------------------------------------------------------------
-def test_a_load_whose_caller_gave_up_is_never_activated(stub, clean_redis):
+def slow_weights() -> scorer_pb2.Weights:
+    """The starter weights plus 10,000 tags x every model (about 70k cells, 4.6 MiB: within
+    MAX_TAGS_TOTAL and MAX_WEIGHTS_BYTES): a load whose parsing and checking alone (Weights.from_proto,
+    CPU-bound, no await) take far longer than a caller with a 0.3 s deadline waits."""
     base = Weights.load(DEFAULT_WEIGHTS_FILE)
     msg = base.to_proto()
-    model = base.models[0].name
-    for i in range(40_000):  # a load that takes far longer than the caller waits
-        msg.counts.add(tag=f"topic:slow-{i:05d}", model=model, win=1, answers=1, output_tokens=10)
-    active = clean_redis.get(ACTIVE_KEY)
-    err = refused(lambda: stub.LoadWeights(scorer_pb2.LoadWeightsRequest(weights=msg), timeout=0.3))
-    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:  # the scorer may still be writing: wait for it to settle
-        time.sleep(0.5)
-        versions = {k.decode().split(":")[2] for k in clean_redis.scan_iter("tagrouter:w:*:meta")}
-        if versions == {active.decode()}:
-            break
-    assert clean_redis.get(ACTIVE_KEY) == active
-    assert {k.decode().split(":")[2] for k in clean_redis.scan_iter("tagrouter:w:*:meta")} == {active.decode()}
+    for i in range(10_000):
+        for m in base.models:
+            msg.counts.add(tag=f"topic:slow-{i:05d}", model=m.name, win=1, answers=1, output_tokens=10)
+    return msg
+
+
+def test_a_load_whose_caller_gave_up_is_never_activated(stub, clean_redis):
+    """The probe's finding: the caller got DEADLINE_EXCEEDED, the load became active later. The
+    deadline passes while the handler parses the weights without awaiting, and gRPC's cancellation
+    did not stop it: before the fix it went on to write and switch about a second after the caller
+    gave up (the old test here stopped watching at the first poll, before that switch, and passed)."""
+    msg = slow_weights()
+    start = time.monotonic()
     reply = stub.LoadWeights(scorer_pb2.LoadWeightsRequest(weights=msg), timeout=60)  # with time: loaded
-    assert clean_redis.get(ACTIVE_KEY).decode() == reply.version
+    took = time.monotonic() - start
+    active = clean_redis.get(ACTIVE_KEY)
+    assert active.decode() == reply.version
+    deadline = min(0.3, took / 5)  # well inside the parsing, whatever the machine's speed
+    err = refused(lambda: stub.LoadWeights(scorer_pb2.LoadWeightsRequest(weights=msg), timeout=deadline))
+    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    watch_until = time.monotonic() + min(20.0, max(5.0, 4 * took))  # past the time the whole load takes
+    while time.monotonic() < watch_until:
+        assert clean_redis.get(ACTIVE_KEY) == active, "a load whose caller got DEADLINE_EXCEEDED became active"
+        time.sleep(0.05)
+    versions = {k.decode().split(":")[2] for k in clean_redis.scan_iter("tagrouter:w:*:meta")}
+    assert versions == {active.decode()}  # nothing of the abandoned version is left behind
+    assert stub.ListModels(scorer_pb2.ListModelsRequest(), timeout=10).weights_version == active.decode()
 
 
 # --- finding 2 -----------------------------------------------------------------------------
