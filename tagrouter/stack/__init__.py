@@ -35,10 +35,10 @@ class ServiceProcess:
         self.service = service
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", f"services.{service}", "--port", str(self.port), *args],
+        command = [sys.executable, "-m", f"services.{service}", "--port", str(self.port), *args]
+        self.proc = subprocess.Popen(die_with_parent(command, signal.SIGTERM),  # a killed launcher orphans nothing
                                      env=dict(env), cwd=cwd, stdout=output,
-                                     stderr=subprocess.STDOUT if output is not None else None, text=True,
-                                     preexec_fn=die_with_parent(signal.SIGTERM))  # a killed launcher orphans nothing
+                                     stderr=subprocess.STDOUT if output is not None else None, text=True)
 
     def wait_serving(self, timeout: float = 120.0) -> None:
         wait_serving(self.address, FULL_NAMES[self.service], timeout, (self.proc,))

@@ -7,7 +7,6 @@ soon as it has started (it only needs it to start in), so a killed owner leaves 
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import signal
@@ -34,22 +33,26 @@ def redis_server_binary() -> str:
 
 
 PR_SET_PDEATHSIG = 1
+# Runs in the child as a separate interpreter, then execs the real program (which keeps the death
+# signal): Python code between fork and exec (a preexec_fn) can deadlock or abort in a process
+# with threads, and the launcher's callers have gRPC's.
+_DEATH_SIGNAL_SHIM = (
+    "import ctypes, os, sys\n"
+    f"ctypes.CDLL(None, use_errno=True).prctl({PR_SET_PDEATHSIG}, int(sys.argv[1]), 0, 0, 0)\n"
+    "if os.getppid() != int(sys.argv[2]):\n"  # the owner died before prctl took effect
+    "    sys.exit(1)\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
+)
 
 
-def die_with_parent(sig: int = signal.SIGKILL):
-    """A preexec_fn: the child gets `sig` when the thread that started it dies (Linux; a no-op
-    elsewhere). Start it from a thread that lives as long as the owner (the main thread)."""
+def die_with_parent(args: list[str], sig: int = signal.SIGKILL) -> list[str]:
+    """`args` as a command that gets `sig` when the thread that starts it dies, SIGKILL of the
+    owner included (Linux; elsewhere `args` unchanged). Start it from a thread that lives as long
+    as the owner (the main thread)."""
     if not sys.platform.startswith("linux"):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-        if os.getppid() != parent:  # the owner died before prctl took effect
-            os.kill(os.getpid(), sig)
-
-    return preexec
+        return list(args)
+    program = shutil.which(args[0]) or args[0]
+    return [sys.executable, "-S", "-c", _DEATH_SIGNAL_SHIM, str(int(sig)), str(os.getpid()), program, *args[1:]]
 
 
 def free_port() -> int:
@@ -83,8 +86,8 @@ class EmbeddedRedis:
                 "--dir", self.data_dir or self._dir.name, "--daemonize", "no", "--loglevel", "warning", *persist]
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                        start_new_session=True, preexec_fn=die_with_parent())
+        self.process = subprocess.Popen(die_with_parent(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
