@@ -33,8 +33,8 @@ import redis.asyncio as aioredis
 
 from services.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from tagrouter.core import limits
-from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from tagrouter.core.operating import Calibration
+from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
 from tagrouter.core.weights import ModelPrice, Weights, WeightsError, estimated_bytes, validate_calibration, validate_pool
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from tagrouter.core import limits
 from tagrouter.core.limits import InvalidRequest
 from tagrouter.scorer.v1 import scorer_pb2
 
+
 class NoCalibration(LookupError):
     """A request asked for a knob in percent, but the active weights carry no calibration table."""
 
