@@ -200,8 +200,9 @@ def combine(stats: TagStatistics, rows, confidence: np.ndarray) -> QueryScore:
                           stats.overall_output_tokens.copy(), stats.prior)
     share = (weights / total)[:, None]
     contributions = stats.rates[rows] * share
-    return QueryScore(contributions.sum(axis=0), contributions, weights, (stats.output_tokens[rows] * share).sum(axis=0),
-                      stats.prior)
+    # a mean of lengths each within the limit can pass it by a rounding error
+    lengths = np.minimum((stats.output_tokens[rows] * share).sum(axis=0), MAX_OUTPUT_TOKENS)
+    return QueryScore(contributions.sum(axis=0), contributions, weights, lengths, stats.prior)
 
 
 def score_query(counts: np.ndarray, all_counts: np.ndarray, confidence: np.ndarray, names,
@@ -216,7 +217,7 @@ def expected_output_matrix(counts: np.ndarray, all_counts: np.ndarray, tag_weigh
     """[Q, M] expected answer length of many queries at once (tag_weights [Q, T]): the weighted mean
     of their tags' smoothed lengths (`answer_lengths`), as `combine` gives for one query."""
     overall, per_tag = answer_lengths(counts, all_counts, params)
-    return score_matrix(per_tag, tag_weights, overall)
+    return np.minimum(score_matrix(per_tag, tag_weights, overall), MAX_OUTPUT_TOKENS)
 
 
 def pairwise_outcomes(scores: np.ndarray, tie_margin: float) -> np.ndarray:
