@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/router/v1/router.proto\x12\x13tagrouter.router.v1\"\x84\x02\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0b\x63lient_tags\x18\x04 \x03(\t\x12\x1b\n\x0equality_margin\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0cmax_cost_pct\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x1c\n\x0fmin_quality_pct\x18\x07 \x01(\x01H\x03\x88\x01\x01\x42\x0e\n\x0c_cost_weightB\x11\n\x0f_quality_marginB\x0f\n\r_max_cost_pctB\x12\n\x10_min_quality_pct\"J\n\x08RouteTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"F\n\nRouteScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\x01\"\x8d\x04\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x02 \x01(\x01\x12+\n\x04tags\x18\x03 \x03(\x0b\x32\x1d.tagrouter.router.v1.RouteTag\x12/\n\x06scores\x18\x04 \x03(\x0b\x32\x1f.tagrouter.router.v1.RouteScore\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\x12\x1e\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\t \x01(\x01\x12\x17\n\x0fweights_version\x18\n \x01(\t\x12\x1a\n\x12vocabulary_version\x18\x0b \x01(\t\x12\x35\n\x0b\x65xplanation\x18\x0c \x01(\x0b\x32 .tagrouter.router.v1.Explanation\x12\x1d\n\x15unaligned_client_tags\x18\r \x03(\t\x12\x16\n\x0equality_margin\x18\x0e \x01(\x01\x12\x14\n\x0c\x61nchor_model\x18\x0f \x01(\t\x12\x13\n\x0bknob_source\x18\x10 \x01(\t\x12\x15\n\rknob_cost_pct\x18\x11 \x01(\x01\x12\x18\n\x10knob_quality_pct\x18\x12 \x01(\x01\"U\n\tTagReason\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x1b\n\x13\x63hosen_contribution\x18\x02 \x01(\x02\x12\x1e\n\x16runner_up_contribution\x18\x03 \x01(\x02\"\x92\x01\n\x0b\x45xplanation\x12\x11\n\trunner_up\x18\x01 \x01(\t\x12\x16\n\x0e\x63hosen_utility\x18\x02 \x01(\x01\x12\x19\n\x11runner_up_utility\x18\x03 \x01(\x01\x12,\n\x04tags\x18\x04 \x03(\x0b\x32\x1e.tagrouter.router.v1.TagReason\x12\x0f\n\x07summary\x18\x05 \x01(\t2_\n\rRouterService\x12N\n\x05Route\x12!.tagrouter.router.v1.RouteRequest\x1a\".tagrouter.router.v1.RouteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/router/v1/router.proto\x12\x13tagrouter.router.v1\"\x98\x02\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0b\x63lient_tags\x18\x04 \x03(\t\x12\x1b\n\x0equality_margin\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0cmax_cost_pct\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x1c\n\x0fmin_quality_pct\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\nsession_id\x18\x08 \x01(\tB\x0e\n\x0c_cost_weightB\x11\n\x0f_quality_marginB\x0f\n\r_max_cost_pctB\x12\n\x10_min_quality_pct\"J\n\x08RouteTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"F\n\nRouteScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\x01\"\xa3\x04\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x02 \x01(\x01\x12+\n\x04tags\x18\x03 \x03(\x0b\x32\x1d.tagrouter.router.v1.RouteTag\x12/\n\x06scores\x18\x04 \x03(\x0b\x32\x1f.tagrouter.router.v1.RouteScore\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\x12\x1e\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\t \x01(\x01\x12\x17\n\x0fweights_version\x18\n \x01(\t\x12\x1a\n\x12vocabulary_version\x18\x0b \x01(\t\x12\x35\n\x0b\x65xplanation\x18\x0c \x01(\x0b\x32 .tagrouter.router.v1.Explanation\x12\x1d\n\x15unaligned_client_tags\x18\r \x03(\t\x12\x16\n\x0equality_margin\x18\x0e \x01(\x01\x12\x14\n\x0c\x61nchor_model\x18\x0f \x01(\t\x12\x13\n\x0bknob_source\x18\x10 \x01(\t\x12\x15\n\rknob_cost_pct\x18\x11 \x01(\x01\x12\x18\n\x10knob_quality_pct\x18\x12 \x01(\x01\x12\x14\n\x0csession_kept\x18\x13 \x01(\x08\"U\n\tTagReason\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x1b\n\x13\x63hosen_contribution\x18\x02 \x01(\x02\x12\x1e\n\x16runner_up_contribution\x18\x03 \x01(\x02\"\x92\x01\n\x0b\x45xplanation\x12\x11\n\trunner_up\x18\x01 \x01(\t\x12\x16\n\x0e\x63hosen_utility\x18\x02 \x01(\x01\x12\x19\n\x11runner_up_utility\x18\x03 \x01(\x01\x12,\n\x04tags\x18\x04 \x03(\x0b\x32\x1e.tagrouter.router.v1.TagReason\x12\x0f\n\x07summary\x18\x05 \x01(\t2_\n\rRouterService\x12N\n\x05Route\x12!.tagrouter.router.v1.RouteRequest\x1a\".tagrouter.router.v1.RouteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,17 +32,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tagrouter.router.v1.router_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ROUTEREQUEST']._serialized_start=58
-  _globals['_ROUTEREQUEST']._serialized_end=318
-  _globals['_ROUTETAG']._serialized_start=320
-  _globals['_ROUTETAG']._serialized_end=394
-  _globals['_ROUTESCORE']._serialized_start=396
-  _globals['_ROUTESCORE']._serialized_end=466
-  _globals['_ROUTERESPONSE']._serialized_start=469
-  _globals['_ROUTERESPONSE']._serialized_end=994
-  _globals['_TAGREASON']._serialized_start=996
-  _globals['_TAGREASON']._serialized_end=1081
-  _globals['_EXPLANATION']._serialized_start=1084
-  _globals['_EXPLANATION']._serialized_end=1230
-  _globals['_ROUTERSERVICE']._serialized_start=1232
-  _globals['_ROUTERSERVICE']._serialized_end=1327
+  _globals['_ROUTEREQUEST']._serialized_end=338
+  _globals['_ROUTETAG']._serialized_start=340
+  _globals['_ROUTETAG']._serialized_end=414
+  _globals['_ROUTESCORE']._serialized_start=416
+  _globals['_ROUTESCORE']._serialized_end=486
+  _globals['_ROUTERESPONSE']._serialized_start=489
+  _globals['_ROUTERESPONSE']._serialized_end=1036
+  _globals['_TAGREASON']._serialized_start=1038
+  _globals['_TAGREASON']._serialized_end=1123
+  _globals['_EXPLANATION']._serialized_start=1126
+  _globals['_EXPLANATION']._serialized_end=1272
+  _globals['_ROUTERSERVICE']._serialized_start=1274
+  _globals['_ROUTERSERVICE']._serialized_end=1369
 # @@protoc_insertion_point(module_scope)

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RouteRequest(_message.Message):
-    __slots__ = ("query", "candidate_models", "cost_weight", "client_tags", "quality_margin", "max_cost_pct", "min_quality_pct")
+    __slots__ = ("query", "candidate_models", "cost_weight", "client_tags", "quality_margin", "max_cost_pct", "min_quality_pct", "session_id")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MODELS_FIELD_NUMBER: _ClassVar[int]
     COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class RouteRequest(_message.Message):
     QUALITY_MARGIN_FIELD_NUMBER: _ClassVar[int]
     MAX_COST_PCT_FIELD_NUMBER: _ClassVar[int]
     MIN_QUALITY_PCT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     query: str
     candidate_models: _containers.RepeatedScalarFieldContainer[str]
     cost_weight: float
@@ -22,7 +23,8 @@ class RouteRequest(_message.Message):
     quality_margin: float
     max_cost_pct: float
     min_quality_pct: float
-    def __init__(self, query: _Optional[str] = ..., candidate_models: _Optional[_Iterable[str]] = ..., cost_weight: _Optional[float] = ..., client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., max_cost_pct: _Optional[float] = ..., min_quality_pct: _Optional[float] = ...) -> None: ...
+    session_id: str
+    def __init__(self, query: _Optional[str] = ..., candidate_models: _Optional[_Iterable[str]] = ..., cost_weight: _Optional[float] = ..., client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., max_cost_pct: _Optional[float] = ..., min_quality_pct: _Optional[float] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class RouteTag(_message.Message):
     __slots__ = ("name", "score", "level", "client_tag")
@@ -47,7 +49,7 @@ class RouteScore(_message.Message):
     def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "explanation", "unaligned_client_tags", "quality_margin", "anchor_model", "knob_source", "knob_cost_pct", "knob_quality_pct")
+    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "explanation", "unaligned_client_tags", "quality_margin", "anchor_model", "knob_source", "knob_cost_pct", "knob_quality_pct", "session_kept")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +68,7 @@ class RouteResponse(_message.Message):
     KNOB_SOURCE_FIELD_NUMBER: _ClassVar[int]
     KNOB_COST_PCT_FIELD_NUMBER: _ClassVar[int]
     KNOB_QUALITY_PCT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEPT_FIELD_NUMBER: _ClassVar[int]
     model: str
     estimated_cost_usd: float
     tags: _containers.RepeatedCompositeFieldContainer[RouteTag]
@@ -84,7 +87,8 @@ class RouteResponse(_message.Message):
     knob_source: str
     knob_cost_pct: float
     knob_quality_pct: float
-    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., anchor_model: _Optional[str] = ..., knob_source: _Optional[str] = ..., knob_cost_pct: _Optional[float] = ..., knob_quality_pct: _Optional[float] = ...) -> None: ...
+    session_kept: bool
+    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., anchor_model: _Optional[str] = ..., knob_source: _Optional[str] = ..., knob_cost_pct: _Optional[float] = ..., knob_quality_pct: _Optional[float] = ..., session_kept: _Optional[bool] = ...) -> None: ...
 
 class TagReason(_message.Message):
     __slots__ = ("tag", "chosen_contribution", "runner_up_contribution")
