@@ -233,9 +233,25 @@ class WatchWeightsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class WeightsUpdate(_message.Message):
-    __slots__ = ("weights", "heartbeat_seconds")
+    __slots__ = ("weights", "heartbeat_seconds", "sequence", "delta", "changes_after_unix_nanos")
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_AFTER_UNIX_NANOS_FIELD_NUMBER: _ClassVar[int]
     weights: Weights
     heartbeat_seconds: float
-    def __init__(self, weights: _Optional[_Union[Weights, _Mapping]] = ..., heartbeat_seconds: _Optional[float] = ...) -> None: ...
+    sequence: int
+    delta: WeightsDelta
+    changes_after_unix_nanos: int
+    def __init__(self, weights: _Optional[_Union[Weights, _Mapping]] = ..., heartbeat_seconds: _Optional[float] = ..., sequence: _Optional[int] = ..., delta: _Optional[_Union[WeightsDelta, _Mapping]] = ..., changes_after_unix_nanos: _Optional[int] = ...) -> None: ...
+
+class WeightsDelta(_message.Message):
+    __slots__ = ("version", "base_sequence", "counts")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    base_sequence: int
+    counts: _containers.RepeatedCompositeFieldContainer[TagCount]
+    def __init__(self, version: _Optional[str] = ..., base_sequence: _Optional[int] = ..., counts: _Optional[_Iterable[_Union[TagCount, _Mapping]]] = ...) -> None: ...
