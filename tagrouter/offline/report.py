@@ -70,7 +70,7 @@ def format_table(doc: dict) -> str:
     o = doc["oracle"]
     lines.append(f"| oracle (cheapest accepted) | {o['ar']:.4f} | {o['quality']:.4f} | {o['cost_usd']:.4f} |")
     h = doc["headroom"]
-    lines += ["", f"Headroom on the selection rows (tagrouter/headroom.py): {h['best_model']} fails "
+    lines += ["", f"Headroom on the selection rows (tagrouter/offline/headroom.py): {h['best_model']} fails "
                   f"{h['best_model_misses']} of {h['rows']} queries, {h['rescuable']} of which another model no pricier "
                   f"gets right; the best of {h['predictors_tried']} orders predicted from the embeddings gains net "
                   f"+{h['best_gain_queries']} queries, the best of as many random orders +"
