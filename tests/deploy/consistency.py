@@ -238,13 +238,15 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
                     c = w["spec"]["template"]["spec"]["containers"][0]
                     if isinstance(p["port"], str) and _port(c, p["port"]) is None:
                         problems.append(f"NetworkPolicy {policy['metadata']['name']}: port {p['port']} not on {c['name']}")
-    for monitor in _kind(docs, "ServiceMonitor"):
+    monitors = _kind(docs, "ServiceMonitor")
+    if monitors and len(monitors) != len(SERVICES):
+        problems.append(f"{len(monitors)} ServiceMonitors, not one for each of {', '.join(SERVICES)}")
+    for monitor in monitors:
         services = [s for s in _kind(docs, "Service")
                     if _selects(monitor["spec"]["selector"].get("matchLabels"), s["metadata"].get("labels", {}))]
         names = {p["name"] for s in services for p in s["spec"]["ports"]}
-        if len(services) != len(SERVICES):
-            problems.append(f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services, "
-                            f"not the {len(SERVICES)} of {', '.join(SERVICES)}")
+        if len(services) != 1:
+            problems.append(f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services, not one")
         for endpoint in monitor["spec"]["endpoints"]:
             if endpoint["port"] not in names:
                 problems.append(f"ServiceMonitor {monitor['metadata']['name']}: port {endpoint['port']} on no Service")

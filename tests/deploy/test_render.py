@@ -107,7 +107,7 @@ def test_prod_profile(rendered, tool):
     assert next(d for n, d in deployments.items() if n.endswith("scorer"))["spec"]["replicas"] >= 2
     assert len(_by_kind(docs, "PodDisruptionBudget")) == 3
     assert len(_by_kind(docs, "NetworkPolicy")) == 4
-    assert len(_by_kind(docs, "ServiceMonitor")) == 1
+    assert len(_by_kind(docs, "ServiceMonitor")) == 3  # one per service
     common = [cm for cm in docs if cm["kind"] == "ConfigMap" and "TAGROUTER_REFLECTION" in cm.get("data", {})]
     assert [cm["data"]["TAGROUTER_REFLECTION"] for cm in common] == ["false"]
     assert not _by_kind(docs, "Secret"), "prod's Redis Secret is created beforehand, not checked in"
