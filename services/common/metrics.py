@@ -38,6 +38,16 @@ WEIGHTS_COPY_AGE = Gauge("tagrouter_weights_copy_age_seconds",
 # Set by the scorer's WatchWeights poll (every 0.1 s while a router watches): 0 while Redis is unreachable.
 REDIS_UP = Gauge("tagrouter_scorer_redis_up", "1 when the scorer's last poll of Redis answered, 0 when it failed")
 FEEDBACK = Counter("tagrouter_feedback_total", "Feedback outcomes applied, by outcome", ["outcome"])
+ROUTE_SESSIONS = Counter("tagrouter_route_sessions_total",
+                         "Routes with a session_id, by result: new, kept, switched, unavailable (Redis failed)",
+                         ["result"])
+# The gateway (services/gateway): HTTP requests, and the actual cost of answers from their `usage`.
+GATEWAY_REQUESTS = Counter("tagrouter_gateway_requests_total", "Gateway requests, by endpoint, model and HTTP status",
+                           ["endpoint", "model", "status"])
+GATEWAY_TOKENS = Counter("tagrouter_gateway_tokens_total", "Tokens the upstreams reported in `usage`, by model and kind",
+                         ["model", "kind"])
+GATEWAY_COST = Counter("tagrouter_gateway_actual_cost_usd_total",
+                       "Actual cost of answers: their `usage` times the model's prices, by model", ["model"])
 
 _started_ports: set[int] = set()
 

@@ -18,12 +18,12 @@ DEFAULT_MODEL_DIR = data.DEFAULT_MODEL_DIR
 DEFAULT_VOCAB_DIR = data.VOCABULARY_DIR
 DEFAULT_WEIGHTS_FILE = data.STARTER_WEIGHTS_FILE
 
-DEFAULT_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053}
+DEFAULT_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053, "gateway": 8080}
 
 # name -> (services that read it, meaning). The README's configuration table is this table.
 ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_HOST": ("all", "address to bind (default 127.0.0.1; [::] in containers)"),
-    "TAGROUTER_PORT": ("all", "gRPC port (default router 50051, scorer 50052, tagger 50053)"),
+    "TAGROUTER_PORT": ("all", "gRPC port (default router 50051, scorer 50052, tagger 50053); the gateway's HTTP port (default 8080)"),
     "TAGROUTER_REFLECTION": ("all", "serve gRPC reflection (default true)"),
     "TAGROUTER_GRACE_SECONDS": ("all", "drain time on SIGTERM before in-flight calls are cancelled (default 5)"),
     "TAGROUTER_LOG_LEVEL": ("all", "DEBUG, INFO, WARNING or ERROR (default INFO)"),
@@ -36,7 +36,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TLS_CERT_FILE": ("all", "PEM certificate: serve TLS (with TAGROUTER_TLS_KEY_FILE); the router also presents it to its downstreams"),
     "TAGROUTER_TLS_KEY_FILE": ("all", "PEM private key of TAGROUTER_TLS_CERT_FILE"),
     "TAGROUTER_TLS_CLIENT_CA_FILE": ("all", "PEM CA: require client certificates signed by it (mutual TLS)"),
-    "TAGROUTER_TLS_CA_FILE": ("router", "PEM CA: call the tagger and scorer over TLS, verifying them with it"),
+    "TAGROUTER_TLS_CA_FILE": ("router", "PEM CA: call the tagger and scorer (the gateway: the router) over TLS, verifying them with it"),
     "TAGROUTER_ADMIN_TOKEN": ("scorer", "when set, state-changing RPCs (LoadWeights, Feedback) need 'authorization: Bearer <token>'; required when TAGROUTER_HOST is not a loopback address"),
     "TAGROUTER_ALLOW_OPEN_ADMIN": ("scorer", "true: start without TAGROUTER_ADMIN_TOKEN on a non-loopback address, LoadWeights and Feedback open to every client (default false)"),
     "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model under the working directory)"),
@@ -57,6 +57,13 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_DEFAULT_MODEL": ("router", "model answered when routing cannot decide (default gpt4_1106_preview)"),
     "TAGROUTER_COST_WEIGHT": ("router", "cost knob lambda when a request sets none; set, it overrides the weights' recommended operating point (default unset)"),
     "TAGROUTER_QUALITY_MARGIN": ("router", "quality margin theta toward the strongest model when a request sets none; set, it overrides the weights' recommended operating point (default unset)"),
+    "TAGROUTER_SESSION_REDIS_URL": ("router", "Redis holding sticky sessions (session id -> the model that answered it last), shared by every replica, e.g. redis://:PASSWORD@host:6379/1 (default unset: session_id is ignored)"),
+    "TAGROUTER_SESSION_MARGIN": ("router", "utility (score units) by which a session's new choice must beat the model that answered it last to switch (default 0.05)"),
+    "TAGROUTER_SESSION_TTL_SECONDS": ("router", "how long a session is remembered after its last turn (default 3600)"),
+    "ROUTER_ADDR": ("gateway", "router address host:port (required)"),
+    "TAGROUTER_UPSTREAMS": ("gateway", "JSON or YAML file: pool model -> base_url, model, api_key_env (required; `--upstreams`)"),
+    "TAGROUTER_ROUTE_TIMEOUT_MS": ("gateway", "deadline of each Route call; past it the gateway answers with its default model, degraded (default 1000)"),
+    "TAGROUTER_UPSTREAM_TIMEOUT_SECONDS": ("gateway", "time an upstream LLM may take to start answering, and between two streamed chunks, before a 504 (default 120)"),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("all", "OTLP gRPC collector, e.g. http://otel-collector:4317: turns tracing on (default unset: tracing off, nothing installed)"),
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ("all", "as OTEL_EXPORTER_OTLP_ENDPOINT, for traces only (takes precedence)"),
     "OTEL_SERVICE_NAME": ("all", "service.name of the spans (default tagrouter-<service>)"),
@@ -141,6 +148,13 @@ def _address(name: str, value: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"{name}={value!r} is not host:port")
     return value
+
+
+def _redis_url(name: str, value: str) -> str | None:
+    """An optional Redis URL (None when empty)."""
+    if value and not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"{name} must start with redis://, rediss:// or unix://")
+    return value or None
 
 
 @dataclass(frozen=True)
@@ -272,6 +286,9 @@ class RouterSettings:
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    session_redis_url: str | None = field(default=None, repr=False)  # may hold a password: never logged
+    session_margin: float = 0.05
+    session_ttl_s: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -288,7 +305,32 @@ class RouterSettings:
             tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"),
             tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),
             tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"),
+            session_redis_url=_redis_url("TAGROUTER_SESSION_REDIS_URL", e.str("TAGROUTER_SESSION_REDIS_URL", "")),
+            session_margin=e.float("TAGROUTER_SESSION_MARGIN", 0.05, 0.0, 1e6),
+            session_ttl_s=e.int("TAGROUTER_SESSION_TTL_SECONDS", 3600, 1, 366 * 86400),
         )
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """The OpenAI-compatible gateway (services/gateway): its router and its upstreams file."""
+
+    router_addr: str
+    upstreams_file: Path
+    route_timeout_s: float = 1.0
+    upstream_timeout_s: float = 120.0
+    tls_ca_file: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
+        e = _Env(env)
+        upstreams = e.str("TAGROUTER_UPSTREAMS")
+        if not Path(upstreams).is_file():
+            raise ConfigError(f"TAGROUTER_UPSTREAMS={upstreams!r}: no such file")
+        return cls(router_addr=_address("ROUTER_ADDR", e.str("ROUTER_ADDR")), upstreams_file=Path(upstreams),
+                   route_timeout_s=e.int("TAGROUTER_ROUTE_TIMEOUT_MS", 1000, 1, 60_000) / 1000,
+                   upstream_timeout_s=e.float("TAGROUTER_UPSTREAM_TIMEOUT_SECONDS", 120.0, 0.001, 3600.0),
+                   tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"))
 
 
 SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",

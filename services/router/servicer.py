@@ -20,6 +20,7 @@ from services.common.settings import RouterSettings
 from services.router import route_trace
 from services.router.clients import Downstreams
 from services.router.mirror import WeightsMirror
+from services.router.sessions import SessionStore
 from tagrouter.core import decision, limits, operating
 from tagrouter.core.pool import CandidateScores
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
@@ -56,6 +57,10 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self.settings = settings
         self.known_models: dict[str, KnownModel] = {}
         self.mirror = WeightsMirror(downstreams.scorer) if settings.score_in_router else None
+        self.sessions = SessionStore(settings.session_redis_url, settings.session_ttl_s) \
+            if settings.session_redis_url else None
+        if self.sessions is None:
+            log.info("no TAGROUTER_SESSION_REDIS_URL: Route ignores session_id (no sticky sessions)")
 
     async def start(self) -> None:
         """Ready once both downstreams have answered; Route works (degraded) before that."""
@@ -74,12 +79,15 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
     async def stop(self) -> None:
         if self.mirror is not None:
             await self.mirror.close()
+        if self.sessions is not None:
+            await self.sessions.close()
         await self.downstreams.close()
 
     def _validate(self, request) -> tuple[list[str], operating.KnobRequest]:
         limits.check_query(request.query)
         limits.check_client_tags(request.client_tags)
         limits.check_request_chars(request.query, request.client_tags)
+        limits.check_session_id(request.session_id)
         knob = operating.check_request(operating.KnobRequest(
             **{f: getattr(request, f) if request.HasField(f) else None
                for f in ("cost_weight", "quality_margin", "max_cost_pct", "min_quality_pct")}))
@@ -117,6 +125,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             raise DeadlineExceeded(f"the caller's deadline leaves {max(remaining, 0.0) * 1000:.1f} ms, "
                                    f"under the {DEADLINE_MARGIN_S * 1000:.0f} ms needed to answer")
         reasons: list[str] = []
+        session = request.session_id if self.sessions is not None else ""
+        kept = await self.sessions.kept_model(session) if session else None
 
         tagged = None
         started = time.perf_counter()
@@ -145,15 +155,18 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             unaligned_client_tags=tagged.unaligned_client_tags if tagged else [])
         if scored is not None and scored.models:
             applied = self._knob(knob, scored.calibration, response)
-            self._decide(scored, input_tokens, applied.cost_weight, applied.quality_margin, response)
+            self._decide(scored, input_tokens, applied.cost_weight, applied.quality_margin, response, kept)
         else:
             # no scores: the default model answers whatever the knob; report the one asked for
             if knob.max_cost_pct is None and knob.min_quality_pct is None:
                 self._knob(knob, None, response)
-            self._fall_back(candidates, input_tokens, response)
+            self._fall_back(candidates, input_tokens, response, kept)
         if reasons:
             response.degraded = True
             response.degraded_reason = "; ".join(reasons)
+        if session:
+            metrics.ROUTE_SESSIONS.labels("new" if kept is None else "kept" if response.session_kept else "switched").inc()
+            await self.sessions.remember(session, response.model)
         _DECIDE_TIME.observe(time.perf_counter() - scored_at)
         metrics.ROUTED.labels(response.model).inc()
         metrics.ROUTED_COST.labels(response.model).inc(response.estimated_cost_usd)
@@ -180,7 +193,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         return CandidateScores.from_proto(response)
 
     def _decide(self, scored: CandidateScores, input_tokens: int, cost_weight: float, quality_margin: float,
-                response) -> None:
+                response, kept: str | None = None) -> None:
         for j, m in enumerate(scored.models):
             self.known_models[m] = KnownModel(float(scored.input_usd_per_mtok[j]), float(scored.output_usd_per_mtok[j]),
                                               float(scored.expected_output_tokens[j]))
@@ -189,6 +202,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         anchor = decision.anchor(scored.prior, scored.input_usd_per_mtok + scored.output_usd_per_mtok)
         utility = decision.utilities(scored.scores, costs, cost_weight, scored.cost_scale_usd, quality_margin, anchor)
         chosen = int(decision.best_of(utility, costs))
+        kept_index = scored.models.index(kept) if kept in scored.models else None
+        chosen, response.session_kept = decision.sticky(utility, chosen, kept_index, self.settings.session_margin)
         response.anchor_model = scored.models[anchor]
         response.explanation.CopyFrom(explain(scored, utility, chosen))
         response.model = scored.models[chosen]
@@ -198,9 +213,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         response.scores.extend(router_pb2.RouteScore(model=m, score=float(s), estimated_cost_usd=float(c))
                                for m, s, c in zip(scored.models, scored.scores, costs))
 
-    def _fall_back(self, candidates: list[str], input_tokens: int, response) -> None:
+    def _fall_back(self, candidates: list[str], input_tokens: int, response, kept: str | None = None) -> None:
         default = self.settings.default_model
         model = default if not candidates or default in candidates else candidates[0]
+        if kept is not None and (not candidates or kept in candidates):  # a session keeps its model
+            model, response.session_kept = kept, True
         response.model = model
         known = self.known_models.get(model)
         if known is not None:

@@ -91,3 +91,15 @@ def best_of(utility: np.ndarray, costs: np.ndarray) -> int | np.ndarray:
     # of Route's own time for 7 models; `==` keeps infinite utilities tied as isclose does.
     tied = (utility == best) | (np.abs(utility - best) <= TIED_UTILITY)
     return np.where(tied, costs, np.inf).argmin(axis=-1)
+
+
+def sticky(utility: np.ndarray, chosen: int, kept: int | None, margin: float) -> tuple[int, bool]:
+    """A session's turn: (the model index to answer, whether it is the session's kept model).
+
+    The kept model (the one that answered the session last; None when unknown or not a candidate)
+    stays unless the new choice's utility beats its utility by more than `margin`."""
+    if kept is None:
+        return chosen, False
+    if chosen != kept and utility[chosen] - utility[kept] > margin:
+        return chosen, False
+    return kept, True

@@ -20,6 +20,7 @@ MAX_CLIENT_TAG_CHARS = 200
 MAX_CANDIDATES = 64  # candidate models in one Route or Score
 MAX_TAGS = 64  # a query carries a handful; more is a malformed request
 MAX_FEEDBACK_ID = 128
+MAX_SESSION_ID = 256  # a sticky session's key (Route.session_id)
 
 
 class InvalidRequest(ValueError):
@@ -91,6 +92,12 @@ def check_knob(name: str, value: float) -> float:
     if not math.isfinite(value) or value < 0:
         raise InvalidRequest(f"{name} must be a finite number >= 0, not {value}")
     return value
+
+
+def check_session_id(session_id: str) -> None:
+    """A sticky session's id: empty (no session) or at most MAX_SESSION_ID characters."""
+    if len(session_id) > MAX_SESSION_ID:
+        raise InvalidRequest(f"session_id has {len(session_id)} characters, at most {MAX_SESSION_ID}")
 
 
 def check_candidates(candidates: Iterable[str]) -> list[str]:
