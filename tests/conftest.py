@@ -1,6 +1,6 @@
 """Shared fixtures: a real Redis, real gRPC servers on free ports, the real ONNX model.
 
-REDIS_URL, when set, is used as it is (the tests write and delete `tagrouter:*` keys in its
+REDIS_URL, when set, is used as it is (the tests write and delete `tagrouter:*` keys (`{tagrouter}:*`) in its
 database: point it at a scratch database); otherwise a private redis-server is started.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import grpc
 import pytest
 import redis
 
+from services.scorer.keys import KEY_PATTERN
 from tagrouter.stack import LocalStack, ServiceProcess
 from tagrouter.stack.embedded_redis import EmbeddedRedis
 from tagrouter.stack.health import wait_serving  # noqa: F401 - tests import it from here
@@ -45,7 +46,7 @@ def clean_redis(redis_url):
     client = redis.Redis.from_url(redis_url)
 
     def wipe():
-        keys = list(client.scan_iter("tagrouter:*", count=1000))
+        keys = list(client.scan_iter(KEY_PATTERN, count=1000))
         if keys:
             client.delete(*keys)
 
@@ -83,7 +84,7 @@ def running_stack(redis_url: str, ready_check: bool = True, **extra: str):
 
 def wipe_tagrouter_keys(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter("tagrouter:*", count=1000))
+    keys = list(client.scan_iter(KEY_PATTERN, count=1000))
     if keys:
         client.delete(*keys)
     client.close()

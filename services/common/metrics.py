@@ -38,6 +38,15 @@ WEIGHTS_COPY_AGE = Gauge("tagrouter_weights_copy_age_seconds",
 # Set by the scorer's WatchWeights poll (every 0.1 s while a router watches): 0 while Redis is unreachable.
 REDIS_UP = Gauge("tagrouter_scorer_redis_up", "1 when the scorer's last poll of Redis answered, 0 when it failed")
 FEEDBACK = Counter("tagrouter_feedback_total", "Feedback outcomes applied, by outcome", ["outcome"])
+FEEDBACK_UNREPLICATED = Counter("tagrouter_feedback_unreplicated_total",
+                                "Feedback counted on the Redis primary that no replica confirmed within "
+                                "TAGROUTER_REDIS_WAIT_TIMEOUT_MS (answered UNAVAILABLE: the client resends)")
+WATCH_MESSAGES = Counter("tagrouter_watch_weights_messages_total",
+                         "WatchWeights messages a scorer sent, by kind (full, delta)", ["kind"])
+WEIGHTS_COPY_LAG = Histogram("tagrouter_weights_copy_lag_seconds",
+                             "Upper bound of how late a change reached the router's copy (from the scorer's "
+                             "last read of Redis without it to the copy's update; same-clock hosts)",
+                             buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0))
 ROUTE_SESSIONS = Counter("tagrouter_route_sessions_total",
                          "Routes with a session_id, by result: new, kept, switched, unavailable (Redis failed)",
                          ["result"])

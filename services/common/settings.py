@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from services.common import redis_url
 from tagrouter import data
 from tagrouter.core.tagging import TAG_MIN_SCORE, TAGS_PER_LEVEL, TOPIC_MIN_SCORE
 
@@ -46,7 +47,10 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TOPIC_MIN_SCORE": ("tagger", "cosine similarity below which a topic tag is dropped (default 0.4)"),
     "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
     "TAGROUTER_TAG_CACHE_SIZE": ("tagger", "queries whose tags are kept in the exact-match cache (default 10000; 0 turns it off)"),
-    "REDIS_URL": ("scorer", "Redis holding the weights, e.g. redis://:PASSWORD@host:6379/0 (required)"),
+    "REDIS_URL": ("scorer", "Redis holding the weights (required): redis://:PASSWORD@host:6379/0 (rediss:// for TLS), redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE_NAME[/DB] or redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...] (rediss+... for TLS)"),
+    "TAGROUTER_REDIS_WAIT_REPLICAS": ("scorer", "replicas that must confirm a Feedback (Redis WAIT) before it is acknowledged, at most those connected to the primary; 0 turns WAIT off (default 1)"),
+    "TAGROUTER_REDIS_WAIT_TIMEOUT_MS": ("scorer", "bound of that WAIT, 1 to 1500 (below the 2 s socket timeout): past it Feedback answers UNAVAILABLE (resend with the same feedback_id) and tagrouter_feedback_unreplicated_total counts it (default 500)"),
+    "TAGROUTER_WATCH_DELTAS": ("scorer", "WatchWeights sends only the changed counts after the first whole weights; false = the whole weights at every change (default true)"),
     "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights)"),
     "TAGGER_ADDR": ("router", "tagger address host:port (required)"),
     "FEEDBACK_TAGGER_ADDR": ("scorer", "tagger address host:port (optional): lets Feedback take a query instead of its tags"),
@@ -260,16 +264,28 @@ class ScorerSettings:
     redis_url: str = field(repr=False)  # may hold a password: never logged
     weights_file: Path
     tagger_addr: str | None = None  # Feedback by query needs a tagger; by tags it does not
+    redis_wait_replicas: int = 1
+    redis_wait_timeout_ms: int = 500
+    watch_deltas: bool = True
+
+    @property
+    def redis_target(self) -> redis_url.RedisTarget:
+        return redis_url.parse(self.redis_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScorerSettings:
         e = _Env(env)
         url = e.str("REDIS_URL")
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+        try:
+            redis_url.parse(url)
+        except redis_url.RedisUrlError as err:
+            raise ConfigError(f"REDIS_URL {err}") from None
         tagger = e.str("FEEDBACK_TAGGER_ADDR", "-")
         return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))),
-                   tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger))
+                   tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger),
+                   redis_wait_replicas=e.int("TAGROUTER_REDIS_WAIT_REPLICAS", 1, 0, 16),
+                   redis_wait_timeout_ms=e.int("TAGROUTER_REDIS_WAIT_TIMEOUT_MS", 500, 1, 1500),
+                   watch_deltas=e.bool("TAGROUTER_WATCH_DELTAS", True))
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
     tagger = None
     if settings.tagger_addr:
         tagger = tagger_pb2_grpc.TaggerServiceStub(open_channel(settings.tagger_addr))
-    servicer = ScorerServicer(WeightStore.from_url(settings.redis_url), settings.weights_file, tagger)
+    store = WeightStore.from_url(settings.redis_url, settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
+    servicer = ScorerServicer(store, settings.weights_file, tagger, watch_deltas=settings.watch_deltas)
     return ServiceSpec(SERVICE_NAME, servicer, scorer_pb2_grpc.add_ScorerServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop, end_streams=servicer.end_watches)

@@ -54,12 +54,12 @@ class Pool:
 
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
-    def __init__(self, store: WeightStore, weights_file: Path | None, tagger=None):
+    def __init__(self, store: WeightStore, weights_file: Path | None, tagger=None, watch_deltas: bool = True):
         self.store = store
         self.weights_file = weights_file
         self.tagger = tagger  # a TaggerService stub, for Feedback by query; None when not configured
         self._pool: Pool | None = None
-        self._broadcast = WeightsBroadcast(store)
+        self._broadcast = WeightsBroadcast(store, deltas=watch_deltas)
 
     async def start(self) -> None:
         """Ready once Redis answers and holds weights (the starter file is loaded if it holds none)."""

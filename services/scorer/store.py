@@ -1,25 +1,18 @@
 """The Redis key schema and every Redis operation of the scorer: the one place for both.
 
-Keys (version = "<weights version>.<load sequence>"):
-    tagrouter:active                       string: the version Score reads
-    tagrouter:seq                          counter: load sequence
-    tagrouter:w:<version>:meta             hash: models (JSON), params (JSON), calibration (JSON or empty),
-                                           provenance, feedback (count)
-    tagrouter:w:<version>:tags             set: tag names of that version
-    tagrouter:w:<version>:tag:<tag>        hash: "<model>|<field>" -> count
-    tagrouter:feedback:<id>                string: a Feedback id already counted (kept 7 days)
-    tagrouter:generation                   counter: +1 at every load and every counted feedback
+The key scheme and the Lua scripts are services/scorer/keys.py (hash-tagged for Redis Cluster);
+the client, for one server, Sentinel or Cluster, comes from services/scorer/connection.py.
 
 A load writes a new version beside the active one and switches `tagrouter:active` only once
 every key is written, so a load that fails half-way leaves the previous weights serving; the
-switch is one MULTI/EXEC, made only if the caller still waits for it (`load(still_wanted=)`).
+switch is one script call, made only if the caller still waits for it (`load(still_wanted=)`).
 Every number is checked before it is written (tagrouter/core/limits.py) and again when read:
 a stored count that is not a finite number in range is dropped from what Score and the
 watchers see (and logged), so it cannot reach a router.
 Score reads the active version and all of a query's tag hashes in one script call: one
 round trip, and never a mix of two versions. Feedback adds one judged outcome to the active
 version's hashes in one script call too: no reader ever sees half of it. Both bump
-`tagrouter:generation` in the same step, so a watcher that reads (active, generation) knows
+the generation in the same step, so a watcher that reads (active, generation) knows
 whether the weights it copied are still current (WatchWeights).
 """
 from __future__ import annotations
@@ -29,9 +22,24 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict
 
-import redis.asyncio as aioredis
-
 from services.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from services.common.redis_url import parse as parse_redis_url
+from services.scorer import connection
+from services.scorer.keys import (
+    ACTIVE_KEY,
+    CHANGES,
+    FEEDBACK,
+    GENERATION_KEY,
+    READ_TAGS,
+    SEQ_KEY,
+    SWITCH,
+    changed_key,
+    count_field,
+    meta_key,
+    tag_key,
+    tags_key,
+)
+from services.scorer.replication import Replication
 from tagrouter.core import limits
 from tagrouter.core.operating import Calibration
 from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
@@ -39,131 +47,9 @@ from tagrouter.core.weights import ModelPrice, Weights, WeightsError, estimated_
 
 log = logging.getLogger(__name__)
 
-PREFIX = "tagrouter"
-ACTIVE_KEY = f"{PREFIX}:active"
-SEQ_KEY = f"{PREFIX}:seq"
-GENERATION_KEY = f"{PREFIX}:generation"
 WRITE_CHUNK = 500  # hashes per pipeline when loading
 
 
-def version_prefix(version: str) -> str:
-    return f"{PREFIX}:w:{version}"
-
-
-def meta_key(version: str) -> str:
-    return f"{version_prefix(version)}:meta"
-
-
-def tags_key(version: str) -> str:
-    return f"{version_prefix(version)}:tags"
-
-
-def tag_key(version: str, tag: str) -> str:
-    return f"{version_prefix(version)}:tag:{tag}"
-
-
-def count_field(model: str, name: str) -> str:
-    return f"{model}|{name}"
-
-
-# KEYS: none (the keys depend on the active version, read inside). ARGV: tag names.
-# Returns {version, hash1, hash2, ...} with each hash as a flat field/value list.
-_READ_TAGS = """
-local version = redis.call('GET', 'tagrouter:active')
-if not version then return {false} end
-local out = {version}
-for i, tag in ipairs(ARGV) do
-  out[i + 1] = redis.call('HGETALL', 'tagrouter:w:' .. version .. ':tag:' .. tag)
-end
-return out
-"""
-
-
-# One judged outcome counted into the active version, all or nothing. A script runs atomically,
-# but Redis keeps the writes made before a script error: so this one reads and checks
-# everything first (stored counts finite, the sums within the limits, the vocabulary's growth)
-# and only then writes, with commands that cannot fail. KEYS: none (the version is read inside).
-# ARGV: model, outcome field, output tokens ('' = the cell's mean length), feedback id ('' =
-# none), then tag names. Returns {version, 1, 0} when counted, {version, 1, 1} when that id was
-# counted before (a retry: nothing is added), {version, 0} when the model is not in the pool,
-# {version, 1, 0, reason, detail} when refused (nothing written), {false} when nothing is loaded.
-_FEEDBACK = (
-    f"local MAX_OUTPUT, CELL_BYTES = {limits.MAX_OUTPUT_TOKENS!r}, {limits.CELL_BYTES!r}\n"
-    f"local MAX_COUNT, MAX_TOKENS = {limits.MAX_COUNT!r}, {limits.MAX_TOTAL_OUTPUT_TOKENS!r}\n"
-    f"local MAX_NEW_TAGS, MAX_TAGS = {limits.MAX_NEW_TAGS_PER_FEEDBACK!r}, {limits.MAX_TAGS_TOTAL!r}\n"
-    f"local MAX_BYTES = {limits.MAX_WEIGHTS_BYTES!r}\n") + """
-local version = redis.call('GET', 'tagrouter:active')
-if not version then return {false} end
-local base = 'tagrouter:w:' .. version
-local model = ARGV[1]
-local models = cjson.decode(redis.call('HGET', base .. ':meta', 'models') or '[]')
-local known = false
-for _, m in ipairs(models) do
-  if m.name == model then known = true end
-end
-if not known then return {version, 0} end
-local id_key = 'tagrouter:feedback:' .. ARGV[4]
-if ARGV[4] ~= '' and redis.call('EXISTS', id_key) == 1 then return {version, 1, 1} end
-local function finite(x) return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge end
-local given = nil
-if ARGV[3] ~= '' then
-  given = tonumber(ARGV[3])
-  if not finite(given) or given < 0 or given > MAX_OUTPUT then return {version, 1, 0, 'length', ARGV[3]} end
-end
-local column = ({win = 1, tie = 2, loss = 3})[ARGV[2]]
-local fields = {model .. '|win', model .. '|tie', model .. '|loss', model .. '|answers', model .. '|output_tokens'}
-local plan, new_tags, new_bytes = {}, {}, 0
-for i = 5, #ARGV do
-  local tag = ARGV[i]
-  local key = base .. ':tag:' .. tag
-  local stored = redis.call('HMGET', key, unpack(fields))
-  local row, fresh = {}, true
-  for j = 1, 5 do
-    local v = 0
-    if stored[j] then
-      fresh = false
-      v = tonumber(stored[j])
-      if not finite(v) or v < 0 then return {version, 1, 0, 'corrupt', tag} end
-    end
-    row[j] = v
-  end
-  if fresh then new_bytes = new_bytes + #tag + #model + CELL_BYTES end
-  if redis.call('SISMEMBER', base .. ':tags', tag) == 0 then new_tags[#new_tags + 1] = tag end
-  local length = given
-  if not length then
-    if row[4] > 0 then length = math.min(row[5] / row[4], MAX_OUTPUT) else length = 0 end
-  end
-  row[column] = row[column] + 1
-  row[4] = row[4] + 1
-  row[5] = row[5] + length
-  if row[column] > MAX_COUNT or row[4] > MAX_COUNT or row[5] > MAX_TOKENS then
-    return {version, 1, 0, 'full', tag}
-  end
-  plan[#plan + 1] = {key, row}
-end
-if #new_tags > MAX_NEW_TAGS then return {version, 1, 0, 'new_tags', tostring(#new_tags)} end
-if #new_tags > 0 then
-  local total = redis.call('SCARD', base .. ':tags') - redis.call('SISMEMBER', base .. ':tags', '*')
-  for _, tag in ipairs(new_tags) do if tag ~= '*' then total = total + 1 end end
-  if total > MAX_TAGS then return {version, 1, 0, 'tags_total', tostring(total)} end
-end
-if new_bytes > 0 then
-  local size = tonumber(redis.call('HGET', base .. ':meta', 'bytes') or '0') or 0
-  if size + new_bytes > MAX_BYTES then return {version, 1, 0, 'bytes', tostring(size + new_bytes)} end
-end
-if ARGV[4] ~= '' then redis.call('SET', id_key, version, 'EX', 604800) end
-for _, item in ipairs(plan) do
-  local row = item[2]
-  redis.call('HSET', item[1], fields[1], string.format('%.17g', row[1]), fields[2], string.format('%.17g', row[2]),
-             fields[3], string.format('%.17g', row[3]), fields[4], string.format('%.17g', row[4]),
-             fields[5], string.format('%.17g', row[5]))
-end
-if #new_tags > 0 then redis.call('SADD', base .. ':tags', unpack(new_tags)) end
-redis.call('HINCRBY', base .. ':meta', 'feedback', 1)
-if new_bytes > 0 then redis.call('HINCRBY', base .. ':meta', 'bytes', new_bytes) end
-redis.call('INCR', 'tagrouter:generation')
-return {version, 1, 0}
-"""
 _FIELD_POSITION = {name: i for i, name in enumerate(COUNT_FIELDS)}
 
 
@@ -210,15 +96,18 @@ class LoadAbandoned(Exception):
 class WeightStore:
     """Weights in Redis: load, read a query's tags, read back."""
 
-    def __init__(self, client: aioredis.Redis):
+    def __init__(self, client, replication: Replication | None = None):
         self.redis = client
-        self._read_tags = client.register_script(_READ_TAGS)
-        self._feedback = client.register_script(_FEEDBACK)
+        self._read_tags = client.register_script(READ_TAGS)
+        self._switch = client.register_script(SWITCH)
+        self._changes = client.register_script(CHANGES)
+        self.replication = replication or Replication(client, wanted=0)
 
     @classmethod
-    def from_url(cls, url: str) -> WeightStore:
-        return cls(aioredis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2,
-                                           socket_timeout=2, health_check_interval=10))
+    def from_url(cls, url: str, wait_replicas: int = 0, wait_timeout_ms: int = 500) -> WeightStore:
+        """A store on REDIS_URL (any of its three forms); Feedback waits for `wait_replicas` replicas."""
+        client = connection.connect(parse_redis_url(url))
+        return cls(client, Replication(client, wait_replicas, wait_timeout_ms))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -261,10 +150,7 @@ class WeightStore:
             })
             if still_wanted is not None and not still_wanted():
                 raise LoadAbandoned(f"version {version} was not activated: the caller gave up")
-            pipe = self.redis.pipeline(transaction=True)  # switch and announce in one step
-            pipe.getset(ACTIVE_KEY, version)
-            pipe.incr(GENERATION_KEY)
-            previous, _ = await pipe.execute()
+            previous = await self._switch(keys=[ACTIVE_KEY, GENERATION_KEY], args=[version])  # switch and announce
         except BaseException:
             await self._delete_version(version)
             raise
@@ -274,13 +160,13 @@ class WeightStore:
 
     async def _delete_version(self, version: str) -> None:
         tags = await self.redis.smembers(tags_key(version))
-        keys = [tag_key(version, t) for t in tags] + [tags_key(version), meta_key(version)]
+        keys = [tag_key(version, t) for t in tags] + [tags_key(version), meta_key(version), changed_key(version)]
         for start in range(0, len(keys), WRITE_CHUNK):
             await self.redis.unlink(*keys[start : start + WRITE_CHUNK])
 
     async def read_tags(self, tags: list[str]) -> tuple[str | None, list[dict[str, list[float]]]]:
         """(active version, counts of each tag) in one round trip; version None when nothing is loaded."""
-        reply = await self._read_tags(args=tags)
+        reply = await self._read_tags(keys=[ACTIVE_KEY], args=tags)
         if not reply or not reply[0]:
             return None, []
         return reply[0], [parse_tag_hash(flat) for flat in reply[1:]]
@@ -297,12 +183,34 @@ class WeightStore:
         if outcome not in ("win", "tie", "loss"):
             raise ValueError(f"outcome must be win, tie or loss, not {outcome!r}")
         length = "" if output_tokens is None else repr(float(limits.check_output_tokens(output_tokens)))
-        reply = await self._feedback(args=[model, outcome, length, feedback_id, *tags])
+        reply = await self.replication.run_durably(FEEDBACK, [ACTIVE_KEY, GENERATION_KEY],
+                                                   [model, outcome, length, feedback_id, *tags])
         if not reply or not reply[0]:
             return None, False, False
         if len(reply) > 3:
             raise _refusal(str(reply[3]), str(reply[4]))
         return reply[0], bool(int(reply[1])), len(reply) > 2 and bool(int(reply[2]))
+
+    async def changes(self, version: str, generation: int, most: int) -> tuple[str | None, int, list | None]:
+        """(active version, generation, changed cells) since (`version`, `generation`), read atomically.
+
+        The cells are (tag, model, counts in COUNT_FIELDS order); None instead of them when the
+        version is another or more than `most` cells changed (read the whole weights then). A cell
+        whose stored counts are not finite numbers within the limits comes with counts None."""
+        reply = await self._changes(keys=[ACTIVE_KEY, GENERATION_KEY], args=[version, generation, most])
+        if not reply or not reply[0]:
+            return None, 0, None
+        active, now = reply[0], int(reply[1])
+        if reply[2] != "delta":
+            return active, now, None
+        cells = []
+        for i in range(3, len(reply), 6):
+            tag, model = json.loads(reply[i])
+            values = reply[i + 1 : i + 6]
+            row = parse_tag_hash([x for name, v in zip(COUNT_FIELDS, values) if v is not None
+                                  for x in (count_field(model, name), v)]).get(model)
+            cells.append((tag, model, row))
+        return active, now, cells
 
     async def read_meta(self, version: str) -> tuple[list[ModelPrice], ScoringParams, str, Calibration | None] | None:
         """The version's models and parameters, checked as a load checks them; FailedPrecondition if they fail."""

@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+from services.scorer.keys import KEY_PATTERN
 from tests.conftest import REPO_ROOT, SUITES, TAGROUTER, needs_shared, service_env
 
 QUERY = "Write a Python function that reverses a linked list"
@@ -54,11 +55,11 @@ def test_fit_of_a_malformed_suite_names_the_problem_and_loads_nothing(stack, tmp
     suite.mkdir()
     (suite / "suite.json").write_text('{"name": "bad", "tie_margin": 0, "models": {"a": {}, "b": {}}, "splits": {}}')
     (suite / "outcomes.jsonl").write_text("")
-    before = sorted(clean_redis.scan_iter("tagrouter:*"))
+    before = sorted(clean_redis.scan_iter(KEY_PATTERN))
     out = tagrouter("fit", "--suite", str(suite), "--scorer", stack["scorer"].address)
     assert out.returncode == 2
     assert "suite.json" in out.stderr and "models.a.input_usd_per_mtok" in out.stderr
-    assert sorted(clean_redis.scan_iter("tagrouter:*")) == before
+    assert sorted(clean_redis.scan_iter(KEY_PATTERN)) == before
 
 
 def test_serving_never_imports_torch():

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.settings import DEFAULT_WEIGHTS_FILE
+from services.scorer.keys import KEY_PATTERN, PREFIX, SEQ_KEY, feedback_key
 from services.scorer.store import ACTIVE_KEY, meta_key, tag_key, tags_key
 from tagrouter.core import limits
 from tagrouter.core.weights import Weights
@@ -74,7 +75,7 @@ def stored_numbers(client) -> list[float]:
 def snapshot(client) -> dict:
     """Every tagrouter key and its value (the load sequence aside)."""
     read = {b"string": client.get, b"hash": client.hgetall, b"set": client.smembers}
-    return {k: read[client.type(k)](k) for k in client.scan_iter("tagrouter:*") if k != b"tagrouter:seq"}
+    return {k: read[client.type(k)](k) for k in client.scan_iter(KEY_PATTERN) if k.decode() != SEQ_KEY}
 
 
 # --- finding 1 -----------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def test_corrupt_stored_counts_poison_nothing_and_feedback_on_them_writes_nothin
     err = refused(lambda: feedback(stub, [TAG], feedback_id="fb-corrupt"))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "load the weights again" in err.details()
     assert snapshot(clean_redis) == before
-    assert not clean_redis.exists("tagrouter:feedback:fb-corrupt")
+    assert not clean_redis.exists(feedback_key("fb-corrupt"))
     stub.LoadWeights(scorer_pb2.LoadWeightsRequest(weights=Weights.load(DEFAULT_WEIGHTS_FILE).to_proto()), timeout=30)
     assert not feedback(stub, [TAG], feedback_id="fb-corrupt").duplicate  # repaired: counted now
 
@@ -193,7 +194,7 @@ def test_a_load_whose_caller_gave_up_is_never_activated(stub, clean_redis):
     while time.monotonic() < watch_until:
         assert clean_redis.get(ACTIVE_KEY) == active, "a load whose caller got DEADLINE_EXCEEDED became active"
         time.sleep(0.05)
-    versions = {k.decode().split(":")[2] for k in clean_redis.scan_iter("tagrouter:w:*:meta")}
+    versions = {k.decode().split(":")[2] for k in clean_redis.scan_iter(f"{PREFIX}:w:*:meta")}
     assert versions == {active.decode()}  # nothing of the abandoned version is left behind
     assert stub.ListModels(scorer_pb2.ListModelsRequest(), timeout=10).weights_version == active.decode()
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common.settings import DEFAULT_WEIGHTS_FILE
+from services.scorer.keys import KEY_PATTERN
 from services.scorer.store import ACTIVE_KEY, tag_key, tags_key
 from tagrouter.core.weights import Weights
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
@@ -48,7 +49,7 @@ def scorer(redis_url):
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter("tagrouter:*"):
+    for key in client.scan_iter(KEY_PATTERN):
         client.delete(key)
     proc = Process("scorer", service_env(redis_url))
     try:

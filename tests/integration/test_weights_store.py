@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from services.common.settings import DEFAULT_WEIGHTS_FILE
+from services.scorer.keys import PREFIX, version_prefix
 from services.scorer.store import ACTIVE_KEY, WeightStore
 from tagrouter.core.weights import Weights, WeightsError
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
@@ -46,7 +47,7 @@ def test_load_switches_versions_and_drops_the_old_one(clean_redis, redis_url):
 
     first, second, version, counts, back = run(scenario())
     assert first != second and version == second
-    assert not list(clean_redis.scan_iter(f"tagrouter:w:{first}:*"))
+    assert not list(clean_redis.scan_iter(f"{version_prefix(first)}:*"))
     assert counts["gpt4_1106_preview"] == starter().counts["*"]["gpt4_1106_preview"]
     assert back.counts == starter().counts
 
@@ -82,7 +83,7 @@ def test_scorer_rpc_refuses_bad_weights_and_keeps_serving_the_old(clean_redis, r
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "ghost" in err.value.details()
             assert clean_redis.get(ACTIVE_KEY) == active
-            keys = {k.decode() for k in clean_redis.scan_iter("tagrouter:w:*")}
+            keys = {k.decode() for k in clean_redis.scan_iter(f"{PREFIX}:w:*")}
             assert all(active.decode() in k for k in keys)  # nothing half-loaded beside it
             models = stub.ListModels(scorer_pb2.ListModelsRequest(), timeout=5)
             assert len(models.models) == 7
@@ -127,4 +128,4 @@ def test_a_load_that_fails_half_way_leaves_the_previous_weights_serving(clean_re
     active, doomed, version, prior = run(scenario())
     assert version == active
     assert prior["gemma-7b-it"] == base.counts["*"]["gemma-7b-it"]
-    assert not [k for k in clean_redis.scan_iter(f"tagrouter:w:{doomed}:*")]  # the half-load was removed
+    assert not [k for k in clean_redis.scan_iter(f"{version_prefix(doomed)}:*")]  # the half-load was removed
