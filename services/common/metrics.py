@@ -47,6 +47,9 @@ WEIGHTS_COPY_LAG = Histogram("tagrouter_weights_copy_lag_seconds",
                              "Upper bound of how late a change reached the router's copy (from the scorer's "
                              "last read of Redis without it to the copy's update; same-clock hosts)",
                              buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0))
+EXTPROC_REQUESTS = Counter("tagrouter_extproc_requests_total",
+                           "Requests seen by the router's Envoy external processor, by outcome: routed (an alias), "
+                           "passed (a pool model), rejected (400), failed (500)", ["outcome"])
 ROUTE_SESSIONS = Counter("tagrouter_route_sessions_total",
                          "Routes with a session_id, by result: new, kept, switched, unavailable (Redis failed)",
                          ["result"])

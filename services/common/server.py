@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import grpc
 import uvloop
@@ -48,6 +48,9 @@ class ServiceSpec:
     stop: Callable[[], Awaitable[None]] | None = None  # close resources after the drain
     # End long-lived streams as the drain begins, so they do not hold it for the whole grace period.
     end_streams: Callable[[], Awaitable[None]] | None = None
+    # Other servicers of the same process on ports of their own (the router's Envoy external
+    # processor): (spec, port); each gets this service's settings, TLS and metrics.
+    companions: list[tuple[ServiceSpec, int]] = field(default_factory=list)
 
 
 class RunningService:
@@ -142,6 +145,14 @@ def configure_logging(level: str) -> None:
         handler.addFilter(tracing.TraceIds())
 
 
+def with_companions(spec: ServiceSpec, settings: ServerSettings) -> list[RunningService]:
+    """The service and its companions. A companion's clients are proxies (Envoy: one address for
+    every request it forwards), so its streams per client address may take the whole stream limit."""
+    return [RunningService(spec, settings), *(
+        RunningService(companion, replace(settings, port=port, max_streams_per_peer=settings.max_streams))
+        for companion, port in spec.companions)]
+
+
 async def run_until_signalled(services: list[RunningService], on_ready: Callable[[], Awaitable[None]] | None = None) -> None:
     """Start the services in order, run until SIGTERM or SIGINT, stop them in reverse order.
 
@@ -195,7 +206,7 @@ def main(service: str, create: Callable[[Mapping[str, str]], ServiceSpec], argv:
 
         async def serve() -> None:
             # gRPC aio servers and channels belong to the loop they are made in: build them here.
-            await run_until_signalled([RunningService(create(env), settings)])
+            await run_until_signalled(with_companions(create(env), settings))
 
         try:
             run(serve())

@@ -20,6 +20,7 @@ DEFAULT_VOCAB_DIR = data.VOCABULARY_DIR
 DEFAULT_WEIGHTS_FILE = data.STARTER_WEIGHTS_FILE
 
 DEFAULT_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053, "gateway": 8080}
+DEFAULT_EXTPROC_PORT = 50054  # the router's Envoy external processor
 
 # name -> (services that read it, meaning). The README's configuration table is this table.
 ENVIRONMENT: dict[str, tuple[str, str]] = {
@@ -61,6 +62,8 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_DEFAULT_MODEL": ("router", "model answered when routing cannot decide (default gpt4_1106_preview)"),
     "TAGROUTER_COST_WEIGHT": ("router", "cost knob lambda when a request sets none; set, it overrides the weights' recommended operating point (default unset)"),
     "TAGROUTER_QUALITY_MARGIN": ("router", "quality margin theta toward the strongest model when a request sets none; set, it overrides the weights' recommended operating point (default unset)"),
+    "TAGROUTER_EXTPROC_PORT": ("router", "port of the Envoy external processor (envoy.service.ext_proc.v3), served by the router process with Route's TLS and health (default 50054; 0 turns it off)"),
+    "TAGROUTER_EXTPROC_ALIASES": ("router", "comma-separated model names that the external processor routes, rewriting the body's model (default auto); a pool model passes unchanged, any other name gets 400"),
     "TAGROUTER_SESSION_REDIS_URL": ("router", "Redis holding sticky sessions (session id -> the model that answered it last), shared by every replica, e.g. redis://:PASSWORD@host:6379/1 (default unset: session_id is ignored)"),
     "TAGROUTER_SESSION_MARGIN": ("router", "utility (score units) by which a session's new choice must beat the model that answered it last to switch (default 0.05)"),
     "TAGROUTER_SESSION_TTL_SECONDS": ("router", "how long a session is remembered after its last turn (default 3600)"),
@@ -305,6 +308,8 @@ class RouterSettings:
     session_redis_url: str | None = field(default=None, repr=False)  # may hold a password: never logged
     session_margin: float = 0.05
     session_ttl_s: int = 3600
+    extproc_port: int = DEFAULT_EXTPROC_PORT  # 0: no external processor
+    extproc_aliases: tuple[str, ...] = ("auto",)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -324,7 +329,16 @@ class RouterSettings:
             session_redis_url=_redis_url("TAGROUTER_SESSION_REDIS_URL", e.str("TAGROUTER_SESSION_REDIS_URL", "")),
             session_margin=e.float("TAGROUTER_SESSION_MARGIN", 0.05, 0.0, 1e6),
             session_ttl_s=e.int("TAGROUTER_SESSION_TTL_SECONDS", 3600, 1, 366 * 86400),
+            extproc_port=e.int("TAGROUTER_EXTPROC_PORT", DEFAULT_EXTPROC_PORT, 0, 65535),
+            extproc_aliases=_names("TAGROUTER_EXTPROC_ALIASES", e.str("TAGROUTER_EXTPROC_ALIASES", "auto")),
         )
+
+
+def _names(name: str, value: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if not names:
+        raise ConfigError(f"{name}={value!r} names no model")
+    return names
 
 
 @dataclass(frozen=True)

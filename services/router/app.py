@@ -1,9 +1,12 @@
-"""Wires the router service from its settings."""
+"""Wires the router service from its settings, with its Envoy external processor on a port of its own."""
 from collections.abc import Mapping
+
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 
 from services.common.security import channel_credentials
 from services.common.server import ServiceSpec
 from services.common.settings import RouterSettings
+from services.router import extproc
 from services.router.clients import Downstreams
 from services.router.servicer import RouterServicer
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
@@ -18,5 +21,15 @@ def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
     if settings.tls_ca_file is not None:
         credentials = channel_credentials(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
     servicer = RouterServicer(Downstreams(settings.tagger_addr, settings.scorer_addr, credentials), settings)
-    return ServiceSpec(SERVICE_NAME, servicer, router_pb2_grpc.add_RouterServiceServicer_to_server,
+    spec = ServiceSpec(SERVICE_NAME, servicer, router_pb2_grpc.add_RouterServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop)
+    if settings.extproc_port:
+        spec.companions.append((extproc_spec(servicer, settings), settings.extproc_port))
+    return spec
+
+
+def extproc_spec(servicer: RouterServicer, settings: RouterSettings) -> ServiceSpec:
+    """The external processor over `servicer`'s Route: SERVING once the router is (its health follows)."""
+    return ServiceSpec(extproc.SERVICE_NAME, extproc.ExternalProcessor(servicer, settings.extproc_aliases),
+                       external_processor_pb2_grpc.add_ExternalProcessorServicer_to_server,
+                       start=servicer.ready.wait)

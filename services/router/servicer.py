@@ -61,6 +61,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if settings.session_redis_url else None
         if self.sessions is None:
             log.info("no TAGROUTER_SESSION_REDIS_URL: Route ignores session_id (no sticky sessions)")
+        self.ready = asyncio.Event()  # set once start() is done: the ext_proc reports SERVING then
+
+    def pool(self) -> list[str]:
+        """The pool's model names as last seen (the weights copy, else past answers); empty before any."""
+        table = self.mirror.current() if self.mirror is not None else None
+        return list(table.names) if table is not None else list(self.known_models)
 
     async def start(self) -> None:
         """Ready once both downstreams have answered; Route works (degraded) before that."""
@@ -75,6 +81,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         if self.mirror is not None:
             # Briefly: without the copy, Route calls Score, which works too (e.g. an older scorer).
             await self.mirror.wait_current(MIRROR_WAIT_S)
+        self.ready.set()
 
     async def stop(self) -> None:
         if self.mirror is not None:

