@@ -17,7 +17,7 @@ from services.common import metrics
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "tagrouter:session:"
-TIMEOUT_S = 0.1  # each Redis call; Route does not wait longer than this for a session
+TIMEOUT_S = 0.25  # each Redis call; Route does not wait longer than this for a session
 
 
 def session_key(session_id: str) -> str:

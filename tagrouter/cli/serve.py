@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import threading
 from tagrouter.cli.common import fail
 from tagrouter.cli.route import call_route, print_route, route_request
 
-SERVE_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053}
+SERVE_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053, "gateway": 8080}
 
 
 def cmd_serve(args) -> int:
@@ -23,20 +24,25 @@ def cmd_serve(args) -> int:
         if args.service == "router":
             flags += [f for opt, v in (("--tagger-addr", args.tagger_addr), ("--scorer-addr", args.scorer_addr))
                       if v for f in (opt, v)]
+        if args.service == "gateway":
+            flags += [f for opt, v in (("--router", args.router), ("--upstreams", args.upstreams)) if v for f in (opt, v)]
         return subprocess.call([sys.executable, "-m", f"services.{args.service}", *flags])
     from tagrouter.stack import LocalStack
 
     ports = {"router": SERVE_PORTS["router"] if args.port is None else args.port,
-             "scorer": args.scorer_port, "tagger": args.tagger_port}
+             "scorer": args.scorer_port, "tagger": args.tagger_port, "gateway": args.gateway_port}
+    upstreams = args.upstreams or os.environ.get("TAGROUTER_UPSTREAMS", "").strip() or None
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     try:
-        with LocalStack(ports=ports, metrics=True) as stack:
+        with LocalStack(ports=ports, metrics=True, upstreams=upstreams) as stack:
             if args.sample:
                 _route_sample(stack, args.sample)
             if args.samples:
                 print_first_screen(stack.router)
+            if upstreams:
+                print(f"OpenAI-compatible gateway: {stack.gateway} (model \"auto\" routes)", flush=True)
             print("metrics: " + ", ".join(f"{n} {u}" for n, u in stack.metrics_urls.items()) + "\n", flush=True)
             while not stopping.is_set() and all(p.proc.poll() is None for p in stack.processes.values()):
                 stopping.wait(0.5)
@@ -98,7 +104,7 @@ def print_first_screen(address: str) -> None:
 
 def add_parsers(sub) -> None:
     serve = sub.add_parser("serve", help="run a service (or all three, with an embedded Redis if REDIS_URL is unset)")
-    serve.add_argument("service", choices=["tagger", "scorer", "router", "all"])
+    serve.add_argument("service", choices=["tagger", "scorer", "router", "gateway", "all"])
     serve.add_argument("--port", type=int, help="gRPC port (overrides TAGROUTER_PORT; the router's with `all`)")
     serve.add_argument("--tagger-addr", help="router: tagger host:port (overrides TAGGER_ADDR)")
     serve.add_argument("--scorer-addr", help="router: scorer host:port (overrides SCORER_ADDR)")
@@ -106,6 +112,11 @@ def add_parsers(sub) -> None:
                        help="with `all`: tagger port (0: any free port)")
     serve.add_argument("--scorer-port", type=int, default=SERVE_PORTS["scorer"],
                        help="with `all`: scorer port (0: any free port)")
+    serve.add_argument("--router", help="gateway: router host:port (overrides ROUTER_ADDR)")
+    serve.add_argument("--upstreams", help="gateway, or `all` to start the gateway too: JSON or YAML file, pool model "
+                       "-> base_url, model, api_key_env (overrides TAGROUTER_UPSTREAMS)")
+    serve.add_argument("--gateway-port", type=int, default=SERVE_PORTS["gateway"],
+                       help="with `all` and an upstreams file: the gateway's HTTP port (0: any free port)")
     serve.add_argument("--sample", help="with `all`: route this query once ready and print the answer")
     serve.add_argument("--samples", action="store_true",
                        help="with `all`: route five varied queries at three operating points once ready (make run)")

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import IO
 
 from tagrouter.stack.embedded_redis import EmbeddedRedis, die_with_parent, free_port
-from tagrouter.stack.health import wait_serving
+from tagrouter.stack.health import wait_ready_http, wait_serving
 
 SERVICES = ("tagger", "scorer", "router")
+GATEWAY = "gateway"  # the HTTP front door: started when the stack is given an upstreams file
 FULL_NAMES = {name: f"tagrouter.{name}.v1.{name.capitalize()}Service" for name in SERVICES}
 STOP_SECONDS = 15.0
 
@@ -30,8 +31,8 @@ class ServiceProcess:
 
     def __init__(self, service: str, env: Mapping[str, str], *args: str, port: int | None = None,
                  output: IO | int | None = subprocess.PIPE, cwd: Path | None = None):
-        if service not in SERVICES:
-            raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        if service not in (*SERVICES, GATEWAY):
+            raise ValueError(f"unknown service {service!r}; one of {', '.join((*SERVICES, GATEWAY))}")
         self.service = service
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -46,7 +47,10 @@ class ServiceProcess:
                                      stderr=subprocess.STDOUT if output is not None else None, text=True)
 
     def wait_serving(self, timeout: float = 120.0) -> None:
-        wait_serving(self.address, FULL_NAMES[self.service], timeout, (self.proc,))
+        if self.service == GATEWAY:
+            wait_ready_http(f"http://{self.address}/readyz", timeout, (self.proc,))
+        else:
+            wait_serving(self.address, FULL_NAMES[self.service], timeout, (self.proc,))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_SECONDS) -> int:
         if self.proc.poll() is None:
@@ -80,6 +84,7 @@ class LocalStack:
     quiet: bool = False
     feedback_by_query: bool = True  # the scorer may tag a Feedback's query through the tagger
     router_args: tuple[str, ...] = ()
+    upstreams: Path | None = None  # an upstreams file: start the gateway too (ports["gateway"], else a free port)
     start_timeout: float = 120.0
     processes: dict[str, ServiceProcess] = field(default_factory=dict, init=False)
     metrics_urls: dict[str, str] = field(default_factory=dict, init=False)
@@ -94,6 +99,11 @@ class LocalStack:
     def extproc(self) -> str:
         """The router's Envoy external processor (ports["extproc"] when given, else a free port)."""
         return f"127.0.0.1:{self.processes['router'].extproc_port}"
+
+    @property
+    def gateway(self) -> str:
+        """The gateway's base URL for OpenAI clients, e.g. http://127.0.0.1:8080/v1."""
+        return f"http://{self.processes[GATEWAY].address}/v1"
 
     @property
     def scorer(self) -> str:
@@ -119,6 +129,8 @@ class LocalStack:
             self.redis_url = env["REDIS_URL"] = self._exit.enter_context(EmbeddedRedis())
         ports = {name: self.ports.get(name) or free_port() for name in SERVICES}
         env.update(TAGGER_ADDR=f"127.0.0.1:{ports['tagger']}", SCORER_ADDR=f"127.0.0.1:{ports['scorer']}")
+        # Sticky sessions in the stack's Redis, unless the environment names another
+        env["TAGROUTER_SESSION_REDIS_URL"] = env.get("TAGROUTER_SESSION_REDIS_URL", "").strip() or self.redis_url
         if self.feedback_by_query:
             env["FEEDBACK_TAGGER_ADDR"] = env["TAGGER_ADDR"]
         if self.log_dir is not None:
@@ -137,16 +149,32 @@ class LocalStack:
                 own["TAGROUTER_EXTPROC_PORT"] = str(self.ports["extproc"])
             args = self.router_args if name == "router" else ()
             self.processes[name] = ServiceProcess(name, own, *args, port=ports[name], output=output)
+        if self.upstreams is not None:
+            self._start_gateway(env, ports["router"])
         if wait:
             self.wait_serving()
 
+    def _start_gateway(self, env: dict[str, str], router_port: int) -> None:
+        own = {**env, "ROUTER_ADDR": f"127.0.0.1:{router_port}", "TAGROUTER_UPSTREAMS": str(self.upstreams)}
+        if self.metrics:
+            own["TAGROUTER_METRICS_PORT"] = str(free_port())
+            self.metrics_urls[GATEWAY] = f"http://127.0.0.1:{own['TAGROUTER_METRICS_PORT']}/metrics"
+        if self.log_dir is not None:
+            output = self._exit.enter_context(open(Path(self.log_dir) / f"{GATEWAY}.log", "w"))
+        else:
+            output = subprocess.DEVNULL if self.quiet else None
+        self.processes[GATEWAY] = ServiceProcess(GATEWAY, own, port=self.ports.get(GATEWAY), output=output)
+
     def wait_serving(self) -> None:
-        """Until the router says SERVING (it waits for both downstreams); fails if a service exits."""
+        """Until the router says SERVING (it waits for both downstreams) and the gateway, when there is
+        one, is ready; fails if a service exits."""
         procs = tuple(p.proc for p in self.processes.values())
         wait_serving(self.router, FULL_NAMES["router"], self.start_timeout, procs)
+        if GATEWAY in self.processes:
+            wait_ready_http(f"http://{self.processes[GATEWAY].address}/readyz", self.start_timeout, procs)
 
     def _stop_processes(self) -> None:
-        for proc in reversed(list(self.processes.values())):  # router first: it drains its callers
+        for proc in reversed(list(self.processes.values())):  # gateway, then router: each drains its callers
             proc.stop()
 
     def stop(self) -> None:

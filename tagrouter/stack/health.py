@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+import urllib.request
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,3 +27,20 @@ def wait_serving(address: str, service: str = "", timeout: float = 30.0,
                 pass
             time.sleep(0.1)
     raise TimeoutError(f"{address} ({service or 'server'}) not SERVING after {timeout}s")
+
+
+def wait_ready_http(url: str, timeout: float = 30.0, processes: tuple[subprocess.Popen, ...] = ()) -> None:
+    """Blocks until GET `url` answers 200 (the gateway's /readyz); fails early if one of `processes` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in processes:
+            if p.poll() is not None:
+                raise RuntimeError(f"a service exited with code {p.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:  # refused, 503 (HTTPError), timed out
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout}s")

@@ -1,0 +1,185 @@
+"""The OpenAI-compatible front door: POST /v1/chat/completions and /v1/completions, GET /v1/models.
+
+A request whose `model` is an alias (default `auto`) is routed by the router over gRPC, among the
+pool models of the upstreams file; a pool model is forwarded as it is. Answers carry
+`x-tagrouter-model`, `x-tagrouter-estimated-cost-usd` (routed requests), `x-tagrouter-degraded`
+(and `x-tagrouter-degraded-reason`) and, with a session, `x-tagrouter-session-kept`.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.common import metrics
+from services.common.channels import open_channel
+from services.common.security import channel_credentials
+from services.common.settings import GatewaySettings
+from services.gateway import forward, upstreams
+from tagrouter.core import openai_request
+from tagrouter.core.limits import InvalidRequest
+from tagrouter.router.v1 import router_pb2, router_pb2_grpc
+
+log = logging.getLogger(__name__)
+ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
+
+
+class Gateway:
+    """The gateway's state: its upstreams, the router stub and the pooled upstream client."""
+
+    def __init__(self, settings: GatewaySettings):
+        self.settings = settings
+        self.upstreams = upstreams.load(settings.upstreams_file)
+        self.channel = self.router = self.http = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app):
+        credentials = channel_credentials(self.settings.tls_ca_file) if self.settings.tls_ca_file else None
+        self.channel = open_channel(self.settings.router_addr, credentials)
+        self.router = router_pb2_grpc.RouterServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.http = forward.client(self.settings.upstream_timeout_s)
+        log.info("gateway: router %s, pool %s, aliases %s", self.settings.router_addr,
+                 ", ".join(self.upstreams.pool), ", ".join(self.upstreams.aliases))
+        try:
+            yield
+        finally:
+            await self.http.aclose()
+            await self.channel.close()
+
+    async def chat_completions(self, request: Request) -> Response:
+        return await self._complete(request, "/chat/completions")
+
+    async def completions(self, request: Request) -> Response:
+        return await self._complete(request, "/completions")
+
+    async def models(self, request: Request) -> Response:
+        names = [*self.upstreams.aliases, *self.upstreams.pool]
+        return JSONResponse({"object": "list", "data": [{"id": n, "object": "model", "created": 0,
+                                                         "owned_by": "tagrouter"} for n in names]})
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness: the router answers SERVING (liveness is /healthz, always 200 while the loop runs)."""
+        try:
+            reply = await self.health.Check(health_pb2.HealthCheckRequest(service=ROUTER_SERVICE), timeout=1.0)
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.aio.AioRpcError:
+            serving = False
+        return JSONResponse({"ready": serving}, 200 if serving else 503)
+
+    async def _complete(self, request: Request, path: str) -> Response:
+        endpoint = path.removeprefix("/")
+        response, model = await self._answer(request, path)
+        metrics.GATEWAY_REQUESTS.labels(endpoint, model, str(response.status_code)).inc()
+        return response
+
+    async def _answer(self, request: Request, path: str) -> tuple[Response, str]:
+        try:
+            body = await read_body(request)
+            conversation = openai_request.parse(body, completions=path == "/completions")
+            check_fields(conversation.payload)
+        except InvalidRequest as err:
+            return forward.error(400, str(err), "invalid_request_error", param=param_of(str(err))), ""
+        requested = conversation.model
+        headers: dict[str, str] = {"x-tagrouter-model": requested, "x-tagrouter-degraded": "false"}
+        if requested in self.upstreams.aliases:
+            try:
+                routed = await self._route(request, conversation)
+            except InvalidRequest as err:
+                return forward.error(400, str(err), "invalid_request_error", param=param_of(str(err))), ""
+            model, headers = routed
+        elif requested in self.upstreams.models:
+            model = requested
+        else:
+            names = ", ".join([*self.upstreams.aliases, *self.upstreams.pool])
+            return forward.error(404, f"The model '{requested}' does not exist; use one of {names}",
+                                 "invalid_request_error", param="model", code="model_not_found"), requested
+        upstream = self.upstreams.models[model]
+        return await forward.forward(self.http, path, model, upstream, conversation.payload, headers), model
+
+    async def _route(self, request: Request, conversation) -> tuple[str, dict[str, str]]:
+        """Route through the router; when it cannot answer, the default model, degraded."""
+        route = router_pb2.RouteRequest(query=conversation.query(), candidate_models=self.upstreams.pool,
+                                        session_id=openai_request.session_id(request.headers.get("x-session-id"),
+                                                                             conversation))
+        if (value := request.headers.get("x-tagrouter-cost-weight")) is not None:
+            route.cost_weight = header_number("x-tagrouter-cost-weight", value)
+        try:
+            reply = await self.router.Route(route, timeout=self.settings.route_timeout_s)
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidRequest(err.details()) from None
+            model = self.upstreams.default_model
+            log.warning("Route failed (%s): answering with %s", err.code().name, model)
+            return model, {"x-tagrouter-model": model, "x-tagrouter-degraded": "true",
+                           "x-tagrouter-degraded-reason": f"router unavailable ({err.code().name})"}
+        headers = {"x-tagrouter-model": reply.model, "x-tagrouter-estimated-cost-usd": f"{reply.estimated_cost_usd:.8f}",
+                   "x-tagrouter-degraded": "true" if reply.degraded else "false"}
+        if reply.degraded:
+            headers["x-tagrouter-degraded-reason"] = reply.degraded_reason
+        if route.session_id:
+            headers["x-tagrouter-session-kept"] = "true" if reply.session_kept else "false"
+        return reply.model, headers
+
+
+async def read_body(request: Request) -> bytes:
+    """The request body, refused past openai_request.MAX_BODY_BYTES without reading it all."""
+    limit = openai_request.MAX_BODY_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise InvalidRequest(f"the request body has {declared} bytes, at most {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise InvalidRequest(f"the request body has more than {limit} bytes")
+    return bytes(body)
+
+
+def check_fields(payload: dict) -> None:
+    """The fields the gateway itself reads, beyond what openai_request checks."""
+    if not isinstance(payload.get("stream", False), bool):
+        raise InvalidRequest("'stream' must be true or false")
+    if not isinstance(payload.get("user", ""), str):
+        raise InvalidRequest("'user' must be a string")
+    if not isinstance(payload.get("stream_options") or {}, dict):
+        raise InvalidRequest("'stream_options' must be an object")
+
+
+def header_number(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise InvalidRequest(f"header {name} must be a finite number >= 0, not {value!r}")
+    return number
+
+
+def param_of(message: str) -> str | None:
+    """The field an InvalidRequest message names first ('model', messages[2], session_id...)."""
+    for token in message.replace("'", " ").replace(":", " ").split():
+        if token.split("[")[0] in ("model", "messages", "prompt", "stream", "user", "stream_options",
+                                   "session_id", "query", "x-tagrouter-cost-weight"):
+            return token.rstrip(".,")
+    return None
+
+
+def create(settings: GatewaySettings) -> Starlette:
+    gateway = Gateway(settings)
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", gateway.chat_completions, methods=["POST"]),
+        Route("/v1/completions", gateway.completions, methods=["POST"]),
+        Route("/v1/models", gateway.models, methods=["GET"]),
+        Route("/healthz", lambda request: JSONResponse({"live": True}), methods=["GET"]),
+        Route("/readyz", gateway.ready, methods=["GET"]),
+    ], lifespan=gateway.lifespan)
+    app.state.gateway = gateway
+    return app
