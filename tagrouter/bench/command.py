@@ -55,6 +55,11 @@ def run(args) -> int:
     """`tagrouter bench` with the CLI's argparse namespace; 1 with --check when a target is not met."""
     if args.ghz_config:
         return run_ghz(args)
+    if args.extproc_overhead:
+        from tagrouter.bench.extproc_overhead import run_extproc_overhead
+
+        prompts, _ = load_prompts(prompts_dir(args.shared))
+        return run_extproc_overhead(args, prompts)
     if args.tracing_overhead:
         from tagrouter.bench.tracing_overhead import run_tracing_overhead
 

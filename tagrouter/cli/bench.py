@@ -30,6 +30,9 @@ def add_parsers(sub) -> None:
     bench.add_argument("--ghz-total", type=int, help="with --ghz-config: at most this many requests per scenario")
     bench.add_argument("--tracing-overhead", action="store_true",
                        help="Route p50 with tracing off against a 1%% sampler exporting to an OTLP receiver")
+    bench.add_argument("--extproc-overhead", action="store_true",
+                       help="latency the router's Envoy external processor adds: a real Envoy with the filter "
+                            "against Envoy straight to a local upstream, and Route's own p50, in one run")
     bench.add_argument("--check", action="store_true", help="exit 1 when a target of issue 5 is not met")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)

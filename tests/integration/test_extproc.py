@@ -2,7 +2,7 @@
 
 Envoy on loopback with the configuration of docs/ENVOY.md: the ext_proc filter to the router
 process of a real three-process stack, one route per pool model on `x-tagrouter-model`, each to
-its own local OpenAI-compatible upstream (tests/fake_upstream.py). Only the upstream LLMs are fakes.
+its own local OpenAI-compatible upstream (tagrouter/stack/fake_upstream.py). Only the upstream LLMs are fakes.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import pytest
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tagrouter.stack.embedded_redis import free_port
 from tagrouter.stack.envoy import Envoy, Listener, envoy_binary
+from tagrouter.stack.fake_upstream import FakeUpstream
 from tests.conftest import Process, service_env, wait_serving
-from tests.fake_upstream import FakeUpstream
 
 ENVOY = envoy_binary()
 pytestmark = pytest.mark.skipif(ENVOY is None, reason="no envoy binary: `make envoy-tools` installs it into "

@@ -6,7 +6,9 @@ and flushed one by one `chunk_delay_s` apart. Every answer names the model that 
 ("served by MODEL") and fills `usage` (in the last chunk when `stream_options.include_usage`).
 Faults for a model: `up.fail[model] = 500` answers that status with an OpenAI error body;
 `up.delay[model] = seconds` waits before answering (bounded by `MAX_DELAY_S`). `up.requests`
-records (path, headers, body) of every request. Only the standard library: Envoy tests may use it.
+records (path, headers, body) of every request. Only the standard library. It lives beside the
+launcher because `tagrouter bench --extproc-overhead` serves from it too; tests import it from here
+(or through tests/fake_upstream.py).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ def usage_of(body: dict) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall between them
     server: _Server
 
     def log_message(self, *args) -> None:  # quiet
@@ -161,7 +164,7 @@ class FakeUpstream:
         self.stop()
 
 
-if __name__ == "__main__":  # `python -m tests.fake_upstream`: serve until Ctrl-C, for trying the gateway by hand
+if __name__ == "__main__":  # `python -m tagrouter.stack.fake_upstream`: serve until Ctrl-C, for trying the gateway by hand
     with FakeUpstream() as upstream:
         print(upstream.base_url, flush=True)
         try:
