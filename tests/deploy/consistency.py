@@ -193,6 +193,10 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
                         problems.append(f"Service {service['metadata']['name']}: grpc targets {p.get('targetPort')}")
         if svc == "router":
             workloads["router-settings"] = own
+            extproc = _port(container, "extproc")
+            if extproc != (own.extproc_port or None):
+                problems.append(f"{where}: container port extproc is {extproc}, the external processor listens on "
+                                f"{own.extproc_port or 'no port (TAGROUTER_EXTPROC_PORT=0)'}")
         if svc == "scorer":
             workloads["scorer-settings"] = own
 

@@ -98,3 +98,17 @@ def validate(docs: list[dict], versions=KUBE_VERSIONS) -> list[str]:
             except kubernetes_validate.SchemaNotFoundError as err:
                 errors.append(f"{name_of(doc)}: {err.message}")
     return errors
+
+
+def overlay_with(tmp_path: Path, *components: str, overlay: str = "dev") -> list[dict]:
+    """An overlay with `components` added, as a user adds them (generated names resolve only within
+    one kustomization), rendered from a copy of deploy/k8s under tmp_path."""
+    import shutil
+
+    shutil.copytree(K8S, tmp_path / "k8s", dirs_exist_ok=True)
+    folder = tmp_path / "k8s" / "overlays" / overlay
+    text = (folder / "kustomization.yaml").read_text()
+    assert "components:\n" in text
+    added = "".join(f"  - ../../components/{c}\n" for c in components)
+    (folder / "kustomization.yaml").write_text(text.replace("components:\n", "components:\n" + added, 1))
+    return kustomize(folder)
