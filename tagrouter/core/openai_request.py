@@ -68,10 +68,10 @@ def parse(body: bytes, completions: bool = False) -> Conversation:
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required and must be a non-empty string")
     turns = _prompts(payload) if completions else _user_turns(payload)
-    if not turns or not any(text.strip() for _, text in turns):
+    users = [i for i, (role, text) in enumerate(turns) if role == "user" and text.strip()]
+    if not users:
         what = "'prompt'" if completions else "'messages' with a user message"
         raise InvalidRequest(f"nothing to route on: the body needs {what} with text")
-    users = [i for i, (role, text) in enumerate(turns) if role == "user" and text.strip()]
     last = users[-1]
     return Conversation(payload, model, turns[last][1], tuple(t for _, t in turns[:last] if t.strip()),
                         turns[users[0]][1])

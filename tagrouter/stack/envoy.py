@@ -44,9 +44,10 @@ class Listener:
     failure_mode_allow: bool = False  # router unreachable: pass the request on (True) or answer 500
     fallback: int | None = None  # with failure_mode_allow: where a request without x-tagrouter-model goes
     message_timeout_s: float = 1.0
+    extproc_tls: tuple[str, str, str] | None = None  # (CA, client certificate, key): call the router over mTLS
 
 
-def _cluster(name: str, port: int, http2: bool = False) -> dict:
+def _cluster(name: str, port: int, http2: bool = False, tls: tuple[str, str, str] | None = None) -> dict:
     cluster = {"name": name, "type": "STATIC", "connect_timeout": "0.25s",
                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
                    "socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
@@ -54,6 +55,13 @@ def _cluster(name: str, port: int, http2: bool = False) -> dict:
         cluster["typed_extension_protocol_options"] = {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
             "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
             "explicit_http_config": {"http2_protocol_options": {}}}}
+    if tls is not None:
+        ca, cert, key = tls
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "common_tls_context": {
+                "tls_certificates": [{"certificate_chain": {"filename": cert}, "private_key": {"filename": key}}],
+                "validation_context": {"trusted_ca": {"filename": ca}}}}}
     return cluster
 
 
@@ -92,7 +100,8 @@ def envoy_config(listeners: list[Listener], admin_port: int) -> dict:
         prefix = f"l{n}"
         filters = []
         if listener.extproc is not None:
-            clusters.append(_cluster(f"{prefix}_extproc", int(listener.extproc.rsplit(":", 1)[1]), http2=True))
+            clusters.append(_cluster(f"{prefix}_extproc", int(listener.extproc.rsplit(":", 1)[1]), http2=True,
+                                     tls=listener.extproc_tls))
             filters.append(ext_proc_filter(f"{prefix}_extproc", listener.failure_mode_allow, listener.message_timeout_s))
             clusters += [_cluster(f"{prefix}_{i}", listener.upstreams[m]) for i, m in enumerate(sorted(listener.upstreams))]
             if listener.fallback is not None:

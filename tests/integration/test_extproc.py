@@ -11,6 +11,7 @@ import http.client
 import json
 import signal
 import time
+import urllib.request
 
 import grpc
 import pytest
@@ -20,6 +21,7 @@ from tagrouter.stack.embedded_redis import free_port
 from tagrouter.stack.envoy import Envoy, Listener, envoy_binary
 from tagrouter.stack.fake_upstream import FakeUpstream
 from tests.conftest import Process, service_env, wait_serving
+from tests.integration.test_security import make_pki
 
 ENVOY = envoy_binary()
 pytestmark = pytest.mark.skipif(ENVOY is None, reason="no envoy binary: `make envoy-tools` installs it into "
@@ -163,7 +165,9 @@ def test_streaming_arrives_chunk_by_chunk(envoy, upstreams, pool):
 
 
 def test_with_the_router_killed_envoys_failure_mode_applies(stack, upstreams, pool, redis_url):
-    env = service_env(redis_url, TAGGER_ADDR=stack["tagger"].address, SCORER_ADDR=stack["scorer"].address)
+    # a tagger deadline no call can meet: Route's degraded mode, seen through the ext_proc's headers
+    env = service_env(redis_url, TAGGER_ADDR=stack["tagger"].address, SCORER_ADDR=stack["scorer"].address,
+                      TAGROUTER_TAGGER_TIMEOUT_MS="1")
     router = Process("router", env)
     try:
         wait_serving(router.address, "tagrouter.router.v1.RouterService", 60, (router.proc,))
@@ -175,9 +179,11 @@ def test_with_the_router_killed_envoys_failure_mode_applies(stack, upstreams, po
                          fallback=ports[fallback])
         ask = {"model": "auto", "messages": [{"role": "user", "content": QUESTION}]}
         with Envoy(ENVOY, [closed, open_]):
-            for listener in (closed, open_):
-                status, head, _, _ = post(listener.port, CHAT, ask)
-                assert status == 200 and head["x-tagrouter-model"] in pool
+            for listener in (closed, open_):  # a new query: the tagger's cache would answer in time
+                fresh = {"model": "auto", "messages": [{"role": "user", "content": f"{QUESTION} ({listener.port})"}]}
+                status, head, _, _ = post(listener.port, CHAT, fresh)
+                assert status == 200 and head["x-tagrouter-model"] in pool and head["x-tagrouter-degraded"] == "true"
+                assert head["x-tagrouter-degraded-reason"].startswith("tagger unavailable")
             router.stop(signal.SIGKILL)
             # fail closed: Envoy answers 500 at once, nothing reaches an upstream
             before = served(upstreams)
@@ -187,5 +193,34 @@ def test_with_the_router_killed_envoys_failure_mode_applies(stack, upstreams, po
             status, head, answer, seconds = post(open_.port, CHAT, ask)
             assert status == 200 and seconds < 5 and "x-tagrouter-model" not in head
             assert upstreams[fallback].requests[-1][2] == ask and answer["model"] == "auto"
+    finally:
+        router.stop()
+
+
+def test_the_extproc_port_shares_the_routers_mutual_tls_and_metrics(stack, upstreams, pool, redis_url, tmp_path):
+    pki = make_pki(tmp_path)
+    metrics = free_port()
+    env = service_env(redis_url, TAGGER_ADDR=stack["tagger"].address, SCORER_ADDR=stack["scorer"].address,
+                      TAGROUTER_TLS_CERT_FILE=str(pki["server.pem"]), TAGROUTER_TLS_KEY_FILE=str(pki["server.key"]),
+                      TAGROUTER_TLS_CLIENT_CA_FILE=str(pki["ca.pem"]), TAGROUTER_METRICS_PORT=str(metrics))
+    router = Process("router", env)
+    try:
+        client = tuple(str(pki[n]) for n in ("ca.pem", "client.pem", "client.key"))
+        ports = {m: u.port for m, u in upstreams.items()}
+        extproc = f"127.0.0.1:{router.extproc_port}"
+        mutual = Listener(free_port(), extproc=extproc, upstreams=ports, extproc_tls=client)
+        plaintext = Listener(free_port(), extproc=extproc, upstreams=ports)
+        ask = {"model": "auto", "messages": [{"role": "user", "content": QUESTION}]}
+        with Envoy(ENVOY, [mutual, plaintext]):
+            status, deadline = 0, time.monotonic() + 60
+            while status != 200 and time.monotonic() < deadline:  # bounded: until the router is up
+                status, head, _, _ = post(mutual.port, CHAT, ask)
+                time.sleep(0.1 if status != 200 else 0)
+            assert status == 200 and head["x-tagrouter-model"] in pool
+            status, _, _, seconds = post(plaintext.port, CHAT, ask)  # no client certificate: refused
+            assert status == 500 and seconds < 5
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
+        assert 'tagrouter_extproc_requests_total{outcome="routed"}' in text
+        assert "tagrouter_routed_total{model=" in text  # Route's own metrics: the same code path
     finally:
         router.stop()
