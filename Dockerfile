@@ -60,7 +60,8 @@ RUN python -m compileall -q /app/tagrouter /app/services \
  && ! python -c "import tagrouter.offline" 2>/dev/null \
  && ! python -c "import torch" 2>/dev/null
 USER 10001:10001
-# gRPC ports: router 50051, scorer 50052, tagger 50053; metrics 9090 (see services/common/settings.py).
-EXPOSE 50051 50052 50053 9090
+# gRPC ports: router 50051 (and its Envoy external processor 50054), scorer 50052, tagger 50053;
+# metrics 9090 (see services/common/settings.py).
+EXPOSE 50051 50052 50053 50054 9090
 ENTRYPOINT ["python", "-m"]
 CMD ["services.router"]

@@ -12,7 +12,7 @@ import threading
 from tagrouter.cli.common import fail
 from tagrouter.cli.route import call_route, print_route, route_request
 
-SERVE_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053, "gateway": 8080}
+SERVE_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053, "gateway": 8080, "extproc": 50054}
 
 
 def cmd_serve(args) -> int:
@@ -29,7 +29,9 @@ def cmd_serve(args) -> int:
         return subprocess.call([sys.executable, "-m", f"services.{args.service}", *flags])
     from tagrouter.stack import LocalStack
 
+    # the router's Envoy external processor on its default port while the router is on its own
     ports = {"router": SERVE_PORTS["router"] if args.port is None else args.port,
+             "extproc": SERVE_PORTS["extproc"] if args.port is None else None,
              "scorer": args.scorer_port, "tagger": args.tagger_port, "gateway": args.gateway_port}
     upstreams = args.upstreams or os.environ.get("TAGROUTER_UPSTREAMS", "").strip() or None
     stopping = threading.Event()
