@@ -32,9 +32,16 @@ def envoy_config(docs: list[dict]) -> dict:
     return yaml.safe_load(cm["data"]["envoy.yaml"])
 
 
+def manager(config: dict) -> dict:
+    return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
 def filters(config: dict) -> dict[str, dict]:
-    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return {f["name"]: f["typed_config"] for f in manager["http_filters"]}
+    return {f["name"]: f["typed_config"] for f in manager(config)["http_filters"]}
+
+
+def route_list(config: dict) -> list[dict]:
+    return manager(config)["route_config"]["virtual_hosts"][0]["routes"]
 
 
 @pytest.mark.parametrize("tool", ["kustomize", "helm"])
@@ -60,9 +67,9 @@ def test_envoy_renders_validates_and_agrees_with_the_code(targets, tool):
     extproc = filters(config)["envoy.filters.http.ext_proc"]
     expected = ext_proc_filter("tagrouter_extproc", False, 1.0)["typed_config"]
     assert extproc["processing_mode"] == expected["processing_mode"]
-    assert extproc["failure_mode_allow"] is False and extproc["grpc_service"]["envoy_grpc"]["cluster_name"] == cluster["name"]
-    routes = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
-        "route_config"]["virtual_hosts"][0]["routes"]
+    assert extproc["failure_mode_allow"] is False
+    assert extproc["grpc_service"]["envoy_grpc"]["cluster_name"] == cluster["name"]
+    routes = route_list(config)
     assert all(r["match"]["headers"][0]["name"] == MODEL_HEADER for r in routes[:-1]) and len(routes) >= 3
     # Envoy itself: locked down, probed on its health-check path
     deployment = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("envoy"))
@@ -79,8 +86,7 @@ def test_the_chart_fails_open_to_a_fallback_model_only_of_the_pool():
                                 "--set", "envoy.fallbackModel=gpt4_1106_preview")
     config = envoy_config(docs)
     assert filters(config)["envoy.filters.http.ext_proc"]["failure_mode_allow"] is True
-    last = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
-        "route_config"]["virtual_hosts"][0]["routes"][-1]
+    last = route_list(config)[-1]
     assert last == {"match": {"prefix": "/"}, "route": {"cluster": "llm_0", "timeout": "300s"}}
     with pytest.raises(RuntimeError, match="not one of envoy.upstreams"):
         render.helm_template("dev", *HELM_ENVOY, "--set", "envoy.fallbackModel=nope")
