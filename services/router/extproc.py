@@ -7,7 +7,8 @@ headers on one stream. A body whose `model` is an alias (TAGROUTER_EXTPROC_ALIAS
 so Envoy's route for that model takes it. A body naming a pool model passes unchanged (only
 `x-tagrouter-model` is set, to route it); any other name, or a body that is not JSON, is answered
 at once with 400 and an OpenAI-style error. The response gets `x-tagrouter-model`,
-`x-tagrouter-estimated-cost-usd` and `x-tagrouter-degraded` (with `x-tagrouter-degraded-reason`).
+`x-tagrouter-estimated-cost-usd` and `x-tagrouter-degraded` (with `x-tagrouter-degraded-reason`;
+with a session, `x-tagrouter-session-kept`).
 Envoy's filter must use `request_body_mode: BUFFERED` (deploy/envoy/README in docs/ENVOY.md).
 """
 from __future__ import annotations
@@ -158,11 +159,7 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
             session_id=openai_request.session_id(exchange.headers.get(SESSION_HEADER), conversation))
         routed = await self.router.Route(request, NoDeadline())
         new_body = openai_request.with_model(conversation, routed.model)
-        exchange.answer = {MODEL_HEADER: routed.model,
-                           "x-tagrouter-estimated-cost-usd": f"{routed.estimated_cost_usd:.8f}",
-                           "x-tagrouter-degraded": "true" if routed.degraded else "false"}
-        if routed.degraded:
-            exchange.answer["x-tagrouter-degraded-reason"] = routed.degraded_reason
+        exchange.answer = openai_request.answer_headers(routed, bool(request.session_id))
         metrics.EXTPROC_REQUESTS.labels("routed").inc()
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=ep.CommonResponse(
             header_mutation=mutation({MODEL_HEADER: routed.model, "content-length": str(len(new_body))}),

@@ -115,6 +115,18 @@ def session_id(header: str | None, conversation: Conversation) -> str:
     return f"{user}:{hashlib.sha256(conversation.first_user.encode()).hexdigest()[:16]}"
 
 
+def answer_headers(route, session: bool) -> dict[str, str]:
+    """The x-tagrouter-* headers of an answer routed by `route` (a RouteResponse); with a session,
+    whether it kept its model."""
+    headers = {"x-tagrouter-model": route.model, "x-tagrouter-estimated-cost-usd": f"{route.estimated_cost_usd:.8f}",
+               "x-tagrouter-degraded": "true" if route.degraded else "false"}
+    if route.degraded:
+        headers["x-tagrouter-degraded-reason"] = route.degraded_reason
+    if session:
+        headers["x-tagrouter-session-kept"] = "true" if route.session_kept else "false"
+    return headers
+
+
 def error_body(message: str, error_type: str = "invalid_request_error", param: str | None = None,
                code: str | None = None) -> bytes:
     """An OpenAI-style error: {"error": {"message", "type", "param", "code"}}."""

@@ -15,6 +15,7 @@ import urllib.request
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tagrouter.stack.embedded_redis import free_port
@@ -97,6 +98,20 @@ def test_auto_is_routed_to_the_chosen_models_upstream_with_a_valid_body(envoy, u
                                    {"x-tagrouter-candidates": other, "x-tagrouter-cost-weight": "0"})
     assert status == 200 and head["x-tagrouter-model"] == other and answer["choices"][0]["text"] == f"served by {other}"
     assert upstreams[other].requests[-1][2] == {"model": other, "prompt": QUESTION}
+
+
+def test_a_session_keeps_its_model_and_the_processor_reports_serving(stack, envoy, pool):
+    turns = [{"role": "user", "content": QUESTION}]
+    status, head, _, _ = post(envoy, CHAT, {"model": "auto", "messages": turns}, {"x-session-id": "s-extproc-1"})
+    assert status == 200 and head["x-tagrouter-session-kept"] == "false"  # a new session
+    turns += [{"role": "assistant", "content": "def reverse(head): ..."}, {"role": "user", "content": "now commit it"}]
+    status, again, _, _ = post(envoy, CHAT, {"model": "auto", "messages": turns}, {"x-session-id": "s-extproc-1"})
+    assert status == 200 and again["x-tagrouter-model"] == head["x-tagrouter-model"]
+    assert again["x-tagrouter-session-kept"] == "true"
+    with grpc.insecure_channel(f"127.0.0.1:{stack['router'].extproc_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service="envoy.service.ext_proc.v3.ExternalProcessor"), timeout=5)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_a_pool_model_passes_untouched(envoy, upstreams, pool):

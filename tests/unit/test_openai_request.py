@@ -78,3 +78,15 @@ def test_session_id_from_the_header_else_user_and_first_message():
 def test_error_body_is_openai_shaped():
     assert json.loads(oa.error_body("bad", param="model")) == {
         "error": {"message": "bad", "type": "invalid_request_error", "param": "model", "code": None}}
+
+
+def test_answer_headers():
+    from tagrouter.router.v1 import router_pb2
+
+    plain = router_pb2.RouteResponse(model="m", estimated_cost_usd=0.00012)
+    assert oa.answer_headers(plain, session=False) == {
+        "x-tagrouter-model": "m", "x-tagrouter-estimated-cost-usd": "0.00012000", "x-tagrouter-degraded": "false"}
+    degraded = router_pb2.RouteResponse(model="m", degraded=True, degraded_reason="tagger unavailable (UNAVAILABLE)",
+                                        session_kept=True)
+    got = oa.answer_headers(degraded, session=True)
+    assert got["x-tagrouter-degraded-reason"].startswith("tagger") and got["x-tagrouter-session-kept"] == "true"
