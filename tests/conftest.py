@@ -28,6 +28,15 @@ TAGROUTER = [sys.executable, "-m", "tagrouter.cli"]
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "shared: needs ../shared/data (skipped where it is absent)")
+    config.addinivalue_line("markers", "redis_modes: runs against one Redis server, Sentinel and Cluster "
+                                       "(tests/integration/test_redis_modes.py; skipped, saying so, without the binaries)")
+
+
+def pytest_report_header(config):
+    from tagrouter.stack.redis_topologies import binaries_missing
+
+    missing = binaries_missing()
+    return f"redis modes: standalone, sentinel, cluster{'' if missing is None else f' (sentinel and cluster SKIPPED: {missing})'}"
 
 
 @pytest.fixture(scope="session")

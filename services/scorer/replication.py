@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 
 from services.common.errors import Unavailable
 from services.common.metrics import FEEDBACK_UNREPLICATED
-from services.scorer.connection import is_cluster
+from services.common.redis_client import is_cluster
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Replication:
         for attempt in (0, 1):  # once more after NOSCRIPT (a promoted replica has an empty script cache)
             sha = self._shas.get(script) or await self._load(script)
             pipe = self.client.pipeline(transaction=False)
-            pipe.evalsha(sha, len(keys), *keys, *args)
+            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)  # cluster pipelines block .evalsha()
             if target > 0:
                 kw = {"target_nodes": self.client.get_node_from_key(keys[0])} if is_cluster(self.client) else {}
                 pipe.execute_command("WAIT", target, self.timeout_ms, **kw)

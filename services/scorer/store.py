@@ -1,7 +1,7 @@
 """The Redis key schema and every Redis operation of the scorer: the one place for both.
 
 The key scheme and the Lua scripts are services/scorer/keys.py (hash-tagged for Redis Cluster);
-the client, for one server, Sentinel or Cluster, comes from services/scorer/connection.py.
+the client, for one server, Sentinel or Cluster, comes from services/common/redis_client.py.
 
 A load writes a new version beside the active one and switches `tagrouter:active` only once
 every key is written, so a load that fails half-way leaves the previous weights serving; the
@@ -22,9 +22,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict
 
+from services.common import redis_client as connection
 from services.common.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 from services.common.redis_url import parse as parse_redis_url
-from services.scorer import connection
 from services.scorer.keys import (
     ACTIVE_KEY,
     CHANGES,

@@ -36,7 +36,7 @@ from tagrouter.scorer.v1 import scorer_pb2
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.1
+POLL_SECONDS = 0.05
 HEARTBEAT_SECONDS = 1.0
 HISTORY = 16  # deltas kept for a watcher that fell behind; further behind, it gets the whole weights
 MAX_DELTA_CELLS = 20_000  # more changed cells than this since the last poll: read the whole weights

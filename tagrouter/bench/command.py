@@ -60,6 +60,10 @@ def run(args) -> int:
 
         prompts, _ = load_prompts(prompts_dir(args.shared))
         return run_extproc_overhead(args, prompts)
+    if args.weights_deltas:
+        from tagrouter.bench.weights_deltas import run_weights_deltas
+
+        return run_weights_deltas(args)
     if args.tracing_overhead:
         from tagrouter.bench.tracing_overhead import run_tracing_overhead
 

@@ -33,6 +33,12 @@ def add_parsers(sub) -> None:
     bench.add_argument("--extproc-overhead", action="store_true",
                        help="latency the router's Envoy external processor adds: a real Envoy with the filter "
                             "against Envoy straight to a local upstream, and Route's own p50, in one run")
+    bench.add_argument("--weights-deltas", action="store_true",
+                       help="the router's copy under a steady Feedback load on synthetic weights, with WatchWeights "
+                            "deltas and with whole resends in one run: Feedback/s, router CPU, copy lag p50/p99")
+    bench.add_argument("--feedback-rate", type=float, default=1000.0, help="with --weights-deltas: Feedback per second")
+    bench.add_argument("--tags", type=int, default=10_000, help="with --weights-deltas: synthetic tags (default 10000)")
+    bench.add_argument("--models", type=int, default=20, help="with --weights-deltas: synthetic models (default 20)")
     bench.add_argument("--check", action="store_true", help="exit 1 when a target of issue 5 is not met")
     bench.add_argument("--quiet", action="store_true")
     bench.set_defaults(func=cmd_bench)

@@ -1,13 +1,17 @@
 """A copy of the weights' counts as one array, kept current by changed cells (WatchWeights deltas).
 
 The router's copy (services/router/mirror.py) starts from the whole weights and then applies only
-the (tag, model) rows that changed; each update rebuilds the ScoringTable's statistics from the
-array with numpy (milliseconds for 10,000 tags x 20 models), never re-parsing the whole weights.
+the (tag, model) rows that changed, never re-parsing the whole weights. Every Feedback changes the
+`*` row, hence the prior, hence every tag's smoothed rate: so rather than recompute the statistics
+of all tags at each update, the copy's table computes them at scoring time for the query's own
+tags only (`scoring.score_query`, the scorer's Score rule; a tag's statistics depend only on its
+own counts and the `*` row, so the answer is the same). An update costs O(changed cells).
 A cell carries its row as it now stands, not an increment, so applying one twice is harmless.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -65,10 +69,25 @@ class CountsCopy:
         return applied
 
     def table(self) -> ScoringTable:
-        """The ScoringTable of the copy as it stands (built once per change)."""
+        """A ScoringTable that scores from the copy as it stands when it scores (one per change)."""
         if self._table is None:
-            stats = scoring.tag_statistics(np.concatenate([self._counts, np.zeros((1, *self._counts.shape[1:]))]),
-                                           self._all, [*self.tags, ""], self.params)
-            self._table = ScoringTable(self.version, self.models, self.params, dict(self._rows), stats,
-                                       self.calibration)
+            self._table = LiveTable(self.version, self.models, self.params, dict(self._rows), None,
+                                    self.calibration, counts=self._counts, all_counts=self._all)
         return self._table
+
+
+@dataclass(frozen=True)
+class LiveTable(ScoringTable):
+    """Scores from the copy's arrays. `apply` writes cells in place (a table held across an update
+    then sees the newer counts of the same version, which is harmless) and grows them by making new
+    arrays, with a new table whose `rows` know the new tags."""
+
+    counts: np.ndarray | None = field(default=None, repr=False)  # [T, M, 5]
+    all_counts: np.ndarray | None = field(default=None, repr=False)  # [M, 5]
+
+    def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
+        zero = np.zeros(self.counts.shape[1:])
+        rows = [self.rows.get(t) for t in tags]
+        sub = np.stack([zero if r is None else self.counts[r] for r in rows]) if rows else \
+            np.zeros((0, *self.counts.shape[1:]))
+        return scoring.score_query(sub, self.all_counts, confidence, tags, self.params)

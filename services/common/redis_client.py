@@ -1,4 +1,6 @@
-"""A redis-py asyncio client for REDIS_URL's target: one server, a Sentinel-managed primary, or a Cluster.
+"""A redis-py asyncio client for a Redis URL's target (services/common/redis_url.py): one server, a
+Sentinel-managed primary, or a Cluster. The scorer's REDIS_URL uses it; any other Redis setting
+of the three forms can too.
 
 Reconnection, failover and redirection are redis-py's: the Sentinel client asks the sentinels for
 the current primary whenever its connection fails, the Cluster client follows MOVED and ASK and
