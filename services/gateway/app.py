@@ -120,13 +120,7 @@ class Gateway:
             log.warning("Route failed (%s): answering with %s", err.code().name, model)
             return model, {"x-tagrouter-model": model, "x-tagrouter-degraded": "true",
                            "x-tagrouter-degraded-reason": f"router unavailable ({err.code().name})"}
-        headers = {"x-tagrouter-model": reply.model, "x-tagrouter-estimated-cost-usd": f"{reply.estimated_cost_usd:.8f}",
-                   "x-tagrouter-degraded": "true" if reply.degraded else "false"}
-        if reply.degraded:
-            headers["x-tagrouter-degraded-reason"] = reply.degraded_reason
-        if route.session_id:
-            headers["x-tagrouter-session-kept"] = "true" if reply.session_kept else "false"
-        return reply.model, headers
+        return reply.model, openai_request.answer_headers(reply, session=bool(route.session_id))
 
 
 async def read_body(request: Request) -> bytes:
