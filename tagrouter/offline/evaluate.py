@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagrouter.offline import headroom, report
+from tagrouter.offline import headroom, paired, report
 from tagrouter.offline import quality_metrics as metrics
 from tagrouter.offline.prepare import Prepared, list_prices, prepare, progress, singles_on
 from tagrouter.offline.routers import Router, default_routers
@@ -74,15 +74,24 @@ def document(prep: Prepared, results: list[RouterResult], parts: list[np.ndarray
         "setting": {}, "selection_auc": None, "settings_tried": 0}
     if len(suite.models) == 2:
         report.two_model_figures(doc, test_singles)
+    routings = {r.name: r.test.choices for r in results if r.test is not None}
+    if paired.SUBJECT in routings:  # TagRouter against every other router, on the same resamples
+        doc["paired_bootstrap"] = paired.compare(doc, routings | {paired.RANDOM: None}, prep.accept[test],
+                                                 suite.costs[test])
     return doc
 
 
 def must_show(doc: dict) -> dict:
-    """The issue's acceptance checks on one result document."""
+    """The acceptance checks on one result document: by the paired interval (issue 15), and the
+    point estimates of the earlier rounds."""
     routers = doc["routers"]
     tag = routers["tagrouter"]
     best = doc["single_models"][doc["best_single_model"]]
+    calls = {n: c["call"] for n, c in doc.get("paired_bootstrap", {}).get("against", {}).items()}
+    baselines = [n for n in calls if n != paired.RANDOM]
     return {
+        "not_behind_random_or_any_baseline": bool(calls) and all(c != "behind" for c in calls.values()),
+        "ahead_of_every_baseline": bool(baselines) and all(calls[n] == "ahead" for n in baselines),
         "auc_at_least_every_baseline": all(tag["auc"] >= r["auc"] - 1e-12 for n, r in routers.items() if n != "tagrouter"),
         "beats_best_single_model_at_no_more_cost": tag["best_ar"] > best["ar"] and tag["best_ar_cost_pct"] <= 100.0,
     }

@@ -75,4 +75,19 @@ def format_table(doc: dict) -> str:
                   f"gets right; the best of {h['predictors_tried']} orders predicted from the embeddings gains net "
                   f"+{h['best_gain_queries']} queries, the best of as many random orders +"
                   f"{h['random_orders_gain_queries']:.2f} on average."]
+    if "paired_bootstrap" in doc:
+        lines += ["", paired_line(doc["paired_bootstrap"])]
     return "\n".join(lines)
+
+
+def comparison(c: dict) -> str:
+    """`+0.0123 [-0.0030, +0.0290] level`: a difference, its interval and the call."""
+    low, high = c["interval"]
+    return f"{c['auc_difference']:+.4f} [{low:+.4f}, {high:+.4f}] {c['call']}"
+
+
+def paired_line(boot: dict) -> str:
+    """TagRouter against every router, in a sentence (the paired bootstrap of `paired`)."""
+    return (f"TagRouter's AUC minus each router's, with the {boot['confidence']:.0%} paired bootstrap interval over "
+            f"test queries ({boot['resamples']} resamples, the same for every router): "
+            + "; ".join(f"{n} {comparison(c)}" for n, c in boot["against"].items()) + ".")

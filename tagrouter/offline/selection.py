@@ -24,6 +24,16 @@ CV_FOLDS = 5
 
 
 @dataclass
+class TestRouting:
+    """The chosen setting on test: what the router predicted and chose there, kept so that the
+    paired bootstrap (`paired`) and `--export-predictions` use exactly the routings reported."""
+
+    scores: np.ndarray  # [T, M] predicted scores of the test queries
+    estimated_costs: np.ndarray  # [T, M]
+    choices: np.ndarray  # [K, T] model index per test query at each knob point, in the curve's order
+
+
+@dataclass
 class RouterResult:
     name: str
     setting: dict
@@ -32,6 +42,7 @@ class RouterResult:
     candidates: int = 0
     extra: dict = field(default_factory=dict)
     anchor: int | None = None  # the quality margin's anchor model (index), from train
+    test: TestRouting | None = None
 
 
 def cv_folds(prep: Prepared, folds: int = CV_FOLDS) -> list[np.ndarray]:
@@ -112,14 +123,18 @@ def choose(prep: Prepared, router: Router, cands, rows: np.ndarray, keep: list |
             if best is None or auc > best[1] + 1e-9:
                 best = ({**setting, "cost_scale_usd": scale}, auc, predicted, est, anchor)
     setting, auc, predicted, est, anchor = best
-    return RouterResult(router.name, setting, auc, test_points(prep, router, predicted, est, setting, anchor),
-                        tried, {"alternatives": alternatives(tried_settings)}, anchor)
+    points, routing = on_test(prep, router, predicted, est, setting, anchor)
+    return RouterResult(router.name, setting, auc, points, tried, {"alternatives": alternatives(tried_settings)},
+                        anchor, routing)
 
 
-def test_points(prep: Prepared, router: Router, predicted: np.ndarray, est: np.ndarray, setting: dict,
-                anchor: int | None) -> np.ndarray:
-    """The chosen setting's curve on test (reported, never used to choose)."""
-    return sweep(prep, prep.suite.rows("test"), predicted, est, setting["cost_scale_usd"], anchor, router.knob_path)
+def on_test(prep: Prepared, router: Router, predicted: np.ndarray, est: np.ndarray, setting: dict,
+            anchor: int | None) -> tuple[np.ndarray, TestRouting]:
+    """The chosen setting's curve on test and the routing behind it (reported, never used to choose)."""
+    suite, test = prep.suite, prep.suite.rows("test")
+    choices = knob.choices_on_path(predicted[test], est[test], setting["cost_scale_usd"], anchor, router.knob_path)
+    points = metrics.routed_points(choices, prep.accept[test], suite.scores[test], suite.costs[test])
+    return points, TestRouting(predicted[test].copy(), est[test].copy(), choices)
 
 
 def alternatives(tried: list[tuple[dict, float]]) -> dict:
@@ -184,4 +199,5 @@ def one_se_rule(prep: Prepared, router: Router, best: RouterResult, tried: list,
         return best
     setting, auc, p, c, a = chosen
     extra = dict(best.extra, one_se_rule={"best_setting": top_setting, "best_selection_auc": top_auc})
-    return RouterResult(best.name, setting, auc, test_points(prep, router, p, c, setting, a), best.candidates, extra, a)
+    points, routing = on_test(prep, router, p, c, setting, a)
+    return RouterResult(best.name, setting, auc, points, best.candidates, extra, a, routing)

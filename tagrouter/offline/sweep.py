@@ -140,6 +140,14 @@ def routed(accept: np.ndarray, quality: np.ndarray, true_costs: np.ndarray, pred
     `knob_path`: the quality margin toward `anchor` when one is given, then lambda), for queries
     with these accept [Q, M], quality [Q, M] and true costs [Q, M], from a router's predicted
     scores and estimated costs [Q, M]."""
+    choices = choices_on_path(predicted, estimated_costs, cost_scale_usd, anchor, path)
+    return metrics.routed_points(choices, accept, quality, true_costs)
+
+
+def choices_on_path(predicted: np.ndarray, estimated_costs: np.ndarray, cost_scale_usd: float = 0.0,
+                    anchor: int | None = None, path: KnobPath = knob_path) -> np.ndarray:
+    """[K, Q] the model chosen for each query at each knob point of `path`, in the path's order
+    (predictions only: the knob values are fixed before any outcome is looked at)."""
     s, c = predicted, estimated_costs
     margins, lambdas = path(s, c, cost_scale_usd, anchor)
     choices = np.empty((len(lambdas), len(s)), dtype=np.int64)  # [K, Q]
@@ -149,4 +157,4 @@ def routed(accept: np.ndarray, quality: np.ndarray, true_costs: np.ndarray, pred
                                              margins[on_margin, None, None], anchor)
     if (~on_margin).any():
         choices[~on_margin] = choices_along(s, c, lambdas[~on_margin], cost_scale_usd)
-    return metrics.routed_points(choices, accept, quality, true_costs)
+    return choices

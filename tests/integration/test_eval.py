@@ -51,6 +51,13 @@ def test_eval_reports_every_router_on_a_suite_it_has_never_seen(suite3, tmp_path
     assert (tmp_path / "c.png").stat().st_size > 10_000
     # random mixing of single models never beats their hull: a router with AUC under it learned nothing
     assert doc["routers"]["random"]["cost_to_match_pct"] == pytest.approx(100.0)
+    boot = doc["paired_bootstrap"]  # TagRouter against every other router, on the same resamples
+    assert boot["resamples"] == 1000 and set(boot["against"]) == {"knn", "mf", "forc", "random"}
+    for name, c in boot["against"].items():
+        low, high = c["interval"]
+        assert c["auc_difference"] == pytest.approx(doc["routers"]["tagrouter"]["auc"] - doc["routers"][name]["auc"])
+        assert low <= high and c["call"] == ("ahead" if low > 0 else "behind" if high < 0 else "level")
+    assert set(doc["must_show"]) >= {"not_behind_random_or_any_baseline", "ahead_of_every_baseline"}
 
 
 @needs_shared()

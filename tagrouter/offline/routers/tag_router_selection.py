@@ -7,6 +7,7 @@ rule keeps a smaller tag set than the best's, the first stage's grid again for t
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -100,14 +101,12 @@ def select(router: TagRouter, prep: Prepared, folds: list[np.ndarray]) -> TagRou
             grid = rewards_grid(tuple(kept["topics"]), **{k: kept[k] for k in LEVELS})
             third = selection.choose(prep, router, predicted(grid), rows)
             if third.selection_auc > simpler.selection_auc + 1e-9:
-                simpler = RouterResult(third.name, third.setting, third.selection_auc, third.test_points,
-                                       0, simpler.extra, third.anchor)
+                simpler = dataclasses.replace(third, candidates=0, extra=simpler.extra)
         result = simpler
-    result = RouterResult(result.name, result.setting, result.selection_auc, result.test_points,
-                          first.candidates + second.candidates + (third.candidates if third else 0),
-                          {"alternatives": merged_alternatives(first, second),
-                           **{k: v for k, v in result.extra.items() if k == "one_se_rule"}},
-                          result.anchor)
+    result = dataclasses.replace(
+        result, candidates=first.candidates + second.candidates + (third.candidates if third else 0),
+        extra={"alternatives": merged_alternatives(first, second),
+               **{k: v for k, v in result.extra.items() if k == "one_se_rule"}})
     granularity, params = parse_setting(result.setting)  # cost_scale_usd is a ScoringParams field too
     tags = router.suite_tags(prep)
     chosen = tags(granularity)
