@@ -17,7 +17,8 @@ def cmd_eval(args) -> int:
     if suite is None:
         return error
     try:
-        doc = evaluate.run(suite, configured_tagger(), args.out, args.plot, not args.quiet, started)
+        doc = evaluate.run(suite, configured_tagger(), args.out, args.plot, not args.quiet, started,
+                           args.export_predictions)
     except ValueError as err:
         return fail(str(err))
     if not args.quiet:
@@ -31,5 +32,7 @@ def add_parsers(sub) -> None:
     ev.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
     ev.add_argument("--out", required=True, type=Path, help="RESULT.json")
     ev.add_argument("--plot", type=Path, help="CURVE.png: AR against cost for every router and model")
+    ev.add_argument("--export-predictions", type=Path, metavar="FILE",
+                    help="JSON of every router's test scores, estimated costs and choices per knob point")
     ev.add_argument("--quiet", action="store_true", help="no progress bars, no table")
     ev.set_defaults(func=cmd_eval)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagrouter.offline import headroom, paired, report
+from tagrouter.offline import headroom, paired, predictions, report
 from tagrouter.offline import quality_metrics as metrics
 from tagrouter.offline.prepare import Prepared, list_prices, prepare, progress, singles_on
 from tagrouter.offline.routers import Router, default_routers
@@ -24,9 +24,9 @@ __all__ = ["CV_FOLDS", "evaluate", "must_show", "prepare", "run"]
 
 
 def evaluate(prep: Prepared, show_progress: bool = True, routers: list[Router] | None = None,
-             folds: int = CV_FOLDS) -> dict:
+             folds: int = CV_FOLDS, export: Path | None = None) -> dict:
     """The RESULT.json document for one prepared suite, with every router of `routers`
-    (default: the registry's)."""
+    (default: the registry's); with `export`, every router's test predictions written there too."""
     suite = prep.suite
     if len(suite.rows("valid")) == 0 or len(suite.rows("test")) == 0:
         raise ValueError(f"{suite.path}: splits 'valid' and 'test' must not be empty")
@@ -38,6 +38,8 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers: list[Router] |
         results.append(router.select(prep, parts))
         bar.update()
     bar.close()
+    if export is not None:
+        predictions.write_predictions(prep, results, export)
     return document(prep, results, parts, folds)
 
 
@@ -98,12 +100,12 @@ def must_show(doc: dict) -> dict:
 
 
 def run(suite, tagger, out: Path, plot: Path | None = None, show_progress: bool = True,
-        started: float | None = None) -> dict:
-    """Evaluate one loaded suite and write its RESULT.json (and figure): the document, with the
-    acceptance checks and the timings."""
+        started: float | None = None, export: Path | None = None) -> dict:
+    """Evaluate one loaded suite and write its RESULT.json (and figure, and with `export` the
+    predictions file): the document, with the acceptance checks and the timings."""
     started = time.perf_counter() if started is None else started
     prep = prepare(suite, tagger, show_progress=show_progress)
-    doc = evaluate(prep, show_progress=show_progress)
+    doc = evaluate(prep, show_progress=show_progress, export=export)
     doc["must_show"] = must_show(doc)
     doc["seconds"] = {"embedding": round(prep.seconds_embedding, 2), "total": round(time.perf_counter() - started, 2)}
     doc = report.clean_nans(doc)
