@@ -36,7 +36,8 @@ def pytest_report_header(config):
     from tagrouter.stack.redis_topologies import binaries_missing
 
     missing = binaries_missing()
-    return f"redis modes: standalone, sentinel, cluster{'' if missing is None else f' (sentinel and cluster SKIPPED: {missing})'}"
+    skipped = "" if missing is None else f" (sentinel and cluster SKIPPED: {missing})"
+    return f"redis modes: standalone, sentinel, cluster{skipped}"
 
 
 @pytest.fixture(scope="session")

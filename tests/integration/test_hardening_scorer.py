@@ -228,12 +228,12 @@ def test_thousands_of_cancelled_watchers_leave_the_broadcast_working_and_shutdow
                 assert first.HasField("weights")
                 await stub.Feedback(scorer_pb2.FeedbackRequest(tags=scorer_pb2.TagList(names=[TAG]), model=MODEL,
                                                                outcome=scorer_pb2.OUTCOME_WIN), timeout=10)
-                while True:  # heartbeats until the change arrives
+                while True:  # heartbeats until the change arrives (as a delta: TAGROUTER_WATCH_DELTAS)
                     update = await asyncio.wait_for(watcher.read(), 10)
-                    if update.HasField("weights"):
+                    if update.HasField("delta") and any(c.tag == TAG for c in update.delta.counts):
                         break
-                assert update.weights.version == first.weights.version
-                changed = {(c.tag, c.model): c.win for c in update.weights.counts}
+                assert update.delta.version == first.weights.version
+                changed = {(c.tag, c.model): c.win for c in update.delta.counts}
                 before = {(c.tag, c.model): c.win for c in first.weights.counts}
                 assert changed[(TAG, MODEL)] == before[(TAG, MODEL)] + 1
                 return watcher

@@ -128,7 +128,7 @@ def test_stored_counts_that_are_not_finite_are_left_out_when_read():
 
 # --- the broadcast (finding 2) ----------------------------------------------------------------
 class _Store:
-    """The two reads the broadcast makes, from memory."""
+    """The three reads the broadcast makes, from memory."""
 
     def __init__(self):
         self.generation = 0
@@ -139,6 +139,9 @@ class _Store:
 
     async def read_weights(self):
         return self.weights
+
+    async def changes(self, version, generation, most):
+        return self.weights.version, self.generation, None  # "read the whole weights"
 
 
 def test_cancelling_thousands_of_watchers_at_any_moment_never_wedges_the_broadcast(monkeypatch):
