@@ -17,6 +17,10 @@ def cmd_eval(args) -> int:
     if suite is None:
         return error
     try:
+        if args.train_size is not None:
+            from tagrouter.offline.suite import with_train_size
+
+            suite = with_train_size(suite, args.train_size, args.seed)
         doc = evaluate.run(suite, configured_tagger(), args.out, args.plot, not args.quiet, started,
                            args.export_predictions)
     except ValueError as err:
@@ -34,5 +38,8 @@ def add_parsers(sub) -> None:
     ev.add_argument("--plot", type=Path, help="CURVE.png: AR against cost for every router and model")
     ev.add_argument("--export-predictions", type=Path, metavar="FILE",
                     help="JSON of every router's test scores, estimated costs and choices per knob point")
+    ev.add_argument("--train-size", type=int, metavar="N",
+                    help="fit on N train queries drawn at random (valid and test unchanged): small data")
+    ev.add_argument("--seed", type=int, default=0, help="the draw of --train-size (default 0)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars, no table")
     ev.set_defaults(func=cmd_eval)

@@ -30,6 +30,15 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers: list[Router] |
     suite = prep.suite
     if len(suite.rows("valid")) == 0 or len(suite.rows("test")) == 0:
         raise ValueError(f"{suite.path}: splits 'valid' and 'test' must not be empty")
+    results, parts = select_all(prep, show_progress, routers, folds)
+    if export is not None:
+        predictions.write_predictions(prep, results, export)
+    return document(prep, results, parts, folds)
+
+
+def select_all(prep: Prepared, show_progress: bool = True, routers: list[Router] | None = None,
+               folds: int = CV_FOLDS) -> tuple[list[RouterResult], list[np.ndarray]]:
+    """Every router of `routers` (default: the registry's) chosen on the selection rows, and the folds."""
     routers = default_routers() if routers is None else routers
     parts = cv_folds(prep, folds)
     results: list[RouterResult] = []
@@ -38,9 +47,7 @@ def evaluate(prep: Prepared, show_progress: bool = True, routers: list[Router] |
         results.append(router.select(prep, parts))
         bar.update()
     bar.close()
-    if export is not None:
-        predictions.write_predictions(prep, results, export)
-    return document(prep, results, parts, folds)
+    return results, parts
 
 
 def document(prep: Prepared, results: list[RouterResult], parts: list[np.ndarray], folds: int) -> dict:

@@ -5,6 +5,7 @@ their own data. Nothing is returned unless the whole suite is valid.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -181,3 +182,13 @@ def load_suite(folder: Path | str) -> Suite:
                  score_kind=meta.get("score_kind", SCORE_KINDS[0]), models=models, query_ids=list(by_query),
                  queries=queries, tasks=tasks, scores=scores, costs=costs, input_tokens=tin, output_tokens=tout,
                  splits=splits)
+
+
+def with_train_size(suite: Suite, size: int, seed: int = 0) -> Suite:
+    """The suite with its train split cut to `size` queries drawn at random (`seed`); valid and test
+    unchanged. The small pools a new user starts with, measured without new data."""
+    train = suite.rows("train")
+    if not 2 <= size <= len(train):
+        raise ValueError(f"--train-size must be between 2 and the train split's {len(train)} queries, not {size}")
+    kept = np.sort(np.random.default_rng(seed).choice(train, size=size, replace=False))
+    return dataclasses.replace(suite, splits={**suite.splits, "train": kept})

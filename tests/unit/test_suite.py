@@ -2,9 +2,10 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tagrouter.offline.suite import SuiteError, load_suite
+from tagrouter.offline.suite import ModelInfo, Suite, SuiteError, load_suite
 
 MODELS = {"big": {"input_usd_per_mtok": 10, "output_usd_per_mtok": 30},
           "small": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}
@@ -86,3 +87,21 @@ def test_missing_folder_and_files(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SuiteError, match="suite.json: missing"):
         load_suite(tmp_path / "empty")
+
+
+def test_with_train_size_cuts_train_only_and_is_the_same_for_one_seed():
+    from tagrouter.offline.suite import with_train_size
+
+    rng = np.random.default_rng(0)
+    q, m = 30, 2
+    suite = Suite("s", Path("."), 0.0, "correctness", [ModelInfo("a", 1, 1), ModelInfo("b", 2, 2)],
+                  [str(i) for i in range(q)], ["x"] * q, [None] * q, rng.random((q, m)), rng.random((q, m)),
+                  np.ones((q, m)), np.ones((q, m)),
+                  {"train": np.arange(20), "valid": np.arange(20, 25), "test": np.arange(25, 30)})
+    cut = with_train_size(suite, 8, seed=3)
+    assert len(cut.rows("train")) == 8 and set(cut.rows("train")) <= set(range(20))
+    assert (cut.rows("valid") == suite.rows("valid")).all() and (cut.rows("test") == suite.rows("test")).all()
+    assert (with_train_size(suite, 8, seed=3).rows("train") == cut.rows("train")).all()
+    assert len(suite.rows("train")) == 20
+    with pytest.raises(ValueError):
+        with_train_size(suite, 21)
