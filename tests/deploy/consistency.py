@@ -8,10 +8,16 @@ settings classes parse the environment a container would really get.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
 
 from services.common import settings as cfg
 from services.common.settings import DEFAULT_PORTS, ENVIRONMENT, ConfigError
+from services.gateway.upstreams import load
 from services.router.app import SERVICE_NAME as ROUTER_SERVICE
 from services.scorer.app import SERVICE_NAME as SCORER_SERVICE
 from services.tagger.app import SERVICE_NAME as TAGGER_SERVICE
@@ -22,6 +28,9 @@ SETTINGS = {"tagger": cfg.TaggerSettings, "scorer": cfg.ScorerSettings, "router"
 METRICS_PORT = 9090  # reserved for every container (TAGROUTER_METRICS_PORT's default)
 SECRET_PLACEHOLDER = "from-a-secret"  # URL-safe, like the passwords the docs ask for
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+# Components an overlay or the values may leave out: their NetworkPolicy may select no pods.
+OPTIONAL = ("gateway",)
+GATEWAY_PROBES = {"readinessProbe": "/readyz", "livenessProbe": "/healthz"}  # services/gateway/app.py
 _REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -134,9 +143,129 @@ def _probe_problems(svc, container, port, service_names, where):
     return problems
 
 
+def _read_by(readers: str, svc: str) -> bool:
+    """ENVIRONMENT's first field: "all", one service, or several ("scorer, router")."""
+    return readers == "all" or svc in (r.strip() for r in readers.split(","))
+
+
+def _policy_component(policy) -> str:
+    labels = policy["spec"]["podSelector"].get("matchLabels", {})
+    return labels.get("app.kubernetes.io/component") or labels.get("app.kubernetes.io/name", "")
+
+
+def _check_gateway(docs, environment, default_ports, secrets, config_maps, problems) -> None:
+    """The gateway (when rendered): its variables, HTTP port and probes, upstreams file and router address."""
+    workload, container = _container(docs, "Deployment", "gateway")
+    if container is None:
+        return
+    where = "Deployment with container gateway"
+    env, helpers = container_env(docs, container, problems, where)
+    for name in sorted(_secret_refs(container)):
+        if name not in secrets:
+            problems.append(f"{where}: Secret {name} is neither rendered nor documented as external")
+    # The upstreams file: TAGROUTER_UPSTREAMS must be a key of the ConfigMap mounted at its folder.
+    pod = workload["spec"]["template"]["spec"]
+    path = env.get("TAGROUTER_UPSTREAMS", "")
+    mount = next((m for m in container.get("volumeMounts", []) if path.startswith(m["mountPath"].rstrip("/") + "/")),
+                 None)
+    volume = mount and next((v for v in pod.get("volumes", []) if v["name"] == mount["name"]), None)
+    text = None
+    if volume is None or "configMap" not in volume:
+        problems.append(f"{where}: TAGROUTER_UPSTREAMS={path!r} is in no mounted ConfigMap")
+    else:
+        relative = path[len(mount["mountPath"].rstrip("/")) + 1:]
+        items = {i["path"]: i["key"] for i in volume["configMap"].get("items", [])}
+        key = items.get(relative, relative if not items else None)
+        cm = _named(docs, "ConfigMap", volume["configMap"]["name"])
+        if cm is None and volume["configMap"]["name"] not in config_maps:
+            problems.append(f"{where}: the upstreams ConfigMap {volume['configMap']['name']} is neither rendered "
+                            "nor documented as external")
+        elif cm is None:
+            pass  # an existing ConfigMap: its content is the user's
+        elif key not in cm.get("data", {}):
+            problems.append(f"{where}: TAGROUTER_UPSTREAMS={path}: ConfigMap {cm['metadata']['name']} has no key {key}")
+        else:
+            text = cm["data"][key]
+    with tempfile.TemporaryDirectory() as folder:
+        upstreams_file = Path(folder) / Path(path or "upstreams.yaml").name
+        upstreams_file.write_text(text or "models: {unknown: {base_url: 'http://unknown', model: unknown}}\n")
+        try:
+            server = cfg.ServerSettings.from_env("gateway", env)
+            own = cfg.GatewaySettings.from_env({**env, "TAGROUTER_UPSTREAMS": str(upstreams_file)})
+            load(upstreams_file, env)  # every api_key_env it names is set
+        except ConfigError as err:
+            problems.append(f"{where}: the service would not start: {err}")
+            return
+    # The variables the upstreams file names (api_key_env) are the gateway's too; with an existing
+    # upstreams ConfigMap, any variable from a Secret may be one.
+    data = yaml.safe_load(text) if text is not None else None
+    models = data.get("models", data) if isinstance(data, dict) else {}
+    key_names = {m.get("api_key_env") for m in models.values() if isinstance(m, dict)}
+    from_secrets = {e["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+    ports = [urlsplit(m["base_url"]).port or (443 if m["base_url"].startswith("https") else 80)
+             for m in models.values() if isinstance(m, dict) and isinstance(m.get("base_url"), str)]
+    for policy in _kind(docs, "NetworkPolicy"):
+        if "Egress" in policy["spec"].get("policyTypes", []) and _selects(
+                policy["spec"]["podSelector"].get("matchLabels"), _pod_labels(workload)):
+            rules = policy["spec"].get("egress", [])
+            if any(not rule.get("to") and not rule.get("ports") for rule in rules):
+                continue  # one rule allows everything
+            anywhere = {p["port"] for rule in rules if not rule.get("to") for p in rule.get("ports", [])}
+            for port in sorted(set(ports) - anywhere):
+                problems.append(f"NetworkPolicy {policy['metadata']['name']}: the gateway may not reach port {port} "
+                                "of an upstream in its upstreams file")
+            router, _ = _container(docs, "Deployment", "router")
+            if router is not None and not any(
+                    (not rule.get("to") or any(_selects(to.get("podSelector", {}).get("matchLabels"), _pod_labels(router))
+                                               and "namespaceSelector" not in to for to in rule["to"]))
+                    and {p["port"] for p in rule.get("ports", [])} & {"grpc", _port(router["spec"]["template"]["spec"]
+                                                                                    ["containers"][0], "grpc")}
+                    for rule in rules):
+                problems.append(f"NetworkPolicy {policy['metadata']['name']}: the gateway may not reach the router's "
+                                "grpc port")
+    for name in sorted(env):
+        if name in helpers or name in (key_names if text is not None else from_secrets):
+            continue
+        if name not in environment:
+            problems.append(f"{where}: sets {name}, which no service reads (not in settings.ENVIRONMENT, "
+                            "no upstream's api_key_env)")
+        elif not _read_by(environment[name][0], "gateway"):
+            problems.append(f"{where}: sets {name}, which is read by the {environment[name][0]}, not the gateway")
+    http = _port(container, "http")
+    if http != server.port:
+        problems.append(f"{where}: container port http is {http}, the gateway listens on {server.port}")
+    if server.port != default_ports["gateway"]:
+        problems.append(f"{where}: listens on {server.port}, the code's default port is {default_ports['gateway']}")
+    if server.host in LOOPBACK:
+        problems.append(f"{where}: binds {server.host}, unreachable from outside the pod")
+    if _port(container, "metrics") != int(env.get("TAGROUTER_METRICS_PORT", METRICS_PORT)):
+        problems.append(f"{where}: container port metrics is {_port(container, 'metrics')}, TAGROUTER_METRICS_PORT "
+                        f"is {env.get('TAGROUTER_METRICS_PORT', METRICS_PORT)}")
+    if pod.get("terminationGracePeriodSeconds", 30) <= server.grace_seconds:
+        problems.append(f"{where}: terminationGracePeriodSeconds is not longer than the drain ({server.grace_seconds} s)")
+    for kind, expected in GATEWAY_PROBES.items():
+        probe = container.get(kind, {}).get("httpGet")
+        if probe is None:
+            problems.append(f"{where}: {kind} is not an HTTP probe")
+        elif probe.get("path") != expected or probe.get("port") not in ("http", server.port):
+            problems.append(f"{where}: {kind} gets {probe.get('path')} on port {probe.get('port')}, the gateway "
+                            f"answers {expected} on {server.port}")
+    if not any(_selects(s["spec"].get("selector"), _pod_labels(workload))
+               and any(p.get("targetPort") in ("http", server.port) for p in s["spec"]["ports"])
+               for s in _kind(docs, "Service")):
+        problems.append(f"{where}: no Service sends a port to the gateway's http port")
+    router, _ = _container(docs, "Deployment", "router")
+    host, _, port = own.router_addr.rpartition(":")
+    if router is None:
+        problems.append(f"{where}: ROUTER_ADDR={own.router_addr}, but no router Deployment")
+    else:
+        _service_for(docs, host, int(port), router, "grpc", problems, f"gateway ROUTER_ADDR={own.router_addr}",
+                     headless=False)
+
+
 def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRONMENT,
           default_ports: Mapping[str, int] = DEFAULT_PORTS, service_names: Mapping[str, str] = SERVICE_NAMES,
-          external_secrets: tuple[str, ...] = ()) -> list[str]:
+          external_secrets: tuple[str, ...] = (), external_config_maps: tuple[str, ...] = ()) -> list[str]:
     """Every disagreement between the rendered objects and the code."""
     problems: list[str] = []
     secrets = {d["metadata"]["name"] for d in _kind(docs, "Secret")} | set(external_secrets)
@@ -155,7 +284,7 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
                 continue  # only interpolated into another variable, e.g. REDIS_PASSWORD
             if name not in environment:
                 problems.append(f"{where}: sets {name}, which no service reads (not in settings.ENVIRONMENT)")
-            elif environment[name][0] not in ("all", svc):
+            elif not _read_by(environment[name][0], svc):
                 problems.append(f"{where}: sets {name}, which is read by the {environment[name][0]}, not the {svc}")
         for name in sorted(_secret_refs(container)):
             if name not in secrets:
@@ -230,7 +359,7 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
     pods = [w for w in _kind(docs, "Deployment") + _kind(docs, "StatefulSet")]
     for policy in _kind(docs, "NetworkPolicy"):
         selected = [w for w in pods if _selects(policy["spec"]["podSelector"].get("matchLabels"), _pod_labels(w))]
-        if not selected:
+        if not selected and _policy_component(policy) not in OPTIONAL:
             problems.append(f"NetworkPolicy {policy['metadata']['name']} selects no pods")
         for rule in policy["spec"].get("ingress", []):
             for frm in rule.get("from", []):
@@ -242,6 +371,21 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
                     c = w["spec"]["template"]["spec"]["containers"][0]
                     if isinstance(p["port"], str) and _port(c, p["port"]) is None:
                         problems.append(f"NetworkPolicy {policy['metadata']['name']}: port {p['port']} not on {c['name']}")
+        for rule in policy["spec"].get("egress", []):
+            for to in rule.get("to", []):
+                peer = to.get("podSelector", {}).get("matchLabels")
+                if peer is None or "namespaceSelector" in to:
+                    continue  # another namespace's pods (DNS) or addresses
+                targets = [w for w in pods if _selects(peer, _pod_labels(w))]
+                if not targets:
+                    problems.append(f"NetworkPolicy {policy['metadata']['name']}: egress peer {peer} matches no pods")
+                for p in rule.get("ports", []):
+                    for w in targets:
+                        c = w["spec"]["template"]["spec"]["containers"][0]
+                        if isinstance(p["port"], str) and _port(c, p["port"]) is None:
+                            problems.append(f"NetworkPolicy {policy['metadata']['name']}: egress port {p['port']} "
+                                            f"not on {c['name']}")
+    _check_gateway(docs, environment, default_ports, secrets, set(external_config_maps), problems)
     monitors = _kind(docs, "ServiceMonitor")
     if monitors and len(monitors) != len(SERVICES):
         problems.append(f"{len(monitors)} ServiceMonitors, not one for each of {', '.join(SERVICES)}")

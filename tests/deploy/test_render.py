@@ -106,7 +106,9 @@ def test_prod_profile(rendered, tool):
         assert ("replicas" in d["spec"]) != autoscaled, f"{name}: an HPA owns replicas, or replicas are set"
     assert next(d for n, d in deployments.items() if n.endswith("scorer"))["spec"]["replicas"] >= 2
     assert len(_by_kind(docs, "PodDisruptionBudget")) == 3
-    assert len(_by_kind(docs, "NetworkPolicy")) == 4
+    policies = {name.rsplit("-", 1)[-1] for name in _by_kind(docs, "NetworkPolicy")}
+    # kustomize's network-policies component has the gateway's too (inert without components/gateway)
+    assert policies == {"tagger", "scorer", "redis", "router"} | ({"gateway"} if tool == "kustomize" else set())
     assert len(_by_kind(docs, "ServiceMonitor")) == 3  # one per service
     common = [cm for cm in docs if cm["kind"] == "ConfigMap" and "TAGROUTER_REFLECTION" in cm.get("data", {})]
     assert [cm["data"]["TAGROUTER_REFLECTION"] for cm in common] == ["false"]
@@ -131,20 +133,48 @@ def test_redis_is_persistent_and_protected(rendered, target):
 def test_network_policies_admit_only_the_callers(rendered, target):
     docs = rendered(target)
 
-    def callers(component):
-        policy = next(p for p in docs if p["kind"] == "NetworkPolicy" and p["metadata"]["name"].endswith(component))
+    def policy(component):
+        return next(p for p in docs if p["kind"] == "NetworkPolicy" and p["metadata"]["name"].endswith(component))
+
+    def callers(component, ports=("grpc", "redis")):
         found = set()
-        for rule in policy["spec"]["ingress"]:
-            if any(p["port"] in ("grpc", "redis") for p in rule.get("ports", [])):
+        for rule in policy(component)["spec"]["ingress"]:
+            if any(p["port"] in ports for p in rule.get("ports", [])):
                 for frm in rule.get("from", [{"everyone": True}]):
                     labels = frm.get("podSelector", {}).get("matchLabels", {})
+                    namespace = frm.get("namespaceSelector", {}).get("matchLabels", {})
                     found.add(labels.get("app.kubernetes.io/component") or labels.get("app.kubernetes.io/name")
-                              or "everyone")
+                              or (f"namespace {namespace['kubernetes.io/metadata.name']}" if namespace else "everyone"))
         return found
 
     assert callers("tagger") == {"router"}
     assert callers("scorer") == {"router"}
     assert callers("redis") == {"scorer"}
+    # The entry points: any client (the gateway among them) calls the router's gRPC port, and the
+    # gateway's HTTP port; their metrics only from the monitoring namespace.
+    assert callers("router") == {"everyone"}
+    assert callers("router", ("metrics",)) == {"namespace monitoring"}
+    gateway = [p for p in docs if p["kind"] == "NetworkPolicy" and p["metadata"]["name"].endswith("gateway")]
+    assert bool(gateway) == (target.startswith("kustomize") or target.endswith("+gateway"))
+    if not gateway:
+        return
+    assert callers("gateway", ("http",)) == {"everyone"}
+    assert callers("gateway", ("metrics",)) == {"namespace monitoring"}
+    assert all(p["port"] in ("http", "metrics") for rule in policy("gateway")["spec"]["ingress"] for p in rule["ports"])
+    spec = policy("gateway")["spec"]
+    if "Egress" not in spec["policyTypes"]:
+        assert "egress" not in spec  # unrestricted: the upstream LLM providers are outside the cluster
+        return
+    reached = set()
+    for rule in spec["egress"]:
+        ports = {(p["port"], p["protocol"]) for p in rule["ports"]}
+        for to in rule.get("to", [{"anywhere": True}]):
+            labels = {**to.get("namespaceSelector", {}).get("matchLabels", {}),
+                      **to.get("podSelector", {}).get("matchLabels", {})}
+            peer = labels.get("app.kubernetes.io/component") or labels.get("k8s-app") or "anywhere"
+            reached |= {(peer, port, protocol) for port, protocol in ports}
+    assert reached == {("kube-dns", 53, "UDP"), ("kube-dns", 53, "TCP"), ("router", "grpc", "TCP"),
+                       ("anywhere", 443, "TCP"), ("anywhere", 8000, "TCP")}  # tests/deploy/gateway-values.yaml
 
 
 def test_dockerfile_lints_and_keeps_the_runtime_lean():
