@@ -35,6 +35,9 @@ InvalidArgument = _error_kind(grpc.StatusCode.INVALID_ARGUMENT, "The request is 
 Unavailable = _error_kind(grpc.StatusCode.UNAVAILABLE, "Not ready, or a backing store is unreachable: retry.")
 ResourceExhausted = _error_kind(grpc.StatusCode.RESOURCE_EXHAUSTED, "A limit is reached; the message names it.")
 FailedPrecondition = _error_kind(grpc.StatusCode.FAILED_PRECONDITION, "The state does not allow this call now.")
+Unauthenticated = _error_kind(grpc.StatusCode.UNAUTHENTICATED, "No valid credentials (a tenant's bearer token).")
+PermissionDenied = _error_kind(grpc.StatusCode.PERMISSION_DENIED, "The caller may not do this (a model outside its pool).")
+NotFound = _error_kind(grpc.StatusCode.NOT_FOUND, "The named thing does not exist.")
 DeadlineExceeded = _error_kind(grpc.StatusCode.DEADLINE_EXCEEDED, "No time is left in the caller's deadline.")
 
 # A backing store that cannot be reached is a passing condition the caller may retry.

@@ -61,6 +61,29 @@ GATEWAY_TOKENS = Counter("tagrouter_gateway_tokens_total", "Tokens the upstreams
 GATEWAY_COST = Counter("tagrouter_gateway_actual_cost_usd_total",
                        "Actual cost of answers: their `usage` times the model's prices, by model", ["model"])
 
+# Tenants (services/router/tenants.py): labelled by tenant id for the first MAX_TENANT_LABELS tenants a
+# process sees, "other" after that, so the series stay bounded however many tenants there are.
+MAX_TENANT_LABELS = 100
+TENANT_RESERVED = Counter("tagrouter_tenant_reserved_usd_total", "Estimates reserved by Route, by tenant", ["tenant"])
+TENANT_SPEND = Counter("tagrouter_tenant_spend_usd_total", "Actual costs settled, by tenant", ["tenant"])
+TENANT_REFUSED = Counter("tagrouter_tenant_refused_total", "Routes refused at a budget cap, by tenant and window",
+                         ["tenant", "window"])
+TENANT_BUDGET_LEFT = Gauge("tagrouter_tenant_budget_remaining_usd",
+                           "What the tightest window leaves after the last reservation, by tenant and window",
+                           ["tenant", "window"])
+TENANT_BUDGET_ACTIONS = Counter("tagrouter_tenant_budget_actions_total",
+                                "Routes whose budget mode acted (paced, downgraded), by tenant", ["tenant", "action"])
+_tenant_labels: set[str] = set()
+
+
+def tenant_label(tenant_id: str) -> str:
+    """The tenant's own label while fewer than MAX_TENANT_LABELS are in use, else "other"."""
+    if tenant_id in _tenant_labels or len(_tenant_labels) < MAX_TENANT_LABELS:
+        _tenant_labels.add(tenant_id)
+        return tenant_id
+    return "other"
+
+
 _started_ports: set[int] = set()
 
 

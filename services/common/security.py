@@ -18,6 +18,8 @@ from services.common.interceptors import wrap_unary
 STATE_CHANGING_METHODS = frozenset({
     "/tagrouter.scorer.v1.ScorerService/LoadWeights",
     "/tagrouter.scorer.v1.ScorerService/Feedback",
+    *(f"/tagrouter.router.v1.TenantService/{m}" for m in
+      ("CreateTenant", "UpdateTenant", "GetTenant", "ListTenants", "DeleteTenant")),
 })
 READ_ONLY_METHODS = frozenset({
     "/tagrouter.scorer.v1.ScorerService/Score",
@@ -27,6 +29,7 @@ READ_ONLY_METHODS = frozenset({
     "/tagrouter.tagger.v1.TaggerService/Tag",
     "/tagrouter.tagger.v1.TaggerService/TagBatch",
     "/tagrouter.router.v1.RouterService/Route",
+    "/tagrouter.router.v1.RouterService/Settle",  # checks the tenant's own token itself
 })
 AUTH_METADATA_KEY = "authorization"
 

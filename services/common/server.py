@@ -24,7 +24,8 @@ from services.common import security, tracing
 from services.common.admission import AdmissionInterceptor, Limits
 from services.common.errors import ErrorMappingInterceptor
 from services.common.metrics import MetricsInterceptor, serve_metrics
-from services.common.settings import ConfigError, ServerSettings, TracingSettings
+from services.common.settings import ConfigError, ServerSettings
+from services.common.tracing_settings import TracingSettings
 
 log = logging.getLogger(__name__)
 

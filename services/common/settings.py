@@ -39,7 +39,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TLS_KEY_FILE": ("all", "PEM private key of TAGROUTER_TLS_CERT_FILE"),
     "TAGROUTER_TLS_CLIENT_CA_FILE": ("all", "PEM CA: require client certificates signed by it (mutual TLS)"),
     "TAGROUTER_TLS_CA_FILE": ("router", "PEM CA: call the tagger and scorer (the gateway: the router) over TLS, verifying them with it"),
-    "TAGROUTER_ADMIN_TOKEN": ("scorer", "when set, state-changing RPCs (LoadWeights, Feedback) need 'authorization: Bearer <token>'; required when TAGROUTER_HOST is not a loopback address"),
+    "TAGROUTER_ADMIN_TOKEN": ("scorer, router", "when set, state-changing RPCs (LoadWeights, Feedback; the router's TenantService) need 'authorization: Bearer <token>'; required when TAGROUTER_HOST is not a loopback address"),
     "TAGROUTER_ALLOW_OPEN_ADMIN": ("scorer", "true: start without TAGROUTER_ADMIN_TOKEN on a non-loopback address, LoadWeights and Feedback open to every client (default false)"),
     "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model under the working directory)"),
     "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default the vocabulary packaged in tagrouter/data)"),
@@ -67,6 +67,9 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_SESSION_REDIS_URL": ("router", "Redis holding sticky sessions (session id -> the model that answered it last), shared by every replica, e.g. redis://:PASSWORD@host:6379/1 (default unset: session_id is ignored)"),
     "TAGROUTER_SESSION_MARGIN": ("router", "utility (score units) by which a session's new choice must beat the model that answered it last to switch (default 0.05)"),
     "TAGROUTER_SESSION_TTL_SECONDS": ("router", "how long a session is remembered after its last turn (default 3600)"),
+    "TAGROUTER_TENANT_REDIS_URL": ("router, scorer", "Redis holding tenants and their spend (redis://, redis+sentinel:// or redis+cluster://, as REDIS_URL): turns tenancy on, Route then needs a tenant's bearer token; in the scorer, lets Feedback with route_request_id settle (default unset: no tenants)"),
+    "TAGROUTER_TENANT_RESERVATION_SECONDS": ("router", "how long a Route's budget reservation waits for its settlement before it is released (default 600)"),
+    "TAGROUTER_TENANCY": ("gateway", "true: every request is routed as the caller's tenant (its bearer token goes to Route, explicit models too, and the answer's usage settles it); the router must have TAGROUTER_TENANT_REDIS_URL (default false)"),
     "ROUTER_ADDR": ("gateway", "router address host:port (required)"),
     "TAGROUTER_UPSTREAMS": ("gateway", "JSON or YAML file: pool model -> base_url, model, api_key_env (required; `--upstreams`)"),
     "TAGROUTER_ROUTE_TIMEOUT_MS": ("gateway", "deadline of each Route call; past it the gateway answers with its default model, degraded (default 1000)"),
@@ -270,6 +273,7 @@ class ScorerSettings:
     redis_wait_replicas: int = 1
     redis_wait_timeout_ms: int = 500
     watch_deltas: bool = True
+    tenant_redis_url: str | None = field(default=None, repr=False)
 
     @property
     def redis_target(self) -> redis_url.RedisTarget:
@@ -288,7 +292,7 @@ class ScorerSettings:
                    tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger),
                    redis_wait_replicas=e.int("TAGROUTER_REDIS_WAIT_REPLICAS", 1, 0, 16),
                    redis_wait_timeout_ms=e.int("TAGROUTER_REDIS_WAIT_TIMEOUT_MS", 500, 1, 1500),
-                   watch_deltas=e.bool("TAGROUTER_WATCH_DELTAS", True))
+                   watch_deltas=e.bool("TAGROUTER_WATCH_DELTAS", True), tenant_redis_url=_tenant_redis_url(e))
 
 
 @dataclass(frozen=True)
@@ -310,6 +314,8 @@ class RouterSettings:
     session_ttl_s: int = 3600
     extproc_port: int = DEFAULT_EXTPROC_PORT  # 0: no external processor
     extproc_aliases: tuple[str, ...] = ("auto",)
+    tenant_redis_url: str | None = field(default=None, repr=False)  # None: tenancy off
+    reservation_ttl_s: int = 600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -331,7 +337,17 @@ class RouterSettings:
             session_ttl_s=e.int("TAGROUTER_SESSION_TTL_SECONDS", 3600, 1, 366 * 86400),
             extproc_port=e.int("TAGROUTER_EXTPROC_PORT", DEFAULT_EXTPROC_PORT, 0, 65535),
             extproc_aliases=_names("TAGROUTER_EXTPROC_ALIASES", e.str("TAGROUTER_EXTPROC_ALIASES", "auto")),
+            tenant_redis_url=_tenant_redis_url(e),
+            reservation_ttl_s=e.int("TAGROUTER_TENANT_RESERVATION_SECONDS", 600, 1, 86400),
         )
+
+
+def _tenant_redis_url(e: _Env) -> str | None:
+    url = e.str("TAGROUTER_TENANT_REDIS_URL", "")
+    try:
+        return redis_url.parse(url) and url if url else None
+    except redis_url.RedisUrlError as err:
+        raise ConfigError(f"TAGROUTER_TENANT_REDIS_URL {err}") from None
 
 
 def _names(name: str, value: str) -> tuple[str, ...]:
@@ -350,6 +366,7 @@ class GatewaySettings:
     route_timeout_s: float = 1.0
     upstream_timeout_s: float = 120.0
     tls_ca_file: Path | None = None
+    tenancy: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -360,41 +377,4 @@ class GatewaySettings:
         return cls(router_addr=_address("ROUTER_ADDR", e.str("ROUTER_ADDR")), upstreams_file=Path(upstreams),
                    route_timeout_s=e.int("TAGROUTER_ROUTE_TIMEOUT_MS", 1000, 1, 60_000) / 1000,
                    upstream_timeout_s=e.float("TAGROUTER_UPSTREAM_TIMEOUT_SECONDS", 120.0, 0.001, 3600.0),
-                   tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"))
-
-
-SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
-            "parentbased_traceidratio")
-
-
-@dataclass(frozen=True)
-class TracingSettings:
-    """OpenTelemetry tracing, from the standard OTEL_* variables; off unless an endpoint is set.
-
-    Other OTEL_* variables (headers, certificates, batch sizes) are read by the SDK's exporter itself."""
-
-    service_name: str
-    endpoint: str | None = None
-    sampler: str = "parentbased_always_on"
-    sampler_ratio: float = 1.0
-
-    @property
-    def enabled(self) -> bool:
-        return self.endpoint is not None
-
-    @classmethod
-    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> TracingSettings:
-        e = _Env(env)
-        endpoint = e.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") or e.str("OTEL_EXPORTER_OTLP_ENDPOINT", "") or None
-        if endpoint is not None:
-            name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if e.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") else \
-                "OTEL_EXPORTER_OTLP_ENDPOINT"
-            _address(name, endpoint.split("://", 1)[-1].rstrip("/"))
-            if "://" in endpoint and endpoint.split("://", 1)[0] not in ("http", "https"):
-                raise ConfigError(f"{name}={endpoint!r}: the scheme must be http or https (OTLP over gRPC)")
-        sampler = e.str("OTEL_TRACES_SAMPLER", "parentbased_always_on").lower()
-        if sampler not in SAMPLERS:
-            raise ConfigError(f"OTEL_TRACES_SAMPLER={sampler!r} is not one of {', '.join(SAMPLERS)}")
-        return cls(service_name=e.str("OTEL_SERVICE_NAME", f"tagrouter-{service}"),
-                   endpoint=None if e.bool("OTEL_SDK_DISABLED", False) else endpoint, sampler=sampler,
-                   sampler_ratio=e.float("OTEL_TRACES_SAMPLER_ARG", 1.0, 0.0, 1.0))
+                   tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"), tenancy=e.bool("TAGROUTER_TENANCY", False))

@@ -1,6 +1,6 @@
 """OpenTelemetry tracing: a span per RPC and per phase of Route, W3C `traceparent` across services.
 
-Off unless an OTLP endpoint is set (settings.TracingSettings, the standard OTEL_* variables).
+Off unless an OTLP endpoint is set (tracing_settings.TracingSettings, the standard OTEL_* variables).
 Off, nothing is installed: the SDK is not imported, no interceptor is added to a server or a
 channel, and `span()` hands back one shared no-op context, so the hot path pays a global read.
 On, each process exports its spans in batches over OTLP/gRPC; the caller's `traceparent`
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import grpc
 
 from services.common.interceptors import wrap_unary
-from services.common.settings import TracingSettings
+from services.common.tracing_settings import TracingSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ import uvicorn
 from services.common import tracing
 from services.common.metrics import serve_metrics
 from services.common.server import configure_logging
-from services.common.settings import ConfigError, GatewaySettings, ServerSettings, TracingSettings
+from services.common.settings import ConfigError, GatewaySettings, ServerSettings
+from services.common.tracing_settings import TracingSettings
 from services.gateway.app import create
 
 FLAGS = {"--router": "ROUTER_ADDR", "--upstreams": "TAGROUTER_UPSTREAMS"}

@@ -17,10 +17,12 @@ import numpy as np
 from services.common import metrics, tracing
 from services.common.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
 from services.common.settings import RouterSettings
+from services.common.tenant_store import TenantStore
 from services.router import route_trace
 from services.router.clients import Downstreams
 from services.router.mirror import WeightsMirror
 from services.router.sessions import SessionStore
+from services.router.tenants import Gate, Plan
 from tagrouter.core import decision, limits, operating
 from tagrouter.core.pool import CandidateScores
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
@@ -61,6 +63,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if settings.session_redis_url else None
         if self.sessions is None:
             log.info("no TAGROUTER_SESSION_REDIS_URL: Route ignores session_id (no sticky sessions)")
+        self.tenants = Gate(TenantStore(settings.tenant_redis_url, settings.reservation_ttl_s)) \
+            if settings.tenant_redis_url else None  # None: tenancy off, Route takes no token
         self.ready = asyncio.Event()  # set once start() is done: the ext_proc reports SERVING then
 
     def pool(self) -> list[str]:
@@ -88,6 +92,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             await self.mirror.close()
         if self.sessions is not None:
             await self.sessions.close()
+        if self.tenants is not None:
+            await self.tenants.store.close()
         await self.downstreams.close()
 
     def _validate(self, request) -> tuple[list[str], operating.KnobRequest]:
@@ -103,7 +109,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             limits.check_known_models(candidates, list(self.known_models))
         return candidates, knob
 
-    def _knob(self, knob: operating.KnobRequest, calibration, response) -> operating.Applied:
+    def _knob(self, knob: operating.KnobRequest, calibration, response, plan: Plan | None = None) -> operating.Applied:
         """The knob applied (request, its percentage through the weights' calibration, environment,
         the weights' recommended point: `operating.resolve`), recorded in the response."""
         try:
@@ -111,6 +117,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                                         calibration)
         except operating.NoCalibration as err:
             raise FailedPrecondition(str(err)) from None
+        if plan is not None and (paced := self.tenants.paced(plan, applied.cost_weight)) is not None:
+            applied = operating.Applied(paced, applied.quality_margin, "pace")
         response.cost_weight, response.quality_margin = applied.cost_weight, applied.quality_margin
         response.knob_source = applied.source
         if applied.point is not None:
@@ -126,6 +134,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
 
     async def Route(self, request, context):
         candidates, knob = self._validate(request)
+        plan = None
+        if self.tenants is not None:
+            candidates, knob, plan = await self.tenants.admit(await self.tenants.identify(context), candidates, knob)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= DEADLINE_MARGIN_S:
             # not even the margin is left: calling the tagger with no time would only blame it
@@ -161,13 +172,17 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             vocabulary_version=tagged.vocabulary_version if tagged else "",
             unaligned_client_tags=tagged.unaligned_client_tags if tagged else [])
         if scored is not None and scored.models:
-            applied = self._knob(knob, scored.calibration, response)
-            self._decide(scored, input_tokens, applied.cost_weight, applied.quality_margin, response, kept)
+            applied = self._knob(knob, scored.calibration, response, plan)
+            self._decide(scored, input_tokens, applied.cost_weight, applied.quality_margin, response, kept, plan)
         else:
             # no scores: the default model answers whatever the knob; report the one asked for
             if knob.max_cost_pct is None and knob.min_quality_pct is None:
                 self._knob(knob, None, response)
             self._fall_back(candidates, input_tokens, response, kept)
+        if plan is not None:
+            known = self.known_models.get(response.model)
+            await self.tenants.reserve(plan, response, (known.input_usd_per_mtok, known.output_usd_per_mtok)
+                                       if known else (0.0, 0.0))
         if reasons:
             response.degraded = True
             response.degraded_reason = "; ".join(reasons)
@@ -180,6 +195,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         if tracing.enabled():
             route_trace.record(request, response, len(tags), scored is not None, scored_at)
         return response
+
+    async def Settle(self, request, context):
+        if self.tenants is None:
+            raise FailedPrecondition("tenancy is off (no TAGROUTER_TENANT_REDIS_URL): there is nothing to settle")
+        cost, duplicate = await self.tenants.settle(request, context)
+        return router_pb2.SettleResponse(cost_usd=cost, duplicate=duplicate)
 
     async def _score(self, tags, candidates: list[str], context, reasons: list[str]) -> CandidateScores | None:
         """From the weights copy when it is current, else by a Score call; None when that fails."""
@@ -200,7 +221,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         return CandidateScores.from_proto(response)
 
     def _decide(self, scored: CandidateScores, input_tokens: int, cost_weight: float, quality_margin: float,
-                response, kept: str | None = None) -> None:
+                response, kept: str | None = None, plan: Plan | None = None) -> None:
         for j, m in enumerate(scored.models):
             self.known_models[m] = KnownModel(float(scored.input_usd_per_mtok[j]), float(scored.output_usd_per_mtok[j]),
                                               float(scored.expected_output_tokens[j]))
@@ -208,6 +229,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                                         scored.output_usd_per_mtok)
         anchor = decision.anchor(scored.prior, scored.input_usd_per_mtok + scored.output_usd_per_mtok)
         utility = decision.utilities(scored.scores, costs, cost_weight, scored.cost_scale_usd, quality_margin, anchor)
+        if plan is not None:  # the tenant's budget: downgrade ceiling, what still fits the caps
+            utility = np.where(plan.mask(costs), utility, -np.inf)
         chosen = int(decision.best_of(utility, costs))
         kept_index = scored.models.index(kept) if kept in scored.models else None
         chosen, response.session_kept = decision.sticky(utility, chosen, kept_index, self.settings.session_margin)

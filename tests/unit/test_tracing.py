@@ -4,7 +4,8 @@ import logging
 import pytest
 
 from services.common import tracing
-from services.common.settings import ConfigError, TracingSettings
+from services.common.settings import ConfigError
+from services.common.tracing_settings import TracingSettings
 
 
 def test_tracing_is_off_without_an_endpoint():

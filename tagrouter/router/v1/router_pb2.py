@@ -24,25 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/router/v1/router.proto\x12\x13tagrouter.router.v1\"\x98\x02\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0b\x63lient_tags\x18\x04 \x03(\t\x12\x1b\n\x0equality_margin\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0cmax_cost_pct\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x1c\n\x0fmin_quality_pct\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\nsession_id\x18\x08 \x01(\tB\x0e\n\x0c_cost_weightB\x11\n\x0f_quality_marginB\x0f\n\r_max_cost_pctB\x12\n\x10_min_quality_pct\"J\n\x08RouteTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"F\n\nRouteScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\x01\"\xa3\x04\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x02 \x01(\x01\x12+\n\x04tags\x18\x03 \x03(\x0b\x32\x1d.tagrouter.router.v1.RouteTag\x12/\n\x06scores\x18\x04 \x03(\x0b\x32\x1f.tagrouter.router.v1.RouteScore\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\x12\x1e\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\t \x01(\x01\x12\x17\n\x0fweights_version\x18\n \x01(\t\x12\x1a\n\x12vocabulary_version\x18\x0b \x01(\t\x12\x35\n\x0b\x65xplanation\x18\x0c \x01(\x0b\x32 .tagrouter.router.v1.Explanation\x12\x1d\n\x15unaligned_client_tags\x18\r \x03(\t\x12\x16\n\x0equality_margin\x18\x0e \x01(\x01\x12\x14\n\x0c\x61nchor_model\x18\x0f \x01(\t\x12\x13\n\x0bknob_source\x18\x10 \x01(\t\x12\x15\n\rknob_cost_pct\x18\x11 \x01(\x01\x12\x18\n\x10knob_quality_pct\x18\x12 \x01(\x01\x12\x14\n\x0csession_kept\x18\x13 \x01(\x08\"U\n\tTagReason\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x1b\n\x13\x63hosen_contribution\x18\x02 \x01(\x02\x12\x1e\n\x16runner_up_contribution\x18\x03 \x01(\x02\"\x92\x01\n\x0b\x45xplanation\x12\x11\n\trunner_up\x18\x01 \x01(\t\x12\x16\n\x0e\x63hosen_utility\x18\x02 \x01(\x01\x12\x19\n\x11runner_up_utility\x18\x03 \x01(\x01\x12,\n\x04tags\x18\x04 \x03(\x0b\x32\x1e.tagrouter.router.v1.TagReason\x12\x0f\n\x07summary\x18\x05 \x01(\t2_\n\rRouterService\x12N\n\x05Route\x12!.tagrouter.router.v1.RouteRequest\x1a\".tagrouter.router.v1.RouteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/router/v1/router.proto\x12\x13tagrouter.router.v1\"\xa1\x01\n\rSettleRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x15\n\x08\x63ost_usd\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0cinput_tokens\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x1a\n\routput_tokens\x18\x04 \x01(\x01H\x02\x88\x01\x01\x42\x0b\n\t_cost_usdB\x0f\n\r_input_tokensB\x10\n\x0e_output_tokens\"5\n\x0eSettleResponse\x12\x10\n\x08\x63ost_usd\x18\x01 \x01(\x01\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"%\n\x06\x42udget\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\x0b\n\x03usd\x18\x02 \x01(\x01\"\x9a\x02\n\x06Tenant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x16\n\x0e\x61llowed_models\x18\x03 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0equality_margin\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12,\n\x07\x62udgets\x18\x06 \x03(\x0b\x32\x1b.tagrouter.router.v1.Budget\x12\x0c\n\x04mode\x18\x07 \x01(\t\x12\x18\n\x10\x64owngrade_at_pct\x18\x08 \x01(\x01\x12\x1e\n\x16\x64owngrade_max_cost_usd\x18\t \x01(\x01\x12\x0e\n\x06tokens\x18\n \x01(\rB\x0e\n\x0c_cost_weightB\x11\n\x0f_quality_margin\"\x81\x01\n\rTenantRequest\x12+\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tagrouter.router.v1.Tenant\x12\x15\n\rupdate_fields\x18\x02 \x03(\t\x12\x11\n\tnew_token\x18\x03 \x01(\x08\x12\x19\n\x11revoke_old_tokens\x18\x04 \x01(\x08\"\xa0\x01\n\x0bWindowUsage\x12\x0e\n\x06window\x18\x01 \x01(\t\x12\x12\n\nbudget_usd\x18\x02 \x01(\x01\x12\x11\n\tspend_usd\x18\x03 \x01(\x01\x12\x14\n\x0creserved_usd\x18\x04 \x01(\x01\x12\x16\n\x0espend_nano_usd\x18\x05 \x01(\x03\x12\x19\n\x11reserved_nano_usd\x18\x06 \x01(\x03\x12\x11\n\tresets_at\x18\x07 \x01(\x03\"\x98\x01\n\x0eTenantResponse\x12+\n\x06tenant\x18\x01 \x01(\x0b\x32\x1b.tagrouter.router.v1.Tenant\x12\r\n\x05token\x18\x02 \x01(\t\x12/\n\x05usage\x18\x03 \x03(\x0b\x32 .tagrouter.router.v1.WindowUsage\x12\x19\n\x11paced_cost_weight\x18\x04 \x01(\x01\"\x16\n\x08TenantId\x12\n\n\x02id\x18\x01 \x01(\t\"\x14\n\x12ListTenantsRequest\"K\n\x13ListTenantsResponse\x12\x34\n\x07tenants\x18\x01 \x03(\x0b\x32#.tagrouter.router.v1.TenantResponse\"\x98\x02\n\x0cRouteRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\x12\x18\n\x0b\x63ost_weight\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x13\n\x0b\x63lient_tags\x18\x04 \x03(\t\x12\x1b\n\x0equality_margin\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0cmax_cost_pct\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\x1c\n\x0fmin_quality_pct\x18\x07 \x01(\x01H\x03\x88\x01\x01\x12\x12\n\nsession_id\x18\x08 \x01(\tB\x0e\n\x0c_cost_weightB\x11\n\x0f_quality_marginB\x0f\n\r_max_cost_pctB\x12\n\x10_min_quality_pct\"J\n\x08RouteTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05level\x18\x03 \x01(\t\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"F\n\nRouteScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1a\n\x12\x65stimated_cost_usd\x18\x03 \x01(\x01\"\xde\x04\n\rRouteResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x1a\n\x12\x65stimated_cost_usd\x18\x02 \x01(\x01\x12+\n\x04tags\x18\x03 \x03(\x0b\x32\x1d.tagrouter.router.v1.RouteTag\x12/\n\x06scores\x18\x04 \x03(\x0b\x32\x1f.tagrouter.router.v1.RouteScore\x12\x10\n\x08\x64\x65graded\x18\x05 \x01(\x08\x12\x17\n\x0f\x64\x65graded_reason\x18\x06 \x01(\t\x12\x14\n\x0cinput_tokens\x18\x07 \x01(\r\x12\x1e\n\x16\x65xpected_output_tokens\x18\x08 \x01(\x01\x12\x13\n\x0b\x63ost_weight\x18\t \x01(\x01\x12\x17\n\x0fweights_version\x18\n \x01(\t\x12\x1a\n\x12vocabulary_version\x18\x0b \x01(\t\x12\x35\n\x0b\x65xplanation\x18\x0c \x01(\x0b\x32 .tagrouter.router.v1.Explanation\x12\x1d\n\x15unaligned_client_tags\x18\r \x03(\t\x12\x16\n\x0equality_margin\x18\x0e \x01(\x01\x12\x14\n\x0c\x61nchor_model\x18\x0f \x01(\t\x12\x13\n\x0bknob_source\x18\x10 \x01(\t\x12\x15\n\rknob_cost_pct\x18\x11 \x01(\x01\x12\x18\n\x10knob_quality_pct\x18\x12 \x01(\x01\x12\x14\n\x0csession_kept\x18\x13 \x01(\x08\x12\x0e\n\x06tenant\x18\x14 \x01(\t\x12\x12\n\nrequest_id\x18\x15 \x01(\t\x12\x15\n\rbudget_action\x18\x16 \x01(\t\"U\n\tTagReason\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x1b\n\x13\x63hosen_contribution\x18\x02 \x01(\x02\x12\x1e\n\x16runner_up_contribution\x18\x03 \x01(\x02\"\x92\x01\n\x0b\x45xplanation\x12\x11\n\trunner_up\x18\x01 \x01(\t\x12\x16\n\x0e\x63hosen_utility\x18\x02 \x01(\x01\x12\x19\n\x11runner_up_utility\x18\x03 \x01(\x01\x12,\n\x04tags\x18\x04 \x03(\x0b\x32\x1e.tagrouter.router.v1.TagReason\x12\x0f\n\x07summary\x18\x05 \x01(\t2\xb2\x01\n\rRouterService\x12N\n\x05Route\x12!.tagrouter.router.v1.RouteRequest\x1a\".tagrouter.router.v1.RouteResponse\x12Q\n\x06Settle\x12\".tagrouter.router.v1.SettleRequest\x1a#.tagrouter.router.v1.SettleResponse2\xc8\x03\n\rTenantService\x12W\n\x0c\x43reateTenant\x12\".tagrouter.router.v1.TenantRequest\x1a#.tagrouter.router.v1.TenantResponse\x12W\n\x0cUpdateTenant\x12\".tagrouter.router.v1.TenantRequest\x1a#.tagrouter.router.v1.TenantResponse\x12O\n\tGetTenant\x12\x1d.tagrouter.router.v1.TenantId\x1a#.tagrouter.router.v1.TenantResponse\x12`\n\x0bListTenants\x12\'.tagrouter.router.v1.ListTenantsRequest\x1a(.tagrouter.router.v1.ListTenantsResponse\x12R\n\x0c\x44\x65leteTenant\x12\x1d.tagrouter.router.v1.TenantId\x1a#.tagrouter.router.v1.TenantResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tagrouter.router.v1.router_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEREQUEST']._serialized_start=58
-  _globals['_ROUTEREQUEST']._serialized_end=338
-  _globals['_ROUTETAG']._serialized_start=340
-  _globals['_ROUTETAG']._serialized_end=414
-  _globals['_ROUTESCORE']._serialized_start=416
-  _globals['_ROUTESCORE']._serialized_end=486
-  _globals['_ROUTERESPONSE']._serialized_start=489
-  _globals['_ROUTERESPONSE']._serialized_end=1036
-  _globals['_TAGREASON']._serialized_start=1038
-  _globals['_TAGREASON']._serialized_end=1123
-  _globals['_EXPLANATION']._serialized_start=1126
-  _globals['_EXPLANATION']._serialized_end=1272
-  _globals['_ROUTERSERVICE']._serialized_start=1274
-  _globals['_ROUTERSERVICE']._serialized_end=1369
+  _globals['_SETTLEREQUEST']._serialized_start=58
+  _globals['_SETTLEREQUEST']._serialized_end=219
+  _globals['_SETTLERESPONSE']._serialized_start=221
+  _globals['_SETTLERESPONSE']._serialized_end=274
+  _globals['_BUDGET']._serialized_start=276
+  _globals['_BUDGET']._serialized_end=313
+  _globals['_TENANT']._serialized_start=316
+  _globals['_TENANT']._serialized_end=598
+  _globals['_TENANTREQUEST']._serialized_start=601
+  _globals['_TENANTREQUEST']._serialized_end=730
+  _globals['_WINDOWUSAGE']._serialized_start=733
+  _globals['_WINDOWUSAGE']._serialized_end=893
+  _globals['_TENANTRESPONSE']._serialized_start=896
+  _globals['_TENANTRESPONSE']._serialized_end=1048
+  _globals['_TENANTID']._serialized_start=1050
+  _globals['_TENANTID']._serialized_end=1072
+  _globals['_LISTTENANTSREQUEST']._serialized_start=1074
+  _globals['_LISTTENANTSREQUEST']._serialized_end=1094
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=1096
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=1171
+  _globals['_ROUTEREQUEST']._serialized_start=1174
+  _globals['_ROUTEREQUEST']._serialized_end=1454
+  _globals['_ROUTETAG']._serialized_start=1456
+  _globals['_ROUTETAG']._serialized_end=1530
+  _globals['_ROUTESCORE']._serialized_start=1532
+  _globals['_ROUTESCORE']._serialized_end=1602
+  _globals['_ROUTERESPONSE']._serialized_start=1605
+  _globals['_ROUTERESPONSE']._serialized_end=2211
+  _globals['_TAGREASON']._serialized_start=2213
+  _globals['_TAGREASON']._serialized_end=2298
+  _globals['_EXPLANATION']._serialized_start=2301
+  _globals['_EXPLANATION']._serialized_end=2447
+  _globals['_ROUTERSERVICE']._serialized_start=2450
+  _globals['_ROUTERSERVICE']._serialized_end=2628
+  _globals['_TENANTSERVICE']._serialized_start=2631
+  _globals['_TENANTSERVICE']._serialized_end=3087
 # @@protoc_insertion_point(module_scope)

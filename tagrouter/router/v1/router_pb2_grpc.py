@@ -40,6 +40,11 @@ class RouterServiceStub:
                 request_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.RouteRequest.SerializeToString,
                 response_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.RouteResponse.FromString,
                 _registered_method=True)
+        self.Settle = channel.unary_unary(
+                '/tagrouter.router.v1.RouterService/Settle',
+                request_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.SettleRequest.SerializeToString,
+                response_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.SettleResponse.FromString,
+                _registered_method=True)
 
 
 class RouterServiceServicer:
@@ -47,7 +52,18 @@ class RouterServiceServicer:
     """
 
     def Route(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """With tenancy on (TAGROUTER_TENANT_REDIS_URL), the tenant comes from the caller's
+        `authorization: Bearer <tenant token>`: unknown token UNAUTHENTICATED, a candidate outside the
+        tenant's pool PERMISSION_DENIED, a budget cap reached RESOURCE_EXHAUSTED (with the reset time).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Settle(self, request, context):
+        """Settle a tenant's routed request with its actual cost (the tenant's token or the admin token).
+        A retry with the same request_id is counted once.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -59,6 +75,11 @@ def add_RouterServiceServicer_to_server(servicer, server):
                     servicer.Route,
                     request_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.RouteRequest.FromString,
                     response_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.RouteResponse.SerializeToString,
+            ),
+            'Settle': grpc.unary_unary_rpc_method_handler(
+                    servicer.Settle,
+                    request_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.SettleRequest.FromString,
+                    response_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.SettleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +110,280 @@ class RouterService:
             '/tagrouter.router.v1.RouterService/Route',
             tagrouter_dot_router_dot_v1_dot_router__pb2.RouteRequest.SerializeToString,
             tagrouter_dot_router_dot_v1_dot_router__pb2.RouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Settle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tagrouter.router.v1.RouterService/Settle',
+            tagrouter_dot_router_dot_v1_dot_router__pb2.SettleRequest.SerializeToString,
+            tagrouter_dot_router_dot_v1_dot_router__pb2.SettleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class TenantServiceStub:
+    """Tenants: API tokens (stored hashed), allowed pool, default knob, budgets. Admin token only.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateTenant = channel.unary_unary(
+                '/tagrouter.router.v1.TenantService/CreateTenant',
+                request_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantRequest.SerializeToString,
+                response_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.FromString,
+                _registered_method=True)
+        self.UpdateTenant = channel.unary_unary(
+                '/tagrouter.router.v1.TenantService/UpdateTenant',
+                request_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantRequest.SerializeToString,
+                response_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.FromString,
+                _registered_method=True)
+        self.GetTenant = channel.unary_unary(
+                '/tagrouter.router.v1.TenantService/GetTenant',
+                request_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantId.SerializeToString,
+                response_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.FromString,
+                _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/tagrouter.router.v1.TenantService/ListTenants',
+                request_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.DeleteTenant = channel.unary_unary(
+                '/tagrouter.router.v1.TenantService/DeleteTenant',
+                request_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantId.SerializeToString,
+                response_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.FromString,
+                _registered_method=True)
+
+
+class TenantServiceServicer:
+    """Tenants: API tokens (stored hashed), allowed pool, default knob, budgets. Admin token only.
+    """
+
+    def CreateTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenants(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTenant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_TenantServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenant,
+                    request_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantRequest.FromString,
+                    response_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.SerializeToString,
+            ),
+            'UpdateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenant,
+                    request_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantRequest.FromString,
+                    response_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.SerializeToString,
+            ),
+            'GetTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenant,
+                    request_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantId.FromString,
+                    response_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.ListTenantsRequest.FromString,
+                    response_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'DeleteTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTenant,
+                    request_deserializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantId.FromString,
+                    response_serializer=tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'tagrouter.router.v1.TenantService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('tagrouter.router.v1.TenantService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class TenantService:
+    """Tenants: API tokens (stored hashed), allowed pool, default knob, budgets. Admin token only.
+    """
+
+    @staticmethod
+    def CreateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tagrouter.router.v1.TenantService/CreateTenant',
+            tagrouter_dot_router_dot_v1_dot_router__pb2.TenantRequest.SerializeToString,
+            tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tagrouter.router.v1.TenantService/UpdateTenant',
+            tagrouter_dot_router_dot_v1_dot_router__pb2.TenantRequest.SerializeToString,
+            tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tagrouter.router.v1.TenantService/GetTenant',
+            tagrouter_dot_router_dot_v1_dot_router__pb2.TenantId.SerializeToString,
+            tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tagrouter.router.v1.TenantService/ListTenants',
+            tagrouter_dot_router_dot_v1_dot_router__pb2.ListTenantsRequest.SerializeToString,
+            tagrouter_dot_router_dot_v1_dot_router__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tagrouter.router.v1.TenantService/DeleteTenant',
+            tagrouter_dot_router_dot_v1_dot_router__pb2.TenantId.SerializeToString,
+            tagrouter_dot_router_dot_v1_dot_router__pb2.TenantResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -203,20 +203,22 @@ class TagList(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
-    __slots__ = ("query", "tags", "model", "outcome", "output_tokens", "feedback_id")
+    __slots__ = ("query", "tags", "model", "outcome", "output_tokens", "feedback_id", "route_request_id")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     query: str
     tags: TagList
     model: str
     outcome: Outcome
     output_tokens: float
     feedback_id: str
-    def __init__(self, query: _Optional[str] = ..., tags: _Optional[_Union[TagList, _Mapping]] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., output_tokens: _Optional[float] = ..., feedback_id: _Optional[str] = ...) -> None: ...
+    route_request_id: str
+    def __init__(self, query: _Optional[str] = ..., tags: _Optional[_Union[TagList, _Mapping]] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., output_tokens: _Optional[float] = ..., feedback_id: _Optional[str] = ..., route_request_id: _Optional[str] = ...) -> None: ...
 
 class FeedbackResponse(_message.Message):
     __slots__ = ("weights_version", "tags", "duplicate")

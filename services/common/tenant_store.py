@@ -1,0 +1,224 @@
+"""Tenants and their spend in Redis: the specs, the token index and atomic budget accounting.
+
+Every key of one tenant carries the hash tag `{tenant:<id>}`, so its scripts touch one slot and
+tenants spread over a Cluster; the token index and the list of ids carry `{tenants}`
+(docs/OPERATIONS.md, "Tenants and budgets"). Money is integer nano-USD (sums are exact).
+
+Route reserves its estimate with RESERVE (checks every window's cap, counts the reservation);
+the actual cost settles it with SETTLE (moves the reservation to spend, once: a settled request
+id is remembered SETTLED_TTL_S); a reservation never settled is released by the next RESERVE or
+`release_expired` after its deadline, once (it leaves the pending set in the same script).
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from services.common import redis_client, redis_url
+from tagrouter.core import tenancy
+from tagrouter.core.tenancy import Tenant, WindowState
+
+TENANTS_KEY = "{tenants}:ids"
+SETTLED_TTL_S = 7 * 86400  # a settled request id answers `duplicate` this long
+RELEASE_BATCH = 64  # expired reservations one script releases (bounded work per call)
+SPEND_GRACE_S = 86400  # spend and reservation counters outlive their window by a day
+
+# Release what expired (at most RELEASE_BATCH): each reservation's held amount leaves its window
+# counters and it leaves the pending set; the hash stays (marked) so a late settle still prices it.
+_RELEASE = """
+local released = 0
+for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, RELEASE_BATCH)) do
+  local rkey = ARGV[2] .. rid
+  local held = tonumber(redis.call('HGET', rkey, 'amount') or '0')
+  local keys = redis.call('HGET', rkey, 'reserved_keys')
+  if keys and redis.call('HGET', rkey, 'released') ~= '1' then
+    for _, k in ipairs(cjson.decode(keys)) do
+      if redis.call('EXISTS', k) == 1 then redis.call('DECRBY', k, held) end
+    end
+    redis.call('HSET', rkey, 'released', '1')
+    released = released + 1
+  end
+  redis.call('ZREM', KEYS[1], rid)
+end
+""".replace("RELEASE_BATCH", str(RELEASE_BATCH))
+
+# KEYS: pending, reservation, then (spend, reserved) per window. ARGV: now, reservation prefix,
+# amount, deadline, n, caps..., counter ttls..., fields (JSON), hash ttl.
+RESERVE = _RELEASE + """
+local amount, n = tonumber(ARGV[3]), tonumber(ARGV[5])
+for i = 1, n do
+  local spend = tonumber(redis.call('GET', KEYS[1 + 2 * i]) or '0')
+  local held = tonumber(redis.call('GET', KEYS[2 + 2 * i]) or '0')
+  if spend + held + amount > tonumber(ARGV[5 + i]) then return {0, i, released} end
+end
+local reserved = {}
+for i = 1, n do
+  redis.call('INCRBY', KEYS[2 + 2 * i], amount)
+  redis.call('EXPIRE', KEYS[2 + 2 * i], ARGV[5 + n + i])
+  reserved[i] = KEYS[2 + 2 * i]
+end
+local fields = cjson.decode(ARGV[6 + 2 * n])
+redis.call('HSET', KEYS[2], 'amount', amount, 'reserved_keys', cjson.encode(reserved),
+           'spend_keys', fields.spend_keys, 'ttls', fields.ttls, 'in_nano_per_tok', fields.in_nano_per_tok,
+           'out_nano_per_tok', fields.out_nano_per_tok, 'input_tokens', fields.input_tokens)
+redis.call('EXPIRE', KEYS[2], ARGV[7 + 2 * n])
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[8 + 2 * n])
+return {1, 0, released}
+"""
+
+# KEYS: pending, reservation, settled marker. ARGV: now, reservation prefix, amount, marker ttl, request id.
+SETTLE = _RELEASE + """
+local done = redis.call('GET', KEYS[3])
+if done then return {'duplicate', done} end
+if redis.call('EXISTS', KEYS[2]) == 0 then return {'unknown', '0'} end
+local held = tonumber(redis.call('HGET', KEYS[2], 'amount'))
+if redis.call('HGET', KEYS[2], 'released') ~= '1' then
+  for _, k in ipairs(cjson.decode(redis.call('HGET', KEYS[2], 'reserved_keys'))) do
+    if redis.call('EXISTS', k) == 1 then redis.call('DECRBY', k, held) end
+  end
+end
+local ttls = cjson.decode(redis.call('HGET', KEYS[2], 'ttls'))
+for i, k in ipairs(cjson.decode(redis.call('HGET', KEYS[2], 'spend_keys'))) do
+  redis.call('INCRBY', k, ARGV[3])
+  if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ttls[i]) end
+end
+redis.call('ZREM', KEYS[1], ARGV[5])
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+redis.call('DEL', KEYS[2])
+return {'settled', ARGV[3]}
+"""
+
+
+def tenant_prefix(tenant_id: str) -> str:
+    return "{tenant:" + tenant_id + "}"
+
+
+def spec_key(tenant_id: str) -> str:
+    return f"{tenant_prefix(tenant_id)}:spec"
+
+
+def token_key(token_hash: str) -> str:
+    return f"{{tenants}}:token:{token_hash}"
+
+
+def window_keys(tenant_id: str, window: str, start: int) -> tuple[str, str, str]:
+    """The (spend, reserved, pace) keys of one window."""
+    base = f"{tenant_prefix(tenant_id)}:%s:{window}:{start}"
+    return base % "spend", base % "reserved", base % "pace"
+
+
+def new_request_id(tenant_id: str) -> str:
+    return f"{tenant_id}.{uuid.uuid4().hex}"
+
+
+def tenant_of(request_id: str) -> str:
+    """The tenant a request id belongs to ('' when the id is not one of ours)."""
+    tenant_id, dot, rest = request_id.partition(".")
+    return tenant_id if dot and rest and tenancy.TENANT_ID.match(tenant_id) else ""
+
+
+class TenantStore:
+    """Specs, tokens and accounting of tenants in one Redis (one server, Sentinel or Cluster)."""
+
+    def __init__(self, url: str, reservation_ttl_s: int = 600):
+        self.client = redis_client.connect(redis_url.parse(url))
+        self.reservation_ttl_s = reservation_ttl_s
+        self._reserve = self.client.register_script(RESERVE)
+        self._settle = self.client.register_script(SETTLE)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # --- specs and tokens -------------------------------------------------------------------
+    async def get(self, tenant_id: str) -> Tenant | None:
+        raw = await self.client.get(spec_key(tenant_id))
+        return Tenant.from_json(raw) if raw else None
+
+    async def by_token(self, token: str) -> Tenant | None:
+        tenant_id = await self.client.get(token_key(tenancy.hash_token(token)))
+        return await self.get(tenant_id) if tenant_id else None
+
+    async def put(self, tenant: Tenant, old: Tenant | None = None) -> None:
+        """Write the spec, then point its tokens at it (and drop the tokens it no longer has)."""
+        await self.client.set(spec_key(tenant.id), tenancy.check(tenant).to_json())
+        await self.client.sadd(TENANTS_KEY, tenant.id)
+        for h in tenant.token_hashes:
+            await self.client.set(token_key(h), tenant.id)
+        for h in set(old.token_hashes if old else ()) - set(tenant.token_hashes):
+            await self.client.delete(token_key(h))
+
+    async def ids(self) -> list[str]:
+        return sorted(await self.client.smembers(TENANTS_KEY))
+
+    async def delete(self, tenant: Tenant) -> None:
+        """The spec, its tokens and its id; spend counters expire with their windows."""
+        for h in tenant.token_hashes:
+            await self.client.delete(token_key(h))
+        await self.client.delete(spec_key(tenant.id))
+        await self.client.srem(TENANTS_KEY, tenant.id)
+
+    # --- accounting -------------------------------------------------------------------------
+    async def state(self, tenant: Tenant, now: float | None = None) -> tuple[list[WindowState], float]:
+        """Every budget window now, and the pacing state of the tightest one (0 when new)."""
+        now = time.time() if now is None else now
+        bounds = [tenancy.window_bounds(b.window, now) for b in tenant.budgets]
+        keys = [k for b, (start, _) in zip(tenant.budgets, bounds) for k in window_keys(tenant.id, b.window, start)]
+        values = await self.client.mget(keys) if keys else []
+        states = [WindowState(b, start, end, int(values[3 * i] or 0), int(values[3 * i + 1] or 0))
+                  for i, (b, (start, end)) in enumerate(zip(tenant.budgets, bounds))]
+        tight = tenancy.tightest(states, now)
+        pace = 0.0
+        if tight is not None:
+            pace = float(values[3 * states.index(tight) + 2] or 0.0)
+        return states, pace
+
+    async def set_pace(self, tenant: Tenant, state: WindowState, u: float) -> None:
+        key = window_keys(tenant.id, state.budget.window, state.start)[2]
+        await self.client.set(key, repr(u), ex=state.end - state.start + SPEND_GRACE_S)
+
+    async def reserve(self, tenant: Tenant, request_id: str, amount: int, input_tokens: int = 0,
+                      prices_nano_per_tok: tuple[float, float] = (0.0, 0.0), now: float | None = None) -> str | None:
+        """Reserve `amount` nano-USD in every window: None when done, else the window whose cap refused it."""
+        now = time.time() if now is None else now
+        prefix = tenant_prefix(tenant.id)
+        windows = [(b, *tenancy.window_bounds(b.window, now)) for b in tenant.budgets]
+        keys = [f"{prefix}:pending", f"{prefix}:res:{request_id}"]
+        spend_keys, ttls = [], []
+        for b, start, end in windows:
+            spend, reserved, _ = window_keys(tenant.id, b.window, start)
+            keys += [spend, reserved]
+            spend_keys.append(spend)
+            ttls.append(int(end - now) + SPEND_GRACE_S)
+        fields = json.dumps({"spend_keys": json.dumps(spend_keys), "ttls": json.dumps(ttls),
+                             "in_nano_per_tok": prices_nano_per_tok[0], "out_nano_per_tok": prices_nano_per_tok[1],
+                             "input_tokens": input_tokens})
+        args = [now, f"{prefix}:res:", amount, now + self.reservation_ttl_s, len(windows),
+                *[b.nano for b, _, _ in windows], *ttls, fields, self.reservation_ttl_s + SPEND_GRACE_S, request_id]
+        ok, refused, _ = await self._reserve(keys=keys, args=args)
+        return None if ok else windows[int(refused) - 1][0].window
+
+    async def price(self, request_id: str, input_tokens: int | None, output_tokens: float) -> int | None:
+        """The cost in nano-USD of a reserved request from its tokens (None: the reservation is gone)."""
+        fields = await self.client.hgetall(f"{tenant_prefix(tenant_of(request_id))}:res:{request_id}")
+        if not fields:
+            return None
+        tokens_in = int(fields["input_tokens"]) if input_tokens is None else input_tokens
+        return int(round(tokens_in * float(fields["in_nano_per_tok"])
+                         + output_tokens * float(fields["out_nano_per_tok"])))
+
+    async def settle(self, request_id: str, amount: int, now: float | None = None) -> tuple[str, int]:
+        """("settled" | "duplicate" | "unknown", the amount recorded)."""
+        now = time.time() if now is None else now
+        prefix = tenant_prefix(tenant_of(request_id))
+        status, recorded = await self._settle(
+            keys=[f"{prefix}:pending", f"{prefix}:res:{request_id}", f"{prefix}:settled:{request_id}"],
+            args=[now, f"{prefix}:res:", amount, SETTLED_TTL_S, request_id])
+        return status, int(recorded)
+
+    async def release_expired(self, tenant_id: str, now: float | None = None) -> int:
+        """Release the reservations past their deadline (at most RELEASE_BATCH); how many."""
+        prefix = tenant_prefix(tenant_id)
+        script = self.client.register_script(_RELEASE + "return released")
+        return int(await script(keys=[f"{prefix}:pending"], args=[time.time() if now is None else now,
+                                                                   f"{prefix}:res:"]))

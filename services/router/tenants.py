@@ -1,0 +1,146 @@
+"""Tenancy in the router: who is calling (bearer token), what they may route to, what is left of
+their budgets, and the reservation Route makes (services/common/tenant_store.py keeps the money).
+
+`Gate.admit` runs before scoring (token, pool, the tenant's default knob, the window states),
+`Plan.mask` inside the decision (downgrade ceiling, what still fits the caps), `Gate.reserve`
+after it (the Lua reservation; refused: RESOURCE_EXHAUSTED with the reset time).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.common import metrics
+from services.common.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from services.common.tenant_store import TenantStore, new_request_id
+from tagrouter.core import operating, tenancy
+from tagrouter.core.tenancy import Tenant, WindowState
+
+AUTH_KEY = "authorization"
+
+
+def bearer_of(metadata) -> str:
+    """The token of `authorization: Bearer <token>` in call metadata ('' when absent)."""
+    value = next((v for k, v in (metadata or ()) if k == AUTH_KEY), "")
+    value = value.decode() if isinstance(value, bytes) else value
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+@dataclass
+class Plan:
+    """One Route's budget decision for one tenant."""
+
+    tenant: Tenant
+    states: list[WindowState]
+    pace_u: float = 0.0
+    cost_weight: float | None = None  # pace: the paced weight
+    action: str = ""
+
+    def mask(self, costs: np.ndarray) -> np.ndarray:
+        """Candidates the budget allows: in downgrade past its threshold only those under the ceiling;
+        in downgrade and pace only those that still fit every cap (hard refuses instead)."""
+        nano = [tenancy.to_nano(float(c)) for c in costs]
+        if self.tenant.mode == "hard" or not self.states:
+            return np.ones(len(nano), dtype=bool)
+        ceiling = None
+        if tenancy.downgrading(self.tenant, self.states):
+            ceiling = tenancy.to_nano(self.tenant.downgrade_max_cost_usd) or min(nano)
+            self.action = "downgraded"
+        allowed = np.array(tenancy.affordable(nano, self.states, ceiling))
+        if not allowed.any():
+            raise _exhausted(self.tenant, min(self.states, key=lambda s: s.left))
+        return allowed
+
+
+def _exhausted(tenant: Tenant, state: WindowState) -> ResourceExhausted:
+    metrics.TENANT_REFUSED.labels(metrics.tenant_label(tenant.id), state.budget.window).inc()
+    reset = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state.end))
+    return ResourceExhausted(f"tenant {tenant.id}: the budget of {state.budget.usd:g} USD per {state.budget.window} "
+                             f"is used up; it resets at {reset} (in {max(0, int(state.end - time.time()))} s)")
+
+
+class Gate:
+    """The router's view of tenants: identify, admit, reserve, settle."""
+
+    def __init__(self, store: TenantStore):
+        self.store = store
+
+    async def identify(self, context) -> Tenant:
+        token = bearer_of(context.invocation_metadata())
+        tenant = await self.store.by_token(token) if token else None
+        if tenant is None:
+            raise Unauthenticated("tenancy is on: send 'authorization: Bearer <tenant token>' with a known token")
+        return tenant
+
+    async def admit(self, tenant: Tenant, candidates: list[str],
+                    knob: operating.KnobRequest) -> tuple[list[str], operating.KnobRequest, Plan]:
+        """The tenant's candidates (its pool, or the request's within it), its default knob, its plan."""
+        outside = [m for m in candidates if not tenant.allows(m)]
+        if outside:
+            raise PermissionDenied(f"tenant {tenant.id} may not use {', '.join(outside)}; its pool is "
+                                   f"{', '.join(tenant.allowed_models)}")
+        candidates = candidates or list(tenant.allowed_models)
+        if knob == operating.KnobRequest() and (tenant.cost_weight is not None or tenant.quality_margin is not None):
+            knob = operating.KnobRequest(cost_weight=tenant.cost_weight, quality_margin=tenant.quality_margin)
+        states, pace_u = await self.store.state(tenant)
+        plan = Plan(tenant, states, pace_u)
+        if tenant.mode == "pace" and states:
+            plan.action = "paced"
+        return candidates, knob, plan
+
+    def paced(self, plan: Plan, base: float) -> float | None:
+        """The paced cost weight (pace mode with a budget), else None."""
+        if plan.action != "paced":
+            return None
+        plan.cost_weight = tenancy.pace_weight(base, plan.pace_u)
+        return plan.cost_weight
+
+    async def reserve(self, plan: Plan, response, prices_per_mtok: tuple[float, float]) -> None:
+        """Reserve the chosen model's estimate; refused: RESOURCE_EXHAUSTED naming the window and its reset."""
+        tenant = plan.tenant
+        request_id = new_request_id(tenant.id)
+        amount = tenancy.to_nano(response.estimated_cost_usd)
+        per_tok = (prices_per_mtok[0] * 1000, prices_per_mtok[1] * 1000)  # USD/Mtok -> nano-USD per token
+        label = metrics.tenant_label(tenant.id)
+        refused = await self.store.reserve(tenant, request_id, amount, response.input_tokens, per_tok)
+        if refused is not None:
+            raise _exhausted(tenant, next(s for s in plan.states if s.budget.window == refused))
+        metrics.TENANT_RESERVED.labels(label).inc(amount / tenancy.NANO)
+        if plan.action:
+            metrics.TENANT_BUDGET_ACTIONS.labels(label, plan.action).inc()
+        response.tenant, response.request_id, response.budget_action = tenant.id, request_id, plan.action
+        now = time.time()
+        tight = tenancy.tightest(plan.states, now)
+        if tight is not None:
+            after = dataclasses.replace(tight, reserved=tight.reserved + amount)
+            metrics.TENANT_BUDGET_LEFT.labels(label, tight.budget.window).set(after.left / tenancy.NANO)
+            if tenant.mode == "pace":
+                await self.store.set_pace(tenant, tight, tenancy.pace_step(plan.pace_u, after, now))
+
+    async def settle(self, request, context) -> tuple[float, bool]:
+        """Settle one request (the caller must hold a token of the request's tenant)."""
+        from services.common.errors import InvalidArgument, NotFound
+        from services.common.tenant_store import tenant_of
+
+        tenant = await self.identify(context)
+        if tenant_of(request.request_id) != tenant.id:
+            raise PermissionDenied(f"request {request.request_id[:80]!r} is not one of tenant {tenant.id}'s")
+        if request.HasField("cost_usd"):
+            if not 0 <= request.cost_usd <= 1e6:
+                raise InvalidArgument(f"cost_usd must be in [0, 1e6], not {request.cost_usd}")
+            amount = tenancy.to_nano(request.cost_usd)
+        elif request.HasField("output_tokens"):
+            amount = await self.store.price(request.request_id, request.input_tokens if request.HasField(
+                "input_tokens") else None, request.output_tokens)
+        else:
+            raise InvalidArgument("Settle needs cost_usd or output_tokens")
+        status, recorded = await self.store.settle(request.request_id, amount if amount is not None else 0)
+        if status == "unknown":
+            raise NotFound(f"request {request.request_id[:80]!r} has no reservation (never routed, or long expired)")
+        if status == "settled":
+            metrics.TENANT_SPEND.labels(metrics.tenant_label(tenant.id)).inc(recorded / tenancy.NANO)
+        return recorded / tenancy.NANO, status == "duplicate"

@@ -1,0 +1,174 @@
+"""Tenants, their budgets and the pacing rule, as pure data and maths (no Redis, no server).
+
+A tenant is one team's API tokens (kept as SHA-256 hashes only), its allowed pool, its default
+knob and its budgets: USD per minute, hour, day and/or month, with one mode for all of them:
+`hard` (past a cap, refuse), `downgrade` (past `downgrade_at_pct` of a cap, only models whose
+estimate is at most `downgrade_max_cost_usd`) or `pace` (the cost weight follows spend against
+time elapsed in the window, `pace_weight`). Every mode keeps every cap: a request whose estimate
+does not fit what is left is refused. Money is counted in integer nano-USD so sums are exact.
+"""
+from __future__ import annotations
+
+import calendar
+import hashlib
+import json
+import math
+import re
+import secrets
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+from tagrouter.core.limits import InvalidRequest
+
+MODES = ("hard", "downgrade", "pace")
+WINDOWS = ("minute", "hour", "day", "month")
+NANO = 1_000_000_000  # nano-USD per USD
+TOKEN_PREFIX = "trk-"
+TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+MAX_TENANT_TOKENS = 16  # tokens of one tenant (rotation keeps the old one alive a while)
+MAX_TENANT_BUDGETS = 4  # one per window
+# Pacing: the cost weight is base * exp(u); u moves by PACE_GAIN * (spend share - time share) per
+# request and stays in [-PACE_LOG_RANGE, PACE_LOG_RANGE].
+PACE_GAIN, PACE_LOG_RANGE, PACE_FLOOR_WEIGHT = 0.5, math.log(1e4), 0.05
+
+
+def to_nano(usd: float) -> int:
+    return int(round(usd * NANO))
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh bearer token (shown once; only its hash is stored)."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Budget:
+    window: str
+    usd: float
+
+    @property
+    def nano(self) -> int:
+        return to_nano(self.usd)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    allowed_models: tuple[str, ...] = ()  # empty: the whole pool
+    cost_weight: float | None = None
+    quality_margin: float | None = None
+    budgets: tuple[Budget, ...] = ()
+    mode: str = "hard"
+    downgrade_at_pct: float = 80.0
+    downgrade_max_cost_usd: float = 0.0
+    token_hashes: tuple[str, ...] = field(default=(), repr=False)
+    name: str = ""
+
+    def allows(self, model: str) -> bool:
+        return not self.allowed_models or model in self.allowed_models
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Tenant:
+        raw = json.loads(text)
+        raw["budgets"] = tuple(Budget(**b) for b in raw.get("budgets", ()))
+        for key in ("allowed_models", "token_hashes"):
+            raw[key] = tuple(raw.get(key, ()))
+        return cls(**raw)
+
+
+def check(tenant: Tenant) -> Tenant:
+    """A tenant's fields, each refused with its name (InvalidRequest)."""
+    if not TENANT_ID.match(tenant.id):
+        raise InvalidRequest(f"tenant id {tenant.id[:80]!r}: 1 to 63 of a-z, 0-9, '_' and '-', starting alphanumeric")
+    if tenant.mode not in MODES:
+        raise InvalidRequest(f"mode {tenant.mode!r} is not one of {', '.join(MODES)}")
+    for name in ("cost_weight", "quality_margin"):
+        value = getattr(tenant, name)
+        if value is not None and not (math.isfinite(value) and 0 <= value <= 1e6):
+            raise InvalidRequest(f"{name} must be in [0, 1e6], not {value}")
+    if not 0 < tenant.downgrade_at_pct <= 100:
+        raise InvalidRequest(f"downgrade_at_pct must be in (0, 100], not {tenant.downgrade_at_pct}")
+    if not (math.isfinite(tenant.downgrade_max_cost_usd) and tenant.downgrade_max_cost_usd >= 0):
+        raise InvalidRequest("downgrade_max_cost_usd must be >= 0")
+    windows = [b.window for b in tenant.budgets]
+    if len(windows) != len(set(windows)) or len(windows) > MAX_TENANT_BUDGETS:
+        raise InvalidRequest(f"budgets: at most one per window ({', '.join(WINDOWS)})")
+    for b in tenant.budgets:
+        if b.window not in WINDOWS:
+            raise InvalidRequest(f"budget window {b.window!r} is not one of {', '.join(WINDOWS)}")
+        if not (math.isfinite(b.usd) and 0 < b.usd <= 1e6):  # nano-USD stay exact in Lua doubles
+            raise InvalidRequest(f"budget per {b.window} must be in (0, 1e6] USD, not {b.usd}")
+    if len(tenant.token_hashes) > MAX_TENANT_TOKENS:
+        raise InvalidRequest(f"a tenant has at most {MAX_TENANT_TOKENS} tokens")
+    if len(set(tenant.allowed_models)) != len(tenant.allowed_models) or any(not m for m in tenant.allowed_models):
+        raise InvalidRequest("allowed_models: names must be distinct and non-empty")
+    return tenant
+
+
+def window_bounds(window: str, now: float) -> tuple[int, int]:
+    """The [start, end) epoch seconds (UTC) of the window holding `now`."""
+    if window == "month":
+        y, m = time.gmtime(now)[:2]  # calendar months, in UTC
+        return calendar.timegm((y, m, 1, 0, 0, 0)), calendar.timegm((y + (m == 12), m % 12 + 1, 1, 0, 0, 0))
+    length = {"minute": 60, "hour": 3600, "day": 86400}[window]
+    start = int(now // length) * length
+    return start, start + length
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """One budget window now: its cap, settled spend and open reservations (nano-USD)."""
+
+    budget: Budget
+    start: int
+    end: int
+    spend: int
+    reserved: int
+
+    @property
+    def left(self) -> int:
+        return max(0, self.budget.nano - self.spend - self.reserved)
+
+    @property
+    def used_share(self) -> float:
+        return (self.spend + self.reserved) / self.budget.nano
+
+    def time_share(self, now: float) -> float:
+        return min(1.0, max(0.0, (now - self.start) / (self.end - self.start)))
+
+
+def tightest(states: list[WindowState], now: float) -> WindowState | None:
+    """The window whose spend runs furthest ahead of its time (pacing and downgrade follow it)."""
+    return max(states, key=lambda s: s.used_share - s.time_share(now), default=None)
+
+
+def pace_step(u: float, state: WindowState, now: float) -> float:
+    """The pacing state after one request: up when spend runs ahead of time, down when behind."""
+    error = state.used_share - state.time_share(now)
+    return min(PACE_LOG_RANGE, max(-PACE_LOG_RANGE, u + PACE_GAIN * error))
+
+
+def pace_weight(base: float, u: float) -> float:
+    """The paced cost weight: base (at least PACE_FLOOR_WEIGHT, so it can grow from 0) times e^u."""
+    return max(base, PACE_FLOOR_WEIGHT) * math.exp(u)
+
+
+def downgrading(tenant: Tenant, states: list[WindowState]) -> bool:
+    return tenant.mode == "downgrade" and any(100 * s.used_share >= tenant.downgrade_at_pct for s in states)
+
+
+def affordable(costs_nano: list[int], states: list[WindowState], ceiling_nano: int | None) -> list[bool]:
+    """Which candidates fit every window's remaining budget (and the downgrade ceiling, if any)."""
+    left = min((s.left for s in states), default=None)
+    return [(left is None or c <= left) and (ceiling_nano is None or c <= ceiling_nano) for c in costs_nano]
+
+
+def updated(tenant: Tenant, **changes) -> Tenant:
+    return check(replace(tenant, **changes))
