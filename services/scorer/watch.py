@@ -80,6 +80,7 @@ class WeightsBroadcast:
             raise Unavailable("the scorer is shutting down")
         self._watchers += 1
         if self._poller is None or self._poller.done():
+            self._forget()
             self._poller = asyncio.create_task(self._poll())
         sent = 0
         try:
@@ -110,6 +111,13 @@ class WeightsBroadcast:
                     sent = update.sequence
         finally:
             self._watchers -= 1
+
+    def _forget(self) -> None:
+        """Drops what the last poller saw: with nobody watching it stopped, and its last word may
+        be stale by now (say "no weights are loaded" from before the scorer loaded them). A new
+        watcher then waits for the new poller's first read instead of hearing that."""
+        self._marker, self._weights, self._error, self._full = None, None, None, None
+        self._history.clear()
 
     async def close(self) -> None:
         """Ends every watch (at shutdown) and refuses new ones."""
