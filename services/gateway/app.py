@@ -89,12 +89,14 @@ class Gateway:
             return forward.error(400, str(err), "invalid_request_error", param=param_of(str(err))), ""
         requested = conversation.model
         headers: dict[str, str] = {"x-tagrouter-model": requested, "x-tagrouter-degraded": "false"}
-        if requested in self.upstreams.aliases:
+        settle = None
+        if requested in self.upstreams.aliases or (self.settings.tenancy and requested in self.upstreams.models):
             try:
-                routed = await self._route(request, conversation)
+                model, headers, settle = await self._route(request, conversation)
             except InvalidRequest as err:
                 return forward.error(400, str(err), "invalid_request_error", param=param_of(str(err))), ""
-            model, headers = routed
+            except TenantRefused as err:
+                return forward.error(err.status, err.message, err.kind), requested
         elif requested in self.upstreams.models:
             model = requested
         else:
@@ -102,25 +104,64 @@ class Gateway:
             return forward.error(404, f"The model '{requested}' does not exist; use one of {names}",
                                  "invalid_request_error", param="model", code="model_not_found"), requested
         upstream = self.upstreams.models[model]
-        return await forward.forward(self.http, path, model, upstream, conversation.payload, headers), model
+        return await forward.forward(self.http, path, model, upstream, conversation.payload, headers, settle), model
 
-    async def _route(self, request: Request, conversation) -> tuple[str, dict[str, str]]:
-        """Route through the router; when it cannot answer, the default model, degraded."""
-        route = router_pb2.RouteRequest(query=conversation.query(), candidate_models=self.upstreams.pool,
+    async def _route(self, request: Request, conversation) -> tuple[str, dict[str, str], object]:
+        """Route through the router; when it cannot answer, the default model, degraded. With tenancy
+        on, as the caller's tenant (its bearer token; an explicit model is routed among itself alone),
+        answering also the call that settles the reservation from the answer's `usage`."""
+        explicit = conversation.model not in self.upstreams.aliases
+        route = router_pb2.RouteRequest(query=conversation.query(),
+                                        candidate_models=[conversation.model] if explicit else self.upstreams.pool,
                                         session_id=openai_request.session_id(request.headers.get("x-session-id"),
                                                                              conversation))
         if (value := request.headers.get("x-tagrouter-cost-weight")) is not None:
             route.cost_weight = header_number("x-tagrouter-cost-weight", value)
+        auth = (("authorization", request.headers.get("authorization", "")),) if self.settings.tenancy else None
         try:
-            reply = await self.router.Route(route, timeout=self.settings.route_timeout_s)
+            reply = await self.router.Route(route, timeout=self.settings.route_timeout_s, metadata=auth)
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequest(err.details()) from None
+            if err.code().name in TENANT_HTTP:
+                raise TenantRefused(*TENANT_HTTP[err.code().name], err.details()) from None
+            if self.settings.tenancy:  # fail closed: no tenant check, no answer
+                raise TenantRefused(503, "api_error", f"the router cannot check the tenant ({err.code().name})") from None
             model = self.upstreams.default_model
             log.warning("Route failed (%s): answering with %s", err.code().name, model)
             return model, {"x-tagrouter-model": model, "x-tagrouter-degraded": "true",
-                           "x-tagrouter-degraded-reason": f"router unavailable ({err.code().name})"}
-        return reply.model, openai_request.answer_headers(reply, session=bool(route.session_id))
+                           "x-tagrouter-degraded-reason": f"router unavailable ({err.code().name})"}, None
+        settle = None
+        if reply.request_id:
+            async def settle(usage: dict) -> None:
+                await self._settle(reply.request_id, usage, auth)
+        return reply.model, openai_request.answer_headers(reply, session=bool(route.session_id)), settle
+
+    async def _settle(self, request_id: str, usage: dict, auth) -> None:
+        """Settle a tenant's reservation from the upstream's `usage`; a failure is logged (it then expires)."""
+        tokens = {k: usage[k] for k in ("prompt_tokens", "completion_tokens")
+                  if isinstance(usage.get(k), int) and usage[k] >= 0}
+        if "completion_tokens" not in tokens:
+            return
+        settle = router_pb2.SettleRequest(request_id=request_id, output_tokens=tokens["completion_tokens"])
+        if "prompt_tokens" in tokens:
+            settle.input_tokens = tokens["prompt_tokens"]
+        try:
+            await self.router.Settle(settle, timeout=self.settings.route_timeout_s, metadata=auth)
+        except grpc.aio.AioRpcError as err:
+            log.warning("Settle %s failed (%s): its reservation will expire", request_id, err.code().name)
+
+
+TENANT_HTTP = {"UNAUTHENTICATED": (401, "authentication_error"), "PERMISSION_DENIED": (403, "permission_error"),
+               "RESOURCE_EXHAUSTED": (429, "rate_limit_error")}
+
+
+class TenantRefused(Exception):
+    """The router refused the caller's tenant: unknown token, a model outside its pool, a cap reached."""
+
+    def __init__(self, status: int, kind: str, message: str):
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
 
 
 async def read_body(request: Request) -> bytes:

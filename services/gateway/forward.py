@@ -44,8 +44,9 @@ def record_usage(model: str, upstream: Upstream, usage) -> None:
 
 
 async def forward(http: httpx.AsyncClient, path: str, model: str, upstream: Upstream, payload: dict,
-                  headers: dict[str, str]) -> Response:
-    """POST the body to the model's upstream; the answer, or the upstream's failure as an OpenAI error."""
+                  headers: dict[str, str], settle=None) -> Response:
+    """POST the body to the model's upstream; the answer, or the upstream's failure as an OpenAI error.
+    `settle` (an async callable, tenancy on) is given the answer's `usage` once it has come."""
     stream = bool(payload.get("stream"))
     body = {**payload, "model": upstream.model}
     if stream and path == "/chat/completions":  # the last chunk then carries `usage`, for the cost
@@ -66,7 +67,7 @@ async def forward(http: httpx.AsyncClient, path: str, model: str, upstream: Upst
     if response.status_code != 200:
         return await failed(response, model, headers)
     if stream:
-        return StreamingResponse(relay(response, model, upstream), media_type="text/event-stream",
+        return StreamingResponse(relay(response, model, upstream, settle), media_type="text/event-stream",
                                  headers={**headers, "cache-control": "no-cache"})
     try:
         content = await response.aread()
@@ -80,6 +81,8 @@ async def forward(http: httpx.AsyncClient, path: str, model: str, upstream: Upst
         await response.aclose()
     if isinstance(answer, dict):
         record_usage(model, upstream, answer.get("usage"))
+        if settle is not None and isinstance(answer.get("usage"), dict):
+            await settle(answer["usage"])
     return Response(content, 200, headers=headers, media_type="application/json")
 
 
@@ -116,14 +119,16 @@ async def failed(response: httpx.Response, model: str, headers: Mapping[str, str
                  "upstream_error", code=f"upstream_{response.status_code}", headers=headers)
 
 
-async def relay(response: httpx.Response, model: str, upstream: Upstream) -> AsyncIterator[bytes]:
+async def relay(response: httpx.Response, model: str, upstream: Upstream, settle=None) -> AsyncIterator[bytes]:
     """The upstream's SSE bytes as they come; `usage` read on the way. A failure mid-stream (the
     status is already sent) ends the stream with an OpenAI-style error event."""
-    pending = b""
+    pending, seen = b"", []
     try:
         async for chunk in response.aiter_raw():
             yield chunk
-            pending = _read_usage(pending + chunk, model, upstream)
+            pending = _read_usage(pending + chunk, model, upstream, seen)
+        if settle is not None and seen:
+            await settle(seen[-1])
     except httpx.TimeoutException:
         yield b"data: " + error_body(f"the upstream of {model} stopped sending in time", "upstream_error",
                                      code="upstream_timeout") + b"\n\n"
@@ -134,13 +139,16 @@ async def relay(response: httpx.Response, model: str, upstream: Upstream) -> Asy
         await response.aclose()
 
 
-def _read_usage(buffer: bytes, model: str, upstream: Upstream) -> bytes:
+def _read_usage(buffer: bytes, model: str, upstream: Upstream, seen: list | None = None) -> bytes:
     """Records `usage` from the complete lines of `buffer`; returns the incomplete rest."""
     *lines, rest = buffer.split(b"\n")
     for line in lines:
         if line.startswith(b"data: {") and b'"usage"' in line:
             try:
-                record_usage(model, upstream, json.loads(line[6:]).get("usage"))
+                usage = json.loads(line[6:]).get("usage")
+                record_usage(model, upstream, usage)
+                if seen is not None and isinstance(usage, dict):
+                    seen.append(usage)
             except (ValueError, AttributeError):
                 pass
     return rest if len(rest) <= MAX_LINE_BYTES else b""

@@ -36,11 +36,24 @@ _OVERWRITE = base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 
 
 class NoDeadline:
-    """Route's context here: Envoy's message_timeout bounds the call, Route's own timeouts apply."""
+    """Route's context here: Envoy's message_timeout bounds the call, Route's own timeouts apply; the
+    caller's `authorization` header is its metadata (the tenant's bearer token, with tenancy on)."""
+
+    def __init__(self, headers: dict[str, str] | None = None):
+        self.headers = headers or {}
 
     @staticmethod
     def time_remaining() -> None:
         return None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        auth = self.headers.get("authorization")
+        return (("authorization", auth),) if auth else ()
+
+
+# A refusal of the tenant's (tenancy on) -> its HTTP status and OpenAI error type.
+HTTP_OF = {"UNAUTHENTICATED": (401, "authentication_error"), "PERMISSION_DENIED": (403, "permission_error"),
+           "RESOURCE_EXHAUSTED": (429, "rate_limit_error")}
 
 
 @dataclass
@@ -140,7 +153,8 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
             if conversation.model in self.aliases:
                 return await self._route(exchange, conversation)
         except (InvalidRequest, ServiceError) as err:
-            return refuse(400, str(err))
+            status, kind = HTTP_OF.get(getattr(err, "code", None) and err.code.name, (400, "invalid_request_error"))
+            return refuse(status, str(err), kind)
         except Exception:
             log.exception("ext_proc: routing failed")
             return refuse(500, "the router failed to route this request", "server_error")
@@ -148,16 +162,24 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if pool and conversation.model not in pool:
             return refuse(400, f"unknown model {conversation.model!r}: use an alias "
                                f"({', '.join(sorted(self.aliases))}) or a pool model ({', '.join(sorted(pool))})")
+        if getattr(self.router, "tenants", None) is not None:  # the tenant's pool and budget hold here too
+            try:
+                return await self._route(exchange, conversation, explicit=True)
+            except (InvalidRequest, ServiceError) as err:
+                status, kind = HTTP_OF.get(getattr(err, "code", None) and err.code.name, (400, "invalid_request_error"))
+                return refuse(status, str(err), kind)
         metrics.EXTPROC_REQUESTS.labels("passed").inc()
         exchange.answer = {MODEL_HEADER: conversation.model}
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=ep.CommonResponse(
             header_mutation=mutation({MODEL_HEADER: conversation.model}), clear_route_cache=True)))
 
-    async def _route(self, exchange: Exchange, conversation: openai_request.Conversation) -> ep.ProcessingResponse:
+    async def _route(self, exchange: Exchange, conversation: openai_request.Conversation,
+                     explicit: bool = False) -> ep.ProcessingResponse:
+        fields = {"candidate_models": [conversation.model]} if explicit else knobs(exchange.headers)
         request = router_pb2.RouteRequest(
-            query=conversation.query(), **knobs(exchange.headers),
+            query=conversation.query(), **fields,
             session_id=openai_request.session_id(exchange.headers.get(SESSION_HEADER), conversation))
-        routed = await self.router.Route(request, NoDeadline())
+        routed = await self.router.Route(request, NoDeadline(exchange.headers))
         new_body = openai_request.with_model(conversation, routed.model)
         exchange.answer = openai_request.answer_headers(routed, bool(request.session_id))
         metrics.EXTPROC_REQUESTS.labels("routed").inc()

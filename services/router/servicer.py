@@ -22,7 +22,7 @@ from services.router import route_trace
 from services.router.clients import Downstreams
 from services.router.mirror import WeightsMirror
 from services.router.sessions import SessionStore
-from services.router.tenants import Gate, Plan
+from services.router.tenants import Gate, Plan, check_pool
 from tagrouter.core import decision, limits, operating
 from tagrouter.core.pool import CandidateScores
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
@@ -133,10 +133,13 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         return max(0.0, min(configured, remaining - margin))
 
     async def Route(self, request, context):
+        tenant = await self.tenants.identify(context) if self.tenants is not None else None
+        if tenant is not None:  # who and which models first: a model outside the pool is PERMISSION_DENIED
+            check_pool(tenant, request.candidate_models)
         candidates, knob = self._validate(request)
         plan = None
-        if self.tenants is not None:
-            candidates, knob, plan = await self.tenants.admit(await self.tenants.identify(context), candidates, knob)
+        if tenant is not None:
+            candidates, knob, plan = await self.tenants.admit(tenant, candidates, knob)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= DEADLINE_MARGIN_S:
             # not even the margin is left: calling the tagger with no time would only blame it

@@ -63,6 +63,14 @@ def _exhausted(tenant: Tenant, state: WindowState) -> ResourceExhausted:
                              f"is used up; it resets at {reset} (in {max(0, int(state.end - time.time()))} s)")
 
 
+def check_pool(tenant: Tenant, candidates) -> None:
+    """PERMISSION_DENIED for a candidate outside the tenant's pool."""
+    outside = [m for m in candidates if not tenant.allows(m)]
+    if outside:
+        raise PermissionDenied(f"tenant {tenant.id} may not use {', '.join(outside)}; its pool is "
+                               f"{', '.join(tenant.allowed_models)}")
+
+
 class Gate:
     """The router's view of tenants: identify, admit, reserve, settle."""
 
@@ -79,10 +87,7 @@ class Gate:
     async def admit(self, tenant: Tenant, candidates: list[str],
                     knob: operating.KnobRequest) -> tuple[list[str], operating.KnobRequest, Plan]:
         """The tenant's candidates (its pool, or the request's within it), its default knob, its plan."""
-        outside = [m for m in candidates if not tenant.allows(m)]
-        if outside:
-            raise PermissionDenied(f"tenant {tenant.id} may not use {', '.join(outside)}; its pool is "
-                                   f"{', '.join(tenant.allowed_models)}")
+        check_pool(tenant, candidates)
         candidates = candidates or list(tenant.allowed_models)
         if knob == operating.KnobRequest() and (tenant.cost_weight is not None or tenant.quality_margin is not None):
             knob = operating.KnobRequest(cost_weight=tenant.cost_weight, quality_margin=tenant.quality_margin)

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from services.common.channels import open_channel
 from services.common.server import ServiceSpec
 from services.common.settings import ScorerSettings
+from services.common.tenant_store import TenantStore
 from services.scorer.servicer import ScorerServicer
 from services.scorer.store import WeightStore
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
@@ -19,6 +20,7 @@ def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
     if settings.tagger_addr:
         tagger = tagger_pb2_grpc.TaggerServiceStub(open_channel(settings.tagger_addr))
     store = WeightStore.from_url(settings.redis_url, settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
-    servicer = ScorerServicer(store, settings.weights_file, tagger, watch_deltas=settings.watch_deltas)
+    tenants = TenantStore(settings.tenant_redis_url) if settings.tenant_redis_url else None
+    servicer = ScorerServicer(store, settings.weights_file, tagger, watch_deltas=settings.watch_deltas, tenants=tenants)
     return ServiceSpec(SERVICE_NAME, servicer, scorer_pb2_grpc.add_ScorerServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop, end_streams=servicer.end_watches)

@@ -54,8 +54,10 @@ class Pool:
 
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
-    def __init__(self, store: WeightStore, weights_file: Path | None, tagger=None, watch_deltas: bool = True):
+    def __init__(self, store: WeightStore, weights_file: Path | None, tagger=None, watch_deltas: bool = True,
+                 tenants=None):
         self.store = store
+        self.tenants = tenants  # a TenantStore (TAGROUTER_TENANT_REDIS_URL): Feedback settles route_request_id
         self.weights_file = weights_file
         self.tagger = tagger  # a TaggerService stub, for Feedback by query; None when not configured
         self._pool: Pool | None = None
@@ -143,6 +145,12 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             models=[scorer_pb2.Model(name=m.name, input_usd_per_mtok=m.input_usd_per_mtok,
                                      output_usd_per_mtok=m.output_usd_per_mtok) for m in pool.models])
 
+    async def _settle(self, request_id: str, output_tokens: float) -> None:
+        """Settle a tenant's routed request from the judged answer's length (once; unknown ids are ignored)."""
+        amount = await self.tenants.price(request_id, None, output_tokens)
+        if amount is not None:
+            await self.tenants.settle(request_id, amount)
+
     async def Feedback(self, request, context):
         """One judged outcome -> +1 win/tie/loss for (each of the query's tags and `*`, model), atomically."""
         outcome = FEEDBACK_OUTCOMES.get(request.outcome)
@@ -172,6 +180,8 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             raise InvalidArgument(f"feedback_id must be at most {limits.MAX_FEEDBACK_ID} printable characters")
         version, known, duplicate = await self.store.add_outcome(tags, request.model, outcome, length,
                                                                  request.feedback_id)
+        if request.route_request_id and length is not None and self.tenants is not None:
+            await self._settle(request.route_request_id, length)
         if version is None:
             raise Unavailable("no weights are loaded")
         if not known:

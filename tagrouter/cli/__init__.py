@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from tagrouter.cli import bench, evaluation, route, serve, suite, vocab, weights
+from tagrouter.cli import bench, evaluation, route, serve, suite, tenant, vocab, weights
 
-COMMAND_GROUPS = (serve, route, suite, weights, evaluation, vocab, bench)
+COMMAND_GROUPS = (serve, route, suite, weights, evaluation, vocab, bench, tenant)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,20 +2,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
+import os
+import subprocess
 import time
 import uuid
 
 import grpc
+import httpx
 import pytest
 import redis
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
+from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProcessorStub
 
 from services.common.security import bearer
 from services.common.tenant_store import tenant_prefix
 from tagrouter.core import tenancy
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
-from tests.conftest import running_stack, wipe_tagrouter_keys
+from tagrouter.stack import LocalStack
+from tagrouter.stack.fake_upstream import FakeUpstream
+from tests.conftest import TAGROUTER, running_stack, service_env, wipe_tagrouter_keys
 
 ADMIN = "admin-secret"
+POOL = ("gpt4_1106_preview", "claude-instant-1.2", "gemma-7b-it")
 QUERY = "Write a detailed essay on the history of distributed consensus algorithms. " * 20
 
 
@@ -96,15 +108,49 @@ def test_settle_retried_is_counted_once_and_expired_reservations_are_released_on
 
 
 @pytest.fixture(scope="module")
-def long_stack(redis_url):
-    """Reservations held 600 s (the default), so none expires during the race."""
-    with running_stack(redis_url, TAGROUTER_TENANT_REDIS_URL=redis_url, TAGROUTER_ADMIN_TOKEN=ADMIN) as procs:
-        yield procs
+def long_stack(redis_url, tmp_path_factory):
+    """Reservations held 600 s (the default), so none expires during the race; a gateway with tenancy in front."""
+    with FakeUpstream() as upstream:
+        path = tmp_path_factory.mktemp("tenants") / "upstreams.json"
+        path.write_text(json.dumps({"models": {m: {"base_url": upstream.base_url, "model": m} for m in POOL}}))
+        env = service_env(redis_url, TAGROUTER_TENANT_REDIS_URL=redis_url, TAGROUTER_ADMIN_TOKEN=ADMIN,
+                          TAGROUTER_TENANCY="true")
+        stack = LocalStack(env=env, upstreams=path, quiet=bool(os.environ.get("TAGROUTER_TEST_QUIET")))
+        with contextlib.closing(stack.start()):
+            yield stack
+
+
+def test_the_gateway_and_the_extproc_take_the_tenant_from_the_bearer_token(long_stack):
+    with grpc.insecure_channel(long_stack.router) as channel:
+        tenant_id, token = create(channel, usd=100, allowed=POOL[:1])
+        body = {"model": POOL[1], "messages": [{"role": "user", "content": "hello"}]}
+        post = functools.partial(httpx.post, long_stack.gateway + "/chat/completions", timeout=60)
+        assert post(json=body).status_code == 401
+        assert post(json=body, headers={"authorization": "Bearer trk-nope"}).status_code == 401
+        refused = post(json=body, headers={"authorization": f"Bearer {token}"})
+        assert refused.status_code == 403 and refused.json()["error"]["type"] == "permission_error"
+        answered = post(json={**body, "model": POOL[0]}, headers={"authorization": f"Bearer {token}"})
+        assert answered.status_code == 200, answered.text
+        settled = usage(channel, tenant_id)  # the answer's usage settled the reservation
+        assert settled.reserved_nano_usd == 0 and settled.spend_nano_usd > 0
+        ext = ExternalProcessorStub(grpc.insecure_channel(f"127.0.0.1:{long_stack.processes['router'].extproc_port}"))
+        for headers, model, status in ((token, POOL[1], 403), ("trk-nope", POOL[0], 401), (token, "auto", 0)):
+            answers = list(ext.Process(iter(processing(headers, model)), timeout=30))
+            got = answers[1].immediate_response.status.code if answers[1].HasField("immediate_response") else 0
+            assert got == status, answers[1]
+
+
+def processing(token: str, model: str) -> list[ep.ProcessingRequest]:
+    headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("authorization", f"Bearer {token}")]
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    return [ep.ProcessingRequest(request_headers=ep.HttpHeaders(headers=base_pb2.HeaderMap(
+        headers=[base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in headers]))),
+            ep.ProcessingRequest(request_body=ep.HttpBody(body=body, end_of_stream=True))]
 
 
 def test_200_concurrent_routes_never_reserve_past_a_1_usd_cap_and_spend_is_exact(long_stack):
-    with grpc.insecure_channel(long_stack["router"].address) as channel:
-        race_on_a_cap(long_stack, channel)
+    with grpc.insecure_channel(long_stack.router) as channel:
+        race_on_a_cap(long_stack.processes, channel)
 
 
 def race_on_a_cap(tenant_stack, channel):
@@ -142,3 +188,41 @@ def race_on_a_cap(tenant_stack, channel):
         settled += tenancy.to_nano(cost)
     final = usage(channel, tenant_id)
     assert (final.spend_nano_usd, final.reserved_nano_usd) == (settled, 0)
+
+
+def test_the_tenant_command_creates_updates_shows_and_deletes(tenant_stack):
+    env = {**os.environ, "TAGROUTER_ADMIN_TOKEN": ADMIN}
+    tenant_id = f"cli-{uuid.uuid4().hex[:8]}"
+
+    def cli(*args: str) -> dict:
+        done = subprocess.run([*TAGROUTER, "tenant", *args, "--router", tenant_stack["router"].address],
+                              capture_output=True, text=True, env=env, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    made = cli("create", tenant_id, "--mode", "pace", "--per-hour", "2.5", "--models", "gemma-7b-it")
+    assert made["token"].startswith(tenancy.TOKEN_PREFIX) and made["tenant"]["mode"] == "pace"
+    changed = cli("update", tenant_id, "--mode", "downgrade", "--new-token", "--revoke-old-tokens")
+    assert changed["tenant"]["mode"] == "downgrade" and changed["token"] != made["token"]
+    assert changed["tenant"]["allowed_models"] == ["gemma-7b-it"] and changed["tenant"]["tokens"] == 1
+    assert cli("show", tenant_id)["usage"][0]["budget_usd"] == 2.5
+    cli("delete", tenant_id)
+    done = subprocess.run([*TAGROUTER, "tenant", "show", tenant_id, "--router", tenant_stack["router"].address],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and "NOT_FOUND" in done.stderr
+
+
+def test_feedback_with_output_tokens_settles_the_routed_request_once(tenant_stack, channel):
+    from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+
+    tenant_id, token = create(channel, usd=50)
+    routed = router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query="judge me"),
+                                                              metadata=bearer(token), timeout=10)
+    with grpc.insecure_channel(tenant_stack["scorer"].address) as scorer:
+        for attempt in range(2):
+            scorer_pb2_grpc.ScorerServiceStub(scorer).Feedback(scorer_pb2.FeedbackRequest(
+                tags=scorer_pb2.TagList(names=["task:qa"]), model=routed.model, outcome=scorer_pb2.OUTCOME_WIN,
+                output_tokens=100, feedback_id=f"{routed.request_id}-{attempt}", route_request_id=routed.request_id),
+                metadata=bearer(ADMIN), timeout=10)
+    now = usage(channel, tenant_id)
+    assert now.reserved_nano_usd == 0 and now.spend_nano_usd > 0
