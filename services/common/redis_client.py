@@ -6,6 +6,9 @@ Reconnection, failover and redirection are redis-py's: the Sentinel client asks 
 the current primary whenever its connection fails, the Cluster client follows MOVED and ASK and
 reloads the slot map, and every command is retried with exponential backoff (capped at 1 s,
 RETRIES times) on connection errors and timeouts before the error reaches the scorer.
+
+TLS (rediss://, rediss+sentinel://, rediss+cluster://) verifies the servers' certificates and host
+names against the system's CAs, or against `ca_file` (TAGROUTER_REDIS_CA_FILE) when given.
 """
 from __future__ import annotations
 
@@ -23,25 +26,29 @@ SOCKET_TIMEOUT_S = 2.0
 RETRIES = 6  # 0.05 + 0.1 + 0.2 + 0.4 + 0.8 + 1 s of backoff: about a Sentinel failover's election
 
 
-def _retry() -> Retry:
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), RETRIES)
+def _retry(retries: int = RETRIES) -> Retry:
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries)
 
 
-def connect(target: RedisTarget):
-    """The client (Redis or RedisCluster, decode_responses=True) for `target`; connects lazily."""
-    common = dict(decode_responses=True, socket_connect_timeout=SOCKET_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S)
+def connect(target: RedisTarget, ca_file=None, socket_timeout: float = SOCKET_TIMEOUT_S, retries: int = RETRIES):
+    """The client (Redis or RedisCluster, decode_responses=True) for `target`; connects lazily.
+
+    `ca_file`: a PEM CA bundle verifying the servers when `target.tls` (ignored otherwise).
+    `socket_timeout` and `retries` bound one command (the sticky sessions keep both small)."""
+    common = dict(decode_responses=True, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout)
+    tls = dict(ssl_ca_certs=str(ca_file)) if target.tls and ca_file else {}
     auth = dict(password=target.password, username=target.username)
     if target.mode == CLUSTER:
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in target.hosts], ssl=target.tls,
-                            retry=_retry(), require_full_coverage=True, **auth, **common)
-    retry = dict(retry=_retry(), retry_on_error=[RedisConnectionError, RedisTimeoutError])
+                            retry=_retry(retries), require_full_coverage=True, **auth, **common, **tls)
+    retry = dict(retry=_retry(retries), retry_on_error=[RedisConnectionError, RedisTimeoutError])
     if target.mode == SENTINEL:
         sentinel = Sentinel(list(target.hosts), ssl=target.tls,
-                            sentinel_kwargs=dict(socket_connect_timeout=SOCKET_TIMEOUT_S,
-                                                 socket_timeout=SOCKET_TIMEOUT_S, ssl=target.tls))
+                            sentinel_kwargs=dict(socket_connect_timeout=socket_timeout,
+                                                 socket_timeout=socket_timeout, ssl=target.tls, **tls))
         return sentinel.master_for(target.service_name, db=target.db, health_check_interval=10,
-                                   **auth, **common, **retry)
-    return aioredis.Redis.from_url(target.url, health_check_interval=10, **common, **retry)
+                                   **auth, **common, **retry, **tls)
+    return aioredis.Redis.from_url(target.url, health_check_interval=10, **common, **retry, **tls)
 
 
 def is_cluster(client) -> bool:

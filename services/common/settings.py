@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
     "TAGROUTER_TAG_CACHE_SIZE": ("tagger", "queries whose tags are kept in the exact-match cache (default 10000; 0 turns it off)"),
     "REDIS_URL": ("scorer", "Redis holding the weights (required): redis://:PASSWORD@host:6379/0 (rediss:// for TLS), redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE_NAME[/DB] or redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...] (rediss+... for TLS)"),
+    "TAGROUTER_REDIS_CA_FILE": ("scorer, router", "PEM CA bundle verifying the Redis servers (and sentinels) of the TLS URLs (rediss://, rediss+sentinel://, rediss+cluster://) in REDIS_URL, TAGROUTER_SESSION_REDIS_URL and TAGROUTER_TENANT_REDIS_URL, e.g. a private CA's; checked at start-up, and one of those URLs must use TLS (default unset: the system's CAs)"),
     "TAGROUTER_REDIS_WAIT_REPLICAS": ("scorer", "replicas that must confirm a Feedback (Redis WAIT) before it is acknowledged, at most those connected to the primary; 0 turns WAIT off (default 1)"),
     "TAGROUTER_REDIS_WAIT_TIMEOUT_MS": ("scorer", "bound of that WAIT, 1 to 1500 (below the 2 s socket timeout): past it Feedback answers UNAVAILABLE (resend with the same feedback_id) and tagrouter_feedback_unreplicated_total counts it (default 500)"),
     "TAGROUTER_WATCH_DELTAS": ("scorer", "WatchWeights sends only the changed counts after the first whole weights; false = the whole weights at every change (default true)"),
@@ -64,7 +66,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_QUALITY_MARGIN": ("router", "quality margin theta toward the strongest model when a request sets none; set, it overrides the weights' recommended operating point (default unset)"),
     "TAGROUTER_EXTPROC_PORT": ("router", "port of the Envoy external processor (envoy.service.ext_proc.v3), served by the router process with Route's TLS and health (default 50054; 0 turns it off)"),
     "TAGROUTER_EXTPROC_ALIASES": ("router", "comma-separated model names that the external processor routes, rewriting the body's model (default auto); a pool model passes unchanged, any other name gets 400"),
-    "TAGROUTER_SESSION_REDIS_URL": ("router", "Redis holding sticky sessions (session id -> the model that answered it last), shared by every replica, e.g. redis://:PASSWORD@host:6379/1 (default unset: session_id is ignored)"),
+    "TAGROUTER_SESSION_REDIS_URL": ("router", "Redis holding sticky sessions (session id -> the model that answered it last), shared by every replica: redis://:PASSWORD@host:6379/1, redis+sentinel:// or redis+cluster:// (rediss... for TLS), as REDIS_URL (default unset: session_id is ignored)"),
     "TAGROUTER_SESSION_MARGIN": ("router", "utility (score units) by which a session's new choice must beat the model that answered it last to switch (default 0.05)"),
     "TAGROUTER_SESSION_TTL_SECONDS": ("router", "how long a session is remembered after its last turn (default 3600)"),
     "TAGROUTER_TENANT_REDIS_URL": ("router, scorer", "Redis holding tenants and their spend (redis://, redis+sentinel:// or redis+cluster://, as REDIS_URL): turns tenancy on, Route then needs a tenant's bearer token; in the scorer, lets Feedback with route_request_id settle (default unset: no tenants)"),
@@ -161,10 +163,25 @@ def _address(name: str, value: str) -> str:
 
 
 def _redis_url(name: str, value: str) -> str | None:
-    """An optional Redis URL (None when empty)."""
-    if value and not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(f"{name} must start with redis://, rediss:// or unix://")
-    return value or None
+    """An optional Redis URL of REDIS_URL's three forms (None when empty); errors never show the password."""
+    try:
+        return redis_url.parse(value) and value if value else None
+    except redis_url.RedisUrlError as err:
+        raise ConfigError(f"{name} {err}") from None
+
+
+def _redis_ca_file(e: _Env, *urls: str | None) -> Path | None:
+    """TAGROUTER_REDIS_CA_FILE: a PEM bundle that loads as CA certificates, for at least one TLS URL."""
+    path = e.path("TAGROUTER_REDIS_CA_FILE")
+    if path is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError, OSError) as err:
+        raise ConfigError(f"TAGROUTER_REDIS_CA_FILE={str(path)!r} is not a PEM CA bundle: {err}") from None
+    if not any(url and redis_url.parse(url).tls for url in urls):
+        raise ConfigError("TAGROUTER_REDIS_CA_FILE is set, but none of this service's Redis URLs uses TLS (rediss...)")
+    return path
 
 
 @dataclass(frozen=True)
@@ -274,6 +291,7 @@ class ScorerSettings:
     redis_wait_timeout_ms: int = 500
     watch_deltas: bool = True
     tenant_redis_url: str | None = field(default=None, repr=False)
+    redis_ca_file: Path | None = None
 
     @property
     def redis_target(self) -> redis_url.RedisTarget:
@@ -282,17 +300,15 @@ class ScorerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScorerSettings:
         e = _Env(env)
-        url = e.str("REDIS_URL")
-        try:
-            redis_url.parse(url)
-        except redis_url.RedisUrlError as err:
-            raise ConfigError(f"REDIS_URL {err}") from None
+        url = _redis_url("REDIS_URL", e.str("REDIS_URL"))
         tagger = e.str("FEEDBACK_TAGGER_ADDR", "-")
+        tenant_url = _tenant_redis_url(e)
         return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))),
                    tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger),
                    redis_wait_replicas=e.int("TAGROUTER_REDIS_WAIT_REPLICAS", 1, 0, 16),
                    redis_wait_timeout_ms=e.int("TAGROUTER_REDIS_WAIT_TIMEOUT_MS", 500, 1, 1500),
-                   watch_deltas=e.bool("TAGROUTER_WATCH_DELTAS", True), tenant_redis_url=_tenant_redis_url(e))
+                   watch_deltas=e.bool("TAGROUTER_WATCH_DELTAS", True), tenant_redis_url=tenant_url,
+                   redis_ca_file=_redis_ca_file(e, url, tenant_url))
 
 
 @dataclass(frozen=True)
@@ -316,10 +332,13 @@ class RouterSettings:
     extproc_aliases: tuple[str, ...] = ("auto",)
     tenant_redis_url: str | None = field(default=None, repr=False)  # None: tenancy off
     reservation_ttl_s: int = 600
+    redis_ca_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
         e = _Env(env)
+        session_url = _redis_url("TAGROUTER_SESSION_REDIS_URL", e.str("TAGROUTER_SESSION_REDIS_URL", ""))
+        tenant_url = _tenant_redis_url(e)
         return cls(
             tagger_addr=_address("TAGGER_ADDR", e.str("TAGGER_ADDR")),
             scorer_addr=_address("SCORER_ADDR", e.str("SCORER_ADDR")),
@@ -332,22 +351,19 @@ class RouterSettings:
             tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"),
             tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),
             tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"),
-            session_redis_url=_redis_url("TAGROUTER_SESSION_REDIS_URL", e.str("TAGROUTER_SESSION_REDIS_URL", "")),
+            session_redis_url=session_url,
             session_margin=e.float("TAGROUTER_SESSION_MARGIN", 0.05, 0.0, 1e6),
             session_ttl_s=e.int("TAGROUTER_SESSION_TTL_SECONDS", 3600, 1, 366 * 86400),
             extproc_port=e.int("TAGROUTER_EXTPROC_PORT", DEFAULT_EXTPROC_PORT, 0, 65535),
             extproc_aliases=_names("TAGROUTER_EXTPROC_ALIASES", e.str("TAGROUTER_EXTPROC_ALIASES", "auto")),
-            tenant_redis_url=_tenant_redis_url(e),
+            tenant_redis_url=tenant_url,
             reservation_ttl_s=e.int("TAGROUTER_TENANT_RESERVATION_SECONDS", 600, 1, 86400),
+            redis_ca_file=_redis_ca_file(e, session_url, tenant_url),
         )
 
 
 def _tenant_redis_url(e: _Env) -> str | None:
-    url = e.str("TAGROUTER_TENANT_REDIS_URL", "")
-    try:
-        return redis_url.parse(url) and url if url else None
-    except redis_url.RedisUrlError as err:
-        raise ConfigError(f"TAGROUTER_TENANT_REDIS_URL {err}") from None
+    return _redis_url("TAGROUTER_TENANT_REDIS_URL", e.str("TAGROUTER_TENANT_REDIS_URL", ""))
 
 
 def _names(name: str, value: str) -> tuple[str, ...]:

@@ -121,8 +121,8 @@ def tenant_of(request_id: str) -> str:
 class TenantStore:
     """Specs, tokens and accounting of tenants in one Redis (one server, Sentinel or Cluster)."""
 
-    def __init__(self, url: str, reservation_ttl_s: int = 600):
-        self.client = redis_client.connect(redis_url.parse(url))
+    def __init__(self, url: str, reservation_ttl_s: int = 600, ca_file=None):
+        self.client = redis_client.connect(redis_url.parse(url), ca_file)
         self.reservation_ttl_s = reservation_ttl_s
         self._reserve = self.client.register_script(RESERVE)
         self._settle = self.client.register_script(SETTLE)

@@ -59,11 +59,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         self.settings = settings
         self.known_models: dict[str, KnownModel] = {}
         self.mirror = WeightsMirror(downstreams.scorer) if settings.score_in_router else None
-        self.sessions = SessionStore(settings.session_redis_url, settings.session_ttl_s) \
+        self.sessions = SessionStore(settings.session_redis_url, settings.session_ttl_s, settings.redis_ca_file) \
             if settings.session_redis_url else None
         if self.sessions is None:
             log.info("no TAGROUTER_SESSION_REDIS_URL: Route ignores session_id (no sticky sessions)")
-        self.tenants = Gate(TenantStore(settings.tenant_redis_url, settings.reservation_ttl_s)) \
+        self.tenants = Gate(TenantStore(settings.tenant_redis_url, settings.reservation_ttl_s, settings.redis_ca_file)) \
             if settings.tenant_redis_url else None  # None: tenancy off, Route takes no token
         self.ready = asyncio.Event()  # set once start() is done: the ext_proc reports SERVING then
 

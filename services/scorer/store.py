@@ -104,9 +104,10 @@ class WeightStore:
         self.replication = replication or Replication(client, wanted=0)
 
     @classmethod
-    def from_url(cls, url: str, wait_replicas: int = 0, wait_timeout_ms: int = 500) -> WeightStore:
-        """A store on REDIS_URL (any of its three forms); Feedback waits for `wait_replicas` replicas."""
-        client = connection.connect(parse_redis_url(url))
+    def from_url(cls, url: str, wait_replicas: int = 0, wait_timeout_ms: int = 500, ca_file=None) -> WeightStore:
+        """A store on REDIS_URL (any of its three forms); Feedback waits for `wait_replicas` replicas;
+        `ca_file` verifies a TLS Redis (TAGROUTER_REDIS_CA_FILE)."""
+        client = connection.connect(parse_redis_url(url), ca_file)
         return cls(client, Replication(client, wait_replicas, wait_timeout_ms))
 
     async def close(self) -> None:

@@ -1,10 +1,7 @@
-"""Rendered manifests against the code: ports, environment variable names, probe targets.
-
-`check(docs)` returns the list of disagreements (empty when the manifests and the code agree).
-The code side is read from the code itself: ENVIRONMENT and DEFAULT_PORTS from
-services/common/settings.py, the gRPC service names from each services/*/app.py, and the
-settings classes parse the environment a container would really get.
-"""
+"""Rendered manifests against the code: ports, environment variable names, probe targets. `check(docs)` returns
+the disagreements (none when they agree). The code side is the code itself: ENVIRONMENT and DEFAULT_PORTS from
+services/common/settings.py, the gRPC service names from services/*/app.py, and the settings classes parsing the
+environment a container would really get (an external Redis: tests/deploy/external_redis.py)."""
 from __future__ import annotations
 
 import re
@@ -21,6 +18,7 @@ from services.gateway.upstreams import load
 from services.router.app import SERVICE_NAME as ROUTER_SERVICE
 from services.scorer.app import SERVICE_NAME as SCORER_SERVICE
 from services.tagger.app import SERVICE_NAME as TAGGER_SERVICE
+from tests.deploy import external_redis
 
 SERVICES = ("tagger", "scorer", "router")
 SERVICE_NAMES = {"tagger": TAGGER_SERVICE, "scorer": SCORER_SERVICE, "router": ROUTER_SERVICE}
@@ -290,6 +288,7 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
             if name not in secrets:
                 problems.append(f"{where}: Secret {name} is neither rendered nor documented as external")
 
+        env = external_redis.with_stand_in_ca(env)  # a mounted CA bundle: external_redis checks the mount
         try:
             server = cfg.ServerSettings.from_env(svc, env)
             own = SETTINGS[svc].from_env(env)
@@ -343,8 +342,8 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
     redis_set, redis_container = _container(docs, "StatefulSet", "redis")
     if scorer is not None:
         match = re.match(r"^rediss?://(?:[^@/]*@)?([^:/]+):(\d+)", scorer.redis_url)
-        if redis_set is None:
-            problems.append("no StatefulSet with a redis container")
+        if redis_set is None:  # an external Redis, or none at all
+            problems += external_redis.problems(docs, workloads["scorer"], scorer.redis_url)
         elif not match:
             problems.append("scorer REDIS_URL does not name host:port")
         else:

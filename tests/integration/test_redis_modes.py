@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from services.common.redis_url import parse
+from services.router.sessions import session_key
 from services.scorer.keys import ACTIVE_KEY, PREFIX, meta_key
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
@@ -51,9 +52,9 @@ def redis_of(mode: str):
 
 @contextlib.contextmanager
 def stack_on(url: str, **extra: str):
-    """The three services with the scorer on `url`; the router's own Redis settings (sticky sessions)
-    on a server of their own, since only the scorer's REDIS_URL takes the Sentinel and Cluster forms."""
-    with EmbeddedRedis() as other, running_stack(url, TAGROUTER_SESSION_REDIS_URL=other, **extra) as procs:
+    """The three services with the scorer on `url`, and the router's sticky sessions there too (LocalStack
+    gives TAGROUTER_SESSION_REDIS_URL the stack's REDIS_URL; it takes the same three forms)."""
+    with running_stack(url, **extra) as procs:
         yield procs
 
 
@@ -95,6 +96,27 @@ def test_route_score_and_feedback_in_every_mode(mode_stack):
         assert keys and all(k.startswith(PREFIX) for k in keys)
         if mode == "cluster":  # every key of ours in one slot: no script can meet CROSSSLOT
             assert len({client.keyslot(k) for k in keys}) == 1
+    finally:
+        client.close()
+
+
+def test_sticky_sessions_in_every_mode(mode_stack):
+    """The router keeps a session's model in the same Redis (one server, Sentinel or Cluster); the key is
+    hash-tagged by the session, so sessions spread over a Cluster's slots."""
+    mode, url, procs = mode_stack
+    ids = [f"modes-session-{mode}-{i}" for i in range(8)]
+    with grpc.insecure_channel(procs["router"].address) as channel:
+        stub = router_pb2_grpc.RouterServiceStub(channel)
+        first = [stub.Route(router_pb2.RouteRequest(query="Write a haiku about the sea", session_id=i), timeout=10)
+                 for i in ids]
+        again = stub.Route(router_pb2.RouteRequest(query="Write a haiku about the sea", session_id=ids[0]), timeout=10)
+    assert not any(r.degraded for r in first) and again.model == first[0].model
+    client = sync_client(url)
+    try:
+        assert [client.get(session_key(i)) for i in ids] == [r.model for r in first]
+        assert 0 < client.ttl(session_key(ids[0])) <= 3600
+        if mode == "cluster":
+            assert len({client.keyslot(session_key(i)) for i in ids}) > 1
     finally:
         client.close()
 

@@ -42,3 +42,47 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "tagrouter.adminSecret" -}}
 {{- default (printf "%s-admin" (include "tagrouter.fullname" .)) .Values.admin.existingSecret }}
 {{- end }}
+
+{{/* The scorer's REDIS_URL: the bundled Redis, or redis.external.url with $(REDIS_PASSWORD) put in
+  when external.existingSecret is set (the kubelet expands it; the password is in no ConfigMap). */}}
+{{- define "tagrouter.redisUrl" -}}
+{{- $ext := .Values.redis.external }}
+{{- if not $ext.url }}
+{{- printf "redis://:$(REDIS_PASSWORD)@%s-redis:6379/0" (include "tagrouter.fullname" .) }}
+{{- else if $ext.existingSecret }}
+{{- $parts := splitn "://" 2 $ext.url }}
+{{- printf "%s://%s:$(REDIS_PASSWORD)@%s" $parts._0 $ext.username $parts._1 }}
+{{- else }}
+{{- $ext.url }}
+{{- end }}
+{{- end }}
+
+{{/* The ports of an external Redis the scorer reaches: those named in its url, and nodePorts. */}}
+{{- define "tagrouter.redisPorts" -}}
+{{- $ext := .Values.redis.external }}
+{{- $hosts := index (splitList "/" (index (splitn "://" 2 $ext.url) "_1")) 0 }}
+{{- $ports := list }}
+{{- range splitList "," $hosts }}
+{{- $ports = append $ports (last (splitList ":" .) | int) }}
+{{- end }}
+{{- range $ext.nodePorts }}
+{{- $ports = append $ports (int .) }}
+{{- end }}
+{{- $ports | uniq | sortAlpha | join " " }}
+{{- end }}
+
+{{/* Checks of redis.external beyond the schema's. */}}
+{{- define "tagrouter.checkExternalRedis" -}}
+{{- $ext := .Values.redis.external }}
+{{- if $ext.url }}
+{{- if and $ext.tls.caSecret $ext.tls.caConfigMap }}
+{{- fail "redis.external.tls: set caSecret or caConfigMap, not both" }}
+{{- end }}
+{{- if and (or $ext.tls.caSecret $ext.tls.caConfigMap) (not (hasPrefix "rediss" $ext.url)) }}
+{{- fail "redis.external.tls: a CA bundle needs a TLS url (rediss://, rediss+sentinel://, rediss+cluster://)" }}
+{{- end }}
+{{- if and $ext.username (not $ext.existingSecret) }}
+{{- fail "redis.external.username needs redis.external.existingSecret (the user's password)" }}
+{{- end }}
+{{- end }}
+{{- end }}
