@@ -30,12 +30,19 @@ def _retry(retries: int = RETRIES) -> Retry:
     return Retry(ExponentialBackoff(cap=1.0, base=0.05), retries)
 
 
+# Connections per client (per node on a Cluster), opened only when needed. Above what admission lets
+# run at once (512 unary + 64 admin calls, docs/OPERATIONS.md), so an admitted call never meets
+# redis-py's MaxConnectionsError (its default, 100, failed 200 concurrent tenant Routes).
+MAX_CONNECTIONS = 1024
+
+
 def connect(target: RedisTarget, ca_file=None, socket_timeout: float = SOCKET_TIMEOUT_S, retries: int = RETRIES):
     """The client (Redis or RedisCluster, decode_responses=True) for `target`; connects lazily.
 
     `ca_file`: a PEM CA bundle verifying the servers when `target.tls` (ignored otherwise).
     `socket_timeout` and `retries` bound one command (the sticky sessions keep both small)."""
-    common = dict(decode_responses=True, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout)
+    common = dict(decode_responses=True, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout,
+                  max_connections=MAX_CONNECTIONS)
     tls = dict(ssl_ca_certs=str(ca_file)) if target.tls and ca_file else {}
     auth = dict(password=target.password, username=target.username)
     if target.mode == CLUSTER:
