@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test lint install model protos check-protos protoset bench vocab weights tag-quality results clean deploy-tools deploy-check prometheus-tools envoy-tools observability
+.PHONY: run test lint install model protos check-protos protoset bench vocab weights tag-quality results pacing clean deploy-tools deploy-check prometheus-tools envoy-tools observability
 
 install: $(STAMP)
 
@@ -16,7 +16,7 @@ install: $(STAMP)
 # the pinned opentelemetry-proto goes in last, over it. Its messages are a superset for Envoy's.
 OTEL_PROTO := $(shell sed -n 's/^ *"\(opentelemetry-proto==[^"]*\)",*/\1/p' pyproject.toml)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[export,dev,eval]'
@@ -57,6 +57,11 @@ weights: $(MODEL)
 # docs/RESULTS.md, docs/results/*.json and *.png: every suite of $(SUITES), all routers (a few minutes).
 results: $(MODEL)
 	$(BIN)/python -m tagrouter.offline.results --suites $(SUITES) --out docs
+
+# docs/PACING.md and docs/results/simulate.json: `tagrouter simulate` on every suite at 30% and 60%,
+# shuffled and drift (a real stack per suite; a few minutes).
+pacing: $(MODEL)
+	$(BIN)/python -m tagrouter.offline.pacing_results --suites $(SUITES) --out docs
 
 # Start tagger, scorer and router on localhost (embedded Redis unless REDIS_URL is set); with
 # UPSTREAMS=FILE (or TAGROUTER_UPSTREAMS) also the OpenAI-compatible gateway on 127.0.0.1:8080.
