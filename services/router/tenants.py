@@ -37,6 +37,7 @@ class Plan:
     tenant: Tenant
     states: list[WindowState]
     pace_u: float = 0.0
+    now: float = 0.0  # the tenant's time at admission (the wall clock, or its simulated clock)
     cost_weight: float | None = None  # pace: the paced weight
     action: str = ""
 
@@ -84,6 +85,14 @@ class Gate:
             raise Unauthenticated("tenancy is on: send 'authorization: Bearer <tenant token>' with a known token")
         return tenant
 
+    async def now(self, tenant: Tenant) -> float:
+        """The tenant's time: the wall clock, or for a simulated-clock tenant the time its clock key
+        holds (`tagrouter simulate` drives it; no RPC sets either), the wall clock when unset."""
+        if not tenant.simulated_clock:
+            return time.time()
+        raw = await self.store.client.get(tenancy.clock_key(tenant.id))
+        return float(raw) if raw else time.time()
+
     async def admit(self, tenant: Tenant, candidates: list[str],
                     knob: operating.KnobRequest) -> tuple[list[str], operating.KnobRequest, Plan]:
         """The tenant's candidates (its pool, or the request's within it), its default knob, its plan."""
@@ -91,8 +100,9 @@ class Gate:
         candidates = candidates or list(tenant.allowed_models)
         if knob == operating.KnobRequest() and (tenant.cost_weight is not None or tenant.quality_margin is not None):
             knob = operating.KnobRequest(cost_weight=tenant.cost_weight, quality_margin=tenant.quality_margin)
-        states, pace_u = await self.store.state(tenant)
-        plan = Plan(tenant, states, pace_u)
+        now = await self.now(tenant)
+        states, pace_u = await self.store.state(tenant, now)
+        plan = Plan(tenant, states, pace_u, now)
         if tenant.mode == "pace" and states:
             plan.action = "paced"
         return candidates, knob, plan
@@ -101,7 +111,8 @@ class Gate:
         """The paced cost weight (pace mode with a budget), else None."""
         if plan.action != "paced":
             return None
-        plan.cost_weight = tenancy.pace_weight(base, plan.pace_u)
+        tight = tenancy.tightest(plan.states, plan.now)
+        plan.cost_weight = tenancy.pace_weight(base, plan.pace_u, tenancy.window_error(tight, plan.now))
         return plan.cost_weight
 
     async def reserve(self, plan: Plan, response, prices_per_mtok: tuple[float, float]) -> None:
@@ -111,20 +122,20 @@ class Gate:
         amount = tenancy.to_nano(response.estimated_cost_usd)
         per_tok = (prices_per_mtok[0] * 1000, prices_per_mtok[1] * 1000)  # USD/Mtok -> nano-USD per token
         label = metrics.tenant_label(tenant.id)
-        refused = await self.store.reserve(tenant, request_id, amount, response.input_tokens, per_tok)
+        refused = await self.store.reserve(tenant, request_id, amount, response.input_tokens, per_tok, plan.now)
         if refused is not None:
             raise _exhausted(tenant, next(s for s in plan.states if s.budget.window == refused))
         metrics.TENANT_RESERVED.labels(label).inc(amount / tenancy.NANO)
         if plan.action:
             metrics.TENANT_BUDGET_ACTIONS.labels(label, plan.action).inc()
         response.tenant, response.request_id, response.budget_action = tenant.id, request_id, plan.action
-        now = time.time()
+        now = plan.now
         tight = tenancy.tightest(plan.states, now)
         if tight is not None:
             after = dataclasses.replace(tight, reserved=tight.reserved + amount)
             metrics.TENANT_BUDGET_LEFT.labels(label, tight.budget.window).set(after.left / tenancy.NANO)
             if tenant.mode == "pace":
-                await self.store.set_pace(tenant, tight, tenancy.pace_step(plan.pace_u, after, now))
+                await self.store.set_pace(tenant, tight, tenancy.pace_step(plan.pace_u, tenancy.window_error(after, now)))
 
     async def settle(self, request, context) -> tuple[float, bool]:
         """Settle one request (the caller must hold a token of the request's tenant)."""
@@ -143,7 +154,8 @@ class Gate:
                 "input_tokens") else None, request.output_tokens)
         else:
             raise InvalidArgument("Settle needs cost_usd or output_tokens")
-        status, recorded = await self.store.settle(request.request_id, amount if amount is not None else 0)
+        status, recorded = await self.store.settle(request.request_id, amount if amount is not None else 0,
+                                                   await self.now(tenant))
         if status == "unknown":
             raise NotFound(f"request {request.request_id[:80]!r} has no reservation (never routed, or long expired)")
         if status == "settled":

@@ -27,9 +27,18 @@ TOKEN_PREFIX = "trk-"
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MAX_TENANT_TOKENS = 16  # tokens of one tenant (rotation keeps the old one alive a while)
 MAX_TENANT_BUDGETS = 4  # one per window
-# Pacing: the cost weight is base * exp(u); u moves by PACE_GAIN * (spend share - time share) per
-# request and stays in [-PACE_LOG_RANGE, PACE_LOG_RANGE].
-PACE_GAIN, PACE_LOG_RANGE, PACE_FLOOR_WEIGHT = 0.5, math.log(1e4), 0.05
+# Pacing (a PI controller on the log of the cost weight): the error is the share of the cap used over
+# PACE_AIM minus the share of the window elapsed; the weight is base * exp(u + PACE_PROPORTIONAL * error),
+# u moves by PACE_GAIN * error per request and stays in [-PACE_LOG_RANGE, PACE_LOG_RANGE]. PACE_AIM < 1
+# leaves room for actual costs above the estimates. Chosen on the suites' VALID streams
+# (`python -m tagrouter.offline.pacing`, docs/PACING.md), never on test.
+PACE_GAIN, PACE_PROPORTIONAL, PACE_AIM = 0.25, 32.0, 0.975
+PACE_LOG_RANGE, PACE_FLOOR_WEIGHT = math.log(1e4), 0.05
+
+
+def clock_key(tenant_id: str) -> str:
+    """The Redis key of a simulated-clock tenant's time (epoch seconds; the tenant's hash tag)."""
+    return "{tenant:" + tenant_id + "}:clock"
 
 
 def to_nano(usd: float) -> int:
@@ -67,6 +76,9 @@ class Tenant:
     downgrade_max_cost_usd: float = 0.0
     token_hashes: tuple[str, ...] = field(default=(), repr=False)
     name: str = ""
+    # True: the tenant's windows follow the simulated time in its clock key (clock_key) instead of the
+    # wall clock. No RPC or CLI sets it (only a writer of the spec in Redis: `tagrouter simulate`).
+    simulated_clock: bool = False
 
     def allows(self, model: str) -> bool:
         return not self.allowed_models or model in self.allowed_models
@@ -149,15 +161,25 @@ def tightest(states: list[WindowState], now: float) -> WindowState | None:
     return max(states, key=lambda s: s.used_share - s.time_share(now), default=None)
 
 
-def pace_step(u: float, state: WindowState, now: float) -> float:
+def pace_error(used_share: float, time_share: float, aim: float = PACE_AIM) -> float:
+    """How far spend runs ahead of time (> 0) or behind it (< 0), against the aimed share of the cap."""
+    return used_share / aim - time_share
+
+
+def window_error(state: WindowState, now: float) -> float:
+    return pace_error(state.used_share, state.time_share(now))
+
+
+def pace_step(u: float, error: float, gain: float = PACE_GAIN) -> float:
     """The pacing state after one request: up when spend runs ahead of time, down when behind."""
-    error = state.used_share - state.time_share(now)
-    return min(PACE_LOG_RANGE, max(-PACE_LOG_RANGE, u + PACE_GAIN * error))
+    return min(PACE_LOG_RANGE, max(-PACE_LOG_RANGE, u + gain * error))
 
 
-def pace_weight(base: float, u: float) -> float:
-    """The paced cost weight: base (at least PACE_FLOOR_WEIGHT, so it can grow from 0) times e^u."""
-    return max(base, PACE_FLOOR_WEIGHT) * math.exp(u)
+def pace_weight(base: float, u: float, error: float = 0.0, proportional: float = PACE_PROPORTIONAL) -> float:
+    """The paced cost weight: base (at least PACE_FLOOR_WEIGHT, so it can grow from 0) times
+    e^(u + proportional * error)."""
+    log = min(PACE_LOG_RANGE, max(-PACE_LOG_RANGE, u + proportional * error))
+    return max(base, PACE_FLOOR_WEIGHT) * math.exp(log)
 
 
 def downgrading(tenant: Tenant, states: list[WindowState]) -> bool:

@@ -1,0 +1,160 @@
+"""What `tagrouter simulate` streams, and the choice of the pace controller's constants on VALID.
+
+A stream is one split of a suite in an order (`shuffled`, or `drift`: the cheaper half of the
+queries first, by the priciest model's cost, then the pricier half, each half shuffled). Its
+budget is P% of what always sending it to the priciest model (list price) costs, from the
+suite's own per-query costs. The weights are fitted on train with the default scoring
+parameters (`tagrouter fit --no-tune`), cached in build/simulate/.
+
+`python -m tagrouter.offline.pacing --suites DIR` replays every suite's VALID streams offline
+through the same maths the router runs (`decision`, `tenancy.pace_*`, `tenancy.affordable`) for
+a grid of controller constants and prints the best: that is how PACE_GAIN, PACE_PROPORTIONAL and
+PACE_AIM in tagrouter/core/tenancy.py were chosen (never on test).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tagrouter.core import decision, tenancy
+from tagrouter.offline.suite import Suite, load_suite
+
+ORDERS = ("shuffled", "drift")
+CACHE_DIR = Path("build") / "simulate"
+MAX_TUNE_SECONDS = 900.0
+
+
+def top_model(weights) -> int:
+    """The priciest model of the weights (list price), as `tagrouter calibrate` takes it."""
+    return int(np.argmax([m.input_usd_per_mtok + m.output_usd_per_mtok for m in weights.models]))
+
+
+def columns(suite: Suite, weights) -> list[int]:
+    missing = [m for m in weights.model_names if m not in suite.model_names]
+    if missing:
+        raise ValueError(f"{suite.path}: the suite has no rows for model {missing[0]!r} of the weights")
+    return [suite.model_names.index(m) for m in weights.model_names]
+
+
+def stream_rows(suite: Suite, split: str, order: str, weights, seed: int = 0) -> np.ndarray:
+    """The suite's row indices of `split` in the order streamed."""
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(suite.rows(split))
+    if order == "drift":  # cheap first: the cost profile changes half-way
+        pricey = suite.costs[rows, columns(suite, weights)[top_model(weights)]]
+        ranked = rows[np.argsort(pricey, kind="stable")]
+        half = len(ranked) // 2
+        rows = np.concatenate([rng.permutation(ranked[:half]), rng.permutation(ranked[half:])])
+    return rows
+
+
+def budget_usd(suite: Suite, rows: np.ndarray, weights, pct: float) -> float:
+    if not 0 < pct <= 100:
+        raise ValueError(f"--budget-pct must be in (0, 100], not {pct}")
+    return float(pct / 100 * suite.costs[rows, columns(suite, weights)[top_model(weights)]].sum())
+
+
+def serving_weights(suite: Suite, tagger, cache_dir: Path | None = None):
+    """Weights fitted on train with the default parameters (cached per suite and vocabulary)."""
+    from tagrouter.core.scoring import ScoringParams
+    from tagrouter.core.weights import Weights
+    from tagrouter.offline.fit import fit_counts, weights_from_counts
+
+    version = tagger.vocabulary.without_groups().version
+    path = Path(cache_dir or CACHE_DIR) / f"{suite.name}.{version}.weights.json"
+    if path.is_file():
+        return Weights.load(path), path
+    tagged = tagger.tag_many(suite.queries)
+    counts = fit_counts(suite, [[name for name, _, _ in t.tags] for t in tagged], "train")
+    weights = weights_from_counts(suite, counts, ScoringParams(), f"tagrouter simulate: fit --suite {suite.name} "
+                                  f"--no-tune (split train); vocabulary {version}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights.save(path)
+    return weights, path
+
+
+def replay_pace(routing, positions: np.ndarray, budget: float, gain: float, proportional: float,
+                aim: float) -> dict:
+    """Pace mode offline on a SplitRouting (calibration.split_routing): the router's maths for one
+    tenant with one budget window, each request settled at once with its true cost."""
+    cap = tenancy.to_nano(budget)
+    spend, u, accepted, refused = 0, 0.0, 0, 0
+    n = len(positions)
+    for i, q in enumerate(positions):
+        elapsed = (i + 0.5) / n
+        used = spend / cap
+        error = tenancy.pace_error(used, elapsed, aim)
+        weight = tenancy.pace_weight(0.0, u, error, proportional)
+        est = routing.estimated[q]
+        nano = [tenancy.to_nano(float(c)) for c in est]
+        allowed = np.array([c <= cap - spend for c in nano])
+        if not allowed.any():
+            refused += 1
+            continue
+        utility = decision.utilities(routing.predicted[q], est, weight, routing.cost_scale_usd)
+        chosen = int(decision.best_of(np.where(allowed, utility, -np.inf), est))
+        u = tenancy.pace_step(u, tenancy.pace_error((spend + nano[chosen]) / cap, elapsed, aim), gain)
+        spend += tenancy.to_nano(float(routing.true_costs[q, chosen]))
+        accepted += bool(routing.accept[q, chosen])
+    return {"spend_pct": 100 * spend / cap, "accept_rate": accepted / n, "refused": refused}
+
+
+GRID = {"gain": (0.25, 0.5, 1.0, 2.0, 4.0), "proportional": (0.0, 4.0, 8.0, 16.0, 32.0, 64.0),
+        "aim": (0.97, 0.975, 0.98, 0.985)}
+
+
+def tune(routings: list[tuple[object, np.ndarray, float]], deadline: float) -> list[dict]:
+    """Every grid point over the VALID streams: how many land in [97%, 100%] of the budget, the worst
+    landing, the mean accept rate; best first."""
+    out = []
+    for gain, proportional, aim in itertools.product(*GRID.values()):
+        if time.monotonic() > deadline:
+            break
+        runs = [replay_pace(r, pos, b, gain, proportional, aim) for r, pos, b in routings]
+        spends = [x["spend_pct"] for x in runs]
+        out.append({"gain": gain, "proportional": proportional, "aim": aim,
+                    "within": sum(97 <= s <= 100 for s in spends), "crossed": sum(s > 100 for s in spends),
+                    "min_spend_pct": min(spends), "max_spend_pct": max(spends),
+                    "accept_rate": float(np.mean([x["accept_rate"] for x in runs]))})
+    return sorted(out, key=lambda x: (-x["within"], x["crossed"], -x["accept_rate"]))
+
+
+def main(argv=None) -> int:
+    from tagrouter.offline.calibration import split_routing
+    from tagrouter.offline.prepare import configured_tagger
+
+    parser = argparse.ArgumentParser(description="choose the pace controller's constants on VALID streams")
+    parser.add_argument("--suites", type=Path, required=True)
+    parser.add_argument("--budget-pct", type=float, nargs="+", default=[30.0, 60.0])
+    parser.add_argument("--top", type=int, default=10)
+    args = parser.parse_args(argv)
+    tagger = configured_tagger()
+    routings = []
+    for folder in sorted(p for p in args.suites.iterdir() if (p / "suite.json").is_file()):
+        suite = load_suite(folder)
+        weights, _ = serving_weights(suite, tagger)
+        routing = split_routing(suite, weights, tagger, "valid")
+        position = {int(r): i for i, r in enumerate(routing.rows)}
+        for order, pct in itertools.product(ORDERS, args.budget_pct):
+            rows = stream_rows(suite, "valid", order, weights)
+            routings.append((routing, np.array([position[int(r)] for r in rows]),
+                             budget_usd(suite, rows, weights, pct)))
+    ranked = tune(routings, time.monotonic() + MAX_TUNE_SECONDS)
+    print(f"{len(routings)} valid streams; best first (within [97%, 100%], crossed, spend range, accept rate)")
+    for x in ranked[:args.top]:
+        print(f"gain {x['gain']:<5g} proportional {x['proportional']:<4g} aim {x['aim']:<6g} within {x['within']:>2} "
+              f"crossed {x['crossed']:>2} spend {x['min_spend_pct']:.1f}..{x['max_spend_pct']:.1f}% "
+              f"AR {x['accept_rate']:.4f}")
+    return 0 if ranked and math.isfinite(ranked[0]["accept_rate"]) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

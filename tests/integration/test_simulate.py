@@ -1,0 +1,63 @@
+"""`tagrouter simulate` on a small synthetic suite: a real stack, four tenants, the SIM.json the issue asks for."""
+from __future__ import annotations
+
+import json
+import time
+
+from tagrouter import cli
+from tagrouter.offline import pacing
+
+MODELS = {"big": {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 30.0},
+          "small": {"input_usd_per_mtok": 0.5, "output_usd_per_mtok": 1.5}}
+TOPICS = ("Write a Python function that sorts a list of numbers", "Translate this sentence into French please",
+          "Prove that the square root of two is irrational", "Summarise the plot of a famous novel briefly")
+
+
+def write_suite(folder, n_per_split=(24, 8, 12)):
+    """Hard topics (proofs, code) only the big model gets right; easy ones both do; costs scale with tokens."""
+    folder.mkdir(parents=True)
+    rows, splits, q = [], {"train": [], "valid": [], "test": []}, 0
+    for split, n in zip(("train", "valid", "test"), n_per_split):
+        for i in range(n):
+            topic = q % len(TOPICS)
+            qid, tokens_in, tokens_out = f"q{q}", 20 + 3 * i, 100 + 40 * topic
+            for model, price in MODELS.items():
+                right = model == "big" or topic in (1, 3)
+                cost = (tokens_in * price["input_usd_per_mtok"] + tokens_out * price["output_usd_per_mtok"]) / 1e6
+                rows.append({"query_id": qid, "query": f"{TOPICS[topic]} (case {q})", "model": model,
+                             "score": 1.0 if right else 0.0, "input_tokens": tokens_in, "output_tokens": tokens_out,
+                             "cost_usd": cost, "tokens_estimated": False})
+            splits[split].append(qid)
+            q += 1
+    doc = {"name": "sim-tiny", "description": "", "source": "synthetic", "score_kind": "correctness",
+           "tie_margin": 0.0, "models": MODELS, "splits": splits}
+    (folder / "suite.json").write_text(json.dumps(doc))
+    (folder / "outcomes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_simulate_reports_every_mode_against_the_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(pacing, "CACHE_DIR", tmp_path / "cache")
+    suite = write_suite(tmp_path / "suite")
+    out = tmp_path / "SIM.json"
+    started = time.monotonic()
+    assert cli.main(["simulate", "--suite", str(suite), "--budget-pct", "40", "--order", "drift",
+                     "--max-seconds", "120", "--out", str(out)]) == 0
+    assert time.monotonic() - started < 300
+    result = json.loads(out.read_text())
+    # the budget: 40% of always the big model on the 12 test queries
+    test_rows = [json.loads(line) for line in (suite / "outcomes.jsonl").read_text().splitlines()]
+    big = sum(r["cost_usd"] for r in test_rows if r["model"] == "big" and int(r["query_id"][1:]) >= 32)
+    assert abs(result["budget_usd"] - 0.4 * big) < 1e-9
+    assert set(result["modes"]) == {"pace", "downgrade", "hard", "calibrated"}
+    for m in result["modes"].values():
+        assert set(m) >= {"spend_usd", "spend_pct_of_budget", "accept_rate", "crossed_cap"}
+        assert 0 <= m["accept_rate"] <= 1
+        assert abs(m["spend_pct_of_budget"] - 100 * m["spend_usd"] / result["budget_usd"]) < 1e-6
+        assert m["crossed_cap"] == (m["spend_usd"] > result["budget_usd"] + 1e-9)
+    # the capped modes hold the cap up to one request's estimate error; every tenant was settled
+    for mode in ("pace", "downgrade"):
+        assert result["modes"][mode]["spend_pct_of_budget"] <= 100 + 100 * max(
+            r["cost_usd"] for r in test_rows) / result["budget_usd"]
+    assert result["modes"]["calibrated"]["refused"] == 0 and result["modes"]["calibrated"]["spend_usd"] > 0
+    assert result["queries"] == 12 and result["order"] == "drift" and result["split"] == "test"
