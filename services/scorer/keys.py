@@ -19,6 +19,8 @@ because Feedback checks and writes its id in the same script as the counts (exac
 """
 from __future__ import annotations
 
+from functools import partial
+
 from tagrouter.core import limits
 
 PREFIX = "{tagrouter}"
@@ -29,23 +31,22 @@ GENERATION_KEY = f"{PREFIX}:generation"
 
 
 def version_prefix(version: str) -> str:
+    """What every key of one weights version starts with."""
     return f"{PREFIX}:w:{version}"
 
 
-def meta_key(version: str) -> str:
-    return f"{version_prefix(version)}:meta"
+def version_key(version: str, part: str) -> str:
+    """A key of one weights version: its `meta`, its `tags` set, its `changed` cells, or `tag:<name>`."""
+    return f"{version_prefix(version)}:{part}"
 
 
-def tags_key(version: str) -> str:
-    return f"{version_prefix(version)}:tags"
+meta_key = partial(version_key, part="meta")
+tags_key = partial(version_key, part="tags")
+changed_key = partial(version_key, part="changed")
 
 
 def tag_key(version: str, tag: str) -> str:
-    return f"{version_prefix(version)}:tag:{tag}"
-
-
-def changed_key(version: str) -> str:
-    return f"{version_prefix(version)}:changed"
+    return version_key(version, f"tag:{tag}")
 
 
 def feedback_key(feedback_id: str) -> str:

@@ -137,14 +137,7 @@ class LocalStack:
             Path(self.log_dir).mkdir(parents=True, exist_ok=True)
         self._exit.callback(self._stop_processes)
         for name in SERVICES:
-            own = dict(env)
-            if self.metrics:  # one port each: they would collide on the default
-                own["TAGROUTER_METRICS_PORT"] = str(free_port())
-                self.metrics_urls[name] = f"http://127.0.0.1:{own['TAGROUTER_METRICS_PORT']}/metrics"
-            if self.log_dir is not None:
-                output = self._exit.enter_context(open(Path(self.log_dir) / f"{name}.log", "w"))
-            else:
-                output = subprocess.DEVNULL if self.quiet else None
+            own, output = self._own_env_and_output(name, env)
             if name == "router" and self.ports.get("extproc"):
                 own["TAGROUTER_EXTPROC_PORT"] = str(self.ports["extproc"])
             args = self.router_args if name == "router" else ()
@@ -154,15 +147,20 @@ class LocalStack:
         if wait:
             self.wait_serving()
 
-    def _start_gateway(self, env: dict[str, str], router_port: int) -> None:
-        own = {**env, "ROUTER_ADDR": f"127.0.0.1:{router_port}", "TAGROUTER_UPSTREAMS": str(self.upstreams)}
+    def _own_env_and_output(self, name: str, env: dict[str, str]):
+        """One service's environment (its own metrics port: they would collide on the default) and
+        where its output goes (its log file, nowhere when quiet, else this process's)."""
+        own = dict(env)
         if self.metrics:
             own["TAGROUTER_METRICS_PORT"] = str(free_port())
-            self.metrics_urls[GATEWAY] = f"http://127.0.0.1:{own['TAGROUTER_METRICS_PORT']}/metrics"
+            self.metrics_urls[name] = f"http://127.0.0.1:{own['TAGROUTER_METRICS_PORT']}/metrics"
         if self.log_dir is not None:
-            output = self._exit.enter_context(open(Path(self.log_dir) / f"{GATEWAY}.log", "w"))
-        else:
-            output = subprocess.DEVNULL if self.quiet else None
+            return own, self._exit.enter_context(open(Path(self.log_dir) / f"{name}.log", "w"))
+        return own, subprocess.DEVNULL if self.quiet else None
+
+    def _start_gateway(self, env: dict[str, str], router_port: int) -> None:
+        own, output = self._own_env_and_output(GATEWAY, env)
+        own.update(ROUTER_ADDR=f"127.0.0.1:{router_port}", TAGROUTER_UPSTREAMS=str(self.upstreams))
         self.processes[GATEWAY] = ServiceProcess(GATEWAY, own, port=self.ports.get(GATEWAY), output=output)
 
     def wait_serving(self) -> None:
