@@ -77,8 +77,9 @@ return out
 # and only then writes, with commands that cannot fail. KEYS: ACTIVE_KEY, GENERATION_KEY (the
 # version's keys are read inside and share their hash tag). Each changed (tag, model) cell is
 # recorded in the version's `changed` zset with the new generation, for WatchWeights' deltas.
-# ARGV: model, outcome field, output tokens ('' = the cell's mean length), feedback id ('' =
-# none), then tag names. Returns {version, 1, 0} when counted, {version, 1, 1} when that id was
+# ARGV: model, the outcomes as a JSON list [wins, ties, losses] (one answer, however many
+# comparisons), output tokens ('' = the cell's mean length), feedback id ('' = none), then tag
+# names. Returns {version, 1, 0} when counted, {version, 1, 1} when that id was
 # counted before (a retry: nothing is added), {version, 0} when the model is not in the pool,
 # {version, 1, 0, reason, detail} when refused (nothing written), {false} when nothing is loaded.
 FEEDBACK = (
@@ -98,14 +99,20 @@ for _, m in ipairs(models) do
 end
 if not known then return {version, 0} end
 local id_key = PREFIX .. ':feedback:' .. ARGV[4]
-if ARGV[4] ~= '' and redis.call('EXISTS', id_key) == 1 then return {version, 1, 1} end
+-- A resend: nothing to count, but one write (the id's expiry, renewed) so that the WAIT after this
+-- script covers the original outcome too (replication is in order): a duplicate is acknowledged only
+-- once a replica holds what it duplicates, whichever connection wrote it.
+if ARGV[4] ~= '' and redis.call('EXISTS', id_key) == 1 then
+  redis.call('EXPIRE', id_key, 604800)
+  return {version, 1, 1}
+end
 local function finite(x) return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge end
 local given = nil
 if ARGV[3] ~= '' then
   given = tonumber(ARGV[3])
   if not finite(given) or given < 0 or given > MAX_OUTPUT then return {version, 1, 0, 'length', ARGV[3]} end
 end
-local column = ({win = 1, tie = 2, loss = 3})[ARGV[2]]
+local added = cjson.decode(ARGV[2])
 local fields = {model .. '|win', model .. '|tie', model .. '|loss', model .. '|answers', model .. '|output_tokens'}
 local plan, new_tags, new_bytes, changed = {}, {}, 0, {}
 for i = 5, #ARGV do
@@ -128,10 +135,10 @@ for i = 5, #ARGV do
   if not length then
     if row[4] > 0 then length = math.min(row[5] / row[4], MAX_OUTPUT) else length = 0 end
   end
-  row[column] = row[column] + 1
+  for j = 1, 3 do row[j] = row[j] + added[j] end
   row[4] = row[4] + 1
   row[5] = row[5] + length
-  if row[column] > MAX_COUNT or row[4] > MAX_COUNT or row[5] > MAX_TOKENS then
+  if row[1] > MAX_COUNT or row[2] > MAX_COUNT or row[3] > MAX_COUNT or row[4] > MAX_COUNT or row[5] > MAX_TOKENS then
     return {version, 1, 0, 'full', tag}
   end
   plan[#plan + 1] = {key, row}
