@@ -57,6 +57,13 @@ class ScoringParams:
     level_weight_domain: float = 1.0
     level_weight_topic: float = 1.0
     level_weight_attr: float = 1.0
+    # Pseudo-count pulling a tag's mean answer length toward the model's overall mean, for the cost
+    # estimate: 0 = prior_strength (as the rates); MAX_PARAM = each model's overall mean. Chosen on
+    # the selection rows by the error of the estimated cost (tagrouter/offline/cost_estimates.py).
+    length_prior_strength: float = 0.0
+
+    def length_strength(self) -> float:
+        return self.length_prior_strength if self.length_prior_strength > 0 else self.prior_strength
 
     def level_weight(self, tag: str) -> float:
         level = tag.partition(":")[0]
@@ -170,12 +177,12 @@ class TagStatistics:
 
 def answer_lengths(counts: np.ndarray, all_counts: np.ndarray, params: ScoringParams) -> tuple[np.ndarray, np.ndarray]:
     """([M] each model's mean answer length over all queries, [T, M] its mean on each tag, smoothed
-    toward the former with the prior strength as the rates are); each in [0, MAX_OUTPUT_TOKENS]."""
+    toward the former with `length_strength()`); each in [0, MAX_OUTPUT_TOKENS]."""
     counts, all_counts = bounded_counts(counts), bounded_counts(all_counts)
     overall = np.divide(all_counts[:, OUTPUT_TOKENS], all_counts[:, ANSWERS],
                         out=np.zeros(all_counts.shape[0]), where=all_counts[:, ANSWERS] > 0)
     overall = np.minimum(overall, MAX_OUTPUT_TOKENS)
-    k = params.prior_strength
+    k = params.length_strength()
     per_tag = (counts[..., OUTPUT_TOKENS] + k * overall) / np.maximum(counts[..., ANSWERS] + k, 1e-12)
     return overall, np.clip(per_tag, 0.0, MAX_OUTPUT_TOKENS)
 

@@ -21,7 +21,9 @@ from tagrouter.scorer.v1 import scorer_pb2
 
 FORMAT = "tagrouter.weights/v1"
 LEVEL_PARAMS = ("level_weight_domain", "level_weight_topic", "level_weight_attr")
-PLAIN_PARAMS = tuple(f for f in ScoringParams.__dataclass_fields__ if f not in LEVEL_PARAMS)
+# Parameters optional in the message, with what an unset one means (weights written before they existed)
+OPTIONAL_PARAMS = {**dict.fromkeys(LEVEL_PARAMS, 1.0), "length_prior_strength": 0.0}
+PLAIN_PARAMS = tuple(f for f in ScoringParams.__dataclass_fields__ if f not in OPTIONAL_PARAMS)
 MAX_NAME_LENGTH = 200
 
 
@@ -73,7 +75,10 @@ class Weights:
         return [m.name for m in self.models]
 
     def content_hash(self) -> str:
-        doc = {"models": [asdict(m) for m in self.models], "params": asdict(self.params), "counts": self.counts}
+        params = asdict(self.params)
+        if params["length_prior_strength"] == 0:  # at its default: the hash of weights written before it existed
+            del params["length_prior_strength"]
+        doc = {"models": [asdict(m) for m in self.models], "params": params, "counts": self.counts}
         if self.calibration is not None:  # absent, the hash of weights written before it existed
             doc["calibration"] = self.calibration.to_dict()
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
@@ -154,8 +159,9 @@ class Weights:
                 raise WeightsError(f"counts: tag {c.tag!r}, model {c.model!r}: {problem}")
             counts.setdefault(c.tag, {})[c.model] = row
         params = ScoringParams(**{f: getattr(msg.params, f) for f in PLAIN_PARAMS},
-                               # optional in the message: weights written before they existed mean 1
-                               **{f: getattr(msg.params, f) if msg.params.HasField(f) else 1.0 for f in LEVEL_PARAMS}) \
+                               # optional in the message: unset in weights written before they existed
+                               **{f: getattr(msg.params, f) if msg.params.HasField(f) else unset
+                                  for f, unset in OPTIONAL_PARAMS.items()}) \
             if msg.HasField("params") else ScoringParams()
         weights = cls(
             models=[ModelPrice(m.name, m.input_usd_per_mtok, m.output_usd_per_mtok) for m in msg.models],
@@ -204,6 +210,8 @@ def validate_pool(models: list[ModelPrice], params: ScoringParams, source: str) 
         raise WeightsError(f"{source}: params: tag_evidence must be >= 0 (0: off)")
     if p.cost_scale_usd < 0:
         raise WeightsError(f"{source}: params: cost_scale_usd must be >= 0 (0: cost relative to the priciest)")
+    if p.length_prior_strength < 0:
+        raise WeightsError(f"{source}: params: length_prior_strength must be >= 0 (0: prior_strength)")
     for key in LEVEL_PARAMS:
         if getattr(p, key) < 0:
             raise WeightsError(f"{source}: params: {key} must be >= 0 (0: the level's tags are ignored)")

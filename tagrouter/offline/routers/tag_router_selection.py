@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tagrouter.core.scoring import ScoringParams
-from tagrouter.offline import selection
+from tagrouter.offline import cost_error, selection
 from tagrouter.offline.prepare import Prepared
 from tagrouter.offline.routers.tag_router import TagRouter, parse_setting, setting_of
 from tagrouter.offline.selection import RouterResult
@@ -103,10 +103,12 @@ def select(router: TagRouter, prep: Prepared, folds: list[np.ndarray]) -> TagRou
             if third.selection_auc > simpler.selection_auc + 1e-9:
                 simpler = dataclasses.replace(third, candidates=0, extra=simpler.extra)
         result = simpler
+    # the cost estimate's answer length, chosen on the same rows by its error (cost_error.py)
+    result = cost_error.choose_length_strength(prep, router, result, full, folded, rows)
     result = dataclasses.replace(
         result, candidates=first.candidates + second.candidates + (third.candidates if third else 0),
         extra={"alternatives": merged_alternatives(first, second),
-               **{k: v for k, v in result.extra.items() if k == "one_se_rule"}})
+               **{k: v for k, v in result.extra.items() if k in ("one_se_rule", "cost_estimate")}})
     granularity, params = parse_setting(result.setting)  # cost_scale_usd is a ScoringParams field too
     tags = router.suite_tags(prep)
     chosen = tags(granularity)

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/scorer/v1/scorer.proto\x12\x13tagrouter.scorer.v1\"+\n\x0bWeightedTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"X\n\x0cScoreRequest\x12.\n\x04tags\x18\x01 \x03(\x0b\x32 .tagrouter.scorer.v1.WeightedTag\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\"4\n\x0fTagContribution\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x02\"\xd5\x01\n\nModelScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1e\n\x16\x65xpected_output_tokens\x18\x03 \x01(\x02\x12\x1a\n\x12input_usd_per_mtok\x18\x04 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x05 \x01(\x01\x12;\n\rcontributions\x18\x06 \x03(\x0b\x32$.tagrouter.scorer.v1.TagContribution\x12\x13\n\x0bprior_score\x18\x07 \x01(\x01\"\xbe\x01\n\rScoreResponse\x12/\n\x06scores\x18\x01 \x03(\x0b\x32\x1f.tagrouter.scorer.v1.ModelScore\x12\x17\n\x0fweights_version\x18\x02 \x01(\t\x12\x14\n\x0cunknown_tags\x18\x03 \x03(\t\x12\x16\n\x0e\x63ost_scale_usd\x18\x04 \x01(\x01\x12\x35\n\x0b\x63\x61libration\x18\x05 \x01(\x0b\x32 .tagrouter.scorer.v1.Calibration\"N\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12input_usd_per_mtok\x18\x02 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x03 \x01(\x01\"v\n\x08TagCount\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0b\n\x03win\x18\x03 \x01(\x01\x12\x0b\n\x03tie\x18\x04 \x01(\x01\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x0f\n\x07\x61nswers\x18\x06 \x01(\x01\x12\x15\n\routput_tokens\x18\x07 \x01(\x01\"\xba\x02\n\rScoringParams\x12\x12\n\nwin_reward\x18\x01 \x01(\x01\x12\x12\n\ntie_reward\x18\x02 \x01(\x01\x12\x13\n\x0bloss_reward\x18\x03 \x01(\x01\x12\x16\n\x0eprior_strength\x18\x04 \x01(\x01\x12\x16\n\x0e\x63ost_scale_usd\x18\x05 \x01(\x01\x12\x14\n\x0ctag_evidence\x18\x06 \x01(\x01\x12 \n\x13level_weight_domain\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x12level_weight_topic\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11level_weight_attr\x18\t \x01(\x01H\x02\x88\x01\x01\x42\x16\n\x14_level_weight_domainB\x15\n\x13_level_weight_topicB\x14\n\x12_level_weight_attr\"\xf4\x01\n\x07Weights\x12\x0f\n\x07version\x18\x01 \x01(\t\x12*\n\x06models\x18\x02 \x03(\x0b\x32\x1a.tagrouter.scorer.v1.Model\x12\x32\n\x06params\x18\x03 \x01(\x0b\x32\".tagrouter.scorer.v1.ScoringParams\x12-\n\x06\x63ounts\x18\x04 \x03(\x0b\x32\x1d.tagrouter.scorer.v1.TagCount\x12\x12\n\nprovenance\x18\x05 \x01(\t\x12\x35\n\x0b\x63\x61libration\x18\x06 \x01(\x0b\x32 .tagrouter.scorer.v1.Calibration\"d\n\x0eOperatingPoint\x12\x13\n\x0b\x63ost_weight\x18\x01 \x01(\x01\x12\x16\n\x0equality_margin\x18\x02 \x01(\x01\x12\x10\n\x08\x63ost_pct\x18\x03 \x01(\x01\x12\x13\n\x0bquality_pct\x18\x04 \x01(\x01\"\x8a\x01\n\x0b\x43\x61libration\x12\x33\n\x06points\x18\x01 \x03(\x0b\x32#.tagrouter.scorer.v1.OperatingPoint\x12\x38\n\x0brecommended\x18\x02 \x01(\x0b\x32#.tagrouter.scorer.v1.OperatingPoint\x12\x0c\n\x04rule\x18\x03 \x01(\t\"C\n\x12LoadWeightsRequest\x12-\n\x07weights\x18\x01 \x01(\x0b\x32\x1c.tagrouter.scorer.v1.Weights\"D\n\x13LoadWeightsResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x01(\r\x12\x0e\n\x06models\x18\x03 \x01(\r\"!\n\x11GetWeightsRequest\x12\x0c\n\x04tags\x18\x01 \x03(\t\"\x13\n\x11ListModelsRequest\"Y\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.tagrouter.scorer.v1.Model\x12\x17\n\x0fweights_version\x18\x02 \x01(\t\"\x18\n\x07TagList\x12\r\n\x05names\x18\x01 \x03(\t\"\xf6\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x0f\n\x05query\x18\x01 \x01(\tH\x00\x12,\n\x04tags\x18\x02 \x01(\x0b\x32\x1c.tagrouter.scorer.v1.TagListH\x00\x12\r\n\x05model\x18\x03 \x01(\t\x12-\n\x07outcome\x18\x04 \x01(\x0e\x32\x1c.tagrouter.scorer.v1.Outcome\x12\x1a\n\routput_tokens\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x06 \x01(\t\x12\x18\n\x10route_request_id\x18\x07 \x01(\tB\t\n\x07subjectB\x10\n\x0e_output_tokens\"L\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x17\n\x0fweights_version\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"\x15\n\x13WatchWeightsRequest\"\xbf\x01\n\rWeightsUpdate\x12-\n\x07weights\x18\x01 \x01(\x0b\x32\x1c.tagrouter.scorer.v1.Weights\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\x01\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x30\n\x05\x64\x65lta\x18\x04 \x01(\x0b\x32!.tagrouter.scorer.v1.WeightsDelta\x12 \n\x18\x63hanges_after_unix_nanos\x18\x05 \x01(\x03\"e\n\x0cWeightsDelta\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x15\n\rbase_sequence\x18\x02 \x01(\x04\x12-\n\x06\x63ounts\x18\x03 \x03(\x0b\x32\x1d.tagrouter.scorer.v1.TagCount*V\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOUTCOME_WIN\x10\x01\x12\x0f\n\x0bOUTCOME_TIE\x10\x02\x12\x10\n\x0cOUTCOME_LOSS\x10\x03\x32\xad\x04\n\rScorerService\x12N\n\x05Score\x12!.tagrouter.scorer.v1.ScoreRequest\x1a\".tagrouter.scorer.v1.ScoreResponse\x12`\n\x0bLoadWeights\x12\'.tagrouter.scorer.v1.LoadWeightsRequest\x1a(.tagrouter.scorer.v1.LoadWeightsResponse\x12R\n\nGetWeights\x12&.tagrouter.scorer.v1.GetWeightsRequest\x1a\x1c.tagrouter.scorer.v1.Weights\x12]\n\nListModels\x12&.tagrouter.scorer.v1.ListModelsRequest\x1a\'.tagrouter.scorer.v1.ListModelsResponse\x12W\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12$.tagrouter.scorer.v1.FeedbackRequest\x1a%.tagrouter.scorer.v1.FeedbackResponse\x12^\n\x0cWatchWeights\x12(.tagrouter.scorer.v1.WatchWeightsRequest\x1a\".tagrouter.scorer.v1.WeightsUpdate0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/scorer/v1/scorer.proto\x12\x13tagrouter.scorer.v1\"+\n\x0bWeightedTag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x02\"X\n\x0cScoreRequest\x12.\n\x04tags\x18\x01 \x03(\x0b\x32 .tagrouter.scorer.v1.WeightedTag\x12\x18\n\x10\x63\x61ndidate_models\x18\x02 \x03(\t\"4\n\x0fTagContribution\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontribution\x18\x02 \x01(\x02\"\xd5\x01\n\nModelScore\x12\r\n\x05model\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x1e\n\x16\x65xpected_output_tokens\x18\x03 \x01(\x02\x12\x1a\n\x12input_usd_per_mtok\x18\x04 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x05 \x01(\x01\x12;\n\rcontributions\x18\x06 \x03(\x0b\x32$.tagrouter.scorer.v1.TagContribution\x12\x13\n\x0bprior_score\x18\x07 \x01(\x01\"\xbe\x01\n\rScoreResponse\x12/\n\x06scores\x18\x01 \x03(\x0b\x32\x1f.tagrouter.scorer.v1.ModelScore\x12\x17\n\x0fweights_version\x18\x02 \x01(\t\x12\x14\n\x0cunknown_tags\x18\x03 \x03(\t\x12\x16\n\x0e\x63ost_scale_usd\x18\x04 \x01(\x01\x12\x35\n\x0b\x63\x61libration\x18\x05 \x01(\x0b\x32 .tagrouter.scorer.v1.Calibration\"N\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x12input_usd_per_mtok\x18\x02 \x01(\x01\x12\x1b\n\x13output_usd_per_mtok\x18\x03 \x01(\x01\"v\n\x08TagCount\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0b\n\x03win\x18\x03 \x01(\x01\x12\x0b\n\x03tie\x18\x04 \x01(\x01\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x0f\n\x07\x61nswers\x18\x06 \x01(\x01\x12\x15\n\routput_tokens\x18\x07 \x01(\x01\"\xf8\x02\n\rScoringParams\x12\x12\n\nwin_reward\x18\x01 \x01(\x01\x12\x12\n\ntie_reward\x18\x02 \x01(\x01\x12\x13\n\x0bloss_reward\x18\x03 \x01(\x01\x12\x16\n\x0eprior_strength\x18\x04 \x01(\x01\x12\x16\n\x0e\x63ost_scale_usd\x18\x05 \x01(\x01\x12\x14\n\x0ctag_evidence\x18\x06 \x01(\x01\x12 \n\x13level_weight_domain\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x1f\n\x12level_weight_topic\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11level_weight_attr\x18\t \x01(\x01H\x02\x88\x01\x01\x12\"\n\x15length_prior_strength\x18\n \x01(\x01H\x03\x88\x01\x01\x42\x16\n\x14_level_weight_domainB\x15\n\x13_level_weight_topicB\x14\n\x12_level_weight_attrB\x18\n\x16_length_prior_strength\"\xf4\x01\n\x07Weights\x12\x0f\n\x07version\x18\x01 \x01(\t\x12*\n\x06models\x18\x02 \x03(\x0b\x32\x1a.tagrouter.scorer.v1.Model\x12\x32\n\x06params\x18\x03 \x01(\x0b\x32\".tagrouter.scorer.v1.ScoringParams\x12-\n\x06\x63ounts\x18\x04 \x03(\x0b\x32\x1d.tagrouter.scorer.v1.TagCount\x12\x12\n\nprovenance\x18\x05 \x01(\t\x12\x35\n\x0b\x63\x61libration\x18\x06 \x01(\x0b\x32 .tagrouter.scorer.v1.Calibration\"d\n\x0eOperatingPoint\x12\x13\n\x0b\x63ost_weight\x18\x01 \x01(\x01\x12\x16\n\x0equality_margin\x18\x02 \x01(\x01\x12\x10\n\x08\x63ost_pct\x18\x03 \x01(\x01\x12\x13\n\x0bquality_pct\x18\x04 \x01(\x01\"\x8a\x01\n\x0b\x43\x61libration\x12\x33\n\x06points\x18\x01 \x03(\x0b\x32#.tagrouter.scorer.v1.OperatingPoint\x12\x38\n\x0brecommended\x18\x02 \x01(\x0b\x32#.tagrouter.scorer.v1.OperatingPoint\x12\x0c\n\x04rule\x18\x03 \x01(\t\"C\n\x12LoadWeightsRequest\x12-\n\x07weights\x18\x01 \x01(\x0b\x32\x1c.tagrouter.scorer.v1.Weights\"D\n\x13LoadWeightsResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x01(\r\x12\x0e\n\x06models\x18\x03 \x01(\r\"!\n\x11GetWeightsRequest\x12\x0c\n\x04tags\x18\x01 \x03(\t\"\x13\n\x11ListModelsRequest\"Y\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.tagrouter.scorer.v1.Model\x12\x17\n\x0fweights_version\x18\x02 \x01(\t\"\x18\n\x07TagList\x12\r\n\x05names\x18\x01 \x03(\t\"\xf6\x01\n\x0f\x46\x65\x65\x64\x62\x61\x63kRequest\x12\x0f\n\x05query\x18\x01 \x01(\tH\x00\x12,\n\x04tags\x18\x02 \x01(\x0b\x32\x1c.tagrouter.scorer.v1.TagListH\x00\x12\r\n\x05model\x18\x03 \x01(\t\x12-\n\x07outcome\x18\x04 \x01(\x0e\x32\x1c.tagrouter.scorer.v1.Outcome\x12\x1a\n\routput_tokens\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x06 \x01(\t\x12\x18\n\x10route_request_id\x18\x07 \x01(\tB\t\n\x07subjectB\x10\n\x0e_output_tokens\"L\n\x10\x46\x65\x65\x64\x62\x61\x63kResponse\x12\x17\n\x0fweights_version\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\x11\n\tduplicate\x18\x03 \x01(\x08\"\x15\n\x13WatchWeightsRequest\"\xbf\x01\n\rWeightsUpdate\x12-\n\x07weights\x18\x01 \x01(\x0b\x32\x1c.tagrouter.scorer.v1.Weights\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\x01\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x30\n\x05\x64\x65lta\x18\x04 \x01(\x0b\x32!.tagrouter.scorer.v1.WeightsDelta\x12 \n\x18\x63hanges_after_unix_nanos\x18\x05 \x01(\x03\"e\n\x0cWeightsDelta\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x15\n\rbase_sequence\x18\x02 \x01(\x04\x12-\n\x06\x63ounts\x18\x03 \x03(\x0b\x32\x1d.tagrouter.scorer.v1.TagCount*V\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n\x0bOUTCOME_WIN\x10\x01\x12\x0f\n\x0bOUTCOME_TIE\x10\x02\x12\x10\n\x0cOUTCOME_LOSS\x10\x03\x32\xad\x04\n\rScorerService\x12N\n\x05Score\x12!.tagrouter.scorer.v1.ScoreRequest\x1a\".tagrouter.scorer.v1.ScoreResponse\x12`\n\x0bLoadWeights\x12\'.tagrouter.scorer.v1.LoadWeightsRequest\x1a(.tagrouter.scorer.v1.LoadWeightsResponse\x12R\n\nGetWeights\x12&.tagrouter.scorer.v1.GetWeightsRequest\x1a\x1c.tagrouter.scorer.v1.Weights\x12]\n\nListModels\x12&.tagrouter.scorer.v1.ListModelsRequest\x1a\'.tagrouter.scorer.v1.ListModelsResponse\x12W\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12$.tagrouter.scorer.v1.FeedbackRequest\x1a%.tagrouter.scorer.v1.FeedbackResponse\x12^\n\x0cWatchWeights\x12(.tagrouter.scorer.v1.WatchWeightsRequest\x1a\".tagrouter.scorer.v1.WeightsUpdate0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tagrouter.scorer.v1.scorer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=2621
-  _globals['_OUTCOME']._serialized_end=2707
+  _globals['_OUTCOME']._serialized_start=2683
+  _globals['_OUTCOME']._serialized_end=2769
   _globals['_WEIGHTEDTAG']._serialized_start=57
   _globals['_WEIGHTEDTAG']._serialized_end=100
   _globals['_SCOREREQUEST']._serialized_start=102
@@ -48,35 +48,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TAGCOUNT']._serialized_start=735
   _globals['_TAGCOUNT']._serialized_end=853
   _globals['_SCORINGPARAMS']._serialized_start=856
-  _globals['_SCORINGPARAMS']._serialized_end=1170
-  _globals['_WEIGHTS']._serialized_start=1173
-  _globals['_WEIGHTS']._serialized_end=1417
-  _globals['_OPERATINGPOINT']._serialized_start=1419
-  _globals['_OPERATINGPOINT']._serialized_end=1519
-  _globals['_CALIBRATION']._serialized_start=1522
-  _globals['_CALIBRATION']._serialized_end=1660
-  _globals['_LOADWEIGHTSREQUEST']._serialized_start=1662
-  _globals['_LOADWEIGHTSREQUEST']._serialized_end=1729
-  _globals['_LOADWEIGHTSRESPONSE']._serialized_start=1731
-  _globals['_LOADWEIGHTSRESPONSE']._serialized_end=1799
-  _globals['_GETWEIGHTSREQUEST']._serialized_start=1801
-  _globals['_GETWEIGHTSREQUEST']._serialized_end=1834
-  _globals['_LISTMODELSREQUEST']._serialized_start=1836
-  _globals['_LISTMODELSREQUEST']._serialized_end=1855
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1857
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1946
-  _globals['_TAGLIST']._serialized_start=1948
-  _globals['_TAGLIST']._serialized_end=1972
-  _globals['_FEEDBACKREQUEST']._serialized_start=1975
-  _globals['_FEEDBACKREQUEST']._serialized_end=2221
-  _globals['_FEEDBACKRESPONSE']._serialized_start=2223
-  _globals['_FEEDBACKRESPONSE']._serialized_end=2299
-  _globals['_WATCHWEIGHTSREQUEST']._serialized_start=2301
-  _globals['_WATCHWEIGHTSREQUEST']._serialized_end=2322
-  _globals['_WEIGHTSUPDATE']._serialized_start=2325
-  _globals['_WEIGHTSUPDATE']._serialized_end=2516
-  _globals['_WEIGHTSDELTA']._serialized_start=2518
-  _globals['_WEIGHTSDELTA']._serialized_end=2619
-  _globals['_SCORERSERVICE']._serialized_start=2710
-  _globals['_SCORERSERVICE']._serialized_end=3267
+  _globals['_SCORINGPARAMS']._serialized_end=1232
+  _globals['_WEIGHTS']._serialized_start=1235
+  _globals['_WEIGHTS']._serialized_end=1479
+  _globals['_OPERATINGPOINT']._serialized_start=1481
+  _globals['_OPERATINGPOINT']._serialized_end=1581
+  _globals['_CALIBRATION']._serialized_start=1584
+  _globals['_CALIBRATION']._serialized_end=1722
+  _globals['_LOADWEIGHTSREQUEST']._serialized_start=1724
+  _globals['_LOADWEIGHTSREQUEST']._serialized_end=1791
+  _globals['_LOADWEIGHTSRESPONSE']._serialized_start=1793
+  _globals['_LOADWEIGHTSRESPONSE']._serialized_end=1861
+  _globals['_GETWEIGHTSREQUEST']._serialized_start=1863
+  _globals['_GETWEIGHTSREQUEST']._serialized_end=1896
+  _globals['_LISTMODELSREQUEST']._serialized_start=1898
+  _globals['_LISTMODELSREQUEST']._serialized_end=1917
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1919
+  _globals['_LISTMODELSRESPONSE']._serialized_end=2008
+  _globals['_TAGLIST']._serialized_start=2010
+  _globals['_TAGLIST']._serialized_end=2034
+  _globals['_FEEDBACKREQUEST']._serialized_start=2037
+  _globals['_FEEDBACKREQUEST']._serialized_end=2283
+  _globals['_FEEDBACKRESPONSE']._serialized_start=2285
+  _globals['_FEEDBACKRESPONSE']._serialized_end=2361
+  _globals['_WATCHWEIGHTSREQUEST']._serialized_start=2363
+  _globals['_WATCHWEIGHTSREQUEST']._serialized_end=2384
+  _globals['_WEIGHTSUPDATE']._serialized_start=2387
+  _globals['_WEIGHTSUPDATE']._serialized_end=2578
+  _globals['_WEIGHTSDELTA']._serialized_start=2580
+  _globals['_WEIGHTSDELTA']._serialized_end=2681
+  _globals['_SCORERSERVICE']._serialized_start=2772
+  _globals['_SCORERSERVICE']._serialized_end=3329
 # @@protoc_insertion_point(module_scope)

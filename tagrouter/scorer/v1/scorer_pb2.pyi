@@ -103,7 +103,7 @@ class TagCount(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., model: _Optional[str] = ..., win: _Optional[float] = ..., tie: _Optional[float] = ..., loss: _Optional[float] = ..., answers: _Optional[float] = ..., output_tokens: _Optional[float] = ...) -> None: ...
 
 class ScoringParams(_message.Message):
-    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength", "cost_scale_usd", "tag_evidence", "level_weight_domain", "level_weight_topic", "level_weight_attr")
+    __slots__ = ("win_reward", "tie_reward", "loss_reward", "prior_strength", "cost_scale_usd", "tag_evidence", "level_weight_domain", "level_weight_topic", "level_weight_attr", "length_prior_strength")
     WIN_REWARD_FIELD_NUMBER: _ClassVar[int]
     TIE_REWARD_FIELD_NUMBER: _ClassVar[int]
     LOSS_REWARD_FIELD_NUMBER: _ClassVar[int]
@@ -113,6 +113,7 @@ class ScoringParams(_message.Message):
     LEVEL_WEIGHT_DOMAIN_FIELD_NUMBER: _ClassVar[int]
     LEVEL_WEIGHT_TOPIC_FIELD_NUMBER: _ClassVar[int]
     LEVEL_WEIGHT_ATTR_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_PRIOR_STRENGTH_FIELD_NUMBER: _ClassVar[int]
     win_reward: float
     tie_reward: float
     loss_reward: float
@@ -122,7 +123,8 @@ class ScoringParams(_message.Message):
     level_weight_domain: float
     level_weight_topic: float
     level_weight_attr: float
-    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ..., cost_scale_usd: _Optional[float] = ..., tag_evidence: _Optional[float] = ..., level_weight_domain: _Optional[float] = ..., level_weight_topic: _Optional[float] = ..., level_weight_attr: _Optional[float] = ...) -> None: ...
+    length_prior_strength: float
+    def __init__(self, win_reward: _Optional[float] = ..., tie_reward: _Optional[float] = ..., loss_reward: _Optional[float] = ..., prior_strength: _Optional[float] = ..., cost_scale_usd: _Optional[float] = ..., tag_evidence: _Optional[float] = ..., level_weight_domain: _Optional[float] = ..., level_weight_topic: _Optional[float] = ..., level_weight_attr: _Optional[float] = ..., length_prior_strength: _Optional[float] = ...) -> None: ...
 
 class Weights(_message.Message):
     __slots__ = ("version", "models", "params", "counts", "provenance", "calibration")
