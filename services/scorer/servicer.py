@@ -152,10 +152,9 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             await self.tenants.settle(request_id, amount)
 
     async def Feedback(self, request, context):
-        """One judged outcome -> +1 win/tie/loss for (each of the query's tags and `*`, model), atomically."""
-        outcome = FEEDBACK_OUTCOMES.get(request.outcome)
-        if outcome is None:
-            raise InvalidArgument("outcome must be OUTCOME_WIN, OUTCOME_TIE or OUTCOME_LOSS")
+        """One judged answer -> its win/tie/loss counts and +1 answer for (each of the query's tags and `*`,
+        model), atomically."""
+        outcome = _feedback_outcome(request)
         if not request.model:
             raise InvalidArgument("model is empty")
         length = None
@@ -189,7 +188,9 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             limits.check_known_models([request.model], pool.names, "model",
                                       " (a new model joins with `tagrouter fit --add`)")
         if not duplicate:
-            metrics.FEEDBACK.labels(outcome).inc()
+            for name, n in zip(("win", "tie", "loss"), outcome):
+                if n:
+                    metrics.FEEDBACK.labels(name).inc(n)
         return scorer_pb2.FeedbackResponse(weights_version=version, tags=tags, duplicate=duplicate)
 
     async def _tag(self, query: str) -> list[str]:
@@ -206,4 +207,21 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         return [t.name for t in reply.tags]
 
 
-FEEDBACK_OUTCOMES = {scorer_pb2.OUTCOME_WIN: "win", scorer_pb2.OUTCOME_TIE: "tie", scorer_pb2.OUTCOME_LOSS: "loss"}
+FEEDBACK_OUTCOMES = {scorer_pb2.OUTCOME_WIN: (1, 0, 0), scorer_pb2.OUTCOME_TIE: (0, 1, 0),
+                     scorer_pb2.OUTCOME_LOSS: (0, 0, 1)}
+
+
+def _feedback_outcome(request) -> tuple[int, int, int]:
+    """(wins, ties, losses) of a FeedbackRequest: its one `outcome`, or its `outcomes` counts."""
+    if request.HasField("outcomes"):
+        if request.outcome != scorer_pb2.OUTCOME_UNSPECIFIED:
+            raise InvalidArgument("give outcome or outcomes, not both")
+        c = request.outcomes
+        counts = (c.wins, c.ties, c.losses)
+        if sum(counts) < 1 or max(counts) > limits.MAX_MODELS:
+            raise InvalidArgument(f"outcomes: at least one comparison, at most {limits.MAX_MODELS} of each outcome")
+        return counts
+    outcome = FEEDBACK_OUTCOMES.get(request.outcome)
+    if outcome is None:
+        raise InvalidArgument("outcome must be OUTCOME_WIN, OUTCOME_TIE or OUTCOME_LOSS (or give outcomes)")
+    return outcome

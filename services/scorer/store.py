@@ -172,20 +172,26 @@ class WeightStore:
             return None, []
         return reply[0], [parse_tag_hash(flat) for flat in reply[1:]]
 
-    async def add_outcome(self, tags: list[str], model: str, outcome: str,
+    async def add_outcome(self, tags: list[str], model: str, outcome: str | tuple[int, int, int],
                           output_tokens: float | None, feedback_id: str = "") -> tuple[str | None, bool, bool]:
-        """Counts one judged outcome of `model` for each of `tags` into the active version, all or nothing.
+        """Counts one judged answer of `model` for each of `tags` into the active version, all or nothing:
+        `outcome` is "win", "tie" or "loss", or (wins, ties, losses) of one answer compared several times.
 
         Returns (version, whether the model is in its pool, whether `feedback_id` was already
         counted); version None when nothing is loaded. A retry with the same id adds nothing.
         Raises ResourceExhausted past a limit on counts or on the vocabulary's growth,
         FailedPrecondition when the stored counts are corrupt; either way nothing is written.
         """
-        if outcome not in ("win", "tie", "loss"):
-            raise ValueError(f"outcome must be win, tie or loss, not {outcome!r}")
+        if isinstance(outcome, str):
+            if outcome not in ("win", "tie", "loss"):
+                raise ValueError(f"outcome must be win, tie or loss, not {outcome!r}")
+            outcome = tuple(int(outcome == o) for o in ("win", "tie", "loss"))
+        added = [int(n) for n in outcome]
+        if len(added) != 3 or min(added) < 0 or sum(added) < 1:
+            raise ValueError(f"outcome counts must be three counts >= 0, at least one, not {outcome!r}")
         length = "" if output_tokens is None else repr(float(limits.check_output_tokens(output_tokens)))
         reply = await self.replication.run_durably(FEEDBACK, [ACTIVE_KEY, GENERATION_KEY],
-                                                   [model, outcome, length, feedback_id, *tags])
+                                                   [model, json.dumps(added), length, feedback_id, *tags])
         if not reply or not reply[0]:
             return None, False, False
         if len(reply) > 3:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from tagrouter.cli import bench, evaluation, route, serve, simulate, suite, tenant, vocab, weights
+from tagrouter.cli import bench, evaluation, replay, route, serve, simulate, suite, tenant, vocab, weights
 
-COMMAND_GROUPS = (serve, route, suite, weights, evaluation, vocab, bench, tenant, simulate)
+COMMAND_GROUPS = (serve, route, suite, weights, replay, evaluation, vocab, bench, tenant, simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:

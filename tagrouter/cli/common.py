@@ -25,3 +25,11 @@ def eval_tagger():
     from tagrouter.offline.prepare import configured_tagger
 
     return configured_tagger()
+
+
+def add_suite_arguments(parser, split: str = "train") -> None:
+    """--suite DIR and --split NAME, as the commands that read one split of a suite take them."""
+    from pathlib import Path
+
+    parser.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
+    parser.add_argument("--split", default=split, choices=["train", "valid", "test"])

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from tagrouter.cli.common import eval_tagger, fail, load_suite_or_fail
+from tagrouter.cli.common import add_suite_arguments, eval_tagger, fail, load_suite_or_fail
 
 
 def cmd_fit(args) -> int:
@@ -192,8 +192,7 @@ def _default_weights() -> Path:
 
 def add_parsers(sub) -> None:
     fit = sub.add_parser("fit", help="count a suite's outcomes per (tag, model) into weights")
-    fit.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
-    fit.add_argument("--split", default="train", choices=["train", "valid", "test"])
+    add_suite_arguments(fit)
     fit.add_argument("--out", type=Path, help="write the weights to this JSON file")
     fit.add_argument("--scorer", help="load the weights into the scorer at host:port")
     fit.add_argument("--no-tune", action="store_true",

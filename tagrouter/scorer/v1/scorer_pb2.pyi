@@ -205,7 +205,7 @@ class TagList(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
-    __slots__ = ("query", "tags", "model", "outcome", "output_tokens", "feedback_id", "route_request_id")
+    __slots__ = ("query", "tags", "model", "outcome", "output_tokens", "feedback_id", "route_request_id", "outcomes")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -213,6 +213,7 @@ class FeedbackRequest(_message.Message):
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     FEEDBACK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUTE_REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     query: str
     tags: TagList
     model: str
@@ -220,7 +221,18 @@ class FeedbackRequest(_message.Message):
     output_tokens: float
     feedback_id: str
     route_request_id: str
-    def __init__(self, query: _Optional[str] = ..., tags: _Optional[_Union[TagList, _Mapping]] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., output_tokens: _Optional[float] = ..., feedback_id: _Optional[str] = ..., route_request_id: _Optional[str] = ...) -> None: ...
+    outcomes: OutcomeCounts
+    def __init__(self, query: _Optional[str] = ..., tags: _Optional[_Union[TagList, _Mapping]] = ..., model: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., output_tokens: _Optional[float] = ..., feedback_id: _Optional[str] = ..., route_request_id: _Optional[str] = ..., outcomes: _Optional[_Union[OutcomeCounts, _Mapping]] = ...) -> None: ...
+
+class OutcomeCounts(_message.Message):
+    __slots__ = ("wins", "ties", "losses")
+    WINS_FIELD_NUMBER: _ClassVar[int]
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    wins: int
+    ties: int
+    losses: int
+    def __init__(self, wins: _Optional[int] = ..., ties: _Optional[int] = ..., losses: _Optional[int] = ...) -> None: ...
 
 class FeedbackResponse(_message.Message):
     __slots__ = ("weights_version", "tags", "duplicate")
