@@ -43,36 +43,45 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMI
 end
 """.replace("RELEASE_BATCH", str(RELEASE_BATCH))
 
-# KEYS: pending, reservation, then (spend, reserved) per window. ARGV: now, reservation prefix,
-# amount, deadline, n, caps..., counter ttls..., fields (JSON), hash ttl.
+# KEYS: pending, reservation, margin factor, then (spend, reserved) per window. ARGV: now, reservation
+# prefix, estimate, deadline, n, caps..., counter ttls..., fields (JSON), hash ttl. It holds the estimate
+# times the tenant's margin factor (tenancy.reservation) and answers {ok, refusing window, released, held}.
 RESERVE = _RELEASE + """
-local amount, n = tonumber(ARGV[3]), tonumber(ARGV[5])
+local estimate, n = tonumber(ARGV[3]), tonumber(ARGV[5])
+local amount = math.ceil(estimate * math.max(1, tonumber(redis.call('GET', KEYS[3]) or '1')))
 for i = 1, n do
-  local spend = tonumber(redis.call('GET', KEYS[1 + 2 * i]) or '0')
-  local held = tonumber(redis.call('GET', KEYS[2 + 2 * i]) or '0')
-  if spend + held + amount > tonumber(ARGV[5 + i]) then return {0, i, released} end
+  local spend = tonumber(redis.call('GET', KEYS[2 + 2 * i]) or '0')
+  local held = tonumber(redis.call('GET', KEYS[3 + 2 * i]) or '0')
+  if spend + held + amount > tonumber(ARGV[5 + i]) then return {0, i, released, amount} end
 end
 local reserved = {}
 for i = 1, n do
-  redis.call('INCRBY', KEYS[2 + 2 * i], amount)
-  redis.call('EXPIRE', KEYS[2 + 2 * i], ARGV[5 + n + i])
-  reserved[i] = KEYS[2 + 2 * i]
+  redis.call('INCRBY', KEYS[3 + 2 * i], amount)
+  redis.call('EXPIRE', KEYS[3 + 2 * i], ARGV[5 + n + i])
+  reserved[i] = KEYS[3 + 2 * i]
 end
 local fields = cjson.decode(ARGV[6 + 2 * n])
-redis.call('HSET', KEYS[2], 'amount', amount, 'reserved_keys', cjson.encode(reserved),
+redis.call('HSET', KEYS[2], 'amount', amount, 'estimate', estimate, 'reserved_keys', cjson.encode(reserved),
            'spend_keys', fields.spend_keys, 'ttls', fields.ttls, 'in_nano_per_tok', fields.in_nano_per_tok,
            'out_nano_per_tok', fields.out_nano_per_tok, 'input_tokens', fields.input_tokens)
 redis.call('EXPIRE', KEYS[2], ARGV[7 + 2 * n])
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[8 + 2 * n])
-return {1, 0, released}
+return {1, 0, released, amount}
 """
 
-# KEYS: pending, reservation, settled marker. ARGV: now, reservation prefix, amount, marker ttl, request id.
+# KEYS: pending, reservation, settled marker, margin factor. ARGV: now, reservation prefix, amount, marker
+# ttl, request id, margin decay, margin max, margin ttl. The factor moves as tenancy.margin_after.
 SETTLE = _RELEASE + """
 local done = redis.call('GET', KEYS[3])
 if done then return {'duplicate', done} end
 if redis.call('EXISTS', KEYS[2]) == 0 then return {'unknown', '0'} end
 local held = tonumber(redis.call('HGET', KEYS[2], 'amount'))
+local estimate = tonumber(redis.call('HGET', KEYS[2], 'estimate') or '0')
+if estimate > 0 then
+  local factor = tonumber(redis.call('GET', KEYS[4]) or '1')
+  factor = math.max(1, math.min(tonumber(ARGV[3]) / estimate, tonumber(ARGV[7])), 1 + (factor - 1) * tonumber(ARGV[6]))
+  redis.call('SET', KEYS[4], string.format('%.17g', factor), 'EX', ARGV[8])
+end
 if redis.call('HGET', KEYS[2], 'released') ~= '1' then
   for _, k in ipairs(cjson.decode(redis.call('HGET', KEYS[2], 'reserved_keys'))) do
     if redis.call('EXISTS', k) == 1 then redis.call('DECRBY', k, held) end
@@ -100,6 +109,11 @@ def spec_key(tenant_id: str) -> str:
 
 def token_key(token_hash: str) -> str:
     return f"{{tenants}}:token:{token_hash}"
+
+
+def margin_key(tenant_id: str) -> str:
+    """The tenant's reservation margin factor (tenancy.margin_after; absent: 1)."""
+    return f"{tenant_prefix(tenant_id)}:margin"
 
 
 def window_keys(tenant_id: str, window: str, start: int) -> tuple[str, str, str]:
@@ -159,31 +173,33 @@ class TenantStore:
         await self.client.srem(TENANTS_KEY, tenant.id)
 
     # --- accounting -------------------------------------------------------------------------
-    async def state(self, tenant: Tenant, now: float | None = None) -> tuple[list[WindowState], float]:
-        """Every budget window now, and the pacing state of the tightest one (0 when new)."""
+    async def state(self, tenant: Tenant, now: float | None = None) -> tuple[list[WindowState], float, float]:
+        """Every budget window now, the pacing state of the tightest one (0 when new) and the margin factor."""
         now = time.time() if now is None else now
         bounds = [tenancy.window_bounds(b.window, now) for b in tenant.budgets]
         keys = [k for b, (start, _) in zip(tenant.budgets, bounds) for k in window_keys(tenant.id, b.window, start)]
-        values = await self.client.mget(keys) if keys else []
+        *values, margin = await self.client.mget([*keys, margin_key(tenant.id)])
         states = [WindowState(b, start, end, int(values[3 * i] or 0), int(values[3 * i + 1] or 0))
                   for i, (b, (start, end)) in enumerate(zip(tenant.budgets, bounds))]
         tight = tenancy.tightest(states, now)
         pace = 0.0
         if tight is not None:
             pace = float(values[3 * states.index(tight) + 2] or 0.0)
-        return states, pace
+        return states, pace, max(1.0, float(margin or 1.0))
 
     async def set_pace(self, tenant: Tenant, state: WindowState, u: float) -> None:
         key = window_keys(tenant.id, state.budget.window, state.start)[2]
         await self.client.set(key, repr(u), ex=state.end - state.start + SPEND_GRACE_S)
 
     async def reserve(self, tenant: Tenant, request_id: str, amount: int, input_tokens: int = 0,
-                      prices_nano_per_tok: tuple[float, float] = (0.0, 0.0), now: float | None = None) -> str | None:
-        """Reserve `amount` nano-USD in every window: None when done, else the window whose cap refused it."""
+                      prices_nano_per_tok: tuple[float, float] = (0.0, 0.0),
+                      now: float | None = None) -> tuple[str | None, int]:
+        """Reserve an estimate of `amount` nano-USD times the margin factor in every window: (None when
+        done, else the window whose cap refused it; the amount held or asked)."""
         now = time.time() if now is None else now
         prefix = tenant_prefix(tenant.id)
         windows = [(b, *tenancy.window_bounds(b.window, now)) for b in tenant.budgets]
-        keys = [f"{prefix}:pending", f"{prefix}:res:{request_id}"]
+        keys = [f"{prefix}:pending", f"{prefix}:res:{request_id}", margin_key(tenant.id)]
         spend_keys, ttls = [], []
         for b, start, end in windows:
             spend, reserved, _ = window_keys(tenant.id, b.window, start)
@@ -195,8 +211,8 @@ class TenantStore:
                              "input_tokens": input_tokens})
         args = [now, f"{prefix}:res:", amount, now + self.reservation_ttl_s, len(windows),
                 *[b.nano for b, _, _ in windows], *ttls, fields, self.reservation_ttl_s + SPEND_GRACE_S, request_id]
-        ok, refused, _ = await self._reserve(keys=keys, args=args)
-        return None if ok else windows[int(refused) - 1][0].window
+        ok, refused, _, held = await self._reserve(keys=keys, args=args)
+        return (None if ok else windows[int(refused) - 1][0].window), int(held)
 
     async def price(self, request_id: str, input_tokens: int | None, output_tokens: float) -> int | None:
         """The cost in nano-USD of a reserved request from its tokens (None: the reservation is gone)."""
@@ -212,8 +228,10 @@ class TenantStore:
         now = time.time() if now is None else now
         prefix = tenant_prefix(tenant_of(request_id))
         status, recorded = await self._settle(
-            keys=[f"{prefix}:pending", f"{prefix}:res:{request_id}", f"{prefix}:settled:{request_id}"],
-            args=[now, f"{prefix}:res:", amount, SETTLED_TTL_S, request_id])
+            keys=[f"{prefix}:pending", f"{prefix}:res:{request_id}", f"{prefix}:settled:{request_id}",
+                  margin_key(tenant_of(request_id))],
+            args=[now, f"{prefix}:res:", amount, SETTLED_TTL_S, request_id, tenancy.MARGIN_DECAY,
+                  tenancy.MARGIN_MAX, tenancy.MARGIN_TTL_S])
         return status, int(recorded)
 
     async def release_expired(self, tenant_id: str, now: float | None = None) -> int:

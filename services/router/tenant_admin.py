@@ -53,7 +53,7 @@ class TenantAdmin(router_pb2_grpc.TenantServiceServicer):
         return self.store
 
     async def _answer(self, tenant: Tenant, token: str = "") -> router_pb2.TenantResponse:
-        states, pace_u = await self._store().state(tenant)
+        states, pace_u, _ = await self._store().state(tenant)
         usage = [router_pb2.WindowUsage(window=s.budget.window, budget_usd=s.budget.usd, spend_usd=s.spend / tenancy.NANO,
                                         reserved_usd=s.reserved / tenancy.NANO, spend_nano_usd=s.spend,
                                         reserved_nano_usd=s.reserved, resets_at=s.end) for s in states]

@@ -40,6 +40,7 @@ class Plan:
     now: float = 0.0  # the tenant's time at admission (the wall clock, or its simulated clock)
     cost_weight: float | None = None  # pace: the paced weight
     action: str = ""
+    margin: float = 1.0  # the tenant's reservation margin factor (a reservation is estimate * margin)
 
     def mask(self, costs: np.ndarray) -> np.ndarray:
         """Candidates the budget allows: in downgrade past its threshold only those under the ceiling;
@@ -51,7 +52,7 @@ class Plan:
         if tenancy.downgrading(self.tenant, self.states):
             ceiling = tenancy.to_nano(self.tenant.downgrade_max_cost_usd) or min(nano)
             self.action = "downgraded"
-        allowed = np.array(tenancy.affordable(nano, self.states, ceiling))
+        allowed = np.array(tenancy.affordable(nano, self.states, ceiling, self.margin))
         if not allowed.any():
             raise _exhausted(self.tenant, min(self.states, key=lambda s: s.left))
         return allowed
@@ -101,8 +102,8 @@ class Gate:
         if knob == operating.KnobRequest() and (tenant.cost_weight is not None or tenant.quality_margin is not None):
             knob = operating.KnobRequest(cost_weight=tenant.cost_weight, quality_margin=tenant.quality_margin)
         now = await self.now(tenant)
-        states, pace_u = await self.store.state(tenant, now)
-        plan = Plan(tenant, states, pace_u, now)
+        states, pace_u, margin = await self.store.state(tenant, now)
+        plan = Plan(tenant, states, pace_u, now, margin=margin)
         if tenant.mode == "pace" and states:
             plan.action = "paced"
         return candidates, knob, plan
@@ -116,13 +117,15 @@ class Gate:
         return plan.cost_weight
 
     async def reserve(self, plan: Plan, response, prices_per_mtok: tuple[float, float]) -> None:
-        """Reserve the chosen model's estimate; refused: RESOURCE_EXHAUSTED naming the window and its reset."""
+        """Reserve the chosen model's estimate times the tenant's margin factor; refused: RESOURCE_EXHAUSTED
+        naming the window and its reset."""
         tenant = plan.tenant
         request_id = new_request_id(tenant.id)
-        amount = tenancy.to_nano(response.estimated_cost_usd)
+        estimate = tenancy.to_nano(response.estimated_cost_usd)
         per_tok = (prices_per_mtok[0] * 1000, prices_per_mtok[1] * 1000)  # USD/Mtok -> nano-USD per token
         label = metrics.tenant_label(tenant.id)
-        refused = await self.store.reserve(tenant, request_id, amount, response.input_tokens, per_tok, plan.now)
+        refused, amount = await self.store.reserve(tenant, request_id, estimate, response.input_tokens, per_tok,
+                                                   plan.now)
         if refused is not None:
             raise _exhausted(tenant, next(s for s in plan.states if s.budget.window == refused))
         metrics.TENANT_RESERVED.labels(label).inc(amount / tenancy.NANO)

@@ -29,11 +29,16 @@ MAX_TENANT_TOKENS = 16  # tokens of one tenant (rotation keeps the old one alive
 MAX_TENANT_BUDGETS = 4  # one per window
 # Pacing (a PI controller on the log of the cost weight): the error is the share of the cap used over
 # PACE_AIM minus the share of the window elapsed; the weight is base * exp(u + PACE_PROPORTIONAL * error),
-# u moves by PACE_GAIN * error per request and stays in [-PACE_LOG_RANGE, PACE_LOG_RANGE]. PACE_AIM < 1
-# leaves room for actual costs above the estimates. Chosen on the suites' VALID streams
+# u moves by PACE_GAIN * error per request and stays in [-PACE_LOG_RANGE, PACE_LOG_RANGE]. PACE_AIM 1: the
+# reservation margin (below) keeps actual costs above the estimates under the cap. Chosen on the suites' VALID streams
 # (`python -m tagrouter.offline.pacing`, docs/PACING.md), never on test.
-PACE_GAIN, PACE_PROPORTIONAL, PACE_AIM = 0.25, 32.0, 0.975
+PACE_GAIN, PACE_PROPORTIONAL, PACE_AIM = 0.25, 32.0, 1.0
 PACE_LOG_RANGE, PACE_FLOOR_WEIGHT = math.log(1e4), 0.05
+# The reservation margin: Route reserves its estimate times the tenant's factor, a decaying maximum of
+# its own settled actual/estimate ratios (`margin_after`; kept in Redis, mirrored by the Lua SETTLE), so a
+# settle up to that ratio cannot push spend past a cap. At least 1, at most MARGIN_MAX; MARGIN_DECAY per
+# settle pulls it back towards 1 (chosen on VALID with the pace constants). MARGIN_TTL_S: kept a month.
+MARGIN_DECAY, MARGIN_MAX, MARGIN_TTL_S = 1.0, 16.0, 31 * 86400
 
 
 def clock_key(tenant_id: str) -> str:
@@ -182,14 +187,30 @@ def pace_weight(base: float, u: float, error: float = 0.0, proportional: float =
     return max(base, PACE_FLOOR_WEIGHT) * math.exp(log)
 
 
+def margin_after(factor: float, estimate_nano: int, actual_nano: int, decay: float = MARGIN_DECAY) -> float:
+    """The tenant's margin factor after one settle: the settled actual/estimate ratio (at most
+    MARGIN_MAX) when it is higher, else the old factor pulled towards 1 by `decay`."""
+    if estimate_nano <= 0:
+        return factor
+    return max(1.0, min(actual_nano / estimate_nano, MARGIN_MAX), 1.0 + (factor - 1.0) * decay)
+
+
+def reservation(estimate_nano: int, factor: float) -> int:
+    """What Route holds for an estimate: the estimate times the margin factor, rounded up (as the Lua RESERVE)."""
+    return int(math.ceil(estimate_nano * max(1.0, factor)))
+
+
 def downgrading(tenant: Tenant, states: list[WindowState]) -> bool:
     return tenant.mode == "downgrade" and any(100 * s.used_share >= tenant.downgrade_at_pct for s in states)
 
 
-def affordable(costs_nano: list[int], states: list[WindowState], ceiling_nano: int | None) -> list[bool]:
-    """Which candidates fit every window's remaining budget (and the downgrade ceiling, if any)."""
+def affordable(costs_nano: list[int], states: list[WindowState], ceiling_nano: int | None,
+               factor: float = 1.0) -> list[bool]:
+    """Which candidates' reservations (estimate times the margin factor) fit every window's remaining
+    budget, with the estimate under the downgrade ceiling, if any."""
     left = min((s.left for s in states), default=None)
-    return [(left is None or c <= left) and (ceiling_nano is None or c <= ceiling_nano) for c in costs_nano]
+    return [(left is None or reservation(c, factor) <= left) and (ceiling_nano is None or c <= ceiling_nano)
+            for c in costs_nano]
 
 
 def updated(tenant: Tenant, **changes) -> Tenant:

@@ -8,8 +8,8 @@ parameters (`tagrouter fit --no-tune`), cached in build/simulate/.
 
 `python -m tagrouter.offline.pacing --suites DIR` replays every suite's VALID streams offline
 through the same maths the router runs (`decision`, `tenancy.pace_*`, `tenancy.affordable`) for
-a grid of controller constants and prints the best: that is how PACE_GAIN, PACE_PROPORTIONAL and
-PACE_AIM in tagrouter/core/tenancy.py were chosen (never on test).
+a grid of controller and margin constants and prints the best: that is how PACE_GAIN, PACE_PROPORTIONAL,
+PACE_AIM and MARGIN_DECAY in tagrouter/core/tenancy.py were chosen (never on test).
 """
 from __future__ import annotations
 
@@ -81,50 +81,70 @@ def serving_weights(suite: Suite, tagger, cache_dir: Path | None = None):
     return weights, path
 
 
-def replay_pace(routing, positions: np.ndarray, budget: float, gain: float, proportional: float,
-                aim: float) -> dict:
-    """Pace mode offline on a SplitRouting (calibration.split_routing): the router's maths for one
-    tenant with one budget window, each request settled at once with its true cost."""
+def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", gain: float = tenancy.PACE_GAIN,
+           proportional: float = tenancy.PACE_PROPORTIONAL, aim: float = tenancy.PACE_AIM,
+           decay: float = tenancy.MARGIN_DECAY, downgrade_at_pct: float = 80.0) -> dict:
+    """One budget mode offline on a SplitRouting (calibration.split_routing): the router's maths for one
+    tenant with one budget window (base cost weight 0), each request reserved as its estimate times the
+    margin factor and settled at once with its true cost, which then moves the factor."""
     cap = tenancy.to_nano(budget)
-    spend, u, accepted, refused = 0, 0.0, 0, 0
+    spend, u, factor, accepted, refused = 0, 0.0, 1.0, 0, 0
     n = len(positions)
     for i, q in enumerate(positions):
         elapsed = (i + 0.5) / n
-        used = spend / cap
-        error = tenancy.pace_error(used, elapsed, aim)
-        weight = tenancy.pace_weight(0.0, u, error, proportional)
         est = routing.estimated[q]
         nano = [tenancy.to_nano(float(c)) for c in est]
-        allowed = np.array([c <= cap - spend for c in nano])
-        if not allowed.any():
+        weight, ceiling = 0.0, None
+        if mode == "pace":
+            weight = tenancy.pace_weight(0.0, u, tenancy.pace_error(spend / cap, elapsed, aim), proportional)
+        elif mode == "downgrade" and 100 * spend / cap >= downgrade_at_pct:
+            ceiling = min(nano)
+        allowed = np.array([tenancy.reservation(c, factor) <= cap - spend and (ceiling is None or c <= ceiling)
+                            for c in nano])
+        utility = decision.utilities(routing.predicted[q], est, weight, routing.cost_scale_usd)
+        if mode != "hard":
+            utility = np.where(allowed, utility, -np.inf)
+        chosen = int(decision.best_of(utility, est))
+        if not allowed.any() or not allowed[chosen]:
             refused += 1
             continue
-        utility = decision.utilities(routing.predicted[q], est, weight, routing.cost_scale_usd)
-        chosen = int(decision.best_of(np.where(allowed, utility, -np.inf), est))
-        u = tenancy.pace_step(u, tenancy.pace_error((spend + nano[chosen]) / cap, elapsed, aim), gain)
-        spend += tenancy.to_nano(float(routing.true_costs[q, chosen]))
+        held = tenancy.reservation(nano[chosen], factor)
+        if mode == "pace":
+            u = tenancy.pace_step(u, tenancy.pace_error((spend + held) / cap, elapsed, aim), gain)
+        actual = tenancy.to_nano(float(routing.true_costs[q, chosen]))
+        spend += actual
+        factor = tenancy.margin_after(factor, nano[chosen], actual, decay)
         accepted += bool(routing.accept[q, chosen])
     return {"spend_pct": 100 * spend / cap, "accept_rate": accepted / n, "refused": refused}
 
 
-GRID = {"gain": (0.25, 0.5, 1.0, 2.0, 4.0), "proportional": (0.0, 4.0, 8.0, 16.0, 32.0, 64.0),
-        "aim": (0.97, 0.975, 0.98, 0.985)}
+GRID = {"gain": (0.25, 0.5, 1.0, 2.0), "proportional": (8.0, 16.0, 32.0, 64.0),
+        "aim": (0.975, 0.985, 0.99, 0.995, 1.0), "decay": (0.95, 0.99, 1.0)}
 
 
 def tune(routings: list[tuple[object, np.ndarray, float]], deadline: float) -> list[dict]:
-    """Every grid point over the VALID streams: how many land in [97%, 100%] of the budget, the worst
-    landing, the mean accept rate; best first."""
-    out = []
-    for gain, proportional, aim in itertools.product(*GRID.values()):
+    """Every grid point over the VALID streams: how many land in [97%, 100%] of the budget, how many
+    cross it (pace, hard or downgrade), on how many pace's accept rate is at least downgrade's and
+    hard's, the mean accept rate; best first."""
+    out, others = [], {}
+    for gain, proportional, aim, decay in itertools.product(*GRID.values()):
         if time.monotonic() > deadline:
             break
-        runs = [replay_pace(r, pos, b, gain, proportional, aim) for r, pos, b in routings]
+        if decay not in others:
+            others[decay] = [[replay(r, pos, b, mode, decay=decay) for mode in ("downgrade", "hard")]
+                             for r, pos, b in routings]
+        runs = [replay(r, pos, b, "pace", gain, proportional, aim, decay) for r, pos, b in routings]
         spends = [x["spend_pct"] for x in runs]
-        out.append({"gain": gain, "proportional": proportional, "aim": aim,
+        crossed_others = sum(y["spend_pct"] > 100 for ys in others[decay] for y in ys)
+        out.append({"gain": gain, "proportional": proportional, "aim": aim, "decay": decay,
                     "within": sum(97 <= s <= 100 for s in spends), "crossed": sum(s > 100 for s in spends),
+                    "crossed_others": crossed_others,
+                    "beats": sum(x["accept_rate"] >= max(y["accept_rate"] for y in ys)
+                                 for x, ys in zip(runs, others[decay])),
                     "min_spend_pct": min(spends), "max_spend_pct": max(spends),
                     "accept_rate": float(np.mean([x["accept_rate"] for x in runs]))})
-    return sorted(out, key=lambda x: (-x["within"], x["crossed"], -x["accept_rate"]))
+    return sorted(out, key=lambda x: (x["crossed"] + x["crossed_others"], -x["within"], -x["beats"],
+                                      -x["accept_rate"]))
 
 
 def main(argv=None) -> int:
@@ -148,11 +168,12 @@ def main(argv=None) -> int:
             routings.append((routing, np.array([position[int(r)] for r in rows]),
                              budget_usd(suite, rows, weights, pct)))
     ranked = tune(routings, time.monotonic() + MAX_TUNE_SECONDS)
-    print(f"{len(routings)} valid streams; best first (within [97%, 100%], crossed, spend range, accept rate)")
+    print(f"{len(routings)} valid streams; best first (pace crossed, hard+downgrade crossed, within [97%, 100%], "
+          "AR >= downgrade's and hard's, spend range, accept rate)")
     for x in ranked[:args.top]:
-        print(f"gain {x['gain']:<5g} proportional {x['proportional']:<4g} aim {x['aim']:<6g} within {x['within']:>2} "
-              f"crossed {x['crossed']:>2} spend {x['min_spend_pct']:.1f}..{x['max_spend_pct']:.1f}% "
-              f"AR {x['accept_rate']:.4f}")
+        print(f"gain {x['gain']:<5g} proportional {x['proportional']:<4g} aim {x['aim']:<6g} decay {x['decay']:<5g} "
+              f"crossed {x['crossed']:>2} others {x['crossed_others']:>2} within {x['within']:>2} beats "
+              f"{x['beats']:>2} spend {x['min_spend_pct']:.1f}..{x['max_spend_pct']:.1f}% AR {x['accept_rate']:.4f}")
     return 0 if ranked and math.isfinite(ranked[0]["accept_rate"]) else 1
 
 
