@@ -73,7 +73,8 @@ def choose_length_strength(prep: Prepared, router: Router, result: selection.Rou
                            folded: list, rows: np.ndarray) -> selection.RouterResult:
     """`result` (a TagRouter setting chosen on the selection rows `rows`) with the length prior strength
     of LENGTH_STRENGTHS whose out-of-fold estimated costs have the lowest `selection_loss` on `rows`
-    (the earlier, today's, on ties); its selection AUC and test curve recomputed at that estimate."""
+    (the earlier, today's, on ties), its selection AUC and test curve recomputed at that estimate;
+    `result` unchanged (today's estimate) when that strength lowers the selection AUC."""
     suite = prep.suite
     losses, best = {}, None
     for k in LENGTH_STRENGTHS:
@@ -88,9 +89,15 @@ def choose_length_strength(prep: Prepared, router: Router, result: selection.Rou
     lo, hi = singles.cost[singles.cheapest], singles.cost[singles.priciest]
     pts = selection.sweep(prep, rows, predicted, est, setting["cost_scale_usd"], result.anchor, router.knob_path)
     auc = metrics.frontier_area(np.concatenate([pts[:, :2], singles.end_points()]), lo, hi)
+    record = {"rule": "mean over models of MdAPE + |total error|, selection rows; kept only if the selection "
+                      "AUC does not fall",
+              "loss_by_length_prior_strength": {f"{k:g}": round(v, 5) for k, v in losses.items()},
+              "best_by_cost": setting["length_prior_strength"], "selection_auc_at_best": auc}
+    # The estimate also enters the decision rule: a better cost estimate that routes worse on the
+    # selection rows than the setting was chosen for is not worth it there (seen on both ae2 suites).
+    if auc < result.selection_auc - 1e-12:
+        return dataclasses.replace(result, extra=dict(result.extra, cost_estimate={**record, "chosen": 0.0}))
     points, routing = selection.on_test(prep, router, predicted, est, setting, result.anchor)
-    extra = dict(result.extra, cost_estimate={
-        "chosen": setting["length_prior_strength"], "rule": "mean over models of MdAPE + |total error|, selection rows",
-        "loss_by_length_prior_strength": {f"{k:g}": round(v, 5) for k, v in losses.items()}})
+    extra = dict(result.extra, cost_estimate={**record, "chosen": setting["length_prior_strength"]})
     return dataclasses.replace(result, setting=setting, selection_auc=auc, test_points=points, extra=extra,
                                test=routing)
