@@ -1,7 +1,9 @@
 """Shared fixtures: a real Redis, real gRPC servers on free ports, the real ONNX model.
 
-REDIS_URL, when set, is used as it is (the tests write and delete `tagrouter:*` keys (`{tagrouter}:*`) in its
-database: point it at a scratch database); otherwise a private redis-server is started.
+Every test that uses `redis_url` runs against one Redis server, Sentinel and Cluster (tests/redis_matrix.py;
+`standalone_only` marks the exceptions, with the reason). REDIS_URL, when set, is used as it is (the tests write
+and delete `{tagrouter}:*` keys in its database: point it at a scratch database); otherwise each mode's Redis
+is started once per session on loopback.
 """
 from __future__ import annotations
 
@@ -13,12 +15,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-import redis
 
-from services.scorer.keys import KEY_PATTERN
 from tagrouter.stack import LocalStack, ServiceProcess
-from tagrouter.stack.embedded_redis import EmbeddedRedis
 from tagrouter.stack.health import wait_serving  # noqa: F401 - tests import it from here
+from tests import redis_matrix
+from tests.redis_matrix import sync_client  # noqa: F401 - tests import it from here
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
@@ -30,39 +31,45 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "shared: needs ../shared/data (skipped where it is absent)")
     config.addinivalue_line("markers", "redis_modes: runs against one Redis server, Sentinel and Cluster "
                                        "(tests/integration/test_redis_modes.py; skipped, saying so, without the binaries)")
+    config.addinivalue_line("markers", "redis_sentinel: the case of a test run against a Sentinel-managed primary "
+                                       "(tests/redis_matrix.py)")
+    config.addinivalue_line("markers", "redis_cluster: the case of a test run against a Redis Cluster "
+                                       "(tests/redis_matrix.py)")
+    config.addinivalue_line("markers", "standalone_only(reason): runs against one Redis server only, not the "
+                                       "Sentinel and Cluster cases of the matrix")
 
 
 def pytest_report_header(config):
-    from tagrouter.stack.redis_topologies import binaries_missing
+    return redis_matrix.header()
 
-    missing = binaries_missing()
-    skipped = "" if missing is None else f" (sentinel and cluster SKIPPED: {missing})"
-    return f"redis modes: standalone, sentinel, cluster{skipped}"
+
+def pytest_generate_tests(metafunc):
+    """Each test that uses `redis_url` (directly or through a fixture) once per Redis mode."""
+    if "redis_url" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("standalone_only") is not None
+        metafunc.parametrize("redis_mode", redis_matrix.params(standalone_only=only), indirect=True,
+                             scope="session")
 
 
 @pytest.fixture(scope="session")
-def redis_url():
-    url = os.environ.get("REDIS_URL", "").strip()
-    if url:
-        yield url
-        return
-    with EmbeddedRedis() as url:
+def redis_mode(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_mode):
+    """The session's Redis of that mode (pytest groups the tests by mode, so each topology starts once)."""
+    with redis_matrix.server(redis_mode) as url:
         yield url
 
 
 @pytest.fixture
 def clean_redis(redis_url):
-    """A Redis with no tagrouter keys, before and after the test."""
-    client = redis.Redis.from_url(redis_url)
-
-    def wipe():
-        keys = list(client.scan_iter(KEY_PATTERN, count=1000))
-        if keys:
-            client.delete(*keys)
-
-    wipe()
+    """A client (bytes, any mode) on a Redis with no tagrouter keys, before and after the test."""
+    client = sync_client(redis_url)
+    redis_matrix.wipe(client)
     yield client
-    wipe()
+    redis_matrix.wipe(client)
     client.close()
 
 
@@ -93,11 +100,11 @@ def running_stack(redis_url: str, ready_check: bool = True, **extra: str):
 
 
 def wipe_tagrouter_keys(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(KEY_PATTERN, count=1000))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    client = sync_client(redis_url)
+    try:
+        redis_matrix.wipe(client)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+import pytest
 
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
@@ -86,6 +87,8 @@ class FeedbackLoad:
                 time.sleep(0.01)
 
 
+@pytest.mark.standalone_only(reason="kills and restarts its own redis-server, whose append-only file keeps the data; "
+                                    "tests/integration/test_redis_modes.py kills Sentinel's and Cluster's primaries")
 def test_route_survives_kills_of_scorer_redis_and_tagger(tmp_path):
     redis_port = free_port()
     redis_server = EmbeddedRedis(port=redis_port, data_dir=str(tmp_path))

@@ -17,7 +17,7 @@ from services.scorer.keys import KEY_PATTERN
 from services.scorer.store import ACTIVE_KEY, tag_key, tags_key
 from tagrouter.core.weights import Weights
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
-from tests.conftest import Process, service_env, wait_serving
+from tests.conftest import Process, service_env, sync_client, wait_serving
 
 STARTER = Weights.load(DEFAULT_WEIGHTS_FILE)
 MODELS = [m.name for m in STARTER.models]
@@ -46,9 +46,7 @@ STEPS = st.lists(st.one_of(feedback_step, load_step, score_step), min_size=1, ma
 
 @pytest.fixture(scope="module")
 def scorer(redis_url):
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     for key in client.scan_iter(KEY_PATTERN):
         client.delete(key)
     proc = Process("scorer", service_env(redis_url))

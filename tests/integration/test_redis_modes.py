@@ -1,8 +1,8 @@
 """The scorer on one Redis server, a Sentinel-managed primary with two replicas and three sentinels,
 and a six-node Redis Cluster, all real and on loopback (tagrouter/stack/redis_topologies.py).
 
-A representative part of the integration suite runs against each mode (marked `redis_modes`:
-the sentinel and cluster cases skip, saying why, when the binaries are absent), and under a bounded
+The whole integration suite runs against each mode (tests/redis_matrix.py); these tests check what is
+particular to each (where the keys land, sticky sessions, deltas), and under a bounded
 Route and Feedback load the primary that holds the weights is killed with SIGKILL: no Route call
 fails, routing is healthy again without restarting anything, and every Feedback acknowledged is
 counted exactly once (the clients resend with the same feedback_id until acknowledged).
@@ -19,24 +19,18 @@ import grpc
 import pytest
 import redis
 
-from services.common.redis_url import parse
 from services.router.sessions import session_key
 from services.scorer.keys import ACTIVE_KEY, PREFIX, meta_key
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tagrouter.stack.embedded_redis import EmbeddedRedis
 from tagrouter.stack.redis_topologies import ClusterGroup, SentinelGroup, binaries_missing
-from tests.conftest import running_stack
+from tests import conftest
+from tests.conftest import running_stack, wipe_tagrouter_keys
 from tests.integration.test_faults import FEEDBACK_MODEL, FEEDBACK_TAG, WORKERS, FeedbackLoad, Load
 
-MODES = ("standalone", "sentinel", "cluster")
 MISSING = binaries_missing()
 pytestmark = pytest.mark.redis_modes
-
-
-def _needs_binaries(mode: str):
-    return pytest.param(mode, marks=pytest.mark.skipif(mode != "standalone" and MISSING is not None,
-                                                       reason=f"{mode} Redis not started: {MISSING}"))
 
 
 @contextlib.contextmanager
@@ -59,20 +53,17 @@ def stack_on(url: str, **extra: str):
 
 
 def sync_client(url: str):
-    """A plain redis-py client on the same target, to look at what the scorer wrote."""
-    target = parse(url)
-    if target.mode == "cluster":
-        return redis.RedisCluster(startup_nodes=[redis.cluster.ClusterNode(h, p) for h, p in target.hosts],
-                                  decode_responses=True)
-    if target.mode == "sentinel":
-        return redis.Sentinel(list(target.hosts)).master_for(target.service_name, decode_responses=True)
-    return redis.Redis.from_url(url, decode_responses=True)
+    """A plain redis-py client (str answers) on the same target, to look at what the scorer wrote."""
+    return conftest.sync_client(url, decode_responses=True)
 
 
-@pytest.fixture(scope="module", params=[_needs_binaries(m) for m in MODES])
-def mode_stack(request):
-    with redis_of(request.param) as (url, group), stack_on(url) as procs:
-        yield request.param, url, procs
+@pytest.fixture(scope="module")
+def mode_stack(redis_mode, redis_url):
+    """The stack on the session's Redis of each mode (tests/redis_matrix.py: the sentinel and cluster cases
+    skip, saying why, without the binaries)."""
+    wipe_tagrouter_keys(redis_url)
+    with stack_on(redis_url) as procs:
+        yield redis_mode, redis_url, procs
 
 
 def test_route_score_and_feedback_in_every_mode(mode_stack):

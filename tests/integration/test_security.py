@@ -90,6 +90,7 @@ def test_mutual_tls_end_to_end(redis_url, clean_redis, tmp_path):
                 router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query="hi"), timeout=3)
 
 
+@pytest.mark.standalone_only(reason="starts its own password-protected redis-server")
 def test_redis_password_is_never_logged(tmp_path):
     with EmbeddedRedis(password="hunter2-redis-pw") as url:
         scorer = Process("scorer", service_env(url, TAGROUTER_LOG_LEVEL="DEBUG"))

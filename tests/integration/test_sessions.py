@@ -10,11 +10,10 @@ import contextlib
 
 import grpc
 import pytest
-import redis
 
 from services.router.sessions import session_key
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
-from tests.conftest import Process, running_stack, service_env, wipe_tagrouter_keys
+from tests.conftest import Process, running_stack, service_env, sync_client, wipe_tagrouter_keys
 
 MARGIN = 0.05
 TTL_S = 600
@@ -85,7 +84,7 @@ def test_a_conversation_keeps_its_model_until_the_margin_is_beaten(replicas, kno
                                                            if s.model == STRONG))
     third = route(stub, large, "conversation-1")
     assert (third.model, third.session_kept) == (CHEAP, False)  # beaten by more: switched
-    client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     key = session_key("conversation-1")  # the id (it may name a user) is stored hashed
     assert "conversation-1" not in key and client.get(key) == CHEAP.encode()
     assert 0 < client.ttl(key) <= TTL_S
