@@ -30,6 +30,8 @@ from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 log = logging.getLogger(__name__)
 ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
+TRACE_HEADERS = ("traceparent", "tracestate")
+
 
 class Gateway:
     """The gateway's state: its upstreams, the router stub and the pooled upstream client."""
@@ -117,9 +119,12 @@ class Gateway:
                                                                              conversation))
         if (value := request.headers.get("x-tagrouter-cost-weight")) is not None:
             route.cost_weight = header_number("x-tagrouter-cost-weight", value)
-        auth = (("authorization", request.headers.get("authorization", "")),) if self.settings.tenancy else None
+        auth = (("authorization", request.headers.get("authorization", "")),) if self.settings.tenancy else ()
+        # An HTTP caller's W3C trace context goes on to Route, so its trace holds the routing too.
+        trace = tuple((h, v) for h in TRACE_HEADERS if (v := request.headers.get(h)))
         try:
-            reply = await self.router.Route(route, timeout=self.settings.route_timeout_s, metadata=auth)
+            reply = await self.router.Route(route, timeout=self.settings.route_timeout_s,
+                                            metadata=auth + trace or None)
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidRequest(err.details()) from None
@@ -147,7 +152,7 @@ class Gateway:
         if "prompt_tokens" in tokens:
             settle.input_tokens = tokens["prompt_tokens"]
         try:
-            await self.router.Settle(settle, timeout=self.settings.route_timeout_s, metadata=auth)
+            await self.router.Settle(settle, timeout=self.settings.route_timeout_s, metadata=auth or None)
         except grpc.aio.AioRpcError as err:
             log.warning("Settle %s failed (%s): its reservation will expire", request_id, err.code().name)
 

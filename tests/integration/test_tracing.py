@@ -107,3 +107,27 @@ def test_bad_tracing_settings_stop_the_service_naming_the_variable(redis_url, ex
     done = subprocess.run([sys.executable, "-m", "services.scorer", "--port", "0"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_an_http_callers_traceparent_through_the_gateway_is_the_routes_parent(redis_url, clean_redis, tmp_path):
+    """The gateway passes an HTTP caller's W3C trace context on to Route."""
+    import json
+    import urllib.request
+
+    from tagrouter.stack.fake_upstream import FakeUpstream
+
+    with FakeUpstream() as upstream, OtlpReceiver() as receiver:
+        models = {m: {"base_url": upstream.base_url, "model": m} for m in ("gpt4_1106_preview", "claude-2")}
+        path = tmp_path / "upstreams.json"
+        path.write_text(json.dumps({"models": models}))
+        env = service_env(redis_url, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint, OTEL_BSP_SCHEDULE_DELAY="50")
+        with LocalStack(env=env, log_dir=tmp_path, upstreams=path) as stack:
+            trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+            body = json.dumps({"model": "auto", "messages": [{"role": "user", "content": f"{QUERY} {trace_id}"}]})
+            request = urllib.request.Request(f"{stack.gateway}/chat/completions", data=body.encode(), method="POST",
+                                             headers={"content-type": "application/json",
+                                                      "traceparent": f"00-{trace_id}-{caller_span}-01"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert answer.status == 200 and answer.headers["x-tagrouter-degraded"] == "false"
+            spans = one_trace(receiver, trace_id, {ROUTE})
+    assert spans[ROUTE].parent_id == caller_span and spans[ROUTE].service == "tagrouter-router"
