@@ -11,11 +11,10 @@ A cell carries its row as it now stands, not an increment, so applying one twice
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from tagrouter.core import limits, scoring
+from tagrouter.core import limits
 from tagrouter.core.pool import ScoringTable
 from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS
 from tagrouter.core.weights import Weights, WeightsError, counts_matrix
@@ -71,23 +70,9 @@ class CountsCopy:
     def table(self) -> ScoringTable:
         """A ScoringTable that scores from the copy as it stands when it scores (one per change)."""
         if self._table is None:
-            self._table = LiveTable(self.version, self.models, self.params, dict(self._rows), None,
-                                    self.calibration, counts=self._counts, all_counts=self._all)
+            # `apply` writes cells in place (a table held across an update then sees the newer
+            # counts of the same version, which is harmless) and grows by making new arrays
+            self._table = ScoringTable(self.version, self.models, self.params, dict(self._rows), self._counts,
+                                       self._all, self.calibration)
         return self._table
 
-
-@dataclass(frozen=True)
-class LiveTable(ScoringTable):
-    """Scores from the copy's arrays. `apply` writes cells in place (a table held across an update
-    then sees the newer counts of the same version, which is harmless) and grows them by making new
-    arrays, with a new table whose `rows` know the new tags."""
-
-    counts: np.ndarray | None = field(default=None, repr=False)  # [T, M, 5]
-    all_counts: np.ndarray | None = field(default=None, repr=False)  # [M, 5]
-
-    def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
-        zero = np.zeros(self.counts.shape[1:])
-        rows = [self.rows.get(t) for t in tags]
-        sub = np.stack([zero if r is None else self.counts[r] for r in rows]) if rows else \
-            np.zeros((0, *self.counts.shape[1:]))
-        return scoring.score_query(sub, self.all_counts, confidence, tags, self.params)

@@ -7,7 +7,7 @@ keep the candidates and the tags that weigh, the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -91,13 +91,17 @@ class CandidateScores:
 
 @dataclass(frozen=True)
 class ScoringTable:
-    """The active weights with every tag's statistics computed once, for scoring without I/O."""
+    """The weights of one version as arrays, for scoring without I/O. A query is scored from its own
+    tags' counts and the `*` row with the scorer's Score rule (`scoring.score_query`): every
+    Feedback moves the `*` row, hence every tag's rate, so the router's copy (`CountsCopy`) keeps
+    counts and scores per query rather than recomputing every tag's statistics at each update."""
 
     version: str
     models: list[ModelPrice]
     params: ScoringParams
-    rows: dict[str, int]  # tag -> row of `stats`; the last row is an unseen tag (weight 0)
-    stats: scoring.TagStatistics
+    rows: dict[str, int]  # tag -> row of `counts`
+    counts: np.ndarray = field(repr=False)  # [T, M, 5]
+    all_counts: np.ndarray = field(repr=False)  # [M, 5], the `*` row
     calibration: Calibration | None = None
 
     @property
@@ -107,17 +111,19 @@ class ScoringTable:
     @classmethod
     def from_weights(cls, weights: Weights) -> ScoringTable:
         tags = [t for t in weights.counts if t != ALL_QUERIES_TAG]
-        # one row per tag, then an all-zero row for tags the weights lack, then `*`
-        per_tag = [weights.counts[t] for t in tags] + [{}, weights.counts.get(ALL_QUERIES_TAG, {})]
-        counts = counts_matrix(per_tag, weights.model_names)
-        stats = scoring.tag_statistics(counts[:-1], counts[-1], [*tags, ""], weights.params)
-        return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)}, stats,
-                   weights.calibration)
+        counts = counts_matrix([weights.counts[t] for t in tags], weights.model_names)
+        all_counts = counts_matrix([weights.counts.get(ALL_QUERIES_TAG, {})], weights.model_names)[0]
+        return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)},
+                   counts, all_counts, weights.calibration)
 
     def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
-        """The query's scores; `tags` without `*`, deduplicated, `confidence` [len(tags)]."""
-        unseen = len(self.rows)
-        return scoring.combine(self.stats, [self.rows.get(t, unseen) for t in tags], confidence)
+        """The query's scores; `tags` without `*`, deduplicated, `confidence` [len(tags)] (a tag the
+        weights lack has zero counts, so no weight)."""
+        zero = np.zeros(self.counts.shape[1:])
+        rows = [self.rows.get(t) for t in tags]
+        sub = np.stack([zero if r is None else self.counts[r] for r in rows]) if rows else \
+            np.zeros((0, *self.counts.shape[1:]))
+        return scoring.score_query(sub, self.all_counts, confidence, tags, self.params)
 
     def candidates(self, pairs: Iterable[tuple[str, float]], candidates: list[str]) -> CandidateScores:
         """What the scorer's Score would answer for these (tag, confidence) pairs, computed from the copy."""

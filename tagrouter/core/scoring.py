@@ -165,8 +165,8 @@ class QueryScore:
 
 @dataclass(frozen=True)
 class TagStatistics:
-    """What the rule needs of each tag, whatever the query: the router computes it once per weights
-    version for every tag, the scorer per query for the query's tags."""
+    """What the rule needs of each of a query's tags, whatever the query (both the scorer and the
+    router's copy compute it per query, for the query's tags: `score_query`)."""
 
     rates: np.ndarray  # [T, M] smoothed rates (`tag_rates`)
     weight_factors: np.ndarray  # [T] a tag's weight per unit of confidence (`tag_weights` with confidence 1)
