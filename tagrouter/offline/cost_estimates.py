@@ -18,7 +18,7 @@ import numpy as np
 
 from tagrouter.offline import cost_error
 from tagrouter.offline.prepare import Prepared, configured_tagger, estimated_costs, prepare
-from tagrouter.offline.suite import load_suite
+from tagrouter.offline.suite import load_suite, suite_folders
 
 NAIVE = "naive (mean train length)"
 WITHIN = 0.10  # the must-show: total estimated spend within 10% of the suite's cost
@@ -92,10 +92,6 @@ def markdown(docs: list[dict]) -> str:
                           f"(lower on {ms['lower_mdape_than_naive_per_model']} of {ms['models']} models)."]
         lines.append("")
     return "\n".join(lines)
-
-
-def suite_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if (p / "suite.json").is_file())
 
 
 def main(argv=None) -> int:

@@ -189,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the Markdown report (figures beside it)")
     parser.add_argument("--seeds", type=int, default=3, help="draws of the N rows per step (default 3)")
     args = parser.parse_args(argv)
-    from tagrouter.offline.suite import load_suite
+    from tagrouter.offline.suite import load_suite, suite_folders
 
     tagger = configured_tagger()
     docs, figures = [], {}
-    for folder in sorted(p for p in args.suites.iterdir() if (p / "suite.json").exists()):
+    for folder in suite_folders(args.suites):
         prep = prepare(load_suite(folder), tagger, show_progress=False)
         doc = run_suite(prep, seeds=args.seeds)
         figure = args.out.parent / "new-model" / f"{doc['suite']}.png"

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tagrouter.core import decision, tenancy
-from tagrouter.offline.suite import Suite, load_suite
+from tagrouter.offline.suite import Suite, load_suite, suite_folders
 
 ORDERS = ("shuffled", "drift")
 CACHE_DIR = Path("build") / "simulate"
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     tagger = configured_tagger()
     routings = []
-    for folder in sorted(p for p in args.suites.iterdir() if (p / "suite.json").is_file()):
+    for folder in suite_folders(args.suites):
         suite = load_suite(folder)
         weights, _ = serving_weights(suite, tagger)
         routing = split_routing(suite, weights, tagger, "valid")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tagrouter.offline.pacing import ORDERS
 from tagrouter.offline.simulate import MODES, Run, simulate
-from tagrouter.offline.suite import SuiteError, load_suite
+from tagrouter.offline.suite import SuiteError, load_suite, suite_folders
 
 HEADER = """# Pacing a budget: `tagrouter simulate`
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     tagger = configured_tagger()
     results = []
-    for folder in sorted(p for p in args.suites.iterdir() if (p / "suite.json").is_file()):
+    for folder in suite_folders(args.suites):
         started = time.perf_counter()
         try:
             suite = load_suite(folder)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tagrouter.offline import evaluate
 from tagrouter.offline.report import comparison, format_table, pct
-from tagrouter.offline.suite import SuiteError, load_suite
+from tagrouter.offline.suite import SuiteError, load_suite, suite_folders
 
 HEADER = """# Routing quality on the shared suites
 
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     parser.add_argument("--suites", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
-    suites = sorted(p for p in args.suites.iterdir() if (p / "suite.json").is_file())
+    suites = suite_folders(args.suites)
     if not suites:
         print(f"no suites under {args.suites}", file=sys.stderr)
         return 2

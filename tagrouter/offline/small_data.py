@@ -26,7 +26,7 @@ import numpy as np
 from tagrouter.offline import evaluate, paired
 from tagrouter.offline.prepare import Prepared, prepare, singles_on
 from tagrouter.offline.report import comparison, router_doc
-from tagrouter.offline.suite import load_suite, with_train_size
+from tagrouter.offline.suite import load_suite, suite_folders, with_train_size
 
 BASELINES = ("knn", "mf", "forc", "random")
 
@@ -84,8 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="also the full train split (one run)")
     parser.add_argument("--out", type=Path, required=True, help="Markdown table (and .json beside it)")
     args = parser.parse_args(argv)
-    folders = [args.suites] if (args.suites / "suite.json").is_file() else sorted(
-        p for p in args.suites.iterdir() if (p / "suite.json").is_file())
+    folders = [args.suites] if (args.suites / "suite.json").is_file() else suite_folders(args.suites)
     from tagrouter.offline.prepare import configured_tagger
 
     tagger, rows = configured_tagger(), []

@@ -192,3 +192,8 @@ def with_train_size(suite: Suite, size: int, seed: int = 0) -> Suite:
         raise ValueError(f"--train-size must be between 2 and the train split's {len(train)} queries, not {size}")
     kept = np.sort(np.random.default_rng(seed).choice(train, size=size, replace=False))
     return dataclasses.replace(suite, splits={**suite.splits, "train": kept})
+
+
+def suite_folders(root: Path) -> list[Path]:
+    """The suites under `root`: its subfolders that hold a suite.json, in name order."""
+    return sorted(p for p in Path(root).iterdir() if (p / "suite.json").is_file())

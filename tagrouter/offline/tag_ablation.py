@@ -127,7 +127,9 @@ def _tag_set(kept: dict) -> str:
 
 
 def ablation_section(suites_dir: Path, tagger) -> str:
-    suite_dirs = sorted(p for p in Path(suites_dir).iterdir() if (p / "suite.json").is_file())
+    from tagrouter.offline.suite import suite_folders
+
+    suite_dirs = suite_folders(suites_dir)
     rows = ablation(suite_dirs, tagger)
     return render_ablation(rows, Path(suites_dir).name)
 

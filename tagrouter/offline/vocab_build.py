@@ -26,7 +26,6 @@ and the build parameters (`build` in tags.json); `tests/unit/test_vocab.py` chec
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -326,7 +325,3 @@ def build_vocabulary(encoder, taxonomy: Path = TAXONOMY_FILE, corpora: list[Path
                   "encoder": "all-MiniLM-L6-v2 int8 ONNX (tagrouter.dev.export_model)",
                   "candidates": report.candidates, "dropped": {"diffuse": report.diffuse, "rare": report.rare}}
     return Vocabulary.build(tags, prototypes[keep].astype(np.float32), build_info), report
-
-
-def params_digest(params: BuildParams) -> str:
-    return hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]

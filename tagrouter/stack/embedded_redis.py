@@ -125,12 +125,3 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def redis_url_or_embedded(env=os.environ) -> tuple[str, EmbeddedRedis | None]:
-    """REDIS_URL when set, else a started embedded server (the caller stops it)."""
-    url = env.get("REDIS_URL", "").strip()
-    if url:
-        return url, None
-    embedded = EmbeddedRedis()
-    return embedded.start(), embedded

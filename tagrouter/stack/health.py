@@ -9,6 +9,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
+def fail_if_exited(processes: tuple[subprocess.Popen, ...]) -> None:
+    """RuntimeError naming the exit code when one of `processes` has exited while starting."""
+    for p in processes:
+        if p.poll() is not None:
+            raise RuntimeError(f"a service exited with code {p.returncode} while starting")
+
+
 def wait_serving(address: str, service: str = "", timeout: float = 30.0,
                  processes: tuple[subprocess.Popen, ...] = ()) -> None:
     """Blocks until `address` reports SERVING for `service`; fails early if one of `processes` exits."""
@@ -16,9 +23,7 @@ def wait_serving(address: str, service: str = "", timeout: float = 30.0,
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
-            for p in processes:
-                if p.poll() is not None:
-                    raise RuntimeError(f"a service exited with code {p.returncode} while starting")
+            fail_if_exited(processes)
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -33,9 +38,7 @@ def wait_ready_http(url: str, timeout: float = 30.0, processes: tuple[subprocess
     """Blocks until GET `url` answers 200 (the gateway's /readyz); fails early if one of `processes` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for p in processes:
-            if p.poll() is not None:
-                raise RuntimeError(f"a service exited with code {p.returncode} while starting")
+        fail_if_exited(processes)
         try:
             with urllib.request.urlopen(url, timeout=1) as reply:
                 if reply.status == 200:
