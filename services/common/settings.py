@@ -293,10 +293,6 @@ class ScorerSettings:
     tenant_redis_url: str | None = field(default=None, repr=False)
     redis_ca_file: Path | None = None
 
-    @property
-    def redis_target(self) -> redis_url.RedisTarget:
-        return redis_url.parse(self.redis_url)
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScorerSettings:
         e = _Env(env)

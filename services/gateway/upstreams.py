@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import yaml
 
 from services.common.settings import ConfigError
+from tagrouter.core import decision
 
 MAX_FILE_BYTES = 1 << 20
 MAX_MODELS = 256
@@ -42,7 +43,7 @@ class Upstream:
         prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
         if not all(isinstance(n, int) and 0 <= n < 10**9 for n in (prompt, completion)):
             return None
-        return (prompt * self.input_usd_per_mtok + completion * self.output_usd_per_mtok) / 1e6
+        return float(decision.estimate_costs(prompt, completion, self.input_usd_per_mtok, self.output_usd_per_mtok))
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                                    f"under the {DEADLINE_MARGIN_S * 1000:.0f} ms needed to answer")
         reasons: list[str] = []
         session = request.session_id if self.sessions is not None else ""
-        kept = await self.sessions.kept_model(session) if session else None
+        # the session's last model is read while the tagger works: it is needed only to decide
+        kept_lookup = asyncio.ensure_future(self.sessions.kept_model(session)) if session else None
 
         tagged = None
         started = time.perf_counter()
@@ -169,6 +170,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         scored_at = time.perf_counter()
         _SCORE_TIME.observe(scored_at - tagged_at)
 
+        kept = await kept_lookup if kept_lookup is not None else None
         response = router_pb2.RouteResponse(
             tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level, client_tag=t.client_tag) for t in tags],
             input_tokens=input_tokens,

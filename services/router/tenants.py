@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.common import metrics
-from services.common.errors import PermissionDenied, ResourceExhausted, Unauthenticated
-from services.common.tenant_store import TenantStore, new_request_id
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
+from services.common.tenant_store import TenantStore, new_request_id, tenant_of
 from tagrouter.core import operating, tenancy
 from tagrouter.core.tenancy import Tenant, WindowState
 
@@ -45,9 +45,9 @@ class Plan:
     def mask(self, costs: np.ndarray) -> np.ndarray:
         """Candidates the budget allows: in downgrade past its threshold only those under the ceiling;
         in downgrade and pace only those that still fit every cap (hard refuses instead)."""
-        nano = [tenancy.to_nano(float(c)) for c in costs]
         if self.tenant.mode == "hard" or not self.states:
-            return np.ones(len(nano), dtype=bool)
+            return np.ones(len(costs), dtype=bool)
+        nano = [tenancy.to_nano(float(c)) for c in costs]
         ceiling = None
         if tenancy.downgrading(self.tenant, self.states):
             ceiling = tenancy.to_nano(self.tenant.downgrade_max_cost_usd) or min(nano)
@@ -96,8 +96,8 @@ class Gate:
 
     async def admit(self, tenant: Tenant, candidates: list[str],
                     knob: operating.KnobRequest) -> tuple[list[str], operating.KnobRequest, Plan]:
-        """The tenant's candidates (its pool, or the request's within it), its default knob, its plan."""
-        check_pool(tenant, candidates)
+        """The tenant's candidates (its pool, or the request's within it: Route checked them), its
+        default knob, its plan."""
         candidates = candidates or list(tenant.allowed_models)
         if knob == operating.KnobRequest() and (tenant.cost_weight is not None or tenant.quality_margin is not None):
             knob = operating.KnobRequest(cost_weight=tenant.cost_weight, quality_margin=tenant.quality_margin)
@@ -142,9 +142,6 @@ class Gate:
 
     async def settle(self, request, context) -> tuple[float, bool]:
         """Settle one request (the caller must hold a token of the request's tenant)."""
-        from services.common.errors import InvalidArgument, NotFound
-        from services.common.tenant_store import tenant_of
-
         tenant = await self.identify(context)
         if tenant_of(request.request_id) != tenant.id:
             raise PermissionDenied(f"request {request.request_id[:80]!r} is not one of tenant {tenant.id}'s")

@@ -16,7 +16,7 @@ import numpy as np
 
 from tagrouter.core import limits
 from tagrouter.core.pool import ScoringTable
-from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS
+from tagrouter.core.scoring import ALL_QUERIES_TAG
 from tagrouter.core.weights import Weights, WeightsError, counts_matrix
 
 Cell = tuple[str, str, "list[float] | None"]  # tag, model, its counts (None: the model's row is gone)
@@ -47,8 +47,6 @@ class CountsCopy:
             if m is None:
                 continue  # a model outside the pool is never scored (as counts_matrix does)
             if row is not None:
-                if len(row) != len(COUNT_FIELDS):
-                    raise WeightsError(f"delta: tag {tag!r}, model {model!r}: {len(row)} counts")
                 problem = limits.count_row_problem(row)
                 if problem is not None:
                     raise WeightsError(f"delta: tag {tag!r}, model {model!r}: {problem}")
@@ -63,7 +61,7 @@ class CountsCopy:
             target = self._all if tag == ALL_QUERIES_TAG else self._counts[self._rows[tag]]
             target[m] = 0.0 if row is None else row
             applied += 1
-        if applied:
+        if grown:  # cells are written in place, which the table sees; new tags need new rows and arrays
             self._table = None
         return applied
 
