@@ -385,16 +385,16 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
                             problems.append(f"NetworkPolicy {policy['metadata']['name']}: egress port {p['port']} "
                                             f"not on {c['name']}")
     _check_gateway(docs, environment, default_ports, secrets, set(external_config_maps), problems)
-    monitors = _kind(docs, "ServiceMonitor")
-    if monitors and len(monitors) != len(SERVICES):
-        problems.append(f"{len(monitors)} ServiceMonitors, not one for each of {', '.join(SERVICES)}")
-    for monitor in monitors:
-        services = [s for s in _kind(docs, "Service")
-                    if _selects(monitor["spec"]["selector"].get("matchLabels"), s["metadata"].get("labels", {}))]
-        names = {p["name"] for s in services for p in s["spec"]["ports"]}
-        if len(services) != 1:
-            problems.append(f"ServiceMonitor {monitor['metadata']['name']} selects {len(services)} Services, not one")
-        for endpoint in monitor["spec"]["endpoints"]:
-            if endpoint["port"] not in names:
-                problems.append(f"ServiceMonitor {monitor['metadata']['name']}: port {endpoint['port']} on no Service")
+    # Monitors rendered: each Service with a metrics port has exactly one; an OPTIONAL component's may select none.
+    monitors, services = _kind(docs, "ServiceMonitor"), _kind(docs, "Service")
+    selected = {m["metadata"]["name"]: [s for s in services if _selects(m["spec"]["selector"].get("matchLabels"),
+                                                                         s["metadata"].get("labels", {}))] for m in monitors}
+    for service in (s for s in services if monitors and "metrics" in {p["name"] for p in s["spec"]["ports"]}):
+        if sum(service in chosen for chosen in selected.values()) != 1:
+            problems.append(f"Service {service['metadata']['name']}: its metrics port is not in exactly one ServiceMonitor")
+    for name, chosen, monitor in ((m["metadata"]["name"], selected[m["metadata"]["name"]], m) for m in monitors):
+        if len(chosen) > 1 or not (chosen or any(o in name for o in OPTIONAL)):
+            problems.append(f"ServiceMonitor {name} selects {len(chosen)} Services, not one")
+        problems += [f"ServiceMonitor {name}: port {e['port']} on no Service" for e in monitor["spec"]["endpoints"]
+                     if chosen and e["port"] not in {p["name"] for s in chosen for p in s["spec"]["ports"]}]
     return problems
