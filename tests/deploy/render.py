@@ -29,6 +29,7 @@ KUBE_VERSIONS = ("1.30.0", "1.37.0")
 # subset of its CRD schema that we use (tests/deploy/schemas/).
 CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): Path(__file__).parent / "schemas" / "servicemonitor-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): Path(__file__).parent / "schemas" / "prometheusrule-v1.json",
 }
 
 

@@ -111,6 +111,8 @@ def test_prod_profile(rendered, tool):
     assert policies == {"tagger", "scorer", "redis", "router"} | ({"gateway"} if tool == "kustomize" else set())
     monitors = {name.rsplit("-", 1)[-1] for name in _by_kind(docs, "ServiceMonitor")}  # one per service
     assert monitors == {"tagger", "scorer", "router"} | ({"gateway"} if tool == "kustomize" else set())
+    assert [d for d in docs if d["metadata"]["name"].endswith("grafana-dashboard")], "prod ships the dashboard"
+    assert len(_by_kind(docs, "PrometheusRule")) == (tool == "helm"), "the chart's prod values turn the alert rules on"
     common = [cm for cm in docs if cm["kind"] == "ConfigMap" and "TAGROUTER_REFLECTION" in cm.get("data", {})]
     assert [cm["data"]["TAGROUTER_REFLECTION"] for cm in common] == ["false"]
     assert not _by_kind(docs, "Secret"), "prod's Redis Secret is created beforehand, not checked in"
