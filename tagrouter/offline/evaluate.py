@@ -81,6 +81,8 @@ def document(prep: Prepared, results: list[RouterResult], parts: list[np.ndarray
     hull_points = np.concatenate([hull, np.full((len(hull), 1), np.nan)], axis=1)
     doc["routers"]["random"] = report.router_doc(hull_points, test_singles) | {
         "setting": {}, "selection_auc": None, "settings_tried": 0}
+    o = doc["oracle"]  # its AUC: the ceiling of the headroom table (one point, with the single models' ends)
+    o["auc"] = report.router_doc(np.array([[o["cost_usd"], o["ar"], o["quality"]]]), test_singles)["auc"]
     if len(suite.models) == 2:
         report.two_model_figures(doc, test_singles)
     routings = {r.name: r.test.choices for r in results if r.test is not None}

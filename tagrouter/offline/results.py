@@ -100,6 +100,39 @@ def headroom_row(doc: dict) -> str:
             f"{h['rescuable']} | {found} | +{h['random_orders_gain_queries']:.2f} |")
 
 
+CEILING = """
+## Can any router be *ahead* here? (test)
+
+*Ahead* needs TagRouter's AUC above every baseline's by more than the paired interval's half-width.
+Per suite: the oracle's AUC (the cheapest accepted model on every query: the ceiling), random
+mixing's, the best baseline's and TagRouter's; the largest difference between any two of the learned
+routers (TagRouter, kNN, MF, FORC: what routers on these data reach against each other); and the
+half-width of TagRouter's paired interval against each baseline (what *ahead* needs). Where the
+largest difference is below the half-widths, no router evaluated here is *ahead* of the others:
+the oracle shows the outcomes leave room, the routers show the embeddings and tags do not predict
+it beyond the test noise (the selection rows' headroom above agrees). Every figure is from the
+RESULT.json files of this report.
+
+| suite | test queries | oracle AUC | random AUC | best baseline AUC | TagRouter AUC | largest difference between learned routers | paired half-width vs knn / mf / forc | *ahead* within reach? |
+|---|---|---|---|---|---|---|---|---|
+"""
+LEARNED = ("tagrouter", "knn", "mf", "forc")
+
+
+def ceiling_row(doc: dict) -> str:
+    routers = doc["routers"]
+    aucs = {n: routers[n]["auc"] for n in LEARNED if n in routers}
+    base = max((n for n in aucs if n != "tagrouter"), key=lambda n: aucs[n])
+    against = doc["paired_bootstrap"]["against"]
+    half = {n: (against[n]["interval"][1] - against[n]["interval"][0]) / 2 for n in LEARNED[1:] if n in against}
+    spread = max(aucs.values()) - min(aucs.values())
+    reach = "yes" if spread > min(half.values()) else "no"
+    return (f"| {doc['suite']} | {doc['queries']['test']} | {doc['oracle'].get('auc', float('nan')):.4f} | "
+            f"{routers['random']['auc']:.4f} | {aucs[base]:.4f} ({base}) | {aucs['tagrouter']:.4f} | {spread:.4f} | "
+            + " / ".join(f"{h:.4f}" for h in half.values()) + f" | {reach} (largest difference "
+            f"{'above' if reach == 'yes' else 'below'} the smallest half-width) |")
+
+
 def section(doc: dict, plot_name: str) -> str:
     settings = "\n".join(f"- `{n}`: {r['setting']} (selection AUC {r['selection_auc']:.4f}, "
                          f"{r['settings_tried']} settings tried; anchor {r.get('anchor')})" + (
@@ -146,6 +179,7 @@ def main(argv=None) -> int:
         print(f"{folder.name}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     text = HEADER.format(suites=args.suites) + "\n".join(summary_row(d) for d in docs) + "\n"
     text += PAIRED + paired_table(docs)
+    text += CEILING + "\n".join(ceiling_row(d) for d in docs) + "\n"
     text += HEADROOM + "\n".join(headroom_row(d) for d in docs) + "\n\n"
     text += "\n".join(section(d, f"{d['suite']}.png") for d in docs)
     (args.out / "RESULTS.md").write_text(text)

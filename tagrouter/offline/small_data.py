@@ -34,6 +34,11 @@ BASELINES = ("knn", "mf", "forc", "random")
 def one_run(prep: Prepared, counts: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Every router's test AUC on one (sub-sampled) prepared suite, and TagRouter's per-resample differences."""
     results, _ = evaluate.select_all(prep, show_progress=False)
+    return scored(prep, results, counts)
+
+
+def scored(prep: Prepared, results: list, counts: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Each chosen router's test AUC and random mixing's, and TagRouter's per-resample differences from each."""
     test = prep.suite.rows("test")
     singles = singles_on(prep, test)
     aucs = {r.name: router_doc(r.test_points, singles)["auc"] for r in results}

@@ -13,7 +13,7 @@ import numpy as np
 
 from tagrouter.core import scoring
 from tagrouter.core.scoring import ScoringParams
-from tagrouter.offline import sweep
+from tagrouter.offline import baselines, sweep
 from tagrouter.offline.fit import count_matrix, incidence, tag_index
 from tagrouter.offline.prepare import Prepared
 from tagrouter.offline.routers.base import Prediction, Router
@@ -72,9 +72,21 @@ def setting_of(granularity: tuple, params: ScoringParams) -> dict:
     return {"topics": list(granularity), **asdict(params)}
 
 
+# The neighbour blend (offline only: the router serves tags alone): a query's score is
+# (1 - w) * its tags' score + w * the mean outcome of its k nearest train queries.
+NEIGHBOUR_KEYS = ("neighbours", "neighbour_weight")
+
+
 def parse_setting(setting: dict) -> tuple[tuple, ScoringParams]:
-    rest = dict(setting)
+    rest = {k: v for k, v in setting.items() if k not in NEIGHBOUR_KEYS}
     return tuple(rest.pop("topics")), ScoringParams(**rest)
+
+
+def query_rates(outcomes: np.ndarray, params: ScoringParams) -> np.ndarray:
+    """[Q, M] each query's reward per comparison for each model (the scale of a tag's rate)."""
+    total = outcomes.sum(axis=-1, keepdims=True)
+    shares = np.divide(outcomes, total, out=np.zeros_like(outcomes), where=total > 0)
+    return shares @ params.rewards()
 
 
 class SuiteTags:
@@ -112,17 +124,30 @@ class FittedTagRouter:
         table = self.table(granularity)
         scores, expected, prior = score_tagged(table.counts[1:], table.counts[0], table.confidence[rows][:, 1:],
                                                table.names[1:], params, self.combine)
+        k, w = setting.get("neighbours", 0), setting.get("neighbour_weight", 0.0)
+        if k and w > 0:
+            near_scores, near_lengths = self.neighbours(k, params, rows)
+            scores, expected = (1 - w) * scores + w * near_scores, (1 - w) * expected + w * near_lengths
         return Prediction(scores, expected, prior)
+
+    def neighbours(self, k: int, params: ScoringParams, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([Q, M] mean rate, [Q, M] mean answer length) of each query's k nearest fitted rows."""
+        prep, fitted = self.prep, self.rows
+        m = prep.outcomes.shape[1]
+        y = np.concatenate([query_rates(prep.outcomes[fitted], params), prep.suite.output_tokens[fitted]], axis=1)
+        both = baselines.knn_predict(prep.embeddings[fitted], y, prep.embeddings[rows], [k])[k]
+        return both[:, :m], both[:, m:]
 
 
 class TagRouter(Router):
     """TagRouter: fitted counts, the scorer's rule; its settings chosen in stages (`tag_router_selection`)."""
 
     def __init__(self, name: str = "tagrouter", granularities=TOPIC_GRANULARITIES, parsimony: bool = True,
-                 combine=scoring.score_matrix, knob_path: sweep.KnobPath = sweep.knob_path):
+                 combine=scoring.score_matrix, knob_path: sweep.KnobPath = sweep.knob_path, neighbours: bool = False):
         super().__init__(name, knob_path)
         self.granularities = tuple(granularities)
         self.parsimony = parsimony  # the one-standard-error rule on the tag set
+        self.neighbours = neighbours  # also choose the neighbour blend (offline only: NEIGHBOUR_KEYS)
         self.combine = combine  # the query score from its tags' rates (scoring.score_matrix is served)
         self._tags: dict[int, SuiteTags] = {}
 

@@ -27,6 +27,12 @@ TAG_EVIDENCE = (0.0, 30.0)
 # Level weights (domain, topic, attr; task is 1): 0 drops a level, 1 keeps it (docs/TAGS.md ablation).
 LEVEL_WEIGHTS = tuple(itertools.product((0.0, 1.0), repeat=3))
 LEVELS = ("level_weight_domain", "level_weight_topic", "level_weight_attr")
+# The caution stage's grid: the first stage's prior strengths and two stronger ones (toward each
+# model's overall rate, which routes like mixing the single models), with and without tag evidence.
+CAUTION_PRIOR_STRENGTHS = (*PRIOR_STRENGTHS, 300.0, 1000.0)
+# The neighbour blend's grid (`TagRouter(neighbours=True)`): neighbours k and the neighbours' weight.
+NEIGHBOURS = (10, 30, 100)
+NEIGHBOUR_WEIGHTS = (0.0, 0.25, 0.5, 0.75)
 
 
 @dataclass
@@ -59,6 +65,32 @@ def level_stage(granularities, base: dict):
     for granularity in granularities:
         for weights in LEVEL_WEIGHTS:
             yield setting_of(granularity, ScoringParams(**{**base, **dict(zip(LEVELS, weights))}))
+
+
+def caution_stage(base: dict):
+    """The chosen setting at every prior strength and tag evidence of the caution grid."""
+    granularity, params = parse_setting(base)
+    for k, evidence in itertools.product(CAUTION_PRIOR_STRENGTHS, TAG_EVIDENCE):
+        yield setting_of(granularity, dataclasses.replace(params, prior_strength=k, tag_evidence=evidence,
+                                                          cost_scale_usd=0.0))
+
+
+def neighbour_stage(base: dict):
+    """The chosen setting alone and blended with every neighbours k and weight of the grid."""
+    yield {**base, "cost_scale_usd": 0.0, "neighbours": 0, "neighbour_weight": 0.0}
+    for k, w in itertools.product(NEIGHBOURS, [w for w in NEIGHBOUR_WEIGHTS if w > 0]):
+        yield {**base, "cost_scale_usd": 0.0, "neighbours": k, "neighbour_weight": w}
+
+
+def neighbour_share(setting: dict) -> tuple[float, int]:
+    """The blend's complexity for the one-standard-error rule: tags alone first."""
+    return setting.get("neighbour_weight", 0.0), setting.get("neighbours", 0)
+
+
+def boldness(setting: dict) -> tuple[float, float]:
+    """How far a setting lets the counts move scores from each model's overall rate (smaller is
+    simpler for the one-standard-error rule): less prior strength, then less tag evidence."""
+    return -setting["prior_strength"], -setting["tag_evidence"]
 
 
 def tag_set_size(setting: dict) -> tuple[int, int, int]:
@@ -103,16 +135,39 @@ def select(router: TagRouter, prep: Prepared, folds: list[np.ndarray]) -> TagRou
             if third.selection_auc > simpler.selection_auc + 1e-9:
                 simpler = dataclasses.replace(third, candidates=0, extra=simpler.extra)
         result = simpler
+        # small data: the most shrinkage toward the overall rates the selection rows cannot tell
+        # from the best (the rows' noise grows as the data shrink, so the rule grows more cautious)
+        tried_caution: list = []
+        caution = selection.choose(prep, router, predicted(caution_stage(result.setting)), rows, keep=tried_caution)
+        # at the best's form of the cost rule: the rule's form is not a matter of caution
+        same_rule = [t for t in tried_caution if (t[0]["cost_scale_usd"] > 0) == (caution.setting["cost_scale_usd"] > 0)]
+        cautious = selection.one_se_rule(prep, router, caution, same_rule, folds, boldness)
+        if cautious is not caution:
+            result = dataclasses.replace(cautious, extra={**result.extra,
+                                                          "caution_rule": cautious.extra["one_se_rule"]})
+        elif caution.selection_auc > result.selection_auc + 1e-9:  # a stronger prior was simply better
+            result = dataclasses.replace(caution, extra=result.extra)
+    if router.neighbours:
+        # tags and neighbours: the blend is kept only when the selection rows show it helps by more
+        # than their noise (the one-standard-error rule toward tags alone)
+        tried_blend: list = []
+        blend = selection.choose(prep, router, predicted(neighbour_stage(result.setting)), rows, keep=tried_blend)
+        blend = selection.one_se_rule(prep, router, blend, tried_blend, folds, neighbour_share) if folds else blend
+        if blend.setting.get("neighbour_weight", 0.0) > 0:
+            result = dataclasses.replace(blend, extra={**result.extra, "neighbour_blend": blend.setting})
     # the cost estimate's answer length, chosen on the same rows by its error (cost_error.py)
     result = cost_error.choose_length_strength(prep, router, result, full, folded, rows)
     result = dataclasses.replace(
         result, candidates=first.candidates + second.candidates + (third.candidates if third else 0),
         extra={"alternatives": merged_alternatives(first, second),
-               **{k: v for k, v in result.extra.items() if k in ("one_se_rule", "cost_estimate")}})
+               **{k: v for k, v in result.extra.items() if k in KEPT_EXTRA}})
     granularity, params = parse_setting(result.setting)  # cost_scale_usd is a ScoringParams field too
     tags = router.suite_tags(prep)
     chosen = tags(granularity)
     return TagRouterChoice(tags.topics[granularity], params, result, chosen)
+
+
+KEPT_EXTRA = ("one_se_rule", "caution_rule", "neighbour_blend", "cost_estimate")  # what RESULT.json reports
 
 
 def merged_alternatives(first: RouterResult, second: RouterResult) -> dict:
