@@ -233,9 +233,12 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         costs = decision.estimate_costs(input_tokens, scored.expected_output_tokens, scored.input_usd_per_mtok,
                                         scored.output_usd_per_mtok)
         anchor = decision.anchor(scored.prior, scored.input_usd_per_mtok + scored.output_usd_per_mtok)
-        utility = decision.utilities(scored.scores, costs, cost_weight, scored.cost_scale_usd, quality_margin, anchor)
+        # pace weighs USD on its own scale (tenancy.pace_weight); everything else on the weights'
+        scale = plan.cost_scale_usd if plan is not None and plan.cost_scale_usd else scored.cost_scale_usd
+        utility = decision.utilities(scored.scores, costs, cost_weight, scale, quality_margin, anchor)
         if plan is not None:  # the tenant's budget: downgrade ceiling, what still fits the caps
-            utility = np.where(plan.mask(costs), utility, -np.inf)
+            at_zero = decision.utilities(scored.scores, costs, 0.0, scale, quality_margin, anchor)
+            utility = np.where(plan.mask(costs, at_zero), utility, -np.inf)
         chosen = int(decision.best_of(utility, costs))
         kept_index = scored.models.index(kept) if kept in scored.models else None
         chosen, response.session_kept = decision.sticky(utility, chosen, kept_index, self.settings.session_margin)

@@ -53,12 +53,12 @@ class TenantAdmin(router_pb2_grpc.TenantServiceServicer):
         return self.store
 
     async def _answer(self, tenant: Tenant, token: str = "") -> router_pb2.TenantResponse:
-        states, pace_u, _ = await self._store().state(tenant)
+        states, paced, _ = await self._store().state(tenant)  # pace: the last paced weight
         usage = [router_pb2.WindowUsage(window=s.budget.window, budget_usd=s.budget.usd, spend_usd=s.spend / tenancy.NANO,
                                         reserved_usd=s.reserved / tenancy.NANO, spend_nano_usd=s.spend,
                                         reserved_nano_usd=s.reserved, resets_at=s.end) for s in states]
-        paced = tenancy.pace_weight(tenant.cost_weight or 0.0, pace_u) if tenant.mode == "pace" else 0.0
-        return router_pb2.TenantResponse(tenant=to_proto(tenant), token=token, usage=usage, paced_cost_weight=paced)
+        return router_pb2.TenantResponse(tenant=to_proto(tenant), token=token, usage=usage,
+                                         paced_cost_weight=paced if tenant.mode == "pace" else 0.0)
 
     async def _existing(self, tenant_id: str) -> Tenant:
         tenant = await self._store().get(tenant_id)

@@ -1,23 +1,24 @@
 """Tenancy in the router: who is calling (bearer token), what they may route to, what is left of
 their budgets, and the reservation Route makes (services/common/tenant_store.py keeps the money).
 
-`Gate.admit` runs before scoring (token, pool, the tenant's default knob, the window states),
-`Plan.mask` inside the decision (downgrade ceiling, what still fits the caps), `Gate.reserve`
-after it (the Lua reservation; refused: RESOURCE_EXHAUSTED with the reset time).
+`Gate.admit` runs before scoring (token, pool, the tenant's default knob, the window states and, for
+pace, its recent queries), `Gate.paced` when the knob is resolved (tenancy.pace_weight), `Plan.mask`
+inside the decision (downgrade ceiling, what still fits the caps; pace notes the query), `Gate.reserve`
+after it (the Lua reservation; refused: RESOURCE_EXHAUSTED with the reset time; pace remembers the query).
 """
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from services.common import metrics
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
-from services.common.tenant_store import TenantStore, new_request_id, tenant_of
+from services.common.tenant_store import SPEND_GRACE_S, TenantStore, new_request_id, tenant_of
 from tagrouter.core import operating, tenancy
-from tagrouter.core.tenancy import Tenant, WindowState
+from tagrouter.core.tenancy import PaceSample, Tenant, WindowState
 
 AUTH_KEY = "authorization"
 
@@ -36,18 +37,24 @@ class Plan:
 
     tenant: Tenant
     states: list[WindowState]
-    pace_u: float = 0.0
     now: float = 0.0  # the tenant's time at admission (the wall clock, or its simulated clock)
     cost_weight: float | None = None  # pace: the paced weight
     action: str = ""
     margin: float = 1.0  # the tenant's reservation margin factor (a reservation is estimate * margin)
+    samples: list[PaceSample] = field(default_factory=list)  # pace: its recent queries, newest first
+    estimated: list[int] = field(default_factory=list)  # pace: per window, the estimates reserved in it
+    cost_scale_usd: float = 0.0  # pace: the cost scale its weight is in (0: the weights' own)
+    sample: PaceSample | None = None  # pace: this query, remembered once reserved
 
-    def mask(self, costs: np.ndarray) -> np.ndarray:
+    def mask(self, costs: np.ndarray, utility_at_zero: np.ndarray | None = None) -> np.ndarray:
         """Candidates the budget allows: in downgrade past its threshold only those under the ceiling;
-        in downgrade and pace only those that still fit every cap (hard refuses instead)."""
+        in downgrade and pace only those that still fit every cap (hard refuses instead). Pace notes
+        the query (its utilities at cost weight 0 and estimates) for the next Routes' weight."""
         if self.tenant.mode == "hard" or not self.states:
             return np.ones(len(costs), dtype=bool)
         nano = [tenancy.to_nano(float(c)) for c in costs]
+        if self.action == "paced" and utility_at_zero is not None:
+            self.sample = PaceSample(self.now, tuple(map(float, utility_at_zero)), tuple(nano))
         ceiling = None
         if tenancy.downgrading(self.tenant, self.states):
             ceiling = tenancy.to_nano(self.tenant.downgrade_max_cost_usd) or min(nano)
@@ -102,19 +109,40 @@ class Gate:
         if knob == operating.KnobRequest() and (tenant.cost_weight is not None or tenant.quality_margin is not None):
             knob = operating.KnobRequest(cost_weight=tenant.cost_weight, quality_margin=tenant.quality_margin)
         now = await self.now(tenant)
-        states, pace_u, margin = await self.store.state(tenant, now)
-        plan = Plan(tenant, states, pace_u, now, margin=margin)
+        states, _, margin = await self.store.state(tenant, now)
+        plan = Plan(tenant, states, now, margin=margin)
         if tenant.mode == "pace" and states:
             plan.action = "paced"
+            async with self.store.client.pipeline(transaction=False) as pipe:
+                pipe.lrange(tenancy.pace_samples_key(tenant.id), 0, tenancy.PACE_RECENT - 1)
+                for s in states:  # GET each: a Cluster pipeline refuses MGET
+                    pipe.get(tenancy.estimated_key(tenant.id, s.budget.window, s.start))
+                recent, *estimated = await pipe.execute()
+            plan.samples = [PaceSample.from_json(x) for x in recent]
+            plan.estimated = [int(x or 0) for x in estimated]
         return candidates, knob, plan
 
     def paced(self, plan: Plan, base: float) -> float | None:
-        """The paced cost weight (pace mode with a budget), else None."""
+        """The paced cost weight (pace mode with a budget), else None; the base weight until the
+        tenant has routed a query."""
         if plan.action != "paced":
             return None
-        tight = tenancy.tightest(plan.states, plan.now)
-        plan.cost_weight = tenancy.pace_weight(base, plan.pace_u, tenancy.window_error(tight, plan.now))
+        paced = tenancy.pace_weight(plan.samples, plan.states, plan.estimated, plan.now, plan.margin)
+        plan.cost_weight, plan.cost_scale_usd = paced if paced is not None else (base, 0.0)
         return plan.cost_weight
+
+    async def remember(self, plan: Plan, estimate: int) -> None:
+        """Pace: the query joins the tenant's recent ones and its estimate its windows' sums."""
+        tenant, key = plan.tenant, tenancy.pace_samples_key(plan.tenant.id)
+        async with self.store.client.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, plan.sample.to_json())
+            pipe.ltrim(key, 0, tenancy.PACE_RECENT - 1)
+            pipe.expire(key, tenancy.MARGIN_TTL_S)
+            for s in plan.states:
+                summed = tenancy.estimated_key(tenant.id, s.budget.window, s.start)
+                pipe.incrby(summed, estimate)
+                pipe.expire(summed, int(s.end - plan.now) + SPEND_GRACE_S)
+            await pipe.execute()
 
     async def reserve(self, plan: Plan, response, prices_per_mtok: tuple[float, float]) -> None:
         """Reserve the chosen model's estimate times the tenant's margin factor; refused: RESOURCE_EXHAUSTED
@@ -137,8 +165,10 @@ class Gate:
         if tight is not None:
             after = dataclasses.replace(tight, reserved=tight.reserved + amount)
             metrics.TENANT_BUDGET_LEFT.labels(label, tight.budget.window).set(after.left / tenancy.NANO)
-            if tenant.mode == "pace":
-                await self.store.set_pace(tenant, tight, tenancy.pace_step(plan.pace_u, tenancy.window_error(after, now)))
+            if tenant.mode == "pace" and plan.cost_weight is not None:  # shown by `tagrouter tenant show`
+                await self.store.set_pace(tenant, tight, plan.cost_weight)
+        if plan.sample is not None:
+            await self.remember(plan, estimate)
 
     async def settle(self, request, context) -> tuple[float, bool]:
         """Settle one request (the caller must hold a token of the request's tenant)."""

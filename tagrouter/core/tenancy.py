@@ -18,6 +18,9 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
+
+from tagrouter.core import decision
 from tagrouter.core.limits import InvalidRequest
 
 MODES = ("hard", "downgrade", "pace")
@@ -27,13 +30,15 @@ TOKEN_PREFIX = "trk-"
 TENANT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MAX_TENANT_TOKENS = 16  # tokens of one tenant (rotation keeps the old one alive a while)
 MAX_TENANT_BUDGETS = 4  # one per window
-# Pacing (a PI controller on the log of the cost weight): the error is the share of the cap used over
-# PACE_AIM minus the share of the window elapsed; the weight is base * exp(u + PACE_PROPORTIONAL * error),
-# u moves by PACE_GAIN * error per request and stays in [-PACE_LOG_RANGE, PACE_LOG_RANGE]. PACE_AIM 1: the
-# reservation margin (below) keeps actual costs above the estimates under the cap. Chosen on the suites' VALID streams
+# Pacing (`pace_weight`): the cost weight at which the tenant's last PACE_RECENT queries (their candidates'
+# utilities at weight 0 and estimates) would spend what is left of PACE_AIM times the cap evenly over the
+# queries the window still expects (the recent arrival rate times the time left), on the candidates that
+# still fit, with estimates scaled by the window's actual/estimate ratio. Costs count in USD over the
+# recent queries' mean priciest estimate, not relative to each query's priciest candidate: the budget is
+# in USD, so a query whose answers are cheap buys quality cheaply. Chosen on the suites' VALID streams
 # (`python -m tagrouter.offline.pacing`, docs/PACING.md), never on test.
-PACE_GAIN, PACE_PROPORTIONAL, PACE_AIM = 0.25, 32.0, 1.0
-PACE_LOG_RANGE, PACE_FLOOR_WEIGHT = math.log(1e4), 0.05
+PACE_RECENT, PACE_AIM = 32, 0.99
+PACE_MIN_WEIGHT, PACE_MAX_WEIGHT, PACE_SOLVE_STEPS = 1e-6, 1e4, 40  # the bisection's range and steps (on the log)
 # The reservation margin: Route reserves its estimate times the tenant's factor, a decaying maximum of
 # its own settled actual/estimate ratios (`margin_after`; kept in Redis, mirrored by the Lua SETTLE), so a
 # settle up to that ratio cannot push spend past a cap. At least 1, at most MARGIN_MAX; MARGIN_DECAY per
@@ -44,6 +49,16 @@ MARGIN_DECAY, MARGIN_MAX, MARGIN_TTL_S = 1.0, 16.0, 31 * 86400
 def clock_key(tenant_id: str) -> str:
     """The Redis key of a simulated-clock tenant's time (epoch seconds; the tenant's hash tag)."""
     return "{tenant:" + tenant_id + "}:clock"
+
+
+def pace_samples_key(tenant_id: str) -> str:
+    """The list of a pace tenant's last PACE_RECENT queries (PaceSample JSON, newest first)."""
+    return "{tenant:" + tenant_id + "}:pace_recent"
+
+
+def estimated_key(tenant_id: str, window: str, start: int) -> str:
+    """A pace tenant's sum of its reserved estimates in one window (nano-USD), for the actual/estimate ratio."""
+    return "{tenant:" + tenant_id + "}:estimated:" + f"{window}:{start}"
 
 
 def to_nano(usd: float) -> int:
@@ -166,25 +181,87 @@ def tightest(states: list[WindowState], now: float) -> WindowState | None:
     return max(states, key=lambda s: s.used_share - s.time_share(now), default=None)
 
 
-def pace_error(used_share: float, time_share: float, aim: float = PACE_AIM) -> float:
-    """How far spend runs ahead of time (> 0) or behind it (< 0), against the aimed share of the cap."""
-    return used_share / aim - time_share
+@dataclass(frozen=True)
+class PaceSample:
+    """One routed query as pacing remembers it: when, its candidates' utilities at cost weight 0 and
+    their estimates (nano-USD)."""
+
+    at: float
+    utility: tuple[float, ...]
+    costs: tuple[int, ...]
+
+    def to_json(self) -> str:
+        return json.dumps([round(self.at, 3), [round(u, 6) for u in self.utility], list(self.costs)])
+
+    @classmethod
+    def from_json(cls, text: str) -> PaceSample:
+        at, utility, costs = json.loads(text)
+        return cls(float(at), tuple(map(float, utility)), tuple(map(int, costs)))
 
 
-def window_error(state: WindowState, now: float) -> float:
-    return pace_error(state.used_share, state.time_share(now))
+def arrivals_left(samples: list[PaceSample], now: float, end: float) -> float:
+    """Queries expected after this one before `end`: the recent arrival rate times the time left."""
+    span = now - min(s.at for s in samples)
+    return len(samples) / span * max(0.0, end - now) if span > 0 else 0.0
 
 
-def pace_step(u: float, error: float, gain: float = PACE_GAIN) -> float:
-    """The pacing state after one request: up when spend runs ahead of time, down when behind."""
-    return min(PACE_LOG_RANGE, max(-PACE_LOG_RANGE, u + gain * error))
+def spend_ratio(state: WindowState, estimated_nano: int, factor: float, prior_nano: float) -> float:
+    """Actual over estimated spend in the window, the settled part (open reservations, held at the
+    estimate times the factor, taken out), pulled to 1 by `prior_nano` of estimates."""
+    settled = max(0.0, estimated_nano - state.reserved / max(1.0, factor))
+    return (state.spend + prior_nano) / (settled + prior_nano)
 
 
-def pace_weight(base: float, u: float, error: float = 0.0, proportional: float = PACE_PROPORTIONAL) -> float:
-    """The paced cost weight: base (at least PACE_FLOOR_WEIGHT, so it can grow from 0) times
-    e^(u + proportional * error)."""
-    log = min(PACE_LOG_RANGE, max(-PACE_LOG_RANGE, u + proportional * error))
-    return max(base, PACE_FLOOR_WEIGHT) * math.exp(log)
+def _matrix(samples: list[PaceSample]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(s.costs) for s in samples)
+    utility = np.full((len(samples), width), -np.inf)
+    costs = np.zeros((len(samples), width))
+    for i, s in enumerate(samples):
+        utility[i, :len(s.utility)], costs[i, :len(s.costs)] = s.utility, s.costs
+    return utility, costs
+
+
+def mean_spend(utility: np.ndarray, costs: np.ndarray, weight: float, scale: float) -> float:
+    """The mean estimate of what `decision` chooses for each query at this weight (costs / scale)."""
+    chosen = decision.best_of(utility - weight * costs / scale, costs)
+    return float(costs[np.arange(len(costs)), chosen].mean())
+
+
+def solve_weight(utility: np.ndarray, costs: np.ndarray, scale: float, target: float) -> float:
+    """The smallest weight whose mean spend is at most `target` (PACE_MAX_WEIGHT when none is)."""
+    if mean_spend(utility, costs, 0.0, scale) <= target:
+        return 0.0
+    if mean_spend(utility, costs, PACE_MAX_WEIGHT, scale) > target:
+        return PACE_MAX_WEIGHT
+    low, high = math.log(PACE_MIN_WEIGHT), math.log(PACE_MAX_WEIGHT)
+    for _ in range(PACE_SOLVE_STEPS):
+        mid = 0.5 * (low + high)
+        low, high = (low, mid) if mean_spend(utility, costs, math.exp(mid), scale) <= target else (mid, high)
+    return math.exp(high)
+
+
+def pace_weight(samples: list[PaceSample], states: list[WindowState], estimated: list[int], now: float,
+                factor: float = 1.0, aim: float = PACE_AIM) -> tuple[float, float] | None:
+    """(cost weight, cost scale in USD) for the next query, the highest any window needs; None with no samples.
+
+    Per window: what is left of aim * cap, over this query and those expected after it, divided by the
+    window's actual/estimate ratio, is the target mean estimate; the recent queries' candidates that
+    no longer fit the caps (estimate times the margin factor) are out of the solve, as they are out of Route."""
+    if not samples or not states:
+        return None
+    utility, costs = _matrix(samples)
+    scale = float(costs.max(axis=1).mean()) or 1.0
+    left = min(s.left for s in states)
+    utility = np.where(np.ceil(costs * max(1.0, factor)) <= left, utility, -np.inf)
+    refused = np.isinf(utility).all(axis=1)  # a query nothing fits would be refused: it spends nothing
+    utility[refused, 0], costs[refused] = 0.0, 0.0
+    weight = 0.0
+    for state, est in zip(states, estimated):
+        room = aim * state.budget.nano - state.spend - state.reserved
+        ratio = spend_ratio(state, est, factor, scale)
+        target = max(0.0, room) / (1.0 + arrivals_left(samples, now, state.end)) / ratio
+        weight = max(weight, solve_weight(utility, costs, scale, target))
+    return weight, scale / NANO
 
 
 def margin_after(factor: float, estimate_nano: int, actual_nano: int, decay: float = MARGIN_DECAY) -> float:

@@ -8,8 +8,8 @@ parameters (`tagrouter fit --no-tune`), cached in build/simulate/.
 
 `python -m tagrouter.offline.pacing --suites DIR` replays every suite's VALID streams offline
 through the same maths the router runs (`decision`, `tenancy.pace_*`, `tenancy.affordable`) for
-a grid of controller and margin constants and prints the best: that is how PACE_GAIN, PACE_PROPORTIONAL,
-PACE_AIM and MARGIN_DECAY in tagrouter/core/tenancy.py were chosen (never on test).
+a grid of pacing and margin constants and prints the best: that is how PACE_RECENT, PACE_AIM and
+MARGIN_DECAY in tagrouter/core/tenancy.py were chosen (never on test).
 """
 from __future__ import annotations
 
@@ -81,45 +81,46 @@ def serving_weights(suite: Suite, tagger, cache_dir: Path | None = None):
     return weights, path
 
 
-def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", gain: float = tenancy.PACE_GAIN,
-           proportional: float = tenancy.PACE_PROPORTIONAL, aim: float = tenancy.PACE_AIM,
-           decay: float = tenancy.MARGIN_DECAY, downgrade_at_pct: float = 80.0) -> dict:
+def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", recent: int = tenancy.PACE_RECENT,
+           aim: float = tenancy.PACE_AIM, decay: float = tenancy.MARGIN_DECAY, downgrade_at_pct: float = 80.0) -> dict:
     """One budget mode offline on a SplitRouting (calibration.split_routing): the router's maths for one
     tenant with one budget window (base cost weight 0), each request reserved as its estimate times the
     margin factor and settled at once with its true cost, which then moves the factor."""
     cap = tenancy.to_nano(budget)
-    spend, u, factor, accepted, refused = 0, 0.0, 1.0, 0, 0
+    spend, estimated, factor, accepted, refused = 0, 0, 1.0, 0, 0
+    samples: list[tenancy.PaceSample] = []
     n = len(positions)
     for i, q in enumerate(positions):
-        elapsed = (i + 0.5) / n
+        now = (i + 0.5) / n
         est = routing.estimated[q]
         nano = [tenancy.to_nano(float(c)) for c in est]
-        weight, ceiling = 0.0, None
+        state = tenancy.WindowState(tenancy.Budget("day", budget), 0, 1, spend, 0)
+        weight, scale, ceiling = 0.0, routing.cost_scale_usd, None
         if mode == "pace":
-            weight = tenancy.pace_weight(0.0, u, tenancy.pace_error(spend / cap, elapsed, aim), proportional)
+            paced = tenancy.pace_weight(samples[:recent], [state], [estimated], now, factor, aim)
+            weight, scale = paced if paced is not None else (0.0, scale)
         elif mode == "downgrade" and 100 * spend / cap >= downgrade_at_pct:
             ceiling = min(nano)
-        allowed = np.array([tenancy.reservation(c, factor) <= cap - spend and (ceiling is None or c <= ceiling)
-                            for c in nano])
-        utility = decision.utilities(routing.predicted[q], est, weight, routing.cost_scale_usd)
+        allowed = np.array(tenancy.affordable(nano, [state], ceiling, factor))
+        utility = decision.utilities(routing.predicted[q], est, weight, scale)
         if mode != "hard":
             utility = np.where(allowed, utility, -np.inf)
         chosen = int(decision.best_of(utility, est))
         if not allowed.any() or not allowed[chosen]:
             refused += 1
             continue
-        held = tenancy.reservation(nano[chosen], factor)
-        if mode == "pace":
-            u = tenancy.pace_step(u, tenancy.pace_error((spend + held) / cap, elapsed, aim), gain)
+        if mode == "pace":  # Route remembers what it reserved
+            samples.insert(0, tenancy.PaceSample(now, tuple(decision.utilities(routing.predicted[q], est, 0.0)),
+                                                 tuple(nano)))
         actual = tenancy.to_nano(float(routing.true_costs[q, chosen]))
         spend += actual
+        estimated += nano[chosen]
         factor = tenancy.margin_after(factor, nano[chosen], actual, decay)
         accepted += bool(routing.accept[q, chosen])
     return {"spend_pct": 100 * spend / cap, "accept_rate": accepted / n, "refused": refused}
 
 
-GRID = {"gain": (0.25, 0.5, 1.0, 2.0), "proportional": (8.0, 16.0, 32.0, 64.0),
-        "aim": (0.975, 0.985, 0.99, 0.995, 1.0), "decay": (0.95, 0.99, 1.0)}
+GRID = {"recent": (8, 16, 32, 64), "aim": (0.98, 0.985, 0.99, 0.995, 1.0), "decay": (0.99, 1.0)}
 
 
 def tune(routings: list[tuple[object, np.ndarray, float]], deadline: float) -> list[dict]:
@@ -127,16 +128,16 @@ def tune(routings: list[tuple[object, np.ndarray, float]], deadline: float) -> l
     cross it (pace, hard or downgrade), on how many pace's accept rate is at least downgrade's and
     hard's, the mean accept rate; best first."""
     out, others = [], {}
-    for gain, proportional, aim, decay in itertools.product(*GRID.values()):
+    for recent, aim, decay in itertools.product(*GRID.values()):
         if time.monotonic() > deadline:
             break
         if decay not in others:
             others[decay] = [[replay(r, pos, b, mode, decay=decay) for mode in ("downgrade", "hard")]
                              for r, pos, b in routings]
-        runs = [replay(r, pos, b, "pace", gain, proportional, aim, decay) for r, pos, b in routings]
+        runs = [replay(r, pos, b, "pace", recent, aim, decay) for r, pos, b in routings]
         spends = [x["spend_pct"] for x in runs]
         crossed_others = sum(y["spend_pct"] > 100 for ys in others[decay] for y in ys)
-        out.append({"gain": gain, "proportional": proportional, "aim": aim, "decay": decay,
+        out.append({"recent": recent, "aim": aim, "decay": decay,
                     "within": sum(97 <= s <= 100 for s in spends), "crossed": sum(s > 100 for s in spends),
                     "crossed_others": crossed_others,
                     "beats": sum(x["accept_rate"] >= max(y["accept_rate"] for y in ys)
@@ -171,7 +172,7 @@ def main(argv=None) -> int:
     print(f"{len(routings)} valid streams; best first (pace crossed, hard+downgrade crossed, within [97%, 100%], "
           "AR >= downgrade's and hard's, spend range, accept rate)")
     for x in ranked[:args.top]:
-        print(f"gain {x['gain']:<5g} proportional {x['proportional']:<4g} aim {x['aim']:<6g} decay {x['decay']:<5g} "
+        print(f"recent {x['recent']:<3} aim {x['aim']:<6g} decay {x['decay']:<5g} "
               f"crossed {x['crossed']:>2} others {x['crossed_others']:>2} within {x['within']:>2} beats "
               f"{x['beats']:>2} spend {x['min_spend_pct']:.1f}..{x['max_spend_pct']:.1f}% AR {x['accept_rate']:.4f}")
     return 0 if ranked and math.isfinite(ranked[0]["accept_rate"]) else 1
