@@ -1,5 +1,6 @@
 """`make pacing`: `tagrouter simulate` on every suite of a folder at each budget and order; writes
-docs/results/simulate.json and docs/PACING.md (its own file: `make results` rewrites RESULTS.md)."""
+docs/results/simulate.json and docs/PACING.md (its own file: `make results` rewrites RESULTS.md, whose
+pacing section is `results_section`, the same table read back from simulate.json)."""
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,23 @@ the cheaper half of the queries (by the priciest model's cost) first. Simulated 
 is routed at (i + 0.5) / n of the budget's day (docs/OPERATIONS.md, "Tenants and budgets").
 Every capped tenant reserves its estimate times its margin factor (the largest actual/estimate ratio
 of its own settles; docs/OPERATIONS.md, "Tenants and budgets"), so a settle above its estimate stays
-under the cap when the margin covers it. The pace and margin constants were chosen on the VALID
-streams (`python -m tagrouter.offline.pacing`).
+under the cap when the margin covers it. Pace sets each Route's cost weight to the one at which the
+tenant's last PACE_RECENT queries would spend what is left of PACE_AIM times the cap evenly over the
+queries the window still expects, on the candidates that still fit, with the estimates scaled by the
+window's actual/estimate ratio and costs counted in USD (tagrouter/core/tenancy.py, `pace_weight`).
+The pace and margin constants were chosen on the VALID streams (`python -m tagrouter.offline.pacing`).
 
-Cells: spend as % of the budget / accept rate (`*`: crossed the cap). Targets (issue 18): pace ends
-in [97, 100]% without crossing; its accept rate >= downgrade's and hard's; on shuffled within 1 point
-of calibrated's; on drift within budget where calibrated misses it by more than 10%.
+Cells: spend as % of the budget / accept rate (`*`: crossed the cap). Accept rate: the share of the
+stream's queries whose routed model's answer is accepted (its score within the suite's tie margin of
+the best other model's); a refused query counts as not accepted, so every mode is judged on all
+queries with the spend it reached, shown beside it. Targets (issue 18): pace ends in [97, 100]%
+without crossing; its accept rate >= downgrade's and hard's; on shuffled within 1 point of
+calibrated's; on drift within budget where calibrated misses it by more than 10%.
 
-| suite | order | budget % | budget USD | pace | downgrade | hard | calibrated | in band | AR >= dg, hard | vs calibrated |
-|---|---|---:|---:|---|---|---|---|---|---|---|
 """
+COLUMNS = ("| suite | order | budget % | budget USD | pace | downgrade | hard | calibrated | in band | AR >= dg, hard "
+           "| vs calibrated |\n|---|---|---:|---:|---|---|---|---|---|---|---|\n")
+SIMULATE_JSON = Path("docs") / "results" / "simulate.json"
 
 
 def cell(m: dict) -> str:
@@ -79,6 +87,19 @@ def summary(results: list[dict]) -> str:
             f"downgrade {crossed['downgrade']}, hard {crossed['hard']} (hard's highest spend {worst:.1f}%).\n")
 
 
+def table(results: list[dict]) -> str:
+    """The per-stream table and the count against the targets."""
+    return COLUMNS + "\n".join(row(r) for r in results) + "\n" + summary(results)
+
+
+def results_section(path: Path = SIMULATE_JSON) -> str:
+    """RESULTS.md's pacing section: the table of the last `make pacing` (docs/PACING.md explains it)."""
+    results = json.loads(Path(path).read_text())
+    return ("## Pacing a budget (issue 18)\n\nFrom `make pacing` (`python -m tagrouter.offline.pacing_results`, "
+            f"read back from {path}); how the streams, budgets and modes are set up: [PACING.md](PACING.md).\n"
+            "Cells: spend as % of the budget / accept rate (`*`: crossed the cap).\n\n" + table(results))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", type=Path, required=True)
@@ -104,7 +125,7 @@ def main(argv=None) -> int:
     (args.out / "results" / "simulate.json").write_text(json.dumps(results, indent=1) + "\n")
     command = (f"python -m tagrouter.offline.pacing_results --suites {args.suites} --budget-pct "
                f"{' '.join(f'{p:g}' for p in args.budget_pct)}")
-    text = HEADER.format(command=command) + "\n".join(row(r) for r in results) + "\n" + summary(results)
+    text = HEADER.format(command=command) + table(results)
     (args.out / "PACING.md").write_text(text)
     print(f"wrote {args.out / 'PACING.md'} and {args.out / 'results' / 'simulate.json'}")
     return 0
