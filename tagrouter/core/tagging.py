@@ -6,6 +6,9 @@ import re
 
 import numpy as np
 
+# the `attr:` rules live in tagrouter/core/attributes.py; their names are part of this module's interface
+from tagrouter.core.attributes import ATTRIBUTE_TAGS, attribute_tags  # noqa: F401
+
 TAGS_PER_LEVEL = 2  # tags kept per level
 TAG_MIN_SCORE = 0.15  # cosine similarity below which a tag is dropped
 # A fine topic is a many-way choice: below this similarity the nearest topic is more often wrong than
@@ -13,65 +16,6 @@ TAG_MIN_SCORE = 0.15  # cosine similarity below which a tag is dropped
 TOPIC_MIN_SCORE = 0.4
 
 LEVELS = ("task", "domain", "topic", "attr")
-
-# Cheap surface attributes: fixed names, assigned by rules, score 1.
-ATTRIBUTE_TAGS = (
-    "attr:short-input",
-    "attr:long-input",
-    "attr:contains-code",
-    "attr:contains-math",
-    "attr:multiple-choice",
-    "attr:multi-part",
-    "attr:non-latin-script",
-    "attr:script-cjk",
-    "attr:script-cyrillic",
-    "attr:script-arabic-hebrew",
-    "attr:script-indic",
-    "attr:script-other",
-)
-SHORT_INPUT_TOKENS = 10
-LONG_INPUT_TOKENS = 256
-
-_CODE = re.compile(r"```|\bdef \w+\(|\bclass \w+[:(]|#include|\bfunction\s*\w*\(|=>|;\s*$|\breturn\b.*;|</?\w+>",
-                   re.MULTILINE)
-_MATH = re.compile(r"\d\s*[-+*/^=<>]\s*\d|\\frac|\\sum|\\int|\$[^$]+\$|\b(sqrt|log|sin|cos|integral|derivative)\b",
-                   re.IGNORECASE)
-_CHOICES = re.compile(r"(^|\n|\s)\(?[A-D]\)\s|\bOption\s*[12]\b|\b[A-D]\.\s+\w", re.IGNORECASE)
-_PARTS = re.compile(r"(^|\n)\s*(\d+[.)]|[-*•])\s+\S")
-_NON_LATIN = re.compile(r"[\u0400-\u04FF\u0590-\u06FF\u0900-\u097F\u0E00-\u0E7F\u3040-\u30FF\u3400-\u9FFF\uAC00-\uD7AF]")
-# The script of a non-Latin query: a cheap stand-in for its language.
-_SCRIPTS = (
-    ("attr:script-cjk", re.compile(r"[\u3040-\u30FF\u3400-\u9FFF\uAC00-\uD7AF]")),
-    ("attr:script-cyrillic", re.compile(r"[\u0400-\u04FF]")),
-    ("attr:script-arabic-hebrew", re.compile(r"[\u0590-\u06FF]")),
-    ("attr:script-indic", re.compile(r"[\u0900-\u0DFF]")),
-    ("attr:script-other", re.compile(r"[\u0E00-\u0E7F\u0370-\u03FF\u0530-\u058F\u10A0-\u10FF]")),
-)
-
-
-def attribute_tags(text: str, token_count: int) -> list[str]:
-    """Surface attributes of a query, from cheap rules over its text and token count."""
-    tags = []
-    if token_count <= SHORT_INPUT_TOKENS:
-        tags.append("attr:short-input")
-    if token_count >= LONG_INPUT_TOKENS:
-        tags.append("attr:long-input")
-    if _CODE.search(text):
-        tags.append("attr:contains-code")
-    if _MATH.search(text):
-        tags.append("attr:contains-math")
-    if _CHOICES.search(text):
-        tags.append("attr:multiple-choice")
-    if len(_PARTS.findall(text)) >= 2 or text.count("?") >= 2:
-        tags.append("attr:multi-part")
-    if len(_NON_LATIN.findall(text)) >= 3:
-        tags.append("attr:non-latin-script")
-    counts = [(len(rx.findall(text)), name) for name, rx in _SCRIPTS]
-    most, script = max(counts, key=lambda c: c[0])
-    if most >= 3:
-        tags.append(script)
-    return tags
-
 
 def slug(label: str) -> str:
     """A label as a tag name's tail: lower case, '&' as 'and', runs of other characters as '-'."""
