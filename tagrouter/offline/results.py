@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,16 @@ the best single model's. How TagRouter's rules were chosen: docs/ROUTING-CHOICES
 
 | suite | test queries | TagRouter AUC | best baseline AUC | random AUC | TagRouter best AR (cost) | best single model AR | not behind random or any baseline (paired 95%) | ahead of every baseline (paired 95%) | beats best model at <= its cost | eval time |
 |---|---|---|---|---|---|---|---|---|---|---|
+"""
+
+TIMING = """
+"eval time": each suite's wall time in this run (embedding, every router's selection, the test
+curves), as `tagrouter eval --suite DIR` spends it after loading the encoder; {cpus} CPUs, load
+average (1, 5, 15 min) {load} when the run started.
+
+Further reports: docs/SMALL-DATA.md (150 and 300 train queries, 5 seeds), docs/NEW-MODEL.md (a model
+joining with few outcomes), docs/NEIGHBOURS.md (tags and neighbours together), docs/ATTRIBUTES.md
+(the `attr:` tags' precision and ablation), docs/COST-ESTIMATES.md.
 """
 
 PAIRED = """
@@ -138,6 +149,10 @@ def section(doc: dict, plot_name: str) -> str:
                          f"{r['settings_tried']} settings tried; anchor {r.get('anchor')})" + (
                              f"; best before the one-standard-error rule: {r['one_se_rule']['best_setting']} "
                              f"(selection AUC {r['one_se_rule']['best_selection_auc']:.4f})" if r.get("one_se_rule") else "")
+                         + (f"; before the small-data caution rule: prior strength "
+                            f"{r['caution_rule']['best_setting']['prior_strength']:g}, tag evidence "
+                            f"{r['caution_rule']['best_setting']['tag_evidence']:g} (selection AUC "
+                            f"{r['caution_rule']['best_selection_auc']:.4f})" if r.get("caution_rule") else "")
                          for n, r in doc["routers"].items() if r.get("selection_auc") is not None)
     extra = ""
     if "apgr" in doc["routers"]["tagrouter"]:
@@ -166,6 +181,7 @@ def main(argv=None) -> int:
     from tagrouter.offline.prepare import configured_tagger
 
     tagger = configured_tagger()
+    load = os.getloadavg()  # the machine is shared: the eval times depend on it
     docs = []
     for folder in suites:
         started = time.perf_counter()
@@ -178,6 +194,7 @@ def main(argv=None) -> int:
         docs.append(json.loads((results / f"{folder.name}.json").read_text()))
         print(f"{folder.name}: done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     text = HEADER.format(suites=args.suites) + "\n".join(summary_row(d) for d in docs) + "\n"
+    text += TIMING.format(cpus=os.cpu_count(), load=", ".join(f"{v:.1f}" for v in load))
     text += PAIRED + paired_table(docs)
     text += CEILING + "\n".join(ceiling_row(d) for d in docs) + "\n"
     text += HEADROOM + "\n".join(headroom_row(d) for d in docs) + "\n\n"
