@@ -150,7 +150,8 @@ def simulate(suite: Suite, runs: list[Run], tagger=None, weights=None, weights_p
                                         max_seconds))
             out.append({**result, "suite": suite.name, "split": run.split, "order": run.order,
                         "budget_pct": run.budget_pct, "queries": int(len(rows)),
-                        "calibrated_cost_weight": calibrated[run.budget_pct]})
+                        "calibrated_cost_weight": calibrated[run.budget_pct],
+                        "vocabulary": tagger.vocabulary.without_groups().version})
             log(f"{suite.name} {run.split} {run.order} {run.budget_pct:g}%: {len(rows)} queries in "
                 f"{time.monotonic() - started:.0f} s")
     return out
