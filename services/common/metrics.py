@@ -28,6 +28,9 @@ ROUTE_DEGRADED = Counter("tagrouter_route_degraded_total", "Route answers decide
 ROUTED = Counter("tagrouter_routed_total", "Queries routed, by chosen model", ["model"])
 ROUTED_COST = Counter("tagrouter_routed_estimated_cost_usd_total", "Estimated cost routed, by chosen model",
                       ["model"])
+TAGGER_PHASE_LATENCY = Histogram("tagrouter_tagger_phase_latency_seconds",
+                                 "Time of each phase of an encoder call: tokenise, encode (onnxruntime), select (tags)",
+                                 ["phase"], buckets=LATENCY_BUCKETS)
 TAGGER_BATCH_SIZE = Histogram("tagrouter_tagger_batch_size", "Queries per encoder call",
                               buckets=(1, 2, 4, 8, 16, 32, 64))
 TAG_CACHE = Counter("tagrouter_tag_cache_total", "Tag cache lookups, by result (hit or miss)", ["result"])

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 
 from services.common import tracing
 from services.common.errors import Unavailable
-from services.common.metrics import TAG_CACHE
+from services.common.metrics import TAG_CACHE, TAGGER_PHASE_LATENCY
 from services.tagger.batching import MicroBatcher
 from services.tagger.cache import TagCache, cache_key
 from tagrouter.core.limits import check_batch, check_client_tags, check_query, check_request_chars
@@ -13,6 +15,7 @@ from tagrouter.core.tag_model import AlignedTag, TaggedQuery, TagModel
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 
 _CACHE_HIT, _CACHE_MISS = TAG_CACHE.labels("hit"), TAG_CACHE.labels("miss")
+_TOKENISE_TIME, _ENCODE_TIME, _SELECT_TIME = (TAGGER_PHASE_LATENCY.labels(p) for p in ("tokenise", "encode", "select"))
 
 
 def with_client_tags(tags: list[tagger_pb2.Tag], aligned: list[AlignedTag | None]) -> list[tagger_pb2.Tag]:
@@ -34,7 +37,9 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     def __init__(self, tagger: TagModel, max_batch: int = 32, cache_size: int = 10_000):
         self.tagger = tagger
         self.version = tagger.vocabulary.version
-        self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self._encode_and_select, max_batch=max_batch)
+        self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self._encode_and_select, max_batch=max_batch,
+                                                               run_alone=functools.partial(self._encode_and_select,
+                                                                                           spare_core=True))
         # Client tags are aligned in their own batches (one encoder call for the unseen ones).
         self.aligner: MicroBatcher[AlignedTag | None] = MicroBatcher(self.tagger.align_client_tags, max_batch=max_batch)
         self.cache: TagCache[TaggedQuery] = TagCache(cache_size)
@@ -55,12 +60,17 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         await self.batcher.close()
         await self.aligner.close()
 
-    def _encode_and_select(self, texts: list[str]) -> list[TaggedQuery]:
+    def _encode_and_select(self, texts: list[str], spare_core: bool = False) -> list[TaggedQuery]:
         """TagModel.tag in its two phases, each a span when tracing is on."""
         with tracing.span("tagger.encode", {"tagrouter.texts": len(texts)}):
-            encoded = self.tagger.encoder.encode(texts)
+            encoded = self.tagger.encoder.encode(texts, spare_core)
+        started = time.perf_counter()
         with tracing.span("tagger.select_tags"):
-            return self.tagger.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated)
+            tagged = self.tagger.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated)
+        _SELECT_TIME.observe(time.perf_counter() - started)
+        _TOKENISE_TIME.observe(encoded.tokenise_s)
+        _ENCODE_TIME.observe(encoded.run_s)
+        return tagged
 
     async def _align(self, client_tags) -> list[AlignedTag | None]:
         return await self.aligner.submit_many(list(client_tags)) if client_tags else []

@@ -39,7 +39,7 @@ def target_stack(args):
     log_dir = Path(tempfile.mkdtemp(prefix="tagrouter-bench-"))
     with LocalStack(env=env, metrics=True, log_dir=log_dir) as stack:
         yield Target(router=stack.router, tagger=stack.tagger, scorer=stack.scorer,
-                     router_metrics=stack.metrics_urls["router"]), True
+                     router_metrics=stack.metrics_urls["router"], tagger_metrics=stack.metrics_urls["tagger"]), True
 
 
 def run_ghz(args) -> int:
@@ -97,6 +97,10 @@ def run(args) -> int:
             scaled = plan if length == "short" else plan.scaled(0.25)
             doc[length] = bench_length(length, encoder, target, Queries(bases[length], f"{run_id}{length[0]}"),
                                        scaled, say)
+        if args.peer_runs:  # the shared peer comparison on the same stack, in the same run
+            from tagrouter.bench.peer import run_peer
+
+            doc["peer"] = run_peer(target.router, settings.model_dir, args.peer_runs, say=say)
     doc["machine"]["load_average_at_end"] = load_average()
     doc["targets"] = check_targets(doc)
     doc["all_targets_met"] = all(t["met"] for t in doc["targets"].values())

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tagrouter.bench.figures import latency_summary, mean_of, phase_means_ms, ratio, route_phase_totals
+from tagrouter.bench.figures import (
+    c1_breakdown,
+    histogram_totals,
+    latency_summary,
+    mean_of,
+    phase_means_ms,
+    ratio,
+    scrape_c1,
+)
 from tagrouter.bench.load import ENCODER_BATCH, concurrent_route, encoder_batch_qps, encoder_latencies, sequential_latencies
 from tagrouter.bench.queries import Queries
 
@@ -29,6 +37,7 @@ class Target:
     tagger: str | None = None
     scorer: str | None = None
     router_metrics: str | None = None  # the router's /metrics URL, when the bench started it
+    tagger_metrics: str | None = None  # the tagger's, likewise
 
 
 @dataclass
@@ -59,6 +68,7 @@ class C1:
     cache_hits: list = field(default_factory=list)
     degraded: int = 0
     phases: list = field(default_factory=list)  # the router's phase means, one dict per round
+    breakdowns: list = field(default_factory=list)  # c1_breakdown, one dict per round
 
 
 @contextlib.contextmanager
@@ -97,7 +107,9 @@ def _c1_round(encoder, calls, target: Target, queries: Queries, plan: Plan, out:
     # The floor, measured as the issue and docs/PERFORMANCE.md define it: the encoder
     # alone, one query at a time, back to back.
     out.back_to_back += encoder_latencies(encoder, batch, plan.phase_seconds)
-    before = route_phase_totals(target.router_metrics)
+    before = histogram_totals(target.router_metrics)
+    scraped = scrape_c1(target.router_metrics, target.tagger_metrics)
+    routes_before = len(out.route)
     deadline = time.monotonic() + plan.phase_seconds
     for query, tag_query in zip(batch, queries.take(len(batch))):
         # One query at a time through each in turn: the encoder in this process again
@@ -115,7 +127,9 @@ def _c1_round(encoder, calls, target: Target, queries: Queries, plan: Plan, out:
         seen.append(query)
         if time.monotonic() > deadline:
             break
-    out.phases.append(phase_means_ms(before, route_phase_totals(target.router_metrics)))
+    out.phases.append(phase_means_ms(before, histogram_totals(target.router_metrics)))
+    out.breakdowns.append(c1_breakdown(scraped, scrape_c1(target.router_metrics, target.tagger_metrics),
+                                       out.route[routes_before:]))
 
 
 def c1_rounds(encoder, target: Target, queries: Queries, plan: Plan, say, name: str) -> C1:
@@ -174,7 +188,9 @@ def bench_length(name: str, encoder, target: Target, queries: Queries, plan: Pla
         "score": {"c1": latency_summary(c1.score)} if target.scorer else None,
         "route": {"c1": {**latency_summary(c1.route), "degraded": c1.degraded,
                          # Where a c1 Route's time goes, as the router measured it (its /metrics).
-                         "router_phases": mean_of(c1.phases)},
+                         "router_phases": mean_of(c1.phases),
+                         # ... and split further, hop by hop, from the router's and tagger's /metrics
+                         "breakdown_ms": mean_of(c1.breakdowns)},
                   "c1_cache_hit": latency_summary(c1.cache_hits)},
     }
     for c in CONCURRENCY:

@@ -20,7 +20,11 @@ def add_parsers(sub) -> None:
     bench.add_argument("--router", help="bench a running router at host:port (loopback) instead of starting a stack")
     bench.add_argument("--tagger", help="with --router: also measure Tag at this tagger")
     bench.add_argument("--scorer", help="with --router: also measure Score at this scorer")
-    bench.add_argument("--lengths", nargs="+", choices=["short", "long"], default=["short", "long"])
+    bench.add_argument("--lengths", nargs="*", choices=["short", "long"], default=["short", "long"],
+                       help="query lengths to measure (none: only --peer)")
+    bench.add_argument("--peer", dest="peer_runs", type=int, nargs="?", const=2, default=0, metavar="RUNS",
+                       help="then run ../shared/bench/peer/route_vs_peer.py (3 rounds) RUNS times (default 2) "
+                            "against the same stack, when its environment exists ($PEER_HOME or /tmp/tagrouter-peer)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved rounds per query length (default 3)")
     bench.add_argument("--scale", type=float, default=1.0, help="multiply the request counts (0.1 for a smoke run)")
     bench.add_argument("--phase-seconds", type=float, default=10.0, help="time bound of each request loop")

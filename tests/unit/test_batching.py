@@ -79,3 +79,27 @@ def test_tag_cache_is_a_bounded_lru():
     off = TagCache(0)
     off.put(b"a", 1)
     assert off.get(b"a") is None
+
+
+def test_a_lone_query_goes_to_run_alone_and_a_batch_does_not():
+    calls = []
+
+    def run(kind):
+        def run_texts(texts):
+            calls.append((kind, len(texts)))
+            return list(texts)
+        return run_texts
+
+    async def main():
+        batcher = MicroBatcher(run("batch"), max_batch=32, run_alone=run("alone"))
+        batcher.start()
+        try:
+            await batcher.submit("first")  # nothing queued behind it: may use the spare core
+            await asyncio.gather(*(batcher.submit(f"q{i}") for i in range(20)))
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    assert calls[0] == ("alone", 1)
+    assert any(kind == "batch" and n > 1 for kind, n in calls[1:])
+    assert all(n == 1 for kind, n in calls if kind == "alone")
