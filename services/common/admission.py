@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from services.common.interceptors import KINDS, messages, wrap_handler
+from services.common.interceptors import KINDS, WrappedHandlers, messages, wrap_handler
 from services.common.security import STATE_CHANGING_METHODS
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -54,6 +54,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         self.limits = limits
         self.in_flight: Counter[str] = Counter()  # "unary", "admin", "streams"
         self.streams_by_peer: Counter[str] = Counter()
+        self._wrapped = WrappedHandlers()
 
     def _refusal(self, kind: str, peer: str | None) -> str | None:
         limits = self.limits
@@ -86,6 +87,9 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method == HEALTH_CHECK:
             return handler
+        return self._wrapped.get(method, handler, lambda h: self._admitting(h, method))
+
+    def _admitting(self, handler, method: str):
         streaming = handler.response_streaming or handler.request_streaming
         kind = "admin" if method in STATE_CHANGING_METHODS else "streams" if streaming else "unary"
 

@@ -12,7 +12,7 @@ import logging
 import grpc
 import redis.exceptions
 
-from services.common.interceptors import wrap_handler
+from services.common.interceptors import WrappedHandlers, wrap_handler
 from tagrouter.core.limits import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -47,9 +47,16 @@ UNREACHABLE = (ConnectionError, TimeoutError, redis.exceptions.ConnectionError, 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns exceptions escaping unary handlers and streams into statuses with a clear message."""
 
+    def __init__(self):
+        self._wrapped = WrappedHandlers()
+
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
+        return self._wrapped.get(method, await continuation(handler_call_details),
+                                 lambda handler: self._guarded(handler, method))
 
+    @staticmethod
+    def _guarded(handler, method: str):
         async def abort_for(err: Exception, context) -> None:
             if isinstance(err, ServiceError):
                 await context.abort(err.code, str(err))
@@ -83,5 +90,4 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             return guarded
 
-        handler = wrap_handler(await continuation(handler_call_details), "unary_unary", wrap)
-        return wrap_handler(handler, "unary_stream", wrap_stream)
+        return wrap_handler(wrap_handler(handler, "unary_unary", wrap), "unary_stream", wrap_stream)

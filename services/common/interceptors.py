@@ -98,3 +98,24 @@ def wrap_handler(handler: grpc.RpcMethodHandler | None, kind: str, wrap: Callabl
 
 def wrap_unary(handler: grpc.RpcMethodHandler | None, wrap: Callable):
     return wrap_handler(handler, "unary_unary", wrap)
+
+
+class WrappedHandlers:
+    """An interceptor's wrapped handler per method, made once: gRPC calls `intercept_service` on
+    every RPC, and re-wrapping there (closures, a new handler, a safe deserializer per layer) cost
+    about 40 us a call in each service (docs/BENCHMARKS.md). Only for wrappings that depend on the
+    method and the handler alone, not on the call (the admin token and tracing ones do); a handler
+    that is not the one last seen (an inner layer wrapped it per call) is wrapped anew."""
+
+    def __init__(self):
+        self._by_method: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(self, method: str, handler: grpc.RpcMethodHandler | None, wrap: Callable):
+        if handler is None:  # an unknown method: nothing to keep (its name is the caller's to choose)
+            return None
+        cached = self._by_method.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = wrap(handler)
+        self._by_method[method] = (handler, wrapped)
+        return wrapped

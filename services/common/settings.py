@@ -48,6 +48,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine similarity below which a tag is dropped (default 0.15)"),
     "TAGROUTER_TOPIC_MIN_SCORE": ("tagger", "cosine similarity below which a topic tag is dropped (default 0.4)"),
     "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
+    "TAGROUTER_LONE_QUERY_THREADS": ("tagger", "onnxruntime threads for a lone query on an idle tagger, in a second session (default 2; 1 turns it off: give a one-CPU pod 1)"),
     "TAGROUTER_TAG_CACHE_SIZE": ("tagger", "queries whose tags are kept in the exact-match cache (default 10000; 0 turns it off)"),
     "REDIS_URL": ("scorer", "Redis holding the weights (required): redis://:PASSWORD@host:6379/0 (rediss:// for TLS), redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE_NAME[/DB] or redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...] (rediss+... for TLS)"),
     "TAGROUTER_REDIS_CA_FILE": ("scorer, router", "PEM CA bundle verifying the Redis servers (and sentinels) of the TLS URLs (rediss://, rediss+sentinel://, rediss+cluster://) in REDIS_URL, TAGROUTER_SESSION_REDIS_URL and TAGROUTER_TENANT_REDIS_URL, e.g. a private CA's; checked at start-up, and one of those URLs must use TLS (default unset: the system's CAs)"),
@@ -267,6 +268,7 @@ class TaggerSettings:
     topic_min_score: float
     intra_op_threads: int
     tag_cache_size: int = 10_000
+    lone_query_threads: int = 2  # onnxruntime threads for a lone query on an idle tagger (1: never more)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TaggerSettings:
@@ -279,6 +281,7 @@ class TaggerSettings:
             topic_min_score=e.float("TAGROUTER_TOPIC_MIN_SCORE", TOPIC_MIN_SCORE, -1.0, 1.0),
             intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", 1, 1, 64),
             tag_cache_size=e.int("TAGROUTER_TAG_CACHE_SIZE", 10_000, 0, 10_000_000),
+            lone_query_threads=e.int("TAGROUTER_LONE_QUERY_THREADS", 2, 1, 64),
         )
 
 

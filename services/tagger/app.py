@@ -18,6 +18,8 @@ def load_tagger(settings: TaggerSettings) -> TagModel:
 def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
     """The tagger service, configured from `env` (default: the process environment)."""
     settings = TaggerSettings.from_env(env)
-    servicer = TaggerServicer(load_tagger(settings), cache_size=settings.tag_cache_size)
+    tagger = load_tagger(settings)
+    tagger.encoder.wide_threads = settings.lone_query_threads
+    servicer = TaggerServicer(tagger, cache_size=settings.tag_cache_size)
     return ServiceSpec(SERVICE_NAME, servicer, tagger_pb2_grpc.add_TaggerServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop)

@@ -49,6 +49,7 @@ class Encoder:
                 raise FileNotFoundError(f"{path} is missing: run `make model` to export the encoder")
         self.model_path = model_path
         self.session = self._session(intra_op_threads)
+        self.wide_threads = WIDE_THREADS  # the tagger sets TAGROUTER_LONE_QUERY_THREADS here; 1 turns it off
         self._wide: ort.InferenceSession | None = None  # made on the first lone query that can use it
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()
@@ -68,10 +69,10 @@ class Encoder:
 
     def _session_for(self, rows: int, width: int, spare_core: bool) -> ort.InferenceSession:
         """The wide session for one long-enough text when a core is spare, else the usual one."""
-        if not spare_core or rows != 1 or width < WIDE_MIN_TOKENS or WIDE_THREADS <= self.threads:
+        if not spare_core or rows != 1 or width < WIDE_MIN_TOKENS or self.wide_threads <= self.threads:
             return self.session
         if self._wide is None:
-            self._wide = self._session(WIDE_THREADS, spin=False)
+            self._wide = self._session(self.wide_threads, spin=False)
         return self._wide
 
     @property
