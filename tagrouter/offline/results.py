@@ -199,6 +199,11 @@ def main(argv=None) -> int:
     text += CEILING + "\n".join(ceiling_row(d) for d in docs) + "\n"
     text += HEADROOM + "\n".join(headroom_row(d) for d in docs) + "\n\n"
     text += "\n".join(section(d, f"{d['suite']}.png") for d in docs)
+    simulated = results / "simulate.json"
+    if simulated.is_file():  # `make pacing`'s table (its own run: a real stack per suite)
+        from tagrouter.offline.pacing_results import results_section
+
+        text += "\n" + results_section(simulated)
     (args.out / "RESULTS.md").write_text(text)
     print(f"wrote {args.out / 'RESULTS.md'}")
     return 0
