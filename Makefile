@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test lint install model protos check-protos protoset bench vocab weights tag-quality results pacing clean deploy-tools deploy-check prometheus-tools envoy-tools observability
+.PHONY: run test lint install model protos check-protos protoset bench vocab tagger-heads weights tag-quality results pacing clean deploy-tools deploy-check prometheus-tools envoy-tools observability
 
 install: $(STAMP)
 
@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -c "from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope"
 	touch $@
 
-# The int8 ONNX encoder, exported from the PyPI package; ignored by git, rebuilt when missing.
+# The int8 ONNX encoder, exported from the PyPI package, with the tagger's heads in the same graph;
+# ignored by git, rebuilt when missing or when the heads change.
+HEADS := tagrouter/data/vocabulary/heads.npz tagrouter/data/vocabulary/heads.json
 model: $(MODEL)
-$(MODEL): $(STAMP) tagrouter/dev/export_model.py
+$(MODEL): $(STAMP) tagrouter/dev/export_model.py tagrouter/dev/tagger_graph.py $(HEADS)
 	$(BIN)/python -m tagrouter.dev.export_model --out build/model
 
 # Generated stubs are committed; this regenerates them, check-protos fails when they are stale.
@@ -48,9 +50,24 @@ bench: $(MODEL) protoset
 # Rebuild the committed vocabulary and starter weights (needs ../shared for the weights).
 vocab: $(MODEL)
 	$(BIN)/tagrouter vocab build
+	$(MAKE) tagger-heads
+# The tagger's heads (trained on the build side of the corpora, calibrated on it; committed), then the
+# model that carries them. Not a file rule: the heads are trained on the model's embeddings.
+tagger-heads: $(STAMP)
+	test -f $(MODEL) || $(BIN)/python -m tagrouter.dev.export_model --out build/model
+	$(BIN)/python -m tagrouter.offline.train_tagger
+	$(MAKE) model
 # docs/TAGS.md: tag quality on held-out labelled queries and the routing ablation per tag level.
-tag-quality: $(MODEL)
-	$(BIN)/tagrouter tag-quality --out docs/TAGS.md
+# The prototype tagger the heads replaced (its vocabulary at PROTOTYPE_COMMIT) is the comparison's baseline.
+PROTOTYPE_COMMIT := 944337c
+PROTOTYPE_VOCAB  := build/vocab-prototype-$(PROTOTYPE_COMMIT)
+$(PROTOTYPE_VOCAB):
+	mkdir -p $@.tmp
+	git show $(PROTOTYPE_COMMIT):tagrouter/data/vocabulary/tags.json > $@.tmp/tags.json
+	git show $(PROTOTYPE_COMMIT):tagrouter/data/vocabulary/prototypes.npy > $@.tmp/prototypes.npy
+	mv $@.tmp $@
+tag-quality: $(MODEL) $(PROTOTYPE_VOCAB)
+	$(BIN)/tagrouter tag-quality --baseline-vocab $(PROTOTYPE_VOCAB) --out docs/TAGS.md
 weights: $(MODEL)
 	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out tagrouter/data/starter_weights.json --no-topics
 

@@ -66,7 +66,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
             encoded = self.tagger.encoder.encode(texts, spare_core)
         started = time.perf_counter()
         with tracing.span("tagger.select_tags"):
-            tagged = self.tagger.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated)
+            tagged = self.tagger.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated,
+                                             probs=encoded.tag_probs)
         _SELECT_TIME.observe(time.perf_counter() - started)
         _TOKENISE_TIME.observe(encoded.tokenise_s)
         _ENCODE_TIME.observe(encoded.run_s)

@@ -48,29 +48,32 @@ def cmd_tag(args) -> int:
 
 def cmd_tag_quality(args) -> int:
     from services.common.settings import TaggerSettings
-    from tagrouter.core.encoder import Encoder
     from tagrouter.core.tag_model import TagModel
     from tagrouter.core.vocabulary import Vocabulary
-    from tagrouter.offline import tag_ablation, tag_quality
+    from tagrouter.offline import tag_ablation, tag_quality, tag_quality_heads, tagger_comparison
     from tagrouter.offline.corpora import CorpusError
 
     settings = TaggerSettings.from_env()
-    vocab = Vocabulary.load(settings.vocab_dir)
-    encoder = Encoder(settings.model_dir)
+    tagger = TagModel.load(settings.model_dir, settings.vocab_dir, settings.tags_per_level, settings.min_score,
+                           settings.topic_min_score)
+    if tagger.heads is None:
+        return fail(f"{settings.vocab_dir} holds no tagger heads: run `make tagger-heads`")
+    vocab = tagger.vocabulary
     params = (vocab.build_info or {}).get("params", {})
     try:
         prompts = tag_quality.held_out_prompts(args.raw, params.get("held_out_fraction", 0.3))
-    except CorpusError as err:
+        baseline = Vocabulary.load(args.baseline_vocab) if args.baseline_vocab else vocab
+    except (CorpusError, FileNotFoundError, ValueError) as err:
         return fail(str(err))
-    embeddings = encoder.embed([p.text for p in prompts])
-    rows = tag_quality.measure(vocab, prompts, embeddings)
-    topic_rows = tag_quality.topic_threshold_rows(vocab, prompts, embeddings)
-    ablation = None
+    embeddings = tagger.encoder.embed([p.text for p in prompts])
+    quality = tag_quality_heads.quality_section(vocab, tagger.heads, baseline, prompts, embeddings,
+                                                settings.tags_per_level, settings.min_score, settings.topic_min_score)
+    ablation = comparison = None
     if not args.no_ablation:
-        tagger = TagModel(encoder, vocab, settings.tags_per_level, settings.min_score,
-                          topic_min_score=settings.topic_min_score)
         ablation = tag_ablation.ablation_section(args.suites, tagger)
-    text = tag_quality.render(vocab, rows, len(prompts), ablation, topic_rows)
+        if args.baseline_vocab:
+            comparison = tagger_comparison.section(args.suites, args.baseline_vocab)
+    text = tag_quality.render(vocab, len(prompts), quality, ablation, comparison)
     if args.out:
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
@@ -99,7 +102,9 @@ def add_parsers(sub) -> None:
     quality.add_argument("--raw", type=Path, default=raw, help=f"raw corpora folder (default {raw})")
     quality.add_argument("--suites", type=Path, default=paths.suites_dir(), help="suites for the ablation")
     quality.add_argument("--out", type=Path, help="write the Markdown report here (default: print it)")
-    quality.add_argument("--no-ablation", action="store_true", help="skip the routing ablation")
+    quality.add_argument("--no-ablation", action="store_true", help="skip the routing ablation and comparison")
+    quality.add_argument("--baseline-vocab", type=Path,
+                         help="the prototype tagger's vocabulary to compare with (make tag-quality extracts it)")
     quality.set_defaults(func=cmd_tag_quality)
 
     tag = sub.add_parser("tag", help="tag TEXT in-process and print the tags")

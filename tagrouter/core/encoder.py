@@ -12,6 +12,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from tagrouter.core.tag_heads import METADATA_KEY, OUTPUT_PREFIX
+
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 # all-MiniLM-L6-v2 was trained on 256-token windows (sentence_bert_config.json): longer
@@ -37,6 +39,8 @@ class Encoded:
     truncated: list[bool]
     tokenise_s: float = 0.0  # where the call's time went (the tagger's phase metrics)
     run_s: float = 0.0
+    # level -> [n, C] the tagger heads' probabilities, when the graph carries them (tagrouter.dev.tagger_graph)
+    tag_probs: dict[str, np.ndarray] | None = None
 
 
 class Encoder:
@@ -57,6 +61,9 @@ class Encoder:
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
         self.unk_id = self.tokenizer.token_to_id("[UNK]")
         self.dim = int(self.session.get_outputs()[1].shape[-1])
+        # The tagger's heads, run in the same call when the graph has them (their version in its metadata).
+        self.head_outputs = [o.name for o in self.session.get_outputs() if o.name.startswith(OUTPUT_PREFIX)]
+        self.heads_version = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
 
     def _session(self, threads: int, spin: bool = True) -> ort.InferenceSession:
         options = ort.SessionOptions()
@@ -115,13 +122,15 @@ class Encoder:
             mask[row, : len(tokens)] = 1
         session = self._session_for(len(texts), width, spare_core)
         tokenised = time.perf_counter()
-        (embeddings,) = session.run(["sentence_embedding"], {"input_ids": ids, "attention_mask": mask})
+        embeddings, *probs = session.run(["sentence_embedding", *self.head_outputs],
+                                         {"input_ids": ids, "attention_mask": mask})
         return Encoded(
             embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
             token_counts=counts,
             truncated=[n > MAX_TOKENS for n in lengths],
             tokenise_s=tokenised - started,
             run_s=time.perf_counter() - tokenised,
+            tag_probs={name[len(OUTPUT_PREFIX):]: p for name, p in zip(self.head_outputs, probs)} if probs else None,
         )
 
     def embed(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:

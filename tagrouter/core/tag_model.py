@@ -1,15 +1,24 @@
 """Query -> tags: the encoder, the vocabulary and the selection rule put together.
 
 Used in-process by the tagger service, by `tagrouter fit` and by the evaluation.
+
+With the trained heads (`tagrouter.core.tag_heads`, saved beside the vocabulary) a level's tag is
+its head's top tag when the calibrated probability reaches the level's threshold, else the level
+says nothing (the router backs off to coarser tags and the prior). Served, the probabilities come
+from the encoder's own run (the heads are in its graph); given embeddings only, the same maths in
+numpy. Levels without a head, a vocabulary without heads, and the suite-fitted topic groups use
+the prototypes (nearest by cosine), as do client tags.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tagrouter.core.encoder import MAX_TOKENS, Encoder
+from tagrouter.core.tag_heads import TaggerHeads
 from tagrouter.core.tagging import (
     ATTRIBUTE_TAGS,
     LEVELS,
@@ -57,7 +66,8 @@ def _exact_keys(tag: dict) -> list[str]:
 
 class TagModel:
     def __init__(self, encoder: Encoder, vocabulary: Vocabulary, per_level: int, min_score: float,
-                 client_tag_min_similarity: float = CLIENT_TAG_MIN_SIMILARITY, topic_min_score: float = TOPIC_MIN_SCORE):
+                 client_tag_min_similarity: float = CLIENT_TAG_MIN_SIMILARITY, topic_min_score: float = TOPIC_MIN_SCORE,
+                 heads: TaggerHeads | None = None):
         if encoder.dim != vocabulary.prototypes.shape[1]:
             raise ValueError(f"encoder gives {encoder.dim}-d vectors, vocabulary prototypes are "
                              f"{vocabulary.prototypes.shape[1]}-d: rebuild the vocabulary")
@@ -72,8 +82,12 @@ class TagModel:
         self._levels = [t["level"] for t in vocabulary.tags]
         groups = vocabulary.groups
         grouped = np.concatenate(list(groups.values())) if groups else np.zeros(0, dtype=np.int64)
-        # Hand-taxonomy tags go through select_tags; each suite-fitted topic group gives its nearest tag.
-        self._plain = np.setdiff1d(np.arange(len(self._names)), grouped)
+        self.heads = heads
+        self._head_levels = self._check_heads(heads, vocabulary)
+        by_head = [i for i, lv in enumerate(self._levels) if lv in self._head_levels]
+        # Tags of a level with a head are its; other hand-taxonomy tags go through select_tags; each
+        # suite-fitted topic group gives its nearest tag.
+        self._plain = np.setdiff1d(np.arange(len(self._names)), np.concatenate([grouped, by_head]).astype(np.int64))
         self._groups = list(groups.values())
         self._level_of_tag = vocabulary.level_of_tag[self._plain]
         self._prototypes_t = np.ascontiguousarray(vocabulary.prototypes.T)
@@ -88,32 +102,77 @@ class TagModel:
         self._aligned: dict[str, AlignedTag | None] = {}
         self._names_t: np.ndarray | None = None  # embeddings of the tag names, made on first alignment
 
+    def _check_heads(self, heads: TaggerHeads | None, vocabulary: Vocabulary) -> dict[str, tuple[list[str], float]]:
+        """level -> (tag names, threshold) of the heads whose level the vocabulary has; every name must be in it."""
+        if heads is None:
+            return {}
+        known = set(self._names)
+        out = {}
+        for level, head in heads.heads.items():
+            if level not in self._levels:
+                continue  # a vocabulary restricted to other levels (ablations)
+            missing = [n for n in head.names if n not in known]
+            if missing:
+                raise ValueError(f"the tagger's {level} head names tags the vocabulary {vocabulary.version} lacks "
+                                 f"({', '.join(missing[:3])}): retrain it with `make tagger-heads`")
+            out[level] = (head.names, head.threshold)
+        if out and self.encoder.heads_version != heads.version:
+            logging.getLogger(__name__).warning(
+                "the encoder graph carries %s, not the tagger heads %s: their probabilities are computed after it "
+                "(run `make model` to put them in the graph)", self.encoder.heads_version or "no heads", heads.version)
+        return out
+
     @classmethod
     def load(cls, model_dir: Path, vocab_dir: Path | None = None, per_level: int = TAGS_PER_LEVEL,
              min_score: float = TAG_MIN_SCORE, topic_min_score: float = TOPIC_MIN_SCORE,
-             intra_op_threads: int = 1) -> TagModel:
-        """The encoder in `model_dir` with the vocabulary in `vocab_dir` (default: the packaged one)."""
+             intra_op_threads: int = 1, use_heads: bool = True) -> TagModel:
+        """The encoder in `model_dir` with the vocabulary in `vocab_dir` (default: the packaged one) and
+        the heads trained for it, if any (use_heads=False: the prototype tagger)."""
         from tagrouter import data
 
-        return cls(Encoder(model_dir, intra_op_threads), Vocabulary.load(vocab_dir or data.VOCABULARY_DIR),
-                   per_level, min_score, topic_min_score=topic_min_score)
+        folder = vocab_dir or data.VOCABULARY_DIR
+        return cls(Encoder(model_dir, intra_op_threads), Vocabulary.load(folder), per_level, min_score,
+                   topic_min_score=topic_min_score, heads=TaggerHeads.load(folder) if use_heads else None)
+
+    def with_vocabulary(self, vocabulary: Vocabulary, per_level: int | None = None) -> TagModel:
+        """The same tagger (encoder, heads, settings) over another vocabulary (restricted, suite topics)."""
+        return TagModel(self.encoder, vocabulary, per_level or self.per_level, self.min_score,
+                        self.client_tag_min_similarity, self.topic_min_score, self.heads)
 
     def tag(self, texts: list[str], per_level: int | None = None) -> list[TaggedQuery]:
-        """Tags a batch of texts with one encoder call and one matrix product."""
+        """Tags a batch of texts with one encoder call (which runs the heads in the graph)."""
         encoded = self.encoder.encode(texts)
-        return self.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated, per_level)
+        return self.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated, per_level,
+                                encoded.tag_probs)
 
-    def tag_encoded(self, texts, embeddings, token_counts, truncated=None, per_level=None) -> list[TaggedQuery]:
-        """Tags texts whose embeddings are already known (evaluation reuses them)."""
+    def head_probabilities(self, embeddings: np.ndarray, probs: dict | None = None) -> dict[str, np.ndarray]:
+        """The heads' probabilities: the graph's when it carries these heads, else computed from the embeddings."""
+        if not self._head_levels:
+            return {}
+        if probs is None or self.encoder.heads_version != self.heads.version:
+            probs = self.heads.probabilities(embeddings)
+        return probs
+
+    def tag_encoded(self, texts, embeddings, token_counts, truncated=None, per_level=None,
+                    probs=None) -> list[TaggedQuery]:
+        """Tags texts whose embeddings (and, from the graph, the heads' probabilities) are already known."""
         per_level = per_level or self.per_level
-        similarity = embeddings @ self._prototypes_t
+        probs = self.head_probabilities(embeddings, probs)
+        similarity = embeddings @ self._prototypes_t if self._plain.size or self._groups else None
         results = []
         for row, text in enumerate(texts):
-            chosen = select_tags(similarity[row, self._plain], self._level_of_tag, per_level,
-                                 self._min_scores[self._plain])
-            tags = [(self._names[self._plain[i]], self._levels[self._plain[i]], score) for i, score in chosen]
-            tags += [(self._names[i], "topic", float(similarity[row, i]))
-                     for i in nearest_in_groups(similarity[row], self._groups)]
+            tags = []
+            for level, (names, threshold) in self._head_levels.items():
+                best = int(np.argmax(probs[level][row]))
+                if probs[level][row, best] >= threshold:  # one tag per level: the softmax names one
+                    tags.append((names[best], level, float(probs[level][row, best])))
+            if self._plain.size:
+                chosen = select_tags(similarity[row, self._plain], self._level_of_tag, per_level,
+                                     self._min_scores[self._plain])
+                tags += [(self._names[self._plain[i]], self._levels[self._plain[i]], score) for i, score in chosen]
+            if self._groups:
+                tags += [(self._names[i], "topic", float(similarity[row, i]))
+                         for i in nearest_in_groups(similarity[row], self._groups)]
             tags += [(name, "attr", 1.0) for name in attribute_tags(text, token_counts[row])]
             cut = truncated[row] if truncated is not None else token_counts[row] > MAX_TOKENS
             results.append(TaggedQuery(tags, token_counts[row], bool(cut)))

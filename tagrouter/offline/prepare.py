@@ -55,10 +55,7 @@ def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
     """Embeds every query once and tags it with the tagger's own selection rule."""
     start = time.perf_counter()
     if tagger.vocabulary.groups:  # topics are fitted per suite here: start from the hand taxonomy
-        from tagrouter.core.tag_model import TagModel
-
-        tagger = TagModel(tagger.encoder, tagger.vocabulary.without_groups(), tagger.per_level, tagger.min_score,
-                          topic_min_score=tagger.topic_min_score)
+        tagger = tagger.with_vocabulary(tagger.vocabulary.without_groups())
     bar = progress(len(suite.queries), "embedding queries", show_progress)
     embeddings = tagger.encoder.embed(suite.queries, progress=bar.update)
     bar.close()

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tagrouter.core.tag_model import TagModel
 from tagrouter.offline import quality_metrics as metrics
 from tagrouter.offline.prepare import Prepared, estimated_costs, prepare, singles_on
 from tagrouter.offline.routers.tag_router import TOPIC_GRANULARITIES, TagRouter
@@ -72,7 +71,7 @@ def _fit_variant(base: Prepared, tagger, counts: list[int], variant) -> tuple[st
     name, levels, per_level, suite_topics, parsimony = variant
     suite = base.suite
     vocab = tagger.vocabulary.restricted([lv for lv in levels if lv != "attr"])
-    model = TagModel(tagger.encoder, vocab, per_level, tagger.min_score, topic_min_score=tagger.topic_min_score)
+    model = tagger.with_vocabulary(vocab, per_level)
     tagged = model.tag_encoded(suite.queries, base.embeddings, counts)
     tags = [[(n, float(sc)) for n, lv, sc in t.tags if lv in levels] for t in tagged]
     prep = dataclasses.replace(base, base_tags=tags, vocabulary_version=vocab.version)

@@ -4,9 +4,12 @@ In the spirit of the paper's tag normalisation (PhraseBERT + DBSCAN over LLM-gen
 with the labels the corpora already carry standing in for generated tags:
 
 1. Candidates: the project's taxonomy (task and domain tags, each with a description and
-   examples), and every label of the corpora's build split (ROUTING.md; `tagrouter.offline.corpora`):
-   Arena-Hard's topic clusters (level topic), Arena-Hard v2 subcategories, Vicuna-bench
-   categories, RouterBench task names and AlpacaEval source sets (level task).
+   examples), and Arena-Hard's topic clusters of the corpora's build split (ROUTING.md;
+   `tagrouter.offline.corpora`). Task and domain tags come from the taxonomy only: a corpus's
+   task-level label (Arena-Hard v2 subcategory, Vicuna-bench category, RouterBench benchmark,
+   AlpacaEval source set) names where a prompt came from, so it is at most an alias of the
+   taxonomy tag that declares it (`corpus_labels`, the trained tagger's training label) and
+   otherwise left out (`unmapped` in the build record).
 2. Normalise: a label's name is `<level>:<slug>`; equal names merge at once.
 3. Embed: a candidate's vector is the normalised mean embedding of its texts (its
    description or label, its examples, up to MAX_PROMPTS_PER_LABEL of its build prompts).
@@ -111,6 +114,7 @@ class BuildReport:
     diffuse: list[str] = field(default_factory=list)
     merged: dict[str, list[str]] = field(default_factory=dict)  # canonical -> candidates merged into it
     rare: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)  # task-level corpus labels no taxonomy tag declares
     kept: dict[str, int] = field(default_factory=dict)  # level -> canonical tags
 
 
@@ -176,7 +180,8 @@ def label_text(label: str) -> str:
     return re.sub(r"[_-]+", " ", label).strip()
 
 
-def candidates_from(taxonomy: list[dict], build: list[Prompt], params: BuildParams) -> list[Candidate]:
+def candidates_from(taxonomy: list[dict], build: list[Prompt], params: BuildParams,
+                    unmapped: list[str] | None = None) -> list[Candidate]:
     """Taxonomy tags and corpus labels as candidates; equal `<level>:<slug>` names merged.
 
     A taxonomy tag's `corpus_labels` ("source:label") are hand-declared evidence: that label's
@@ -208,6 +213,10 @@ def candidates_from(taxonomy: list[dict], build: list[Prompt], params: BuildPara
         level = SOURCE_LEVEL[source]
         name = f"{level}:{slug(label)}"
         alias = f"{source}:{label}"
+        if level != "topic":  # a dataset's name is no kind of work: only the taxonomy names tasks
+            if unmapped is not None:
+                unmapped.append(alias)
+            continue
         if name in out:
             (out[name].parts.append if out[name].from_taxonomy else out[name].texts.extend)(prompts)
             out[name].aliases.append(alias)
@@ -263,8 +272,8 @@ def build_vocabulary(encoder, taxonomy: Path = TAXONOMY_FILE, corpora: list[Path
     build, held = split_held_out(prompts, params.held_out_fraction)
     held_texts = {p.text for p in held}  # the same prompt in two corpora (Vicuna's are in AlpacaEval) stays out
     build = [p for p in build if p.text not in held_texts]
-    cands = candidates_from(tax, build, params)
     report = BuildReport()
+    cands = candidates_from(tax, build, params, report.unmapped)
 
     # Embed every distinct text once, rounded so later comparisons do not depend on the CPU.
     texts = sorted({t for c in cands for t in c.all_texts()})
@@ -323,5 +332,6 @@ def build_vocabulary(encoder, taxonomy: Path = TAXONOMY_FILE, corpora: list[Path
         report.kept[level] = sum(t["level"] == level for t in tags)
     build_info = {"inputs": input_hashes(taxonomy, corpora, raw_dir), "params": asdict(params),
                   "encoder": "all-MiniLM-L6-v2 int8 ONNX (tagrouter.dev.export_model)",
-                  "candidates": report.candidates, "dropped": {"diffuse": report.diffuse, "rare": report.rare}}
+                  "candidates": report.candidates,
+                  "dropped": {"diffuse": report.diffuse, "rare": report.rare, "unmapped": report.unmapped}}
     return Vocabulary.build(tags, prototypes[keep].astype(np.float32), build_info), report

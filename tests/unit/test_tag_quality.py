@@ -1,10 +1,12 @@
-"""The tag-quality pipeline on a tiny held-out subset, with the real encoder and vocabulary."""
+"""The tag-quality pipeline on a tiny held-out subset, with the real encoder, vocabulary and heads."""
 import numpy as np
 import pytest
 
 from services.common.settings import DEFAULT_MODEL_DIR, DEFAULT_VOCAB_DIR
+from tagrouter.core.tag_heads import TaggerHeads
 from tagrouter.core.vocabulary import Vocabulary
-from tagrouter.offline import tag_ablation, tag_quality
+from tagrouter.offline import tag_ablation, tag_quality, tag_quality_heads
+from tagrouter.offline.train_tagger import choose_threshold, reliability, wilson_lower
 from tagrouter.offline.vocab_build import RAW_DIR
 
 
@@ -13,22 +15,39 @@ from tagrouter.offline.vocab_build import RAW_DIR
 def test_tag_quality_runs_on_a_tiny_held_out_subset():
     from tagrouter.core.encoder import Encoder
 
-    vocab = Vocabulary.load(DEFAULT_VOCAB_DIR)
+    vocab, heads = Vocabulary.load(DEFAULT_VOCAB_DIR), TaggerHeads.load(DEFAULT_VOCAB_DIR)
     prompts = [p for p in tag_quality.held_out_prompts(RAW_DIR, 0.3, per_label=1)
                if "vicuna" in p.labels or "routerbench" in p.labels]
     assert 5 <= len(prompts) <= 20
-    rows = tag_quality.measure(vocab, prompts, Encoder(DEFAULT_MODEL_DIR).embed([p.text for p in prompts]))
-    assert {(r.level, r.source) for r in rows} >= {("task", "vicuna"), ("task", "routerbench"), ("task", "all")}
+    embeddings = Encoder(DEFAULT_MODEL_DIR).embed([p.text for p in prompts])
+    rows = tag_quality_heads.level_rows(vocab, tag_quality_heads.heads_levels(heads, embeddings), prompts)
+    assert {(r["level"], r["source"]) for r in rows} >= {("task", "vicuna"), ("task", "routerbench"), ("task", "all")}
     for r in rows:
-        assert 0 <= r.top1 <= r.top3 <= 1 and 0 <= r.coverage <= 1
-    text = tag_quality.render(vocab, rows, len(prompts), "ABLATION")
-    assert "| task | routerbench |" in text and "ABLATION" in text and vocab.version in text
+        assert 0 <= r["top1"] <= r["top3"] <= 1 and 0 <= r["coverage"] <= 1 and 0 <= r["recall"] <= r["coverage"]
+    section = tag_quality_heads.quality_section(vocab, heads, vocab, prompts, embeddings, 2, 0.15, 0.4)
+    text = tag_quality.render(vocab, len(prompts), section, "ABLATION", "COMPARISON")
+    assert "| task | routerbench |" in text and "| heads |" in text and "| prototypes |" in text
+    assert "ABLATION" in text and "COMPARISON" in text and vocab.version in text
 
 
-def test_macro_f1_counts_a_label_without_a_tag_as_a_miss():
-    truth = np.array([0, 0, 1, -1])
-    assert tag_quality.macro_f1(truth, np.array([0, 0, 1, 1])) == pytest.approx((1 + 2 / 3) / 2)
-    assert tag_quality.macro_f1(np.array([-1]), np.array([0])) != tag_quality.macro_f1(np.array([-1]), np.array([0]))
+def test_served_precision_counts_every_served_tag_and_recall_every_query():
+    served = tag_quality_heads.Served(["a", "b"], np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5]]),
+                                      np.array([[True, False], [True, True], [False, True], [False, False]]))
+    row = tag_quality_heads._row("task", "s", served, np.arange(4), np.array([0, 1, 0, 1]))
+    # served: a (right), a and b (b right), b (wrong); the last query gets none
+    assert row["precision"] == pytest.approx(2 / 4) and row["recall"] == pytest.approx(2 / 4)
+    assert row["coverage"] == pytest.approx(3 / 4) and row["top1"] == pytest.approx(1 / 4)
+
+
+def test_threshold_is_the_smallest_whose_served_tags_reach_the_target():
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.6, 0.4], [0.55, 0.45]])
+    truth = np.array([0, 0, 1, 0])  # the 0.6 row is wrong
+    assert choose_threshold(probs, truth, floor=0.3) == pytest.approx(0.3)  # 3 of 4 right: lower bound .44
+    assert choose_threshold(probs, truth, floor=0.5) == pytest.approx(0.65)  # 2 of 2 right: lower bound .55
+    assert choose_threshold(probs, truth, floor=0.9) == pytest.approx(0.95)  # never sure enough: the largest
+    assert wilson_lower(90, 100) < 0.9 < wilson_lower(990, 1000) + 0.02 and wilson_lower(0, 0) == 0
+    bins = reliability(probs.max(axis=1), probs.argmax(axis=1) == truth)
+    assert sum(b["queries"] for b in bins) == 4
 
 
 def test_ablation_table_shows_each_variant_against_task_only():

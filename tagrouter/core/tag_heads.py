@@ -1,0 +1,98 @@
+"""The trained tagger's heads: per level (task, domain, topic) a linear layer and a softmax on the
+sentence embedding, with the level's calibrated threshold.
+
+On disk beside the vocabulary: `heads.npz` (`<level>.weight` [C, d] and `<level>.bias` [C], float32,
+the calibration temperature already folded in) and `heads.json` (per level the C tag names and the
+threshold, the version, and the training record of `python -m tagrouter.offline.train_tagger`).
+The exported ONNX graph carries the same maths after `sentence_embedding`
+(`tagrouter.dev.tagger_graph`), so serving reads the probabilities from the encoder's own run;
+`probabilities` is that maths in numpy for embeddings computed elsewhere (the evaluation) or a
+graph exported before these heads.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HEADS_JSON = "heads.json"
+HEADS_NPZ = "heads.npz"
+OUTPUT_PREFIX = "tag_probs_"  # the graph's output per level: tag_probs_task, ...
+METADATA_KEY = "tagrouter.tagger_heads"  # the graph's record of which heads it carries (their version)
+
+
+@dataclass(frozen=True)
+class Head:
+    level: str
+    names: list[str]  # column c of the probabilities is names[c]
+    weight: np.ndarray  # float32 [C, d]
+    bias: np.ndarray  # float32 [C]
+    threshold: float  # a tag is served only with a probability at least this
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def heads_version(heads: dict[str, Head]) -> str:
+    digest = hashlib.sha256()
+    for level in sorted(heads):
+        h = heads[level]
+        digest.update(json.dumps([level, h.names, round(h.threshold, 6)]).encode())
+        digest.update(np.ascontiguousarray(h.weight, dtype="<f4").tobytes())
+        digest.update(np.ascontiguousarray(h.bias, dtype="<f4").tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TaggerHeads:
+    heads: dict[str, Head]  # level -> head, in LEVELS order
+    version: str
+    record: dict  # how they were trained and calibrated (heads.json `training`)
+
+    @classmethod
+    def build(cls, heads: dict[str, Head], record: dict | None = None) -> TaggerHeads:
+        return cls(heads, heads_version(heads), record or {})
+
+    def probabilities(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+        """level -> [n, C] the head's probabilities for unit-length `embeddings` [n, d]."""
+        return {lv: softmax(embeddings @ h.weight.T + h.bias) for lv, h in self.heads.items()}
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        arrays = {}
+        for lv, h in self.heads.items():
+            arrays[f"{lv}.weight"] = np.ascontiguousarray(h.weight, dtype="<f4")
+            arrays[f"{lv}.bias"] = np.ascontiguousarray(h.bias, dtype="<f4")
+        with open(folder / HEADS_NPZ, "wb") as fh:
+            np.savez(fh, **arrays)
+        doc = {"version": self.version,
+               "levels": {lv: {"names": h.names, "threshold": h.threshold} for lv, h in self.heads.items()},
+               "training": self.record}
+        (folder / HEADS_JSON).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> TaggerHeads | None:
+        """The heads saved in `folder`, or None when it holds none (a vocabulary without a trained tagger)."""
+        folder = Path(folder)
+        if not (folder / HEADS_JSON).is_file():
+            return None
+        doc = json.loads((folder / HEADS_JSON).read_text())
+        with np.load(folder / HEADS_NPZ, allow_pickle=False) as arrays:
+            heads = {lv: Head(lv, list(spec["names"]), arrays[f"{lv}.weight"].astype(np.float32),
+                              arrays[f"{lv}.bias"].astype(np.float32), float(spec["threshold"]))
+                     for lv, spec in doc["levels"].items()}
+        for h in heads.values():
+            if h.weight.shape[0] != len(h.names) or h.bias.shape != (len(h.names),):
+                raise ValueError(f"{folder / HEADS_NPZ}: the {h.level} head's shapes do not match its "
+                                 f"{len(h.names)} names; retrain with `make tagger-heads`")
+        out = cls.build(heads, doc.get("training"))
+        if doc.get("version") != out.version:
+            raise ValueError(f"{folder / HEADS_JSON}: version {doc.get('version')} does not match its content "
+                             f"({out.version}); retrain with `make tagger-heads`")
+        return out

@@ -1,0 +1,190 @@
+"""docs/TAGS.md's served-tag figures: the trained heads against the prototype tagger they replace.
+
+Each tagger is judged on its own vocabulary: a held-out prompt's true tag at a level is the tag of
+that vocabulary which took the prompt's corpus label as an alias (`tag_quality.truth_index`).
+What a tagger serves at a level: the heads, their top tag when its calibrated probability reaches
+the level's threshold (`TagModel`); the prototype tagger, its top `per_level` tags whose cosine
+reaches its minimum score. Precision: share of served tags that are the true one; recall: share
+of queries whose true tag is served; coverage: share of queries given a tag at that level.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tagrouter.core.tag_heads import TaggerHeads
+from tagrouter.core.vocabulary import Vocabulary
+from tagrouter.offline.tag_quality import MEASURED_SOURCES, _source_level, truth_index
+from tagrouter.offline.train_tagger import reliability
+
+LEVELS = ("task", "domain", "topic")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One level of one tagger on the held-out prompts."""
+
+    names: list[str]  # column c is names[c]
+    scores: np.ndarray  # [n, C] probability or cosine
+    served: np.ndarray  # [n, C] bool: the tags the tagger gives
+
+
+def heads_levels(heads: TaggerHeads, embeddings: np.ndarray) -> dict[str, Served]:
+    out = {}
+    for level, probs in heads.probabilities(embeddings).items():
+        h = heads.heads[level]
+        top = probs.argmax(axis=1)
+        served = np.zeros_like(probs, dtype=bool)
+        served[np.arange(len(probs)), top] = probs[np.arange(len(probs)), top] >= h.threshold
+        out[level] = Served(h.names, probs, served)
+    return out
+
+
+def prototype_levels(vocab: Vocabulary, embeddings: np.ndarray, per_level: int, min_score: dict[str, float]) -> dict:
+    out = {}
+    for level in LEVELS:
+        cols = np.flatnonzero(np.array([t["level"] == level for t in vocab.tags]))
+        sims = embeddings @ vocab.prototypes[cols].T
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :per_level]
+        served = np.zeros_like(sims, dtype=bool)
+        np.put_along_axis(served, order, True, axis=1)
+        out[level] = Served([vocab.tags[i]["name"] for i in cols], sims, served & (sims >= min_score[level]))
+    return out
+
+
+def _truth(vocab: Vocabulary, prompts, level: str, source: str) -> tuple[np.ndarray, list[str | None]]:
+    """Rows of the prompts labelled by `source` that say something at `level`, and their true tag names."""
+    index = truth_index(vocab)
+    rows, names = [], []
+    for q, p in enumerate(prompts):
+        label = p.labels.get(source)
+        if label is None:
+            continue
+        alias = (f"{source}:{label}", level)
+        if level != _source_level(source) and alias not in index:
+            continue
+        rows.append(q)
+        names.append(vocab.tags[index[alias]]["name"] if alias in index else None)
+    return np.array(rows, dtype=np.int64), names
+
+
+def level_rows(vocab: Vocabulary, levels: dict[str, Served], prompts) -> list[dict]:
+    """Per level and source (and all sources pooled): served precision, recall, coverage, top-1/3."""
+    out = []
+    for level, s in levels.items():
+        col = {n: c for c, n in enumerate(s.names)}
+        pooled = []
+        for source in MEASURED_SOURCES:
+            rows, names = _truth(vocab, prompts, level, source)
+            if rows.size:
+                truth = np.array([col.get(n, -1) if n else -1 for n in names])
+                pooled.append((rows, truth))
+                out.append(_row(level, source, s, rows, truth))
+        if len(pooled) > 1:
+            out.append(_row(level, "all", s, np.concatenate([r for r, _ in pooled]),
+                            np.concatenate([t for _, t in pooled])))
+    return out
+
+
+def _row(level: str, source: str, s: Served, rows: np.ndarray, truth: np.ndarray) -> dict:
+    scores, served = s.scores[rows], s.served[rows]
+    ranked = np.argsort(-scores, axis=1, kind="stable")[:, :3]
+    hit_served = served[np.arange(len(rows)), np.maximum(truth, 0)] & (truth >= 0)
+    n_served = served.sum()
+    return {"level": level, "source": source, "queries": int(len(rows)),
+            "classes": int(len(np.unique(truth[truth >= 0]))),
+            "coverage": float(served.any(axis=1).mean()),
+            "precision": float(hit_served.sum() / n_served) if n_served else float("nan"),
+            "recall": float(hit_served.mean()),
+            "top1": float((ranked[:, 0] == truth).mean()), "top3": float((ranked == truth[:, None]).any(axis=1).mean())}
+
+
+def other_coverage(levels: dict[str, Served], prompts, level: str = "topic", source: str = "arena-hard") -> float:
+    """Share of the held-out prompts not labelled by `source` given a tag at `level`."""
+    other = np.array([source not in p.labels for p in prompts])
+    return float(levels[level].served[other].any(axis=1).mean()) if other.any() else float("nan")
+
+
+def reliability_rows(vocab: Vocabulary, levels: dict[str, Served], prompts) -> dict[str, list[dict]]:
+    """Per level, over every measured source: the top tag's score binned against how often it is right."""
+    out = {}
+    for level, s in levels.items():
+        col = {n: c for c, n in enumerate(s.names)}
+        conf, right = [], []
+        for source in MEASURED_SOURCES:
+            rows, names = _truth(vocab, prompts, level, source)
+            if rows.size:
+                truth = np.array([col.get(n, -1) if n else -1 for n in names])
+                conf.append(s.scores[rows].max(axis=1))
+                right.append(s.scores[rows].argmax(axis=1) == truth)
+        if conf:
+            out[level] = reliability(np.concatenate(conf), np.concatenate(right))
+    return out
+
+
+def comparison_table(new: list[dict], old: list[dict]) -> str:
+    """The heads' row beside the prototype tagger's for each (level, source)."""
+    old_by = {(r["level"], r["source"]): r for r in old}
+    lines = ["| level | labelled by | queries | tagger | coverage | precision | recall | top-1 | top-3 |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in new:
+        for who, row in (("heads", r), ("prototypes", old_by.get((r["level"], r["source"])))):
+            if row is None:
+                continue
+            src = f"**{r['source']}**" if r["source"] == "all" else r["source"]
+            lines.append(f"| {r['level']} | {src} | {row['queries']} | {who} | {row['coverage']:.3f} | "
+                         f"{row['precision']:.3f} | {row['recall']:.3f} | {row['top1']:.3f} | {row['top3']:.3f} |")
+    return "\n".join(lines)
+
+
+def reliability_table(new: dict[str, list[dict]]) -> str:
+    lines = ["| level | top tag's probability | queries | mean probability | share right |", "|---|---|---:|---:|---:|"]
+    for level, bins in new.items():
+        for b in bins:
+            lines.append(f"| {level} | [{b['bin'][0]:.2f}, {b['bin'][1]:.2f}) | {b['queries']} | {b['confidence']:.3f} | "
+                         f"{b['right']:.3f} |")
+    return "\n".join(lines)
+
+
+def quality_section(vocab: Vocabulary, heads: TaggerHeads, baseline: Vocabulary, prompts, embeddings: np.ndarray,
+                    per_level: int, min_score: float, topic_min_score: float) -> str:
+    """The held-out section of docs/TAGS.md: both taggers per level and source, the thresholds, the calibration."""
+    new_levels = heads_levels(heads, embeddings)
+    old_levels = prototype_levels(baseline, embeddings, per_level,
+                                  {"task": min_score, "domain": min_score, "topic": max(min_score, topic_min_score)})
+    new, old = level_rows(vocab, new_levels, prompts), level_rows(baseline, old_levels, prompts)
+    record = heads.record.get("levels", {})
+    params = heads.record.get("params", {})
+    thresholds = "\n".join(
+        f"| {lv} | {h.threshold:.2f} | {record.get(lv, {}).get('classes_with_prompts', '')} of {len(h.names)} | "
+        f"{record.get(lv, {}).get('temperature', '')} | {record.get(lv, {}).get('out_of_fold', {}).get('precision', '')} | "
+        f"{record.get(lv, {}).get('out_of_fold', {}).get('coverage', '')} |" for lv, h in heads.heads.items())
+    return f"""The trained tagger (`heads`, served) against the prototype tagger it replaces (`prototypes`: the
+vocabulary of commit 944337c, nearest prototypes by cosine, the top {per_level} of each level at cosine
+>= {min_score}, topics >= {max(min_score, topic_min_score)}). Each is judged on its own vocabulary (the
+prototype tagger's RouterBench task tags were the benchmarks' names). Precision: share of the served
+tags that are the true one; recall: share of queries whose true tag is served; coverage: share of
+queries given a tag at that level; top-1/top-3: the true tag is among the 1 or 3 highest-scored.
+
+{comparison_table(new, old)}
+
+Held-out queries outside Arena-Hard v0.1 given a topic: heads {other_coverage(new_levels, prompts):.3f},
+prototypes {other_coverage(old_levels, prompts):.3f}.
+
+How the heads serve (`tagrouter/core/tag_model.py`): a level's tag is its head's top tag when its
+calibrated probability reaches the level's threshold, else the level gives none and the router
+backs off to the coarser tags and the prior. Thresholds and temperatures were chosen on the build
+side only (`tagrouter/offline/train_tagger.py`: {params.get('folds')}-fold out-of-fold probabilities of the
+build prompts; the smallest threshold at which the served tag is right at least
+{params.get('precision_floor')} of the time there by a one-sided 90% Wilson lower bound, so a level
+that serves few build prompts at a threshold needs more there):
+
+| level | threshold | classes with labelled prompts | temperature | out-of-fold precision | out-of-fold coverage |
+|---|---:|---|---:|---:|---:|
+{thresholds}
+
+Reliability of the heads' probabilities on the held-out queries (the top tag's probability, binned,
+against the share of those queries where it is the true tag; all measured sources of a level pooled):
+
+{reliability_table(reliability_rows(vocab, new_levels, prompts))}"""

@@ -1,0 +1,74 @@
+"""The trained tagger: its heads in the ONNX graph, abstention, and a vocabulary of kinds of work."""
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from services.common.settings import DEFAULT_MODEL_DIR, DEFAULT_VOCAB_DIR
+from tagrouter.core.tag_heads import OUTPUT_PREFIX, TaggerHeads
+from tagrouter.core.tagging import slug
+from tagrouter.core.vocabulary import Vocabulary
+from tagrouter.data import TAXONOMY_FILE
+
+needs_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="needs `make model`")
+TEXTS = ["Write a Python function that reverses a linked list", "Compose a sonnet about autumn rain",
+         "Solve for x: 3x + 7 = 22"]
+
+
+def test_committed_heads_load_and_name_only_vocabulary_tags():
+    heads, vocab = TaggerHeads.load(DEFAULT_VOCAB_DIR), Vocabulary.load(DEFAULT_VOCAB_DIR)
+    assert heads is not None and set(heads.heads) == {"task", "domain", "topic"}
+    for level, head in heads.heads.items():
+        assert set(head.names) == {t["name"] for t in vocab.tags if t["level"] == level}
+        assert 0 < head.threshold < 1 and head.weight.shape == (len(head.names), vocab.prototypes.shape[1])
+
+
+def test_no_task_or_domain_tag_names_a_benchmark_or_dataset():
+    vocab = Vocabulary.load(DEFAULT_VOCAB_DIR)
+    taxonomy = {t["name"] for t in json.loads(TAXONOMY_FILE.read_text())["tags"]}
+    # every corpus label below the topic level: benchmarks, Vicuna categories, AlpacaEval source sets
+    datasets = {"mbpp", "arc-challenge", "winogrande", "koala", "oasst", "selfinstruct", "helpful-base", "vicuna",
+                "generic", "knowledge", "fermi", "counterfactual", "writing", "coding", "math", "common-sense"}
+    for tag in vocab.tags:
+        if tag["level"] in ("task", "domain"):
+            assert tag["name"] in taxonomy, tag["name"]
+            assert slug(tag["name"].split(":", 1)[1]) not in datasets, tag["name"]
+    aliases = {a for t in vocab.tags for a in t.get("aliases", [])}
+    assert {"routerbench:mbpp", "routerbench:arc-challenge", "routerbench:winogrande"} <= aliases  # training labels
+
+
+@needs_model
+def test_heads_in_the_graph_give_the_probabilities_of_the_numpy_maths(tmp_path):
+    from tagrouter.core.encoder import Encoder
+    from tagrouter.dev.tagger_graph import attach
+
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copy(DEFAULT_MODEL_DIR / name, tmp_path / name)
+    assert attach(tmp_path / "model.onnx")
+    encoder = Encoder(tmp_path)
+    heads = TaggerHeads.load(DEFAULT_VOCAB_DIR)
+    names = [o.name for o in encoder.session.get_outputs()]
+    assert names[:2] == ["token_embeddings", "sentence_embedding"]  # the encoder's outputs keep their order
+    assert names[2:] == [OUTPUT_PREFIX + lv for lv in heads.heads] and encoder.heads_version == heads.version
+    encoded = encoder.encode(TEXTS)
+    for level, probs in heads.probabilities(encoded.embeddings).items():
+        np.testing.assert_allclose(encoded.tag_probs[level], probs, atol=1e-5)
+        np.testing.assert_allclose(encoded.tag_probs[level].sum(axis=1), 1, atol=1e-5)
+    assert attach(tmp_path / "model.onnx")  # attaching again replaces the heads, adds none
+    assert len(Encoder(tmp_path).head_outputs) == len(heads.heads)
+
+
+@needs_model
+def test_a_level_abstains_below_its_threshold_and_names_its_top_tag_above():
+    from tagrouter.core.tag_model import TagModel
+
+    tagger = TagModel.load(DEFAULT_MODEL_DIR)
+    tagged = tagger.tag(TEXTS)
+    tasks = [[n for n, lv, _ in t.tags if lv == "task"] for t in tagged]
+    assert tasks == [["task:code-generation"], ["task:creative-writing"], ["task:math-problem"]]
+    strict = {lv: dataclasses.replace(h, threshold=1.01) for lv, h in tagger.heads.heads.items()}
+    silent = TagModel(tagger.encoder, tagger.vocabulary, 2, 0.15, heads=TaggerHeads.build(strict))
+    for t in silent.tag(TEXTS):
+        assert all(lv == "attr" for _, lv, _ in t.tags)  # nothing above the threshold: no task, domain, topic
