@@ -76,13 +76,18 @@ def fuse(fp32: Path, out: Path) -> Path:
     return out
 
 
-def quantise(fused: Path, out: Path) -> Path:
-    """Dynamic int8, per channel, MatMul and Attention weights (settings: module doc)."""
+QUANTISED_OPS = ("MatMul", "Attention")
+
+
+def quantise(fused: Path, out: Path, per_channel: bool = True, reduce_range: bool = False,
+             op_types: tuple[str, ...] | None = QUANTISED_OPS) -> Path:
+    """Dynamic int8, per channel, MatMul and Attention weights (settings: module doc; the others are
+    for `tagrouter.dev.encoder_accuracy --variants`; op_types None: every operator it can)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=True, reduce_range=False,
-                     op_types_to_quantize=["MatMul", "Attention"],
+    quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=per_channel,
+                     reduce_range=reduce_range, op_types_to_quantize=list(op_types) if op_types else None,
                      # fused ops are outside shape inference's domain: their outputs are float
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return out
