@@ -26,14 +26,16 @@ import numpy as np
 from tagrouter.offline import evaluate, paired
 from tagrouter.offline.prepare import Prepared, prepare, singles_on
 from tagrouter.offline.report import comparison, router_doc
+from tagrouter.offline.routers import TagRouter, default_routers
 from tagrouter.offline.suite import load_suite, suite_folders, with_train_size
 
 BASELINES = ("knn", "mf", "forc", "random")
+CAUTIOUS = "cautious"  # TagRouter(caution=True), measured beside the served TagRouter with --cautious
 
 
-def one_run(prep: Prepared, counts: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def one_run(prep: Prepared, counts: np.ndarray, routers=None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Every router's test AUC on one (sub-sampled) prepared suite, and TagRouter's per-resample differences."""
-    results, _ = evaluate.select_all(prep, show_progress=False)
+    results, _ = evaluate.select_all(prep, show_progress=False, routers=routers)
     return scored(prep, results, counts)
 
 
@@ -48,14 +50,19 @@ def scored(prep: Prepared, results: list, counts: np.ndarray) -> tuple[dict[str,
     return aucs, paired.differences(routings, prep.accept[test], prep.suite.costs[test], counts)
 
 
-def measure(prep: Prepared, size: int | None, seeds: int) -> dict:
+def routers_measured(cautious: bool) -> list:
+    """The registry's routers, and with `cautious` TagRouter with its caution stage too."""
+    return [*default_routers(), *([TagRouter(name=CAUTIOUS, caution=True)] if cautious else [])]
+
+
+def measure(prep: Prepared, size: int | None, seeds: int, cautious: bool = False) -> dict:
     """Mean AUC per router over the seeds and TagRouter's paired comparisons (`size` None: the full train split)."""
     test = prep.suite.rows("test")
     counts = paired.resample_counts(len(test))
     runs = []
     for seed in range(seeds if size is not None else 1):
         suite = prep.suite if size is None else with_train_size(prep.suite, size, seed)
-        runs.append(one_run(dataclasses.replace(prep, suite=suite), counts))
+        runs.append(one_run(dataclasses.replace(prep, suite=suite), counts, routers_measured(cautious)))
     names = list(runs[0][0])
     mean_auc = {n: float(np.mean([a[n] for a, _ in runs])) for n in names}
     against = {}
@@ -69,22 +76,25 @@ def measure(prep: Prepared, size: int | None, seeds: int) -> dict:
             "auc_per_seed": per_seed, "against": against}
 
 
-def worst_seed(row: dict) -> float:
-    """The lowest over the seeds of TagRouter's test AUC minus random mixing's."""
+def worst_seed(row: dict, name: str = paired.SUBJECT) -> float:
+    """The lowest over the seeds of a router's test AUC minus random mixing's."""
     per_seed = row["auc_per_seed"]
-    return float(min(np.subtract(per_seed[paired.SUBJECT], per_seed[paired.RANDOM])))
+    return float(min(np.subtract(per_seed[name], per_seed[paired.RANDOM])))
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| suite | train queries | seeds | TagRouter | " + " | ".join(BASELINES) + " | "
-            + " | ".join(f"TagRouter vs {b}" for b in BASELINES) + " | worst seed: TagRouter - random |")
-    lines = [head, "|---" * (5 + 2 * len(BASELINES)) + "|"]
+    others = [b for b in (*BASELINES, CAUTIOUS) if b in rows[0]["mean_auc"]]
+    worst = [paired.SUBJECT, *([CAUTIOUS] if CAUTIOUS in others else [])]
+    head = ("| suite | train queries | seeds | TagRouter | " + " | ".join(others) + " | "
+            + " | ".join(f"TagRouter vs {b}" for b in others) + " | "
+            + " | ".join(f"worst seed: {n} - random" for n in worst) + " |")
+    lines = [head, "|---" * (4 + 2 * len(others) + len(worst)) + "|"]
     for r in rows:
         auc = r["mean_auc"]
         lines.append(f"| {r['suite']} | {r['train']} | {r['seeds']} | {auc[paired.SUBJECT]:.4f} | "
-                     + " | ".join(f"{auc[b]:.4f}" for b in BASELINES) + " | "
-                     + " | ".join(comparison(r["against"][b]) for b in BASELINES)
-                     + f" | {worst_seed(r):+.4f} |")
+                     + " | ".join(f"{auc[b]:.4f}" for b in others) + " | "
+                     + " | ".join(comparison(r["against"][b]) for b in others) + " | "
+                     + " | ".join(f"{worst_seed(r, n):+.4f}" for n in worst) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -94,6 +104,7 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[150, 300])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--full", action="store_true", help="also the full train split (one run)")
+    parser.add_argument("--cautious", action="store_true", help=f"also {CAUTIOUS!r}: TagRouter with its caution stage")
     parser.add_argument("--out", type=Path, required=True, help="Markdown table (and .json beside it)")
     args = parser.parse_args(argv)
     folders = [args.suites] if (args.suites / "suite.json").is_file() else suite_folders(args.suites)
@@ -104,7 +115,7 @@ def main(argv=None) -> int:
         prep = prepare(load_suite(folder), tagger, show_progress=False)
         for size in [*args.sizes, *([None] if args.full else [])]:
             started = time.perf_counter()
-            rows.append({"suite": prep.suite.name, **measure(prep, size, args.seeds)})
+            rows.append({"suite": prep.suite.name, **measure(prep, size, args.seeds, args.cautious)})
             print(f"{prep.suite.name} train={rows[-1]['train']}: {time.perf_counter() - started:.0f} s",
                   file=sys.stderr, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,10 +139,13 @@ averaged over the seeds), and the call: *ahead* (interval above 0), *behind* (be
 "worst seed" is the lowest single seed's TagRouter AUC minus random mixing's (a single seed's test
 noise is that of the full suite's paired interval in docs/RESULTS.md: about ±.03 on the AlpacaEval
 suites' 160 test queries).
-TagRouter's small-data caution (tagrouter/offline/routers/tag_router_selection.py): after its tag
-set is chosen, its prior strength (up to 1,000) and tag evidence are chosen again by the
-one-standard-error rule toward the most shrinkage toward each model's overall rate, so the fewer
-the selection rows, the more cautious the fit.
+"cautious" (with `--cautious`) is TagRouter with its caution stage (`TagRouter(caution=True)`,
+tagrouter/offline/routers/tag_router_selection.py): after its tag set is chosen, its prior strength
+(up to 1,000) and tag evidence are chosen again by the one-standard-error rule toward the most
+shrinkage toward each model's overall rate, so the fewer the selection rows, the more cautious the
+fit. Shrinking toward the overall rates is not routing like random mixing, though: the decision
+rule still ranks queries by their estimated cost, so the stage is off in the served TagRouter
+unless this table shows it helps.
 
 """
 

@@ -143,11 +143,15 @@ class TagRouter(Router):
     """TagRouter: fitted counts, the scorer's rule; its settings chosen in stages (`tag_router_selection`)."""
 
     def __init__(self, name: str = "tagrouter", granularities=TOPIC_GRANULARITIES, parsimony: bool = True,
-                 combine=scoring.score_matrix, knob_path: sweep.KnobPath = sweep.knob_path, neighbours: bool = False):
+                 combine=scoring.score_matrix, knob_path: sweep.KnobPath = sweep.knob_path, neighbours: bool = False,
+                 caution: bool = False):
         super().__init__(name, knob_path)
         self.granularities = tuple(granularities)
         self.parsimony = parsimony  # the one-standard-error rule on the tag set
         self.neighbours = neighbours  # also choose the neighbour blend (offline only: NEIGHBOUR_KEYS)
+        # also the caution stage (tag_router_selection): off by default, as it lowered test AUC where
+        # measured (docs/SMALL-DATA.md, the "cautious" column)
+        self.caution = caution
         self.combine = combine  # the query score from its tags' rates (scoring.score_matrix is served)
         self._tags: dict[int, SuiteTags] = {}
 

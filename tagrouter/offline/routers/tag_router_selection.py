@@ -135,6 +135,7 @@ def select(router: TagRouter, prep: Prepared, folds: list[np.ndarray]) -> TagRou
             if third.selection_auc > simpler.selection_auc + 1e-9:
                 simpler = dataclasses.replace(third, candidates=0, extra=simpler.extra)
         result = simpler
+    if router.caution and folds:
         # small data: the most shrinkage toward the overall rates the selection rows cannot tell
         # from the best (the rows' noise grows as the data shrink, so the rule grows more cautious)
         tried_caution: list = []
