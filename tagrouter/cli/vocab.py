@@ -66,8 +66,10 @@ def cmd_tag_quality(args) -> int:
     except (CorpusError, FileNotFoundError, ValueError) as err:
         return fail(str(err))
     embeddings = tagger.encoder.embed([p.text for p in prompts])
+    prototypes = tagger_comparison.prototype_tagger(tagger, baseline)
     quality = tag_quality_heads.quality_section(vocab, tagger.heads, baseline, prompts, embeddings,
-                                                settings.tags_per_level, settings.min_score, settings.topic_min_score)
+                                                settings.tags_per_level, settings.min_score, settings.topic_min_score,
+                                                tag_quality_heads.examples_table(tagger, prototypes))
     ablation = comparison = None
     if not args.no_ablation:
         ablation = tag_ablation.ablation_section(args.suites, tagger)

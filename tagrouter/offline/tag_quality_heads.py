@@ -148,7 +148,7 @@ def reliability_table(new: dict[str, list[dict]]) -> str:
 
 
 def quality_section(vocab: Vocabulary, heads: TaggerHeads, baseline: Vocabulary, prompts, embeddings: np.ndarray,
-                    per_level: int, min_score: float, topic_min_score: float) -> str:
+                    per_level: int, min_score: float, topic_min_score: float, examples: str = "") -> str:
     """The held-out section of docs/TAGS.md: both taggers per level and source, the thresholds, the calibration."""
     new_levels = heads_levels(heads, embeddings)
     old_levels = prototype_levels(baseline, embeddings, per_level,
@@ -187,4 +187,35 @@ that serves few build prompts at a threshold needs more there):
 Reliability of the heads' probabilities on the held-out queries (the top tag's probability, binned,
 against the share of those queries where it is the true tag; all measured sources of a level pooled):
 
-{reliability_table(reliability_rows(vocab, new_levels, prompts))}"""
+{reliability_table(reliability_rows(vocab, new_levels, prompts))}
+
+### Queries like no labelled corpus
+
+The labelled corpora are benchmarks; users ask anything. How the two taggers tag a few such queries
+(the issue's three first); no level is measured on these, and the heads' calibration holds only
+for queries like the labelled ones:
+
+{examples}"""
+
+
+# The issue's three queries and a few everyday ones: how each tagger tags a query like no benchmark.
+EXAMPLES = (
+    "What is the recommended dosage of ibuprofen for a child with fever?",
+    "Write a Python function that reverses a linked list",
+    "Compose a sonnet about autumn rain in the style of Shakespeare",
+    "How do I get a refund for a cancelled flight?",
+    "Who won the 2018 football world cup?",
+    "What's the best way to learn guitar as an adult?",
+)
+
+
+def examples_table(tagger, baseline, texts=EXAMPLES) -> str:
+    """Each text's task, domain and topic tags from the trained tagger and from the prototype tagger."""
+    def cell(tagged) -> str:
+        tags = [f"`{n}` {s:.2f}" for n, lv, s in tagged.tags if lv != "attr"]
+        return ", ".join(tags) or "(none)"
+
+    lines = ["| query | trained heads (probability) | prototype tagger (cosine) |", "|---|---|---|"]
+    for text, new, old in zip(texts, tagger.tag(list(texts)), baseline.tag(list(texts))):
+        lines.append(f"| {text} | {cell(new)} | {cell(old)} |")
+    return "\n".join(lines)

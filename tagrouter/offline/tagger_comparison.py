@@ -40,14 +40,19 @@ def compare_suite(folder: Path, tagger, baseline) -> dict:
     return out
 
 
-def compare(suite_dirs: list[Path], baseline_vocab: Path) -> list[dict]:
+def prototype_tagger(tagger, vocabulary):
+    """The prototype tagger over `vocabulary`: nearest prototypes at the served cosine thresholds, no heads."""
     from tagrouter.core.tag_model import TagModel
+
+    return TagModel(tagger.encoder, vocabulary, tagger.per_level, tagger.min_score, tagger.client_tag_min_similarity,
+                    tagger.topic_min_score, heads=None)
+
+
+def compare(suite_dirs: list[Path], baseline_vocab: Path) -> list[dict]:
     from tagrouter.core.vocabulary import Vocabulary
 
     tagger = configured_tagger()
-    # the prototype tagger: nearest prototypes of its own vocabulary at the served cosine thresholds
-    baseline = TagModel(tagger.encoder, Vocabulary.load(baseline_vocab), tagger.per_level, tagger.min_score,
-                        tagger.client_tag_min_similarity, tagger.topic_min_score, heads=None)
+    baseline = prototype_tagger(tagger, Vocabulary.load(baseline_vocab))
     return [compare_suite(d, tagger, baseline) for d in suite_dirs]
 
 
