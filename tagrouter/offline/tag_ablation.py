@@ -15,7 +15,6 @@ from tagrouter.offline import quality_metrics as metrics
 from tagrouter.offline.prepare import Prepared, estimated_costs, prepare, singles_on
 from tagrouter.offline.routers.tag_router import TOPIC_GRANULARITIES, TagRouter
 from tagrouter.offline.selection import sweep
-from tagrouter.offline.tag_quality import TAGS_PER_LEVEL_SERVED
 
 # Tag sets compared: which levels of the vocabulary a query's tags come from, and how many per level.
 # The suite-fitted topics are the evaluation harness's own (clusters of the suite's train queries).
@@ -26,8 +25,6 @@ ABLATION_VARIANTS = (
     ("task + domain", ("task", "domain"), 2, False, True),
     ("task + domain + topic", ("task", "domain", "topic"), 2, False, True),
     ("all levels (+ attr)", ("task", "domain", "topic", "attr"), 2, False, True),
-    ("all levels, 1 per level", ("task", "domain", "topic", "attr"), 1, False, True),
-    ("all levels, 3 per level", ("task", "domain", "topic", "attr"), 3, False, True),
     ("all levels + suite-fitted topics (served)", ("task", "domain", "topic", "attr"), 2, True, True),
     ("all levels + suite-fitted topics, best selection AUC (no 1-SE rule)", ("task", "domain", "topic", "attr"), 2,
      True, False),
@@ -144,7 +141,7 @@ def render_ablation(rows: list[dict], suites_name: str = "suites") -> str:
     return f"""Test AUC (ROUTING.md, section 3) of TagRouter on every suite in `{suites_name}/`, fitted on
 `train` with its scoring parameters chosen by the evaluation harness on `valid` and `train`
 out-of-fold (`tagrouter.offline.routers.tag_router_selection`), for tag sets that offer one more level at a time,
-then vary the number of tags kept per level (default {TAGS_PER_LEVEL_SERVED}), then add the harness's topic
+then add the harness's topic
 tags fitted on the suite's own training queries (what `tagrouter eval` and `tagrouter fit` serve).
 Offered is not kept: as in `tagrouter eval`, the harness then keeps the smallest tag set (levels
 dropped by weight 0, topic granularities) whose selection AUC is within one paired standard error
@@ -161,26 +158,11 @@ granularities):
 
 Where a variant does worse than task tags only: {"; ".join(worse) or "nowhere"}.
 
-Reading it. On the AlpacaEval suites (open-domain prompts) the task tags alone say little about
-which model wins; adding the domain tags is the largest step (the same kind of request is judged
-differently on code, maths or cooking), and topics and attributes on top of them move the AUC by
-less than about one standard error, either way. On the RouterBench suites the task tags already
-name the benchmark (ARC, MBPP, Winogrande: top-1 0.96 in the tag-quality table) and that is most
-of what predicts correctness there; the domain tags restate it (natural science ~ ARC, software ~
-MBPP, everyday life ~ Winogrande), a topic fires on few of these queries (the topic threshold),
-and the attributes (multiple choice, short input) fire on whole benchmarks. The one-standard-error
-rule drops what the selection rows do not support: the domain level wherever it only restates the
-task (routerbench "task + domain" keeps task only, and scores exactly as task), the attributes in
-the served RouterBench settings. What it keeps there, it keeps on evidence: the taxonomy topics on routerbench-pair
-(selection AUC +.0016 over task only, paired standard error .0005 over the six selection groups)
-and the suite-fitted topics on routerbench-11 (+.0024, standard error .0011). On test these two
-come out below task only, by less than their standard error (routerbench-pair -.0010 +- .0015,
-routerbench-11 -.0019 +- .0021): the must-show "all levels at least task only" does not hold on
-the RouterBench suites. It is not made to hold by choosing on test: the selection rows and test
-disagree here within their noise, and a fine level is only as good as the few train queries
-that carry it (most fine topics are seen fewer than 5 times). Backing rare non-task tags off to
-the query's task rate rather than the global prior, which would make a level that says nothing
-new cost nothing, did not help on the selection rows (docs/ROUTING-CHOICES.md). The served
+Reading it. A row offers TagRouter one more kind of tag; the harness keeps a level only where the
+selection rows support it (the one-standard-error rule), so a row falls below task tags only where
+the selection rows and test disagree, and the bracket says by how much against the noise. With the
+trained tagger a level gives at most one tag (its head's top tag, when sure enough), so the
+number of tags kept per level is no longer varied. The served
 weights carry the level weights (`ScoringParams.level_weight_domain`, `_topic`, `_attr`; task is
 1): `tagrouter eval` and `tagrouter fit` choose them in a second selection stage with the
 suite-fitted topics and the one-standard-error rule (docs/ROUTING-CHOICES.md), and the scorer

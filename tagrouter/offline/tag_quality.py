@@ -19,7 +19,6 @@ from tagrouter.offline.corpora import DEFAULT_CORPORA, HELD_OUT_FRACTION, Prompt
 
 MEASURED_SOURCES = ("arena-hard", "arena-hard-v2", "vicuna", "routerbench")
 MAX_PER_LABEL = 100  # held-out prompts measured per label (RouterBench has ~400 per task)
-TAGS_PER_LEVEL_SERVED = 2  # TAGROUTER_TAGS_PER_LEVEL's default
 
 
 def truth_index(vocab: Vocabulary) -> dict[tuple[str, str], int]:
