@@ -4,6 +4,7 @@ level's tag probabilities.
 `make model` ends with `attach` (tagrouter/dev/export_model.py); by hand, on an exported model:
 
     python -m tagrouter.dev.tagger_graph build/model/model.onnx
+    python -m tagrouter.dev.tagger_graph build/model --latency build/vocab-prototype-944337c  # what it costs
 
 After `sentence_embedding` (unit length, [batch, d]) each level of `tagrouter/data/vocabulary/heads.*`
 adds MatMul (by its float32 weight, [d, C]), Add (its bias) and Softmax, as the output
@@ -82,12 +83,48 @@ def attach(model_path: Path, heads_dir: Path = data.VOCABULARY_DIR) -> bool:
     return True
 
 
+LATENCY_QUERY = "How do I get a refund for a cancelled flight?"
+
+
+def latency(model_dir: Path, baseline_vocab: Path, runs: int = 300) -> dict:
+    """p50 ms of TagModel.tag on one short query: with the heads in the graph, against the same encoder
+    without them and the prototype tagger of `baseline_vocab` (one matrix product after the encoder).
+    Alternated call by call in one process, so the ratio holds on a loaded machine."""
+    import shutil
+    import tempfile
+    import time
+
+    from tagrouter.core.tag_model import TagModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = onnx.load(str(Path(model_dir) / "model.onnx"))
+        _strip(model.graph)
+        onnx.save(model, str(Path(tmp) / "model.onnx"))
+        shutil.copy(Path(model_dir) / "tokenizer.json", Path(tmp) / "tokenizer.json")
+        taggers = {"heads in the graph": TagModel.load(model_dir),
+                   "encoder, then prototypes": TagModel.load(tmp, baseline_vocab, use_heads=False)}
+        times: dict[str, list[float]] = {name: [] for name in taggers}
+        for i in range(runs + 20):
+            for name, tagger in taggers.items():
+                start = time.perf_counter()
+                tagger.tag([LATENCY_QUERY])
+                if i >= 20:  # warm-up
+                    times[name].append(time.perf_counter() - start)
+    p50 = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+    return p50 | {"ratio": p50["heads in the graph"] / p50["encoder, then prototypes"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path)
+    parser.add_argument("model", type=Path, help="model.onnx to attach to, or with --latency the model folder")
     parser.add_argument("--heads", type=Path, default=data.VOCABULARY_DIR, help="folder with heads.npz and heads.json")
+    parser.add_argument("--latency", type=Path, metavar="BASELINE_VOCAB",
+                        help="instead: time tagging with the heads in the graph against the prototype tagger")
     args = parser.parse_args()
-    print(f"{args.model}: heads attached" if attach(args.model, args.heads) else f"no heads in {args.heads}")
+    if args.latency:
+        print(latency(args.model, args.latency))
+    else:
+        print(f"{args.model}: heads attached" if attach(args.model, args.heads) else f"no heads in {args.heads}")
 
 
 if __name__ == "__main__":
