@@ -98,9 +98,10 @@ Task and domain tags name kinds of work and fields, from the project's taxonomy
 source set) are only aliases of the taxonomy tag that declares them, the training labels of the
 tagger's heads, and a client tag spelled as one aligns to that tag.
 
-Attribute tags (`tagrouter/core/tagging.py`) come from rules, not the encoder: input length band,
-code present, maths present, multiple choice, multi-part request, and the script of a non-Latin
-query as a cheap stand-in for its language.
+Attribute tags (`tagrouter/core/attributes.py`) come from rules, not the encoder: input length band,
+code present, maths present, multiple choice, multi-part request, the script of a non-Latin
+query as a cheap stand-in for its language, and those of issue 15's candidates the ablation on
+the selection rows kept; each candidate's precision and ablation are in docs/ATTRIBUTES.md.
 
 ## Tag quality on held-out labelled queries
 

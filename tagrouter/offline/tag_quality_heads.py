@@ -123,6 +123,11 @@ def reliability_rows(vocab: Vocabulary, levels: dict[str, Served], prompts) -> d
     return out
 
 
+def _served(precision) -> str:
+    """A precision, or why there is none (a level that served no query: NaN or null)."""
+    return "none served" if precision is None or precision != precision else str(precision)
+
+
 def comparison_table(new: list[dict], old: list[dict]) -> str:
     """The heads' row beside the prototype tagger's for each (level, source)."""
     old_by = {(r["level"], r["source"]): r for r in old}
@@ -133,8 +138,9 @@ def comparison_table(new: list[dict], old: list[dict]) -> str:
             if row is None:
                 continue
             src = f"**{r['source']}**" if r["source"] == "all" else r["source"]
+            precision = _served(row["precision"] if row["precision"] != row["precision"] else f"{row['precision']:.3f}")
             lines.append(f"| {r['level']} | {src} | {row['queries']} | {who} | {row['coverage']:.3f} | "
-                         f"{row['precision']:.3f} | {row['recall']:.3f} | {row['top1']:.3f} | {row['top3']:.3f} |")
+                         f"{precision} | {row['recall']:.3f} | {row['top1']:.3f} | {row['top3']:.3f} |")
     return "\n".join(lines)
 
 
@@ -156,10 +162,11 @@ def quality_section(vocab: Vocabulary, heads: TaggerHeads, baseline: Vocabulary,
     new, old = level_rows(vocab, new_levels, prompts), level_rows(baseline, old_levels, prompts)
     record = heads.record.get("levels", {})
     params = heads.record.get("params", {})
+    oof = {lv: record.get(lv, {}).get("out_of_fold", {}) for lv in heads.heads}
     thresholds = "\n".join(
         f"| {lv} | {h.threshold:.2f} | {record.get(lv, {}).get('classes_with_prompts', '')} of {len(h.names)} | "
-        f"{record.get(lv, {}).get('temperature', '')} | {record.get(lv, {}).get('out_of_fold', {}).get('precision', '')} | "
-        f"{record.get(lv, {}).get('out_of_fold', {}).get('coverage', '')} |" for lv, h in heads.heads.items())
+        f"{record.get(lv, {}).get('temperature', '')} | {_served(oof[lv].get('precision'))} | "
+        f"{oof[lv].get('coverage', '')} |" for lv, h in heads.heads.items())
     return f"""The trained tagger (`heads`, served) against the prototype tagger it replaces (`prototypes`: the
 vocabulary of commit 944337c, nearest prototypes by cosine, the top {per_level} of each level at cosine
 >= {min_score}, topics >= {max(min_score, topic_min_score)}). Each is judged on its own vocabulary (the
