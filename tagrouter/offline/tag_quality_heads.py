@@ -167,7 +167,8 @@ def quality_section(vocab: Vocabulary, heads: TaggerHeads, baseline: Vocabulary,
         f"| {lv} | {h.threshold:.2f} | {record.get(lv, {}).get('classes_with_prompts', '')} of {len(h.names)} | "
         f"{record.get(lv, {}).get('temperature', '')} | {_served(oof[lv].get('precision'))} | "
         f"{oof[lv].get('coverage', '')} |" for lv, h in heads.heads.items())
-    return f"""The trained tagger (`heads`, served) against the prototype tagger it replaces (`prototypes`: the
+    return f"""The trained tagger (`heads`; in the graph, not yet served by default: see below) against the
+prototype tagger (`prototypes`: the
 vocabulary of commit 944337c, nearest prototypes by cosine, the top {per_level} of each level at cosine
 >= {min_score}, topics >= {max(min_score, topic_min_score)}). Each is judged on its own vocabulary (the
 prototype tagger's RouterBench task tags were the benchmarks' names). Precision: share of the served
@@ -179,7 +180,11 @@ queries given a tag at that level; top-1/top-3: the true tag is among the 1 or 3
 Held-out queries outside Arena-Hard v0.1 given a topic: heads {other_coverage(new_levels, prompts):.3f},
 prototypes {other_coverage(old_levels, prompts):.3f}.
 
-How the heads serve (`tagrouter/core/tag_model.py`): a level's tag is its head's top tag when its
+Not served by default yet (`TagModel.load(use_heads=False)`): with the heads, the starter weights'
+recommended point sent all five sample queries of `make run` to one model, and everyday queries got
+wrong tags ("Prove that there are infinitely many primes" -> `task:code-generation`); the served tagger
+is the prototype tagger over the same taxonomy-named vocabulary until the heads meet issue 16's bar.
+How the heads tag (`tagrouter/core/tag_model.py`, `use_heads=True`): a level's tag is its head's top tag when its
 calibrated probability reaches the level's threshold, else the level gives none and the router
 backs off to the coarser tags and the prior. Thresholds and temperatures were chosen on the build
 side only (`tagrouter/offline/train_tagger.py`: {params.get('folds')}-fold out-of-fold probabilities of the

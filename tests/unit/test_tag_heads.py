@@ -64,7 +64,7 @@ def test_heads_in_the_graph_give_the_probabilities_of_the_numpy_maths(tmp_path):
 def test_a_level_abstains_below_its_threshold_and_names_its_top_tag_above():
     from tagrouter.core.tag_model import TagModel
 
-    tagger = TagModel.load(DEFAULT_MODEL_DIR)
+    tagger = TagModel.load(DEFAULT_MODEL_DIR, use_heads=True)
     tagged = tagger.tag(TEXTS)
     tasks = [[n for n, lv, _ in t.tags if lv == "task"] for t in tagged]
     assert tasks == [["task:code-generation"], ["task:creative-writing"], ["task:math-problem"]]
