@@ -122,7 +122,13 @@ def test_metrics_are_exposed(redis_url, clean_redis):
                 stub.Route(router_pb2.RouteRequest(query="Write a haiku about rain"), timeout=5)
                 with pytest.raises(grpc.RpcError):
                     stub.Route(router_pb2.RouteRequest(query=" "), timeout=5)
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            # The server counts a call after its status is sent: a client that scrapes at once can be
+            # ahead of the count, so read again (bounded) until the refused call is in.
+            for _ in range(50):
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+                if 'code="INVALID_ARGUMENT",method="Route"' in text:
+                    break
+                time.sleep(0.1)
         finally:
             router.stop()
     assert 'tagrouter_rpc_requests_total{code="OK",method="Route",service="RouterService"} 1.0' in text
