@@ -21,6 +21,13 @@ import redis
 from tagrouter.stack.embedded_redis import die_with_parent, free_port, redis_server_binary
 
 START_TIMEOUT_S = 15.0
+# A port chosen free can be taken before the node binds it (an outgoing connection's ephemeral port):
+# the node then exits at once, and the group starts again on fresh ports, this many times in all.
+START_ATTEMPTS = 3
+
+
+class NodeExited(RuntimeError):
+    """A node's process ended while it was starting; the message ends with its last log line."""
 
 
 def redis_cli_binary() -> str | None:
@@ -66,8 +73,10 @@ class _Node:
         conf.write_text("\n".join([f"port {port}", "bind 127.0.0.1", f"dir {folder}", 'save ""', "appendonly no",
                                    *extra]) + "\n")
         args = [redis_server_binary(), str(conf), *(["--sentinel"] if sentinel else [])]
-        self.process = subprocess.Popen(die_with_parent(args), stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.log = folder / "server.log"  # why it exited, if it does
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(die_with_parent(args), stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
 
     def client(self, **kw) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=1, **kw)
@@ -76,7 +85,8 @@ class _Node:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis on port {self.port} exited ({self.process.returncode})")
+                last = self.log.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                raise NodeExited(f"redis on port {self.port} exited ({self.process.returncode}): {last[0]}")
             try:
                 with self.client() as c:
                     c.ping()
@@ -107,11 +117,20 @@ class _Group:
         self._dir.cleanup()
 
     def __enter__(self):
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(START_ATTEMPTS):
+            self.folder = Path(self._dir.name) / f"attempt{attempt}"  # no state left from a failed start
+            try:
+                return self.start()
+            except NodeExited:
+                if attempt == START_ATTEMPTS - 1:
+                    self.stop()
+                    raise
+                for node in self.nodes:
+                    node.kill(signal.SIGKILL)
+                self.nodes = []
+            except BaseException:
+                self.stop()
+                raise
 
     def __exit__(self, *exc) -> None:
         self.stop()
@@ -134,6 +153,7 @@ class SentinelGroup(_Group):
         return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
 
     def start(self) -> SentinelGroup:
+        self.data, self.sentinels = [], []
         primary_port = free_port()
         self.data.append(_Node(self.folder / "primary", primary_port, []))
         for i in range(self.replica_count):
@@ -208,6 +228,7 @@ class ClusterGroup(_Group):
         return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
 
     def start(self) -> ClusterGroup:
+        self.nodes = []
         for i in range(self.primary_count * 2):
             self.nodes.append(_Node(self.folder / f"node{i}", cluster_port(), [
                 "cluster-enabled yes", f"cluster-config-file nodes-{i}.conf",
