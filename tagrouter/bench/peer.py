@@ -27,11 +27,13 @@ def peer_home() -> Path:
 
 def missing(shared: Path, home: Path) -> str | None:
     """Why the comparison cannot run here, or None."""
-    for path, what in ((shared / SCRIPT, "the peer script"), (shared / PROMPTS, "the AlpacaEval prompts"),
-                       (home / "venv" / "bin" / "python", "the peer environment"),
+    for path, what in ((shared / SCRIPT, "the peer script"), (shared / PROMPTS, "the AlpacaEval prompts")):
+        if not path.exists():
+            return f"skipped: {what} is not at {path} (it comes with ../shared beside the checkout)"
+    for path, what in ((home / "venv" / "bin" / "python", "the peer environment"),
                        (home / "fe_cache", "the fastembed cache")):
         if not path.exists():
-            return f"skipped: no {what} at {path} (build it with `bash ../shared/bench/peer/setup.sh`)"
+            return f"skipped: {what} is not at {path} (build it with `bash ../shared/bench/peer/setup.sh`)"
     return None
 
 

@@ -24,6 +24,7 @@ START_TIMEOUT_S = 15.0
 # A port chosen free can be taken before the node binds it (an outgoing connection's ephemeral port):
 # the node then exits at once, and the group starts again on fresh ports, this many times in all.
 START_ATTEMPTS = 3
+FAILOVER_TIMEOUT_MS = 4000
 
 
 class NodeExited(RuntimeError):
@@ -159,18 +160,27 @@ class SentinelGroup(_Group):
         for i in range(self.replica_count):
             self.data.append(_Node(self.folder / f"replica{i}", free_port(),
                                    [f"replicaof 127.0.0.1 {primary_port}"]))
+        self.nodes = list(self.data)
+        for node in self.data:
+            node.wait_up()
+        # A sentinel learns the replicas from the primary's INFO: at once on connecting, then every 10 s.
+        # Started before the replicas are online, it may know none for 10 s, and a failover then aborts
+        # with no replica to promote; so the sentinels start after the replicas are in sync.
+        self._wait(lambda: self._replicas_online(self.data[0]) == self.replica_count, "the replicas to sync")
         for i in range(self.sentinel_count):
             self.sentinels.append(_Node(self.folder / f"sentinel{i}", free_port(), [
                 f"sentinel monitor {self.SERVICE} 127.0.0.1 {primary_port} 2",
                 f"sentinel down-after-milliseconds {self.SERVICE} {self.down_after_ms}",
-                f"sentinel failover-timeout {self.SERVICE} 10000",
+                # A failed election or promotion is retried after twice this: short, so a retry fits the wait.
+                f"sentinel failover-timeout {self.SERVICE} {FAILOVER_TIMEOUT_MS}",
                 f"sentinel parallel-syncs {self.SERVICE} 2"], sentinel=True))
         self.nodes = self.data + self.sentinels
-        for node in self.nodes:
+        for node in self.sentinels:
             node.wait_up()
-        self._wait(lambda: self._replicas_online(self.data[0]) == self.replica_count, "the replicas to sync")
         self._wait(lambda: all(self._sentinels_seen(s) >= self.sentinel_count - 1 for s in self.sentinels),
                    "the sentinels to find each other")
+        self._wait(lambda: all(self._replicas_known(s) == self.replica_count for s in self.sentinels),
+                   "the sentinels to know every replica")
         return self
 
     def primary(self) -> _Node:
@@ -179,7 +189,7 @@ class SentinelGroup(_Group):
             _, port = c.sentinel_get_master_addr_by_name(self.SERVICE)
         return next(n for n in self.data if n.port == int(port))
 
-    def wait_failover(self, old: _Node, timeout_s: float = 30.0) -> _Node:
+    def wait_failover(self, old: _Node, timeout_s: float = 45.0) -> _Node:
         """Bounded wait until every live sentinel names a primary other than `old` that answers as one."""
         def moved() -> bool:
             for s in self.sentinels:
@@ -188,8 +198,20 @@ class SentinelGroup(_Group):
                         return False
             with self.primary().client(decode_responses=True) as c:
                 return c.info("replication")["role"] == "master"
-        self._wait(moved, "a failover", timeout_s)
+        try:
+            self._wait(moved, "a failover", timeout_s)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}; the sentinels' failover events: {self._failover_events()}") from None
         return self.primary()
+
+    def _failover_events(self, last: int = 6) -> str:
+        events = []
+        for s in self.sentinels:
+            lines = s.log.read_text(errors="replace").splitlines() if s.log.exists() else []
+            marks = [line[line.index(" +") + 1 if " +" in line else 0:] for line in lines
+                     if "failover" in line or "sdown" in line]
+            events.append(f"sentinel {s.port}: " + " | ".join(marks[-last:]))
+        return "; ".join(events)
 
     @staticmethod
     def _replicas_online(node: _Node) -> int:
@@ -197,6 +219,12 @@ class SentinelGroup(_Group):
             info = c.info("replication")
         return sum(1 for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)
                    and v.get("state") == "online")
+
+    def _replicas_known(self, sentinel: _Node) -> int:
+        """Replicas this sentinel knows and holds as healthy (flags exactly "slave": not down, not disconnected)."""
+        with sentinel.client(decode_responses=True) as c:
+            replicas = c.sentinel_slaves(self.SERVICE)
+        return sum(1 for r in replicas if r.get("flags") == "slave" or r.get("flags") == {"slave"})
 
     def _sentinels_seen(self, sentinel: _Node) -> int:
         with sentinel.client(decode_responses=True) as c:
