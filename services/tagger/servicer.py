@@ -63,7 +63,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     def _encode_and_select(self, texts: list[str], spare_core: bool = False) -> list[TaggedQuery]:
         """TagModel.tag in its two phases, each a span when tracing is on."""
         with tracing.span("tagger.encode", {"tagrouter.texts": len(texts)}):
-            encoded = self.tagger.encoder.encode(texts, spare_core)
+            encoded = self.tagger.encoder.encode(texts, spare_core, heads=self.tagger.heads is not None)
         started = time.perf_counter()
         with tracing.span("tagger.select_tags"):
             tagged = self.tagger.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 SHORT_INPUT_TOKENS = 10
 MEDIUM_INPUT_TOKENS = 64
@@ -65,6 +66,7 @@ _OTHER_LATIN = frozenset("el los las que del por para una con es est les des une
                          "nicht ein eine mit auf sie wie como mais não você che per sono della di il je ne zu".split())
 
 
+@lru_cache(maxsize=64)  # asked by six rules of the same query: counted once per query
 def _script(text: str) -> str | None:
     counts = [(len(rx.findall(text)), name) for name, rx in _SCRIPTS]
     most, script = max(counts, key=lambda c: c[0])

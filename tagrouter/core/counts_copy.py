@@ -61,15 +61,15 @@ class CountsCopy:
             target = self._all if tag == ALL_QUERIES_TAG else self._counts[self._rows[tag]]
             target[m] = 0.0 if row is None else row
             applied += 1
-        if grown:  # cells are written in place, which the table sees; new tags need new rows and arrays
+        if applied:  # the table's statistics were of the counts before: the next query makes a new one
             self._table = None
         return applied
 
     def table(self) -> ScoringTable:
         """A ScoringTable that scores from the copy as it stands when it scores (one per change)."""
         if self._table is None:
-            # `apply` writes cells in place (a table held across an update then sees the newer
-            # counts of the same version, which is harmless) and grows by making new arrays
+            # `apply` writes cells in place and grows by making new arrays; a table held across an
+            # update keeps the statistics it computed first (one query's worth of staleness, harmless)
             self._table = ScoringTable(self.version, self.models, self.params, dict(self._rows), self._counts,
                                        self._all, self.calibration)
         return self._table

@@ -103,10 +103,11 @@ class Encoder:
                 count += max(1, -(-span // UNK_BYTES_PER_TOKEN)) - 1
         return count
 
-    def encode(self, texts: list[str], spare_core: bool = False) -> Encoded:
+    def encode(self, texts: list[str], spare_core: bool = False, heads: bool = True) -> Encoded:
         """Embeds `texts` (non-empty list) in one session call. spare_core: the caller knows
         nothing else is running (a lone query on an idle tagger), so one long text may use
-        WIDE_THREADS threads."""
+        WIDE_THREADS threads. heads: also fetch the graph's tag probabilities (when it has heads);
+        a tagger that does not use them asks for the embedding alone, so onnxruntime skips the heads."""
         started = time.perf_counter()
         encodings = self.tokenizer.encode_batch(texts)
         lengths = [len(e.ids) for e in encodings]
@@ -122,7 +123,8 @@ class Encoder:
             mask[row, : len(tokens)] = 1
         session = self._session_for(len(texts), width, spare_core)
         tokenised = time.perf_counter()
-        embeddings, *probs = session.run(["sentence_embedding", *self.head_outputs],
+        heads_asked = self.head_outputs if heads else []
+        embeddings, *probs = session.run(["sentence_embedding", *heads_asked],
                                          {"input_ids": ids, "attention_mask": mask})
         return Encoded(
             embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
@@ -130,7 +132,7 @@ class Encoder:
             truncated=[n > MAX_TOKENS for n in lengths],
             tokenise_s=tokenised - started,
             run_s=time.perf_counter() - tokenised,
-            tag_probs={name[len(OUTPUT_PREFIX):]: p for name, p in zip(self.head_outputs, probs)} if probs else None,
+            tag_probs={name[len(OUTPUT_PREFIX):]: p for name, p in zip(heads_asked, probs)} if probs else None,
         )
 
     def embed(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -91,10 +92,10 @@ class CandidateScores:
 
 @dataclass(frozen=True)
 class ScoringTable:
-    """The weights of one version as arrays, for scoring without I/O. A query is scored from its own
-    tags' counts and the `*` row with the scorer's Score rule (`scoring.score_query`): every
-    Feedback moves the `*` row, hence every tag's rate, so the router's copy (`CountsCopy`) keeps
-    counts and scores per query rather than recomputing every tag's statistics at each update."""
+    """The weights of one version as arrays, for scoring without I/O, with the scorer's Score rule.
+    Every tag's statistics are computed once, on the table's first query (`statistics`); every
+    Feedback moves the `*` row, hence every tag's rate, so the router's copy (`CountsCopy`) makes a
+    new table after each change rather than recomputing at each update."""
 
     version: str
     models: list[ModelPrice]
@@ -116,14 +117,21 @@ class ScoringTable:
         return cls(weights.version, list(weights.models), weights.params, {t: i for i, t in enumerate(tags)},
                    counts, all_counts, weights.calibration)
 
+    @cached_property
+    def statistics(self) -> scoring.TagStatistics:
+        """Every tag's statistics, and last a row of zero counts for the tags the weights lack: computed
+        once per version, on the first query (a version lives until the next update; the elementwise
+        rule gives each row what `score_query` gives it alone)."""
+        names = [*self.rows, ""]
+        counts = np.concatenate([self.counts.reshape(-1, *self.counts.shape[1:]),
+                                 np.zeros((1, *self.counts.shape[1:]))])
+        return scoring.tag_statistics(counts, self.all_counts, names, self.params)
+
     def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
         """The query's scores; `tags` without `*`, deduplicated, `confidence` [len(tags)] (a tag the
         weights lack has zero counts, so no weight)."""
-        zero = np.zeros(self.counts.shape[1:])
-        rows = [self.rows.get(t) for t in tags]
-        sub = np.stack([zero if r is None else self.counts[r] for r in rows]) if rows else \
-            np.zeros((0, *self.counts.shape[1:]))
-        return scoring.score_query(sub, self.all_counts, confidence, tags, self.params)
+        unseen = len(self.rows)
+        return scoring.combine(self.statistics, [self.rows.get(t, unseen) for t in tags], confidence)
 
     def candidates(self, pairs: Iterable[tuple[str, float]], candidates: list[str]) -> CandidateScores:
         """What the scorer's Score would answer for these (tag, confidence) pairs, computed from the copy."""

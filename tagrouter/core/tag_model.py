@@ -27,9 +27,10 @@ from tagrouter.core.tagging import (
     TOPIC_MIN_SCORE,
     align,
     attribute_tags,
+    level_members,
     nearest_in_groups,
     normalise_client_tag,
-    select_tags,
+    select_in_levels,
 )
 from tagrouter.core.vocabulary import Vocabulary
 
@@ -90,6 +91,8 @@ class TagModel:
         self._plain = np.setdiff1d(np.arange(len(self._names)), np.concatenate([grouped, by_head]).astype(np.int64))
         self._groups = list(groups.values())
         self._level_of_tag = vocabulary.level_of_tag[self._plain]
+        self._level_members = level_members(self._level_of_tag)
+        self._plain_min_scores = self._min_scores[self._plain]
         self._prototypes_t = np.ascontiguousarray(vocabulary.prototypes.T)
         self.client_tag_min_similarity = client_tag_min_similarity
         # Exact names: the canonical name, its tail without the level, and every alias, normalised.
@@ -142,7 +145,7 @@ class TagModel:
 
     def tag(self, texts: list[str], per_level: int | None = None) -> list[TaggedQuery]:
         """Tags a batch of texts with one encoder call (which runs the heads in the graph)."""
-        encoded = self.encoder.encode(texts)
+        encoded = self.encoder.encode(texts, heads=self.heads is not None)
         return self.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated, per_level,
                                 encoded.tag_probs)
 
@@ -168,8 +171,8 @@ class TagModel:
                 if probs[level][row, best] >= threshold:  # one tag per level: the softmax names one
                     tags.append((names[best], level, float(probs[level][row, best])))
             if self._plain.size:
-                chosen = select_tags(similarity[row, self._plain], self._level_of_tag, per_level,
-                                     self._min_scores[self._plain])
+                chosen = select_in_levels(similarity[row, self._plain], self._level_members, per_level,
+                                          self._plain_min_scores)
                 tags += [(self._names[self._plain[i]], self._levels[self._plain[i]], score) for i, score in chosen]
             if self._groups:
                 tags += [(self._names[i], "topic", float(similarity[row, i]))

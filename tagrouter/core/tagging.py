@@ -50,11 +50,21 @@ def select_tags(similarity: np.ndarray, level_of_tag: np.ndarray, per_level: int
     similarity: [T] cosine similarity of one query to each tag prototype.
     level_of_tag: [T] index into LEVELS. Returns (tag index, similarity), best first per level.
     """
+    return select_in_levels(similarity, level_members(level_of_tag), per_level, min_score)
+
+
+def level_members(level_of_tag: np.ndarray) -> list[np.ndarray]:
+    """The tag indices of each level present, in level order: what `select_in_levels` takes, made once."""
+    return [np.flatnonzero(level_of_tag == level) for level in np.unique(level_of_tag)]
+
+
+def select_in_levels(similarity: np.ndarray, members: list[np.ndarray], per_level: int,
+                     min_score: float | np.ndarray) -> list[tuple[int, float]]:
+    """`select_tags` with each level's members given (`level_members`): the tagger's per-query path."""
     chosen: list[tuple[int, float]] = []
     min_score = np.broadcast_to(np.asarray(min_score, dtype=np.float64), similarity.shape)
-    for level in np.unique(level_of_tag):
-        members = np.flatnonzero(level_of_tag == level)
-        best = members[np.argsort(-similarity[members], kind="stable")[:per_level]]
+    for rows in members:
+        best = rows[np.argsort(-similarity[rows], kind="stable")[:per_level]]
         chosen.extend((int(i), float(similarity[i])) for i in best if similarity[i] >= min_score[i])
     return chosen
 
