@@ -39,6 +39,16 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
     return ((AUTH_METADATA_KEY, f"Bearer {token}"),)
 
 
+def presented_token(metadata) -> str:
+    """The token of `authorization: Bearer <token>` in call metadata ('' when absent or another scheme):
+    the one parse for the admin token and the tenants' tokens. RFC 7235: the scheme is case-insensitive
+    ("bearer" is "Bearer"); the token is compared exactly by whoever checks it."""
+    value = next((v for k, v in (metadata or ()) if k == AUTH_METADATA_KEY), "")
+    value = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    scheme, _, token = value.strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
     """Refuses state-changing RPCs without the admin token (UNAUTHENTICATED)."""
 
@@ -46,14 +56,7 @@ class AdminTokenInterceptor(grpc.aio.ServerInterceptor):
         self._expected = token.encode()
 
     def _authorised(self, metadata) -> bool:
-        presented = next((v for k, v in (metadata or ()) if k == AUTH_METADATA_KEY), "")
-        if isinstance(presented, str):
-            presented = presented.encode()
-        # RFC 7235: the scheme is case-insensitive ("bearer" is "Bearer"); the token is compared exactly.
-        scheme, _, credentials = presented.strip().partition(b" ")
-        if scheme.lower() != b"bearer":
-            credentials = b""
-        return hmac.compare_digest(credentials.strip(), self._expected) and bool(self._expected)
+        return hmac.compare_digest(presented_token(metadata).encode(), self._expected) and bool(self._expected)
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)

@@ -14,21 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.common import metrics
+from services.common import metrics, security
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from services.common.tenant_store import SPEND_GRACE_S, TenantStore, new_request_id, tenant_of
 from tagrouter.core import operating, tenancy
 from tagrouter.core.tenancy import PaceSample, Tenant, WindowState
-
-AUTH_KEY = "authorization"
-
-
-def bearer_of(metadata) -> str:
-    """The token of `authorization: Bearer <token>` in call metadata ('' when absent)."""
-    value = next((v for k, v in (metadata or ()) if k == AUTH_KEY), "")
-    value = value.decode() if isinstance(value, bytes) else value
-    scheme, _, token = value.strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 @dataclass
@@ -87,7 +77,7 @@ class Gate:
         self.store = store
 
     async def identify(self, context) -> Tenant:
-        token = bearer_of(context.invocation_metadata())
+        token = security.presented_token(context.invocation_metadata())
         tenant = await self.store.by_token(token) if token else None
         if tenant is None:
             raise Unauthenticated("tenancy is on: send 'authorization: Bearer <tenant token>' with a known token")
