@@ -61,11 +61,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A port chosen free can be taken (an outgoing connection's ephemeral port) before redis binds it.
+START_ATTEMPTS = 3
+
+
+class PortTaken(RuntimeError):
+    """redis-server exited at start because its port was in use."""
+
+
 class EmbeddedRedis:
     """Context manager: `with EmbeddedRedis() as url:` gives redis://127.0.0.1:PORT/0."""
 
     def __init__(self, port: int | None = None, password: str | None = None, data_dir: str | None = None):
         self.port = port or free_port()
+        self._port_chosen = port is None  # a port we chose may be taken before redis binds it: choose again
         self.password = password
         self.data_dir = data_dir  # given: append-only file there, fsync'd on every write, survives restarts
         self.process: subprocess.Popen | None = None
@@ -78,6 +87,16 @@ class EmbeddedRedis:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
+        for attempt in range(START_ATTEMPTS if self._port_chosen else 1):
+            try:
+                return self._start()
+            except PortTaken:
+                if attempt == START_ATTEMPTS - 1 or not self._port_chosen:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> str:
         if self.data_dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="tagrouter-redis-")
             self.scratch = self._dir.name
@@ -86,17 +105,24 @@ class EmbeddedRedis:
                 "--dir", self.data_dir or self._dir.name, "--daemonize", "no", "--loglevel", "warning", *persist]
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(die_with_parent(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        # Its log (why it exited, if it does) is read only while it starts: the pipe is closed once it
+        # answers (redis ignores SIGPIPE, so a later warning is dropped, never a crash or a full pipe).
+        self.process = subprocess.Popen(die_with_parent(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.process.stderr.read().decode(errors='replace')}")
+                said = self.process.stdout.read().decode(errors="replace").strip().splitlines()[-3:]
+                self._drop_scratch_dir()
+                if any("Address already in use" in line for line in said):
+                    raise PortTaken(f"redis-server could not bind port {self.port}: {' | '.join(said)}")
+                raise RuntimeError(f"redis-server exited ({self.process.returncode}): {' | '.join(said)}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
                     if conn.recv(64):
                         self._drop_scratch_dir()
+                        self.process.stdout.close()
                         return self.url
             except OSError:
                 time.sleep(0.05)

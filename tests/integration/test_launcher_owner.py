@@ -4,11 +4,16 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+import redis as redis_py
+
+from tagrouter.stack import embedded_redis
 from tests.conftest import REPO_ROOT
 
 OWNER = """
@@ -54,3 +59,20 @@ def test_a_killed_owner_takes_its_redis_and_services_with_it():
         if owner.poll() is None:
             owner.kill()
             owner.wait()
+
+
+def test_a_port_taken_before_redis_binds_it_is_chosen_again(monkeypatch):
+    # the race a CI run lost: the free port went to another socket between choosing and binding
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        chosen = iter([taken])
+        real_free_port = embedded_redis.free_port
+        monkeypatch.setattr(embedded_redis, "free_port", lambda: next(chosen, None) or real_free_port())
+        server = embedded_redis.EmbeddedRedis()
+        assert server.port == taken
+        with server as url:
+            assert server.port != taken and redis_py.Redis.from_url(url).ping()
+        with pytest.raises(embedded_redis.PortTaken, match=f"could not bind port {taken}"):
+            embedded_redis.EmbeddedRedis(port=taken).start()  # a port the caller chose is not changed
