@@ -22,13 +22,14 @@ from pathlib import Path
 from tagrouter.stack.embedded_redis import die_with_parent, free_port
 
 ENVOY_ENV = "TAGROUTER_ENVOY"
-DEFAULT_ENVOY = Path("build/tools/bin/envoy")
+# Where `make envoy-tools` installs it: the checkout's build/tools, wherever the caller runs from.
+DEFAULT_ENVOY = Path(__file__).resolve().parents[2] / "build" / "tools" / "bin" / "envoy"
 MODEL_HEADER = "x-tagrouter-model"
 START_SECONDS = 30.0
 
 
 def envoy_binary() -> Path | None:
-    """$TAGROUTER_ENVOY, else build/tools/bin/envoy under the working directory; None when absent."""
+    """$TAGROUTER_ENVOY, else the checkout's build/tools/bin/envoy; None when absent."""
     path = Path(os.environ.get(ENVOY_ENV, "").strip() or DEFAULT_ENVOY)
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
