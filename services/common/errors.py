@@ -11,6 +11,7 @@ import logging
 
 import grpc
 import redis.exceptions
+from google.protobuf.message import DecodeError
 
 from services.common.interceptors import WrappedHandlers, wrap_handler
 from tagrouter.core.limits import InvalidRequest
@@ -44,6 +45,21 @@ DeadlineExceeded = _error_kind(grpc.StatusCode.DEADLINE_EXCEEDED, "No time is le
 UNREACHABLE = (ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+def status_for(err: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message an exception escaping `method` ends its call with (a surprise is
+    INTERNAL, logged with its traceback): for the interceptor, and per message in a stream."""
+    if isinstance(err, ServiceError):
+        return err.code, str(err)
+    if isinstance(err, InvalidRequest):  # the core's request checks
+        return grpc.StatusCode.INVALID_ARGUMENT, str(err)
+    if isinstance(err, UNREACHABLE):
+        return grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}"
+    if isinstance(err, DecodeError):  # a request stream's message, decoded inside the servicer's loop
+        return grpc.StatusCode.INVALID_ARGUMENT, f"a message of the request stream does not parse: {err}"
+    log.error("unhandled error in %s", method, exc_info=err)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}"
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns exceptions escaping unary handlers and streams into statuses with a clear message."""
 
@@ -58,14 +74,7 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     @staticmethod
     def _guarded(handler, method: str):
         async def abort_for(err: Exception, context) -> None:
-            if isinstance(err, ServiceError):
-                await context.abort(err.code, str(err))
-            if isinstance(err, InvalidRequest):  # the core's request checks
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-            if isinstance(err, UNREACHABLE):
-                await context.abort(grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}")
-            log.exception("unhandled error in %s", method)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}")
+            await context.abort(*status_for(err, method))
 
         def wrap(inner):
             async def guarded(request, context):
@@ -90,4 +99,6 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
             return guarded
 
-        return wrap_handler(wrap_handler(handler, "unary_unary", wrap), "unary_stream", wrap_stream)
+        # a request stream's behaviour takes the request iterator where a unary one takes the request
+        handler = wrap_handler(wrap_handler(handler, "unary_unary", wrap), "unary_stream", wrap_stream)
+        return wrap_handler(handler, "stream_stream", wrap_stream)

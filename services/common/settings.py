@@ -60,6 +60,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "FEEDBACK_TAGGER_ADDR": ("scorer", "tagger address host:port (optional): lets Feedback take a query instead of its tags"),
     "SCORER_ADDR": ("router", "scorer address host:port (required)"),
     "TAGROUTER_TAGGER_TIMEOUT_MS": ("router", "deadline of each Tag call (default 250)"),
+    "TAGROUTER_TAG_STREAMS": ("router", "long-lived TagStream calls the router tags over, in turn (default 4; 0: a Tag call per query; with tracing on, Tag calls carry the trace)"),
     "TAGROUTER_SCORER_TIMEOUT_MS": ("router", "deadline of each Score call (default 150)"),
     "TAGROUTER_SCORE_IN_ROUTER": ("router", "score from a copy of the weights that the scorer streams (WatchWeights) instead of a Score call per Route; false = always call Score (default true)"),
     "TAGROUTER_DEFAULT_MODEL": ("router", "model answered when routing cannot decide (default gpt4_1106_preview)"),
@@ -332,6 +333,7 @@ class RouterSettings:
     tenant_redis_url: str | None = field(default=None, repr=False)  # None: tenancy off
     reservation_ttl_s: int = 600
     redis_ca_file: Path | None = None
+    tag_streams: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
@@ -357,6 +359,7 @@ class RouterSettings:
             extproc_aliases=_names("TAGROUTER_EXTPROC_ALIASES", e.str("TAGROUTER_EXTPROC_ALIASES", "auto")),
             tenant_redis_url=tenant_url,
             reservation_ttl_s=e.int("TAGROUTER_TENANT_RESERVATION_SECONDS", 600, 1, 86400),
+            tag_streams=e.int("TAGROUTER_TAG_STREAMS", 4, 0, 64),
             redis_ca_file=_redis_ca_file(e, session_url, tenant_url),
         )
 

@@ -154,7 +154,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         started = time.perf_counter()
         with tracing.span("route.tag") as phase:
             try:
-                tagged = await self.downstreams.tagger.Tag(
+                tagged = await self.downstreams.tag(
                     tagger_pb2.TagRequest(query=request.query, client_tags=request.client_tags),
                     timeout=self._timeout(self.settings.tagger_timeout_s, context))
             except grpc.aio.AioRpcError as err:

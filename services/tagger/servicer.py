@@ -5,9 +5,11 @@ import asyncio
 import functools
 import time
 
+import grpc
+
 from services.common import tracing
-from services.common.errors import Unavailable
-from services.common.metrics import TAG_CACHE, TAGGER_PHASE_LATENCY
+from services.common.errors import Unavailable, status_for
+from services.common.metrics import RPC_LATENCY, RPC_REQUESTS, TAG_CACHE, TAGGER_PHASE_LATENCY
 from services.tagger.batching import MicroBatcher
 from services.tagger.cache import TagCache, cache_key
 from tagrouter.core.limits import check_batch, check_client_tags, check_query, check_request_chars
@@ -15,6 +17,11 @@ from tagrouter.core.tag_model import AlignedTag, TaggedQuery, TagModel
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 
 _CACHE_HIT, _CACHE_MISS = TAG_CACHE.labels("hit"), TAG_CACHE.labels("miss")
+# TagStream's messages, counted and timed as RPCs are (the stream itself is one long call).
+_STREAM_MESSAGES = functools.partial(RPC_REQUESTS.labels, "tagger", "TagStream.message")
+_STREAM_LATENCY = functools.partial(RPC_LATENCY.labels, "tagger", "TagStream.message")
+# Messages of one TagStream read ahead of their answers (the unary limit's default).
+STREAM_IN_FLIGHT = 512
 _TOKENISE_TIME, _ENCODE_TIME, _SELECT_TIME = (TAGGER_PHASE_LATENCY.labels(p) for p in ("tokenise", "encode", "select"))
 
 
@@ -139,6 +146,49 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
             tracing.annotate({"tagrouter.tags": len(response.tags), "tagrouter.input_tokens": response.input_tokens,
                               "tagrouter.truncated": response.truncated})
         return response
+
+    async def TagStream(self, request_iterator, context):
+        """Tag for each message, answered as each is done, in any order: a message's failure is its
+        answer's status (as Tag would have ended), never the stream's. At most STREAM_IN_FLIGHT
+        messages are read ahead of their answers being sent: past that the stream stops reading and
+        HTTP/2 flow control holds the sender back."""
+        answers: asyncio.Queue[tagger_pb2.TagStreamResponse | None] = asyncio.Queue()
+        room = asyncio.Semaphore(STREAM_IN_FLIGHT)
+        tasks: set[asyncio.Task] = set()
+
+        async def answer(message) -> None:
+            started = time.perf_counter()
+            try:
+                reply = tagger_pb2.TagStreamResponse(id=message.id, response=await self.Tag(message.request, context))
+                code = grpc.StatusCode.OK
+            except Exception as err:  # noqa: BLE001 - each message ends as Tag would have ended
+                code, text = status_for(err, "TagStream")
+                reply = tagger_pb2.TagStreamResponse(id=message.id, code=code.value[0], message=text)
+            answers.put_nowait(reply)
+            _STREAM_MESSAGES(code.name).inc()
+            _STREAM_LATENCY(code.name).observe(time.perf_counter() - started)
+
+        async def read() -> None:
+            try:
+                async for message in request_iterator:
+                    await room.acquire()
+                    task = asyncio.ensure_future(answer(message))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if tasks:  # the caller is done sending: answer what it sent, then end the stream
+                    await asyncio.wait(set(tasks))
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (reply := await answers.get()) is not None:
+                yield reply
+                room.release()
+            await reader  # a request that did not decode (or a broken stream) ends the call with its status
+        finally:
+            for task in (reader, *tasks):
+                task.cancel()
 
     async def TagBatch(self, request, context):
         check_batch(request.requests)

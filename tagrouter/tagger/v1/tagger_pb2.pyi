@@ -6,6 +6,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TagStreamRequest(_message.Message):
+    __slots__ = ("id", "request")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    request: TagRequest
+    def __init__(self, id: _Optional[int] = ..., request: _Optional[_Union[TagRequest, _Mapping]] = ...) -> None: ...
+
+class TagStreamResponse(_message.Message):
+    __slots__ = ("id", "response", "code", "message")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    response: TagResponse
+    code: int
+    message: str
+    def __init__(self, id: _Optional[int] = ..., response: _Optional[_Union[TagResponse, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class TagRequest(_message.Message):
     __slots__ = ("query", "tags_per_level", "client_tags")
     QUERY_FIELD_NUMBER: _ClassVar[int]

@@ -45,6 +45,11 @@ class TaggerServiceStub:
                 request_serializer=tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagBatchRequest.SerializeToString,
                 response_deserializer=tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagBatchResponse.FromString,
                 _registered_method=True)
+        self.TagStream = channel.stream_stream(
+                '/tagrouter.tagger.v1.TaggerService/TagStream',
+                request_serializer=tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagStreamRequest.SerializeToString,
+                response_deserializer=tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagStreamResponse.FromString,
+                _registered_method=True)
 
 
 class TaggerServiceServicer:
@@ -65,6 +70,15 @@ class TaggerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TagStream(self, request_iterator, context):
+        """Tag queries over one long-lived stream, for a caller that sends many one by one (the router):
+        no call set-up per query. Each message carries the caller's id and is answered once, in any
+        order, with the response or the status Tag would have ended with; the stream lives on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaggerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +91,11 @@ def add_TaggerServiceServicer_to_server(servicer, server):
                     servicer.TagBatch,
                     request_deserializer=tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagBatchRequest.FromString,
                     response_serializer=tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagBatchResponse.SerializeToString,
+            ),
+            'TagStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.TagStream,
+                    request_deserializer=tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagStreamRequest.FromString,
+                    response_serializer=tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +153,33 @@ class TaggerService:
             '/tagrouter.tagger.v1.TaggerService/TagBatch',
             tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagBatchRequest.SerializeToString,
             tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TagStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tagrouter.tagger.v1.TaggerService/TagStream',
+            tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagStreamRequest.SerializeToString,
+            tagrouter_dot_tagger_dot_v1_dot_tagger__pb2.TagStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

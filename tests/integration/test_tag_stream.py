@@ -1,0 +1,103 @@
+"""TagStream, the long-lived call the router tags over: each message answered once by its id, with the
+tags or the status Tag gives the same request; a bad message fails alone, bad bytes end the call."""
+import threading
+import time
+
+import grpc
+import pytest
+
+from tagrouter.router.v1 import router_pb2, router_pb2_grpc
+from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
+from tests.conftest import running_stack, wipe_tagrouter_keys
+
+pytestmark = pytest.mark.standalone_only(reason="the tagger keeps nothing in Redis: one mode says it all")
+
+QUERIES = ["Write a Python function that reverses a linked list", "Who won the 2018 football world cup?",
+           "Compose a sonnet about autumn rain", "How do I get a refund for a cancelled flight?"]
+
+
+@pytest.fixture(scope="module")
+def procs(redis_url):
+    wipe_tagrouter_keys(redis_url)
+    with running_stack(redis_url) as procs:
+        yield procs
+
+
+@pytest.fixture(scope="module")
+def tagger(procs):
+    with grpc.insecure_channel(procs["tagger"].address) as channel:
+        yield tagger_pb2_grpc.TaggerServiceStub(channel)
+
+
+def message(i: int, query: str, **kw) -> tagger_pb2.TagStreamRequest:
+    return tagger_pb2.TagStreamRequest(id=i, request=tagger_pb2.TagRequest(query=query, **kw))
+
+
+def test_each_message_gets_tag_s_answer_under_its_own_id(tagger):
+    sent = [message(100 + i, q) for i, q in enumerate(QUERIES)]
+    sent += [message(7, ""), message(8, "ok", client_tags=["x"] * 17), message(9, QUERIES[0], tags_per_level=1)]
+    answers = {a.id: a for a in tagger.TagStream(iter(sent), timeout=30)}
+    assert sorted(answers) == sorted(m.id for m in sent)  # each once, whatever the order
+    for m in sent:
+        try:
+            expected, code = tagger.Tag(m.request, timeout=10), grpc.StatusCode.OK
+        except grpc.RpcError as err:
+            expected, code = err.details(), err.code()
+        got = answers[m.id]
+        assert got.code == code.value[0], (m.id, got.message)
+        if code == grpc.StatusCode.OK:
+            assert got.response == expected and got.response.input_tokens > 0
+        else:
+            assert got.message == expected and not got.HasField("response")
+    assert answers[7].message == "query is empty" and "at most 16" in answers[8].message
+
+
+def test_many_messages_in_flight_are_all_answered(tagger):
+    sent = [message(i, f"{i}: {QUERIES[i % 4]}") for i in range(200)]
+    answers = list(tagger.TagStream(iter(sent), timeout=60))
+    assert sorted(a.id for a in answers) == list(range(200))
+    assert all(a.code == 0 and a.response.input_tokens > 0 for a in answers)
+
+
+def test_the_stream_stays_open_between_messages(tagger):
+    # a caller that sends, waits for the answer, then sends again (as the router does)
+    outgoing: list = []
+    ready = threading.Event()
+
+    def requests():
+        for i in range(3):
+            ready.wait(10)
+            ready.clear()
+            yield outgoing[i]
+
+    outgoing.extend(message(i, q) for i, q in enumerate(QUERIES[:3]))
+    ready.set()
+    answers = []
+    for answer in tagger.TagStream(requests(), timeout=30):
+        answers.append(answer.id)
+        time.sleep(0.05)
+        ready.set()
+    assert answers == [0, 1, 2]
+
+
+def test_bytes_that_do_not_parse_end_the_call_with_invalid_argument(procs):
+    with grpc.insecure_channel(procs["tagger"].address) as channel:
+        raw = channel.stream_stream("/tagrouter.tagger.v1.TaggerService/TagStream",
+                                    request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        with pytest.raises(grpc.RpcError) as refused:
+            list(raw(iter([b"\xff\xff\xff not a message"]), timeout=10))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not parse" in refused.value.details()
+
+
+def test_the_router_tags_over_streams_and_a_tag_call_when_they_are_off(redis_url, procs):
+    with grpc.insecure_channel(procs["router"].address) as channel:
+        streamed = [router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query=q), timeout=10)
+                    for q in QUERIES]
+    with running_stack(redis_url, TAGROUTER_TAG_STREAMS="0") as unary, \
+            grpc.insecure_channel(unary["router"].address) as channel:
+        called = [router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query=q), timeout=10)
+                  for q in QUERIES]
+    assert not any(r.degraded for r in streamed + called)
+    assert [r.tags for r in streamed] == [r.tags for r in called]
+    assert [r.model for r in streamed] == [r.model for r in called]
