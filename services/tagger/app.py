@@ -22,4 +22,4 @@ def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
     tagger.encoder.wide_threads = settings.lone_query_threads
     servicer = TaggerServicer(tagger, cache_size=settings.tag_cache_size)
     return ServiceSpec(SERVICE_NAME, servicer, tagger_pb2_grpc.add_TaggerServiceServicer_to_server,
-                       start=servicer.start, stop=servicer.stop)
+                       start=servicer.start, stop=servicer.stop, end_streams=servicer.end_streams)

@@ -51,6 +51,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         self.aligner: MicroBatcher[AlignedTag | None] = MicroBatcher(self.tagger.align_client_tags, max_batch=max_batch)
         self.cache: TagCache[TaggedQuery] = TagCache(cache_size)
         self._ready = False
+        self._draining = False
+        self._stream_readers: set[asyncio.Task] = set()  # each open TagStream's reader, ended by end_streams
 
     async def start(self) -> None:
         """Ready after one real inference (and the tag names embedded for client-tag alignment)."""
@@ -170,25 +172,38 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
 
         async def read() -> None:
             try:
-                async for message in request_iterator:
-                    await room.acquire()
-                    task = asyncio.ensure_future(answer(message))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                if tasks:  # the caller is done sending: answer what it sent, then end the stream
+                try:
+                    async for message in request_iterator:
+                        await room.acquire()
+                        task = asyncio.ensure_future(answer(message))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                except asyncio.CancelledError:
+                    if not self._draining:  # the call itself is going: nothing more to answer
+                        raise
+                if tasks:  # the caller is done sending, or the tagger drains: answer what came, then end
                     await asyncio.wait(set(tasks))
             finally:
                 answers.put_nowait(None)
 
         reader = asyncio.ensure_future(read())
+        self._stream_readers.add(reader)
         try:
             while (reply := await answers.get()) is not None:
                 yield reply
                 room.release()
             await reader  # a request that did not decode (or a broken stream) ends the call with its status
         finally:
+            self._stream_readers.discard(reader)
             for task in (reader, *tasks):
                 task.cancel()
+
+    async def end_streams(self) -> None:
+        """As the drain begins: each TagStream stops reading, answers what it has and ends, so that its
+        caller moves on to another tagger instead of sending here for the whole grace period."""
+        self._draining = True
+        for reader in list(self._stream_readers):
+            reader.cancel()
 
     async def TagBatch(self, request, context):
         check_batch(request.requests)

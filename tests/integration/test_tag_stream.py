@@ -1,5 +1,6 @@
 """TagStream, the long-lived call the router tags over: each message answered once by its id, with the
 tags or the status Tag gives the same request; a bad message fails alone, bad bytes end the call."""
+import signal
 import threading
 import time
 
@@ -7,8 +8,9 @@ import grpc
 import pytest
 
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
+from tagrouter.stack import wait_serving
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
-from tests.conftest import running_stack, wipe_tagrouter_keys
+from tests.conftest import Process, running_stack, service_env, wipe_tagrouter_keys
 
 pytestmark = pytest.mark.standalone_only(reason="the tagger keeps nothing in Redis: one mode says it all")
 
@@ -101,3 +103,29 @@ def test_the_router_tags_over_streams_and_a_tag_call_when_they_are_off(redis_url
     assert not any(r.degraded for r in streamed + called)
     assert [r.tags for r in streamed] == [r.tags for r in called]
     assert [r.model for r in streamed] == [r.model for r in called]
+
+
+def test_a_draining_tagger_ends_its_streams_at_once(redis_url):
+    # SIGTERM: the stream's answers are sent and the call ends, well before the grace period
+    # (TAGROUTER_GRACE_SECONDS, 10 here), so the router moves on to another tagger
+    tagger = Process("tagger", service_env(redis_url, TAGROUTER_GRACE_SECONDS="10"))
+    try:
+        wait_serving(tagger.address)
+        more = threading.Event()
+
+        def requests():
+            yield message(1, QUERIES[0])
+            more.wait(20)  # the caller keeps its side open, as the router does
+
+        with grpc.insecure_channel(tagger.address) as channel:
+            stream = tagger_pb2_grpc.TaggerServiceStub(channel).TagStream(requests(), timeout=30)
+            first = next(stream)
+            tagger.proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            rest = list(stream)  # ends when the tagger ends the call
+            ended_after = time.monotonic() - signalled
+            more.set()
+        assert first.id == 1 and first.code == 0 and rest == []
+        assert ended_after < 5, f"the stream held the drain for {ended_after:.1f} s"
+    finally:
+        tagger.stop()
