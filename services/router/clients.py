@@ -68,19 +68,21 @@ class TagStreams:
         self._slots: list[_TagStream | None] = [None] * size
         self._turn = itertools.count()
         self._ids = itertools.count(1)
+        self._retiring: set[_TagStream] = set()  # the loop keeps only weak references to their tasks
         self.max_age_s = max_age_s
 
     async def tag(self, request: tagger_pb2.TagRequest, timeout: float) -> tagger_pb2.TagResponse:
         slot = next(self._turn) % len(self._slots)
         stream = self._slots[slot]
         if stream is None or stream.ended or stream.age() > self.max_age_s:
-            if stream is not None:
-                stream.retire()
+            if stream is not None and not stream.ended:  # held until its queries in flight are answered
+                self._retiring.add(stream)
+                stream.retire(self._retiring.discard)
             stream = self._slots[slot] = _TagStream(self._call_factory())
         return await stream.tag(next(self._ids), request, timeout)
 
     async def close(self) -> None:
-        for stream in self._slots:
+        for stream in [*self._slots, *self._retiring]:
             if stream is not None:
                 stream.cancel()
 
@@ -97,6 +99,7 @@ class _TagStream:
         self.opened = time.monotonic()
         self.ended = False
         self._retired = False
+        self._closing: asyncio.Task | None = None
         self._waiting: dict[int, asyncio.Future] = {}
         self._write_lock = asyncio.Lock()  # a call takes one write at a time
         self._reader = asyncio.ensure_future(self._read())
@@ -147,11 +150,12 @@ class _TagStream:
                 if not answer.done():
                     answer.set_exception(_failure(status, details))
 
-    def retire(self) -> None:
-        """No more queries: the tagger answers those in flight, then ends the call."""
+    def retire(self, on_end) -> None:
+        """No more queries: the tagger answers those in flight, then ends the call; then on_end(self)."""
         if not self._retired and not self.ended:
             self._retired = True
-            asyncio.ensure_future(self._done_writing())
+            self._closing = asyncio.ensure_future(self._done_writing())
+            self._reader.add_done_callback(lambda _: on_end(self))
 
     async def _done_writing(self) -> None:
         try:

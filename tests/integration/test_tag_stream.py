@@ -1,5 +1,6 @@
 """TagStream, the long-lived call the router tags over: each message answered once by its id, with the
 tags or the status Tag gives the same request; a bad message fails alone, bad bytes end the call."""
+import asyncio
 import signal
 import threading
 import time
@@ -7,6 +8,7 @@ import time
 import grpc
 import pytest
 
+from services.router.clients import TagStreams
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.stack import wait_serving
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
@@ -129,3 +131,26 @@ def test_a_draining_tagger_ends_its_streams_at_once(redis_url):
         assert ended_after < 5, f"the stream held the drain for {ended_after:.1f} s"
     finally:
         tagger.stop()
+
+
+def test_the_router_s_streams_retire_and_reopen_without_losing_a_query(procs):
+    # max_age 0: every query retires the stream it would have used; each retired one answers what it
+    # carries, then ends and is let go; a stream the tagger ended is reopened on the next query
+    async def run():
+        async with grpc.aio.insecure_channel(procs["tagger"].address) as channel:
+            streams = TagStreams(channel, size=2, max_age_s=0.0)
+            replies = await asyncio.gather(*[streams.tag(tagger_pb2.TagRequest(query=f"{i} {QUERIES[i % 4]}"), 10.0)
+                                             for i in range(40)])
+            for _ in range(100):  # bounded: the retired streams end once answered
+                if not streams._retiring:
+                    break
+                await asyncio.sleep(0.05)
+            left = len(streams._retiring)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await streams.tag(tagger_pb2.TagRequest(query=""), 10.0)
+            await streams.close()
+            return replies, left, refused.value
+    replies, left, refused = asyncio.run(run())
+    assert len(replies) == 40 and all(r.input_tokens > 0 for r in replies)
+    assert left == 0, "retired streams were kept after they ended"
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and refused.details() == "query is empty"
