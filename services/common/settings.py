@@ -34,7 +34,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_METRICS_HOST": ("all", "address the /metrics server binds (default TAGROUTER_HOST)"),
     "TAGROUTER_MAX_CONCURRENT_RPCS": ("all", "unary calls in flight (Score, Route, Tag, ...) before new ones get RESOURCE_EXHAUSTED; health checks and admin RPCs are not counted (default 512)"),
     "TAGROUTER_MAX_ADMIN_RPCS": ("all", "state-changing calls in flight (LoadWeights, Feedback) before new ones get RESOURCE_EXHAUSTED (default 64)"),
-    "TAGROUTER_MAX_STREAMS": ("all", "open streams (WatchWeights, health Watch, reflection) before new ones get RESOURCE_EXHAUSTED (default 1024)"),
+    "TAGROUTER_MAX_STREAMS": ("all", "open streams (WatchWeights, TagStream, health Watch, reflection) before new ones get RESOURCE_EXHAUSTED (default 1024)"),
     "TAGROUTER_MAX_STREAMS_PER_PEER": ("all", "open streams from one client IP address before new ones get RESOURCE_EXHAUSTED (default 64)"),
     "TAGROUTER_TLS_CERT_FILE": ("all", "PEM certificate: serve TLS (with TAGROUTER_TLS_KEY_FILE); the router also presents it to its downstreams"),
     "TAGROUTER_TLS_KEY_FILE": ("all", "PEM private key of TAGROUTER_TLS_CERT_FILE"),

@@ -22,7 +22,8 @@ def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
     if settings.tls_ca_file is not None:
         credentials = channel_credentials(settings.tls_ca_file, settings.tls_cert_file, settings.tls_key_file)
     servicer = RouterServicer(Downstreams(settings.tagger_addr, settings.scorer_addr, credentials,
-                                          tag_streams=settings.tag_streams), settings)
+                                          tag_streams=settings.tag_streams, tag_timeout_s=settings.tagger_timeout_s),
+                              settings)
     server = ServerSettings.from_env("router", env)
     admin = TenantAdmin(servicer.tenants.store if servicer.tenants else None,
                         open_refused=not server.admin_token and not is_loopback(server.host))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 
 import grpc
@@ -18,7 +19,7 @@ class Downstreams:
     """Stubs for the router's two downstreams."""
 
     def __init__(self, tagger_addr: str, scorer_addr: str, credentials: grpc.ChannelCredentials | None = None,
-                 tag_streams: int = 0):
+                 tag_streams: int = 0, tag_timeout_s: float = 60.0):
         self.tagger_channel = open_channel(tagger_addr, credentials)
         self.scorer_channel = open_channel(scorer_addr, credentials)
         self.tagger = tagger_pb2_grpc.TaggerServiceStub(self.tagger_channel)
@@ -26,7 +27,8 @@ class Downstreams:
         self.tagger_health = health_pb2_grpc.HealthStub(self.tagger_channel)
         self.scorer_health = health_pb2_grpc.HealthStub(self.scorer_channel)
         # Tag over streams (0: a Tag call per query)
-        self.tag_streams = TagStreams(self.tagger_channel, tag_streams) if tag_streams > 0 else None
+        self.tag_streams = (TagStreams(self.tagger_channel, tag_streams, longest_wait_s=tag_timeout_s + 1.0)
+                            if tag_streams > 0 else None)
 
     async def serving(self, timeout: float = 1.0) -> dict[str, bool]:
         """Whether each downstream reports SERVING right now."""
@@ -58,28 +60,48 @@ class TagStreams:
     message on an open stream costs the hop a third of a unary call's set-up (docs/BENCHMARKS.md).
 
     Queries take the `size` streams in turn; each stream is opened on first use and again after it
-    ends (the tagger restarted, the connection broke: its queries in flight fail with the stream's
-    status, as their unary calls would have). With a round_robin channel each stream lands on the next
-    tagger, and a stream retires after `max_age_s` so that queries spread over taggers added since.
-    Errors are grpc.aio.AioRpcError, as from the stub's Tag: the router treats both alike."""
+    ends. A query whose stream ends before its answer (the tagger drains or restarts, the connection
+    breaks) is sent once more on a fresh stream while its time lasts: tagging has no side effects.
+    With a round_robin channel each stream lands on the next tagger, and a stream retires after
+    `max_age_s` so that queries spread over taggers added since; a retired stream is cancelled
+    `longest_wait_s` later at the latest (no query waits longer). Each message carries the query's
+    remaining time, after which the tagger drops it. Errors are grpc.aio.AioRpcError, as from the
+    stub's Tag: the router treats both alike."""
 
-    def __init__(self, channel: grpc.aio.Channel, size: int = 4, max_age_s: float = 60.0):
+    def __init__(self, channel: grpc.aio.Channel, size: int = 4, max_age_s: float = 60.0,
+                 longest_wait_s: float = 60.0):
         self._call_factory = tagger_pb2_grpc.TaggerServiceStub(channel).TagStream
         self._slots: list[_TagStream | None] = [None] * size
         self._turn = itertools.count()
         self._ids = itertools.count(1)
         self._retiring: set[_TagStream] = set()  # the loop keeps only weak references to their tasks
         self.max_age_s = max_age_s
+        self.longest_wait_s = longest_wait_s
 
-    async def tag(self, request: tagger_pb2.TagRequest, timeout: float) -> tagger_pb2.TagResponse:
+    def _stream(self) -> _TagStream:
         slot = next(self._turn) % len(self._slots)
         stream = self._slots[slot]
         if stream is None or stream.ended or stream.age() > self.max_age_s:
             if stream is not None and not stream.ended:  # held until its queries in flight are answered
                 self._retiring.add(stream)
-                stream.retire(self._retiring.discard)
+                stream.retire(self._retiring.discard, self.longest_wait_s)
             stream = self._slots[slot] = _TagStream(self._call_factory())
-        return await stream.tag(next(self._ids), request, timeout)
+        return stream
+
+    async def tag(self, request: tagger_pb2.TagRequest, timeout: float) -> tagger_pb2.TagResponse:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for attempt in range(2):
+            try:
+                return await self._stream().tag(next(self._ids), request, deadline)
+            except _StreamEnded as ended:
+                if attempt == 1 or loop.time() >= deadline:
+                    raise _failure(ended.code, ended.details) from None
+        raise AssertionError("unreachable")
+
+    @property
+    def retiring(self) -> int:
+        return len(self._retiring)
 
     async def close(self) -> None:
         for stream in [*self._slots, *self._retiring]:
@@ -91,6 +113,14 @@ def _failure(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
 
 
+class _StreamEnded(Exception):
+    """The query's stream ended before its answer: the query may go again on another."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
 class _TagStream:
     """One TagStream call: queries written one at a time, answers matched to their callers by id."""
 
@@ -99,7 +129,7 @@ class _TagStream:
         self.opened = time.monotonic()
         self.ended = False
         self._retired = False
-        self._closing: asyncio.Task | None = None
+        self._closing: asyncio.Task | None = None  # a reference: the loop holds tasks weakly
         self._waiting: dict[int, asyncio.Future] = {}
         self._write_lock = asyncio.Lock()  # a call takes one write at a time
         self._reader = asyncio.ensure_future(self._read())
@@ -107,34 +137,35 @@ class _TagStream:
     def age(self) -> float:
         return time.monotonic() - self.opened
 
-    async def tag(self, query_id: int, request: tagger_pb2.TagRequest, timeout: float) -> tagger_pb2.TagResponse:
-        answer = asyncio.get_running_loop().create_future()
+    async def tag(self, query_id: int, request: tagger_pb2.TagRequest, deadline: float) -> tagger_pb2.TagResponse:
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
         self._waiting[query_id] = answer
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 # shielded: a Route cancelled or out of time mid-write must not cut a message in half
-                await asyncio.shield(self._send(tagger_pb2.TagStreamRequest(id=query_id, request=request)))
+                await asyncio.shield(self._send(query_id, request, deadline))
                 reply = await answer
         except TimeoutError:
-            raise _failure(grpc.StatusCode.DEADLINE_EXCEEDED, f"no tags within {timeout * 1000:.0f} ms") from None
-        except grpc.aio.AioRpcError:
-            raise
-        except (asyncio.InvalidStateError, grpc.aio.UsageError) as err:  # the call ended under the write
-            self.ended = True
-            raise _failure(grpc.StatusCode.UNAVAILABLE, f"the tag stream ended: {err}") from None
+            raise _failure(grpc.StatusCode.DEADLINE_EXCEEDED, "no tags within the tagger's deadline") from None
+        except (asyncio.InvalidStateError, grpc.aio.UsageError, grpc.aio.AioRpcError) as err:
+            self.ended = True  # the call ended under the write
+            raise _StreamEnded(grpc.StatusCode.UNAVAILABLE, f"the tag stream ended: {err}") from None
         finally:
             self._waiting.pop(query_id, None)
         if reply.code != grpc.StatusCode.OK.value[0]:
             raise _failure(_status_code(reply.code), reply.message)
         return reply.response
 
-    async def _send(self, message: tagger_pb2.TagStreamRequest) -> None:
+    async def _send(self, query_id: int, request: tagger_pb2.TagRequest, deadline: float) -> None:
         async with self._write_lock:
-            await self.call.write(message)
+            left_ms = math.ceil((deadline - asyncio.get_running_loop().time()) * 1000)
+            if query_id not in self._waiting or left_ms <= 0:
+                return  # its caller gave up while the write waited its turn: the tagger need not see it
+            await self.call.write(tagger_pb2.TagStreamRequest(id=query_id, request=request, timeout_ms=left_ms))
 
     async def _read(self) -> None:
-        status = grpc.StatusCode.UNAVAILABLE
-        details = "the tag stream ended"
+        status, details = grpc.StatusCode.UNAVAILABLE, "the tag stream ended"
         try:
             async for reply in self.call:
                 answer = self._waiting.get(reply.id)
@@ -148,14 +179,16 @@ class _TagStream:
             self.ended = True
             for answer in self._waiting.values():
                 if not answer.done():
-                    answer.set_exception(_failure(status, details))
+                    answer.set_exception(_StreamEnded(status, details))
 
-    def retire(self, on_end) -> None:
-        """No more queries: the tagger answers those in flight, then ends the call; then on_end(self)."""
+    def retire(self, on_end, longest_wait_s: float) -> None:
+        """No more queries: the tagger answers those in flight, then ends the call (cancelled after
+        `longest_wait_s` if it has not: no query waits longer); then on_end(self)."""
         if not self._retired and not self.ended:
             self._retired = True
             self._closing = asyncio.ensure_future(self._done_writing())
-            self._reader.add_done_callback(lambda _: on_end(self))
+            timer = asyncio.get_running_loop().call_later(longest_wait_s, self.cancel)
+            self._reader.add_done_callback(lambda _: (timer.cancel(), on_end(self)))
 
     async def _done_writing(self) -> None:
         try:

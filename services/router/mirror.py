@@ -96,7 +96,7 @@ class WeightsMirror:
             self._stale_after = STALE_AFTER_HEARTBEATS * update.heartbeat_seconds
         if update.HasField("weights"):
             copy = CountsCopy(Weights.from_proto(update.weights))
-            table = copy.table()
+            table = copy.table().prepared()
             if self._table is None or table.version != self._table.version:
                 log.info("scoring in-process with weights version %s (%d tags, %d models)",
                          table.version, len(table.rows), len(table.models))
@@ -109,7 +109,7 @@ class WeightsMirror:
                 raise OutOfStep(f"a delta on message {delta.base_sequence} of version {delta.version}, the copy "
                                 f"holds message {self._sequence}")
             self._copy.apply((c.tag, c.model, [getattr(c, f) for f in COUNT_FIELDS]) for c in delta.counts)
-            self._table, self._sequence = self._copy.table(), update.sequence
+            self._table, self._sequence = self._copy.table().prepared(), update.sequence  # not in a Route
             self._observe_lag(update)
         self._heard_at = time.monotonic()
 

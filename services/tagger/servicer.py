@@ -160,11 +160,18 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
 
         async def answer(message) -> None:
             started = time.perf_counter()
+            # the caller's deadline, as a Tag call has one: cancelled past it, its query leaves the batcher
+            scope = asyncio.timeout(message.timeout_ms / 1000 if message.timeout_ms else None)
             try:
-                reply = tagger_pb2.TagStreamResponse(id=message.id, response=await self.Tag(message.request, context))
+                async with scope:
+                    response = await self.Tag(message.request, context)
+                reply = tagger_pb2.TagStreamResponse(id=message.id, response=response)
                 code = grpc.StatusCode.OK
             except Exception as err:  # noqa: BLE001 - each message ends as Tag would have ended
-                code, text = status_for(err, "TagStream")
+                if scope.expired():
+                    code, text = grpc.StatusCode.DEADLINE_EXCEEDED, f"not tagged within its {message.timeout_ms} ms"
+                else:
+                    code, text = status_for(err, "TagStream")
                 reply = tagger_pb2.TagStreamResponse(id=message.id, code=code.value[0], message=text)
             answers.put_nowait(reply)
             _STREAM_MESSAGES(code.name).inc()
@@ -181,8 +188,12 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
                 except asyncio.CancelledError:
                     if not self._draining:  # the call itself is going: nothing more to answer
                         raise
-                if tasks:  # the caller is done sending, or the tagger drains: answer what came, then end
-                    await asyncio.wait(set(tasks))
+                while tasks:  # the caller is done sending, or the tagger drains: answer what came, then end
+                    try:
+                        await asyncio.wait(set(tasks))
+                    except asyncio.CancelledError:  # the drain began while this stream was finishing
+                        if not self._draining:
+                            raise
             finally:
                 answers.put_nowait(None)
 

@@ -2,10 +2,10 @@
 
 The router's copy (services/router/mirror.py) starts from the whole weights and then applies only
 the (tag, model) rows that changed, never re-parsing the whole weights. Every Feedback changes the
-`*` row, hence the prior, hence every tag's smoothed rate: so rather than recompute the statistics
-of all tags at each update, the copy's table computes them at scoring time for the query's own
-tags only (`scoring.score_query`, the scorer's Score rule; a tag's statistics depend only on its
-own counts and the `*` row, so the answer is the same). An update costs O(changed cells).
+`*` row, hence the prior, hence every tag's smoothed rate: after a change the copy makes a new
+table, whose statistics of all tags (`ScoringTable.statistics`, the scorer's Score rule: a tag's
+statistics depend only on its own counts and the `*` row) the router computes as the change
+arrives, off the Route's path; a query then costs a lookup of its own tags' rows.
 A cell carries its row as it now stands, not an increment, so applying one twice is harmless.
 """
 from __future__ import annotations

@@ -92,10 +92,9 @@ class CandidateScores:
 
 @dataclass(frozen=True)
 class ScoringTable:
-    """The weights of one version as arrays, for scoring without I/O, with the scorer's Score rule.
-    Every tag's statistics are computed once, on the table's first query (`statistics`); every
-    Feedback moves the `*` row, hence every tag's rate, so the router's copy (`CountsCopy`) makes a
-    new table after each change rather than recomputing at each update."""
+    """The weights as arrays, for scoring without I/O, with the scorer's Score rule. Every tag's
+    statistics are computed once per table (`statistics`): every Feedback moves the `*` row, hence
+    every tag's rate, so the router's copy (`CountsCopy`) makes a new table after each change."""
 
     version: str
     models: list[ModelPrice]
@@ -120,12 +119,16 @@ class ScoringTable:
     @cached_property
     def statistics(self) -> scoring.TagStatistics:
         """Every tag's statistics, and last a row of zero counts for the tags the weights lack: computed
-        once per version, on the first query (a version lives until the next update; the elementwise
-        rule gives each row what `score_query` gives it alone)."""
+        once per table (the router's copy makes a table per change and computes them as it arrives,
+        `prepared`); the elementwise rule gives each row what `score_query` gives it alone."""
         names = [*self.rows, ""]
-        counts = np.concatenate([self.counts.reshape(-1, *self.counts.shape[1:]),
-                                 np.zeros((1, *self.counts.shape[1:]))])
+        counts = np.concatenate([self.counts, np.zeros((1, *self.counts.shape[1:]))])
         return scoring.tag_statistics(counts, self.all_counts, names, self.params)
+
+    def prepared(self) -> ScoringTable:
+        """This table with its statistics computed now, so that no query pays for them."""
+        _ = self.statistics
+        return self
 
     def score(self, tags: list[str], confidence: np.ndarray) -> scoring.QueryScore:
         """The query's scores; `tags` without `*`, deduplicated, `confidence` [len(tags)] (a tag the

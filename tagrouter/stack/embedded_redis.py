@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import redis
+
 
 def redis_server_binary() -> str:
     try:
@@ -120,14 +122,26 @@ class EmbeddedRedis:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
                     conn.sendall(b"PING\r\n")
-                    if conn.recv(64):
-                        self._drop_scratch_dir()
-                        self.process.stdout.close()
-                        return self.url
+                    answered = bool(conn.recv(64))
             except OSError:
-                time.sleep(0.05)
+                answered = False
+            # the answer must be ours: another process's server on the port means ours could not bind it
+            if answered and self._answering_pid() == self.process.pid:
+                self._drop_scratch_dir()
+                self.process.stdout.close()
+                return self.url
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def _answering_pid(self) -> int | None:
+        """The process id of the redis-server answering on the port (None: no answer, or not redis)."""
+        try:
+            with redis.Redis(port=self.port, password=self.password, socket_timeout=0.5,
+                             socket_connect_timeout=0.5) as client:
+                return int(client.info("server")["process_id"])
+        except (redis.RedisError, KeyError, ValueError):
+            return None
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stops the server (SIGKILL simulates a crash: only what the append-only file holds survives)."""

@@ -76,3 +76,16 @@ def test_a_port_taken_before_redis_binds_it_is_chosen_again(monkeypatch):
             assert server.port != taken and redis_py.Redis.from_url(url).ping()
         with pytest.raises(embedded_redis.PortTaken, match=f"could not bind port {taken}"):
             embedded_redis.EmbeddedRedis(port=taken).start()  # a port the caller chose is not changed
+
+
+def test_another_server_answering_on_the_port_is_not_taken_for_ours(monkeypatch):
+    # a port chosen free, then bound by another redis before ours: its PING must not pass for ours
+    with embedded_redis.EmbeddedRedis() as other_url:
+        other_port = int(other_url.rsplit(":", 1)[1].split("/")[0])
+        chosen = iter([other_port])
+        real_free_port = embedded_redis.free_port
+        monkeypatch.setattr(embedded_redis, "free_port", lambda: next(chosen, None) or real_free_port())
+        server = embedded_redis.EmbeddedRedis()
+        with server as url:
+            assert server.port != other_port
+            assert redis_py.Redis.from_url(url).info("server")["process_id"] == server.process.pid

@@ -142,10 +142,10 @@ def test_the_router_s_streams_retire_and_reopen_without_losing_a_query(procs):
             replies = await asyncio.gather(*[streams.tag(tagger_pb2.TagRequest(query=f"{i} {QUERIES[i % 4]}"), 10.0)
                                              for i in range(40)])
             for _ in range(100):  # bounded: the retired streams end once answered
-                if not streams._retiring:
+                if not streams.retiring:
                     break
                 await asyncio.sleep(0.05)
-            left = len(streams._retiring)
+            left = streams.retiring
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await streams.tag(tagger_pb2.TagRequest(query=""), 10.0)
             await streams.close()
@@ -154,3 +154,15 @@ def test_the_router_s_streams_retire_and_reopen_without_losing_a_query(procs):
     assert len(replies) == 40 and all(r.input_tokens > 0 for r in replies)
     assert left == 0, "retired streams were kept after they ended"
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT and refused.details() == "query is empty"
+
+
+def test_a_message_past_its_time_is_dropped_with_deadline_exceeded(tagger):
+    # a long query (tens of ms of encoder work) given 1 ms: the tagger gives up on it as a Tag call's
+    # deadline would, and the stream goes on
+    long_query = "Explain, step by step, how a relational database plans and runs a join. " * 20
+    sent = [tagger_pb2.TagStreamRequest(id=1, request=tagger_pb2.TagRequest(query=long_query), timeout_ms=1),
+            message(2, QUERIES[1])]
+    answers = {a.id: a for a in tagger.TagStream(iter(sent), timeout=30)}
+    assert answers[1].code == grpc.StatusCode.DEADLINE_EXCEEDED.value[0], answers[1]
+    assert "within its 1 ms" in answers[1].message
+    assert answers[2].code == 0 and answers[2].response.input_tokens > 0

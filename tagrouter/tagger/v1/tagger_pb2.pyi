@@ -7,12 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TagStreamRequest(_message.Message):
-    __slots__ = ("id", "request")
+    __slots__ = ("id", "request", "timeout_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     id: int
     request: TagRequest
-    def __init__(self, id: _Optional[int] = ..., request: _Optional[_Union[TagRequest, _Mapping]] = ...) -> None: ...
+    timeout_ms: int
+    def __init__(self, id: _Optional[int] = ..., request: _Optional[_Union[TagRequest, _Mapping]] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class TagStreamResponse(_message.Message):
     __slots__ = ("id", "response", "code", "message")
