@@ -12,7 +12,7 @@ from services.router.clients import TagStreams
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.stack import wait_serving
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
-from tests.conftest import Process, running_stack, service_env, wipe_tagrouter_keys
+from tests.conftest import Process, running_stack, service_env
 
 pytestmark = pytest.mark.standalone_only(reason="the tagger keeps nothing in Redis: one mode says it all")
 
@@ -21,15 +21,13 @@ QUERIES = ["Write a Python function that reverses a linked list", "Who won the 2
 
 
 @pytest.fixture(scope="module")
-def procs(redis_url):
-    wipe_tagrouter_keys(redis_url)
-    with running_stack(redis_url) as procs:
-        yield procs
+def procs(stack):
+    return stack
 
 
 @pytest.fixture(scope="module")
-def tagger(procs):
-    with grpc.insecure_channel(procs["tagger"].address) as channel:
+def tagger(stack):
+    with grpc.insecure_channel(stack["tagger"].address) as channel:
         yield tagger_pb2_grpc.TaggerServiceStub(channel)
 
 
