@@ -21,11 +21,6 @@ QUERIES = ["Write a Python function that reverses a linked list", "Who won the 2
 
 
 @pytest.fixture(scope="module")
-def procs(stack):
-    return stack
-
-
-@pytest.fixture(scope="module")
 def tagger(stack):
     with grpc.insecure_channel(stack["tagger"].address) as channel:
         yield tagger_pb2_grpc.TaggerServiceStub(channel)
@@ -82,8 +77,8 @@ def test_the_stream_stays_open_between_messages(tagger):
     assert answers == [0, 1, 2]
 
 
-def test_bytes_that_do_not_parse_end_the_call_with_invalid_argument(procs):
-    with grpc.insecure_channel(procs["tagger"].address) as channel:
+def test_bytes_that_do_not_parse_end_the_call_with_invalid_argument(stack):
+    with grpc.insecure_channel(stack["tagger"].address) as channel:
         raw = channel.stream_stream("/tagrouter.tagger.v1.TaggerService/TagStream",
                                     request_serializer=lambda b: b, response_deserializer=lambda b: b)
         with pytest.raises(grpc.RpcError) as refused:
@@ -92,8 +87,8 @@ def test_bytes_that_do_not_parse_end_the_call_with_invalid_argument(procs):
     assert "does not parse" in refused.value.details()
 
 
-def test_the_router_tags_over_streams_and_a_tag_call_when_they_are_off(redis_url, procs):
-    with grpc.insecure_channel(procs["router"].address) as channel:
+def test_the_router_tags_over_streams_and_a_tag_call_when_they_are_off(redis_url, stack):
+    with grpc.insecure_channel(stack["router"].address) as channel:
         streamed = [router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query=q), timeout=10)
                     for q in QUERIES]
     with running_stack(redis_url, TAGROUTER_TAG_STREAMS="0") as unary, \
@@ -131,11 +126,11 @@ def test_a_draining_tagger_ends_its_streams_at_once(redis_url):
         tagger.stop()
 
 
-def test_the_router_s_streams_retire_and_reopen_without_losing_a_query(procs):
+def test_the_router_s_streams_retire_and_reopen_without_losing_a_query(stack):
     # max_age 0: every query retires the stream it would have used; each retired one answers what it
     # carries, then ends and is let go; a stream the tagger ended is reopened on the next query
     async def run():
-        async with grpc.aio.insecure_channel(procs["tagger"].address) as channel:
+        async with grpc.aio.insecure_channel(stack["tagger"].address) as channel:
             streams = TagStreams(channel, size=2, max_age_s=0.0)
             replies = await asyncio.gather(*[streams.tag(tagger_pb2.TagRequest(query=f"{i} {QUERIES[i % 4]}"), 10.0)
                                              for i in range(40)])
