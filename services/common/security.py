@@ -28,6 +28,7 @@ READ_ONLY_METHODS = frozenset({
     "/tagrouter.scorer.v1.ScorerService/WatchWeights",
     "/tagrouter.tagger.v1.TaggerService/Tag",
     "/tagrouter.tagger.v1.TaggerService/TagBatch",
+    "/tagrouter.tagger.v1.TaggerService/TagStream",
     "/tagrouter.router.v1.RouterService/Route",
     "/tagrouter.router.v1.RouterService/Settle",  # checks the tenant's own token itself
 })

@@ -38,6 +38,14 @@ SERVER_OPTIONS = [
 ]
 
 
+# The exit code of a service whose port is taken: a launcher that chose the port may choose another.
+EXIT_PORT_IN_USE = 3
+
+
+class PortInUse(OSError):
+    """The gRPC port (or a companion's) could not be bound."""
+
+
 @dataclass
 class ServiceSpec:
     """One servicer and how to put it on a server."""
@@ -93,14 +101,17 @@ class RunningService:
             names = (spec.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                      reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, server)
-        if self.settings.tls:
-            credentials = security.server_credentials(self.settings.tls_cert_file, self.settings.tls_key_file,
-                                                      self.settings.tls_client_ca_file)
-            self.port = server.add_secure_port(self.settings.bind_address, credentials)
-        else:
-            self.port = server.add_insecure_port(self.settings.bind_address)
+        try:
+            if self.settings.tls:
+                credentials = security.server_credentials(self.settings.tls_cert_file, self.settings.tls_key_file,
+                                                          self.settings.tls_client_ca_file)
+                self.port = server.add_secure_port(self.settings.bind_address, credentials)
+            else:
+                self.port = server.add_insecure_port(self.settings.bind_address)
+        except RuntimeError as err:  # grpc's "Failed to bind to address ..."
+            raise PortInUse(f"could not bind {self.settings.bind_address}: {err}") from None
         if self.port == 0:
-            raise OSError(f"could not bind {self.settings.bind_address}")
+            raise PortInUse(f"could not bind {self.settings.bind_address}")
         await server.start()
         serve_metrics(self.settings.metrics_port, self.settings.metrics_host)
         log.info("%s listening on %s:%d%s", spec.full_name, self.settings.host, self.port,
@@ -187,7 +198,8 @@ async def run_until_signalled(services: list[RunningService], on_ready: Callable
 def main(service: str, create: Callable[[Mapping[str, str]], ServiceSpec], argv: list[str] | None = None,
          flags: Mapping[str, str] | None = None) -> int:
     """`python -m services.<service>`: settings from the environment (and `--port`, plus `flags`:
-    option -> environment variable), serve until SIGTERM or SIGINT. Exit 2 on a bad setting."""
+    option -> environment variable), serve until SIGTERM or SIGINT. Exit 2 on a bad setting,
+    EXIT_PORT_IN_USE when a port is taken."""
     parser = argparse.ArgumentParser(prog=f"python -m services.{service}",
                                      description=f"Run the {service} service (configured by environment variables).")
     parser.add_argument("--port", type=int, help="gRPC port (overrides TAGROUTER_PORT)")
@@ -216,4 +228,7 @@ def main(service: str, create: Callable[[Mapping[str, str]], ServiceSpec], argv:
     except ConfigError as err:
         print(f"{service}: configuration error: {err}", file=sys.stderr)
         return 2
+    except PortInUse as err:
+        print(f"{service}: {err}", file=sys.stderr)
+        return EXIT_PORT_IN_USE
     return 0

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from tagrouter.stack.embedded_redis import EmbeddedRedis, die_with_parent, free_port
-from tagrouter.stack.health import wait_ready_http, wait_serving
+from services.common.server import EXIT_PORT_IN_USE
+from tagrouter.stack.embedded_redis import START_ATTEMPTS, EmbeddedRedis, die_with_parent, free_port
+from tagrouter.stack.health import ServiceExited, wait_ready_http, wait_serving
 
 SERVICES = ("tagger", "scorer", "router")
 GATEWAY = "gateway"  # the HTTP front door: started when the stack is given an upstreams file
@@ -114,12 +115,20 @@ class LocalStack:
         return self.processes["tagger"].address
 
     def start(self, wait: bool = True) -> LocalStack:
-        try:
-            self._start(wait)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        for attempt in range(START_ATTEMPTS):
+            try:
+                self._start(wait)
+                return self
+            except ServiceExited as err:
+                self.stop()
+                # a port chosen free can be taken before the service binds it: choose them all again
+                if err.returncode != EXIT_PORT_IN_USE or attempt == START_ATTEMPTS - 1:
+                    raise
+                self.processes, self.metrics_urls, self._exit = {}, {}, contextlib.ExitStack()
+            except BaseException:
+                self.stop()
+                raise
+        raise AssertionError("unreachable")
 
     def _start(self, wait: bool) -> None:
         env = dict(os.environ if self.env is None else self.env)

@@ -9,11 +9,19 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
+class ServiceExited(RuntimeError):
+    """A service's process ended while it was starting (`returncode`: its exit code)."""
+
+    def __init__(self, returncode: int):
+        super().__init__(f"a service exited with code {returncode} while starting")
+        self.returncode = returncode
+
+
 def fail_if_exited(processes: tuple[subprocess.Popen, ...]) -> None:
-    """RuntimeError naming the exit code when one of `processes` has exited while starting."""
+    """ServiceExited naming the exit code when one of `processes` has exited while starting."""
     for p in processes:
         if p.poll() is not None:
-            raise RuntimeError(f"a service exited with code {p.returncode} while starting")
+            raise ServiceExited(p.returncode)
 
 
 def wait_serving(address: str, service: str = "", timeout: float = 30.0,

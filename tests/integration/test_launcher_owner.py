@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis as redis_py
 
+import tagrouter.stack as stack_module
 from tagrouter.stack import embedded_redis
 from tests.conftest import REPO_ROOT
 
@@ -89,3 +90,17 @@ def test_another_server_answering_on_the_port_is_not_taken_for_ours(monkeypatch)
         with server as url:
             assert server.port != other_port
             assert redis_py.Redis.from_url(url).info("server")["process_id"] == server.process.pid
+
+
+def test_a_service_whose_port_is_taken_makes_the_stack_choose_its_ports_again(monkeypatch):
+    # the router exits with EXIT_PORT_IN_USE (a CI run lost a test to it); the stack starts again
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        chosen = iter([None, None, taken])  # the tagger's and scorer's ports as usual, the router's taken
+        real_free_port = stack_module.free_port
+        monkeypatch.setattr(stack_module, "free_port", lambda: next(chosen, None) or real_free_port())
+        with stack_module.LocalStack(quiet=True) as started:
+            assert started.processes["router"].port != taken
+            assert all(p.proc.poll() is None for p in started.processes.values())
