@@ -85,7 +85,11 @@ class TagStreams:
             if stream is not None and not stream.ended:  # held until its queries in flight are answered
                 self._retiring.add(stream)
                 stream.retire(self._retiring.discard, self.longest_wait_s)
-            stream = self._slots[slot] = _TagStream(self._call_factory())
+            try:
+                call = self._call_factory()
+            except (grpc.aio.UsageError, RuntimeError) as err:  # the channel is closing: the router stops
+                raise _StreamEnded(grpc.StatusCode.UNAVAILABLE, f"no tag stream: {err}") from None
+            stream = self._slots[slot] = _TagStream(call)
         return stream
 
     async def tag(self, request: tagger_pb2.TagRequest, timeout: float) -> tagger_pb2.TagResponse:
@@ -93,7 +97,8 @@ class TagStreams:
         deadline = loop.time() + timeout
         for attempt in range(2):
             try:
-                return await self._stream().tag(next(self._ids), request, deadline)
+                stream = self._stream()
+                return await stream.tag(next(self._ids), request, deadline)
             except _StreamEnded as ended:
                 if attempt == 1 or loop.time() >= deadline:
                     raise _failure(ended.code, ended.details) from None
