@@ -187,9 +187,10 @@ class TenantStore:
             pace = float(values[3 * states.index(tight) + 2] or 0.0)
         return states, pace, max(1.0, float(margin or 1.0))
 
-    async def set_pace(self, tenant: Tenant, state: WindowState, u: float) -> None:
+    async def set_pace(self, tenant: Tenant, state: WindowState, cost_weight: float) -> None:
+        """Keep the last paced cost weight of a pace tenant's window (`tagrouter tenant show` reports it)."""
         key = window_keys(tenant.id, state.budget.window, state.start)[2]
-        await self.client.set(key, repr(u), ex=state.end - state.start + SPEND_GRACE_S)
+        await self.client.set(key, repr(cost_weight), ex=state.end - state.start + SPEND_GRACE_S)
 
     async def reserve(self, tenant: Tenant, request_id: str, amount: int, input_tokens: int = 0,
                       prices_nano_per_tok: tuple[float, float] = (0.0, 0.0),

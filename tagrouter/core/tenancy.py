@@ -32,12 +32,17 @@ MAX_TENANT_TOKENS = 16  # tokens of one tenant (rotation keeps the old one alive
 MAX_TENANT_BUDGETS = 4  # one per window
 # Pacing (`pace_weight`): the cost weight at which the tenant's last PACE_RECENT queries (their candidates'
 # utilities at weight 0 and estimates) would spend what is left of PACE_AIM times the cap evenly over the
-# queries the window still expects (the recent arrival rate times the time left), on the candidates that
-# still fit, with estimates scaled by the window's actual/estimate ratio. Costs count in USD over the
-# recent queries' mean priciest estimate, not relative to each query's priciest candidate: the budget is
-# in USD, so a query whose answers are cheap buys quality cheaply. Chosen on the suites' VALID streams
-# (`python -m tagrouter.offline.pacing`, docs/PACING.md), never on test.
-PACE_RECENT, PACE_AIM = 32, 0.99
+# queries the window still expects (the recent arrival rate times the time left, this one included) less
+# PACE_LEAD, on the candidates that still fit, with estimates scaled by the window's actual/estimate ratio.
+# PACE_LEAD: the plan ends that many queries before the window does. A reservation is the estimate times
+# the margin factor, so once the room left is under the priciest candidates' reservations they no longer
+# fit and what is left can only go to cheaper answers: planned to the last query, the window ends with
+# up to one such reservation unspent (a few % of a budget of a few dozen priciest answers); with the lead,
+# the last queries spend that rest on what still fits (their target is the whole room). Costs count in
+# USD over the recent queries' mean priciest estimate, not relative to each query's priciest candidate:
+# the budget is in USD, so a query whose answers are cheap buys quality cheaply. Chosen on the suites'
+# VALID streams (`python -m tagrouter.offline.pacing`, docs/PACING.md), never on test.
+PACE_RECENT, PACE_AIM, PACE_LEAD = 32, 0.99, 8
 PACE_MIN_WEIGHT, PACE_MAX_WEIGHT, PACE_SOLVE_STEPS = 1e-6, 1e4, 40  # the bisection's range and steps (on the log)
 # The reservation margin: Route reserves its estimate times the tenant's factor, a decaying maximum of
 # its own settled actual/estimate ratios (`margin_after`; kept in Redis, mirrored by the Lua SETTLE), so a
@@ -241,12 +246,13 @@ def solve_weight(utility: np.ndarray, costs: np.ndarray, scale: float, target: f
 
 
 def pace_weight(samples: list[PaceSample], states: list[WindowState], estimated: list[int], now: float,
-                factor: float = 1.0, aim: float = PACE_AIM) -> tuple[float, float] | None:
+                factor: float = 1.0, aim: float = PACE_AIM, lead: float = PACE_LEAD) -> tuple[float, float] | None:
     """(cost weight, cost scale in USD) for the next query, the highest any window needs; None with no samples.
 
-    Per window: what is left of aim * cap, over this query and those expected after it, divided by the
-    window's actual/estimate ratio, is the target mean estimate; the recent queries' candidates that
-    no longer fit the caps (estimate times the margin factor) are out of the solve, as they are out of Route."""
+    Per window: what is left of aim * cap, over this query and those expected after it less `lead` (at
+    least this one), divided by the window's actual/estimate ratio, is the target mean estimate; the
+    recent queries' candidates that no longer fit the caps (estimate times the margin factor) are out of
+    the solve, as they are out of Route."""
     if not samples or not states:
         return None
     utility, costs = _matrix(samples)
@@ -259,7 +265,8 @@ def pace_weight(samples: list[PaceSample], states: list[WindowState], estimated:
     for state, est in zip(states, estimated):
         room = aim * state.budget.nano - state.spend - state.reserved
         ratio = spend_ratio(state, est, factor, scale)
-        target = max(0.0, room) / (1.0 + arrivals_left(samples, now, state.end)) / ratio
+        queries = max(1.0, 1.0 + arrivals_left(samples, now, state.end) - lead)
+        target = max(0.0, room) / queries / ratio
         weight = max(weight, solve_weight(utility, costs, scale, target))
     return weight, scale / NANO
 

@@ -8,8 +8,10 @@ parameters (`tagrouter fit --no-tune`), cached in build/simulate/.
 
 `python -m tagrouter.offline.pacing --suites DIR` replays every suite's VALID streams offline
 through the same maths the router runs (`decision`, `tenancy.pace_*`, `tenancy.affordable`) for
-a grid of pacing and margin constants and prints the best: that is how PACE_RECENT, PACE_AIM and
-MARGIN_DECAY in tagrouter/core/tenancy.py were chosen (never on test).
+a grid of pacing and margin constants and prints the best: that is how PACE_RECENT, PACE_AIM,
+PACE_LEAD and MARGIN_DECAY in tagrouter/core/tenancy.py were chosen (never on test). Each VALID
+split streams in TUNE_SEEDS orders (shuffle seeds 0.., seed 0 being the order `tagrouter simulate`
+uses), so a choice rests on more than one draw of a small split.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from tagrouter.offline.suite import Suite, load_suite, suite_folders
 
 ORDERS = ("shuffled", "drift")
 CACHE_DIR = Path("build") / "simulate"
-MAX_TUNE_SECONDS = 900.0
+MAX_TUNE_SECONDS = 1800.0
+TUNE_SEEDS = 12
 
 
 def top_model(weights) -> int:
@@ -82,7 +85,8 @@ def serving_weights(suite: Suite, tagger, cache_dir: Path | None = None):
 
 
 def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", recent: int = tenancy.PACE_RECENT,
-           aim: float = tenancy.PACE_AIM, decay: float = tenancy.MARGIN_DECAY, downgrade_at_pct: float = 80.0) -> dict:
+           aim: float = tenancy.PACE_AIM, decay: float = tenancy.MARGIN_DECAY, downgrade_at_pct: float = 80.0,
+           lead: float = tenancy.PACE_LEAD) -> dict:
     """One budget mode offline on a SplitRouting (calibration.split_routing): the router's maths for one
     tenant with one budget window (base cost weight 0), each request reserved as its estimate times the
     margin factor and settled at once with its true cost, which then moves the factor."""
@@ -97,7 +101,7 @@ def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", re
         state = tenancy.WindowState(tenancy.Budget("day", budget), 0, 1, spend, 0)
         weight, scale, ceiling = 0.0, routing.cost_scale_usd, None
         if mode == "pace":
-            paced = tenancy.pace_weight(samples[:recent], [state], [estimated], now, factor, aim)
+            paced = tenancy.pace_weight(samples[:recent], [state], [estimated], now, factor, aim, lead)
             weight, scale = paced if paced is not None else (0.0, scale)
         elif mode == "downgrade" and 100 * spend / cap >= downgrade_at_pct:
             ceiling = min(nano)
@@ -120,7 +124,7 @@ def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", re
     return {"spend_pct": 100 * spend / cap, "accept_rate": accepted / n, "refused": refused}
 
 
-GRID = {"recent": (8, 16, 32, 64), "aim": (0.98, 0.985, 0.99, 0.995, 1.0), "decay": (0.99, 1.0)}
+GRID = {"recent": (16, 32, 64), "aim": (0.99, 0.995, 1.0), "lead": (0, 6, 7, 8, 10), "decay": (1.0,)}
 
 
 def tune(routings: list[tuple[object, np.ndarray, float]], deadline: float) -> list[dict]:
@@ -128,16 +132,16 @@ def tune(routings: list[tuple[object, np.ndarray, float]], deadline: float) -> l
     cross it (pace, hard or downgrade), on how many pace's accept rate is at least downgrade's and
     hard's, the mean accept rate; best first."""
     out, others = [], {}
-    for recent, aim, decay in itertools.product(*GRID.values()):
+    for recent, aim, lead, decay in itertools.product(*GRID.values()):
         if time.monotonic() > deadline:
             break
         if decay not in others:
             others[decay] = [[replay(r, pos, b, mode, decay=decay) for mode in ("downgrade", "hard")]
                              for r, pos, b in routings]
-        runs = [replay(r, pos, b, "pace", recent, aim, decay) for r, pos, b in routings]
+        runs = [replay(r, pos, b, "pace", recent, aim, decay, lead=lead) for r, pos, b in routings]
         spends = [x["spend_pct"] for x in runs]
         crossed_others = sum(y["spend_pct"] > 100 for ys in others[decay] for y in ys)
-        out.append({"recent": recent, "aim": aim, "decay": decay,
+        out.append({"recent": recent, "aim": aim, "lead": lead, "decay": decay,
                     "within": sum(97 <= s <= 100 for s in spends), "crossed": sum(s > 100 for s in spends),
                     "crossed_others": crossed_others,
                     "beats": sum(x["accept_rate"] >= max(y["accept_rate"] for y in ys)
@@ -156,6 +160,7 @@ def main(argv=None) -> int:
     parser.add_argument("--suites", type=Path, required=True)
     parser.add_argument("--budget-pct", type=float, nargs="+", default=[30.0, 60.0])
     parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=TUNE_SEEDS, help="stream orders per split and budget")
     args = parser.parse_args(argv)
     tagger = configured_tagger()
     routings = []
@@ -164,15 +169,15 @@ def main(argv=None) -> int:
         weights, _ = serving_weights(suite, tagger)
         routing = split_routing(suite, weights, tagger, "valid")
         position = {int(r): i for i, r in enumerate(routing.rows)}
-        for order, pct in itertools.product(ORDERS, args.budget_pct):
-            rows = stream_rows(suite, "valid", order, weights)
+        for seed, order, pct in itertools.product(range(args.seeds), ORDERS, args.budget_pct):
+            rows = stream_rows(suite, "valid", order, weights, seed)
             routings.append((routing, np.array([position[int(r)] for r in rows]),
                              budget_usd(suite, rows, weights, pct)))
     ranked = tune(routings, time.monotonic() + MAX_TUNE_SECONDS)
     print(f"{len(routings)} valid streams; best first (pace crossed, hard+downgrade crossed, within [97%, 100%], "
           "AR >= downgrade's and hard's, spend range, accept rate)")
     for x in ranked[:args.top]:
-        print(f"recent {x['recent']:<3} aim {x['aim']:<6g} decay {x['decay']:<5g} "
+        print(f"recent {x['recent']:<3} aim {x['aim']:<6g} lead {x['lead']:<3g} decay {x['decay']:<5g} "
               f"crossed {x['crossed']:>2} others {x['crossed_others']:>2} within {x['within']:>2} beats "
               f"{x['beats']:>2} spend {x['min_spend_pct']:.1f}..{x['max_spend_pct']:.1f}% AR {x['accept_rate']:.4f}")
     return 0 if ranked and math.isfinite(ranked[0]["accept_rate"]) else 1

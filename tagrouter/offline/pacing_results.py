@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tagrouter.offline.pacing import ORDERS
+from tagrouter.offline.pacing import ORDERS, TUNE_SEEDS
 from tagrouter.offline.simulate import MODES, Run, simulate
 from tagrouter.offline.suite import SuiteError, load_suite, suite_folders
 
@@ -30,9 +30,13 @@ Every capped tenant reserves its estimate times its margin factor (the largest a
 of its own settles; docs/OPERATIONS.md, "Tenants and budgets"), so a settle above its estimate stays
 under the cap when the margin covers it. Pace sets each Route's cost weight to the one at which the
 tenant's last PACE_RECENT queries would spend what is left of PACE_AIM times the cap evenly over the
-queries the window still expects, on the candidates that still fit, with the estimates scaled by the
-window's actual/estimate ratio and costs counted in USD (tagrouter/core/tenancy.py, `pace_weight`).
-The pace and margin constants were chosen on the VALID streams (`python -m tagrouter.offline.pacing`).
+queries the window still expects less PACE_LEAD, on the candidates that still fit, with the estimates
+scaled by the window's actual/estimate ratio and costs counted in USD (tagrouter/core/tenancy.py,
+`pace_weight`). The lead makes the plan end PACE_LEAD queries early: once the room left is under the
+priciest candidates' reservations (estimate times margin) they no longer fit, and the last queries
+spend that rest on what still fits instead of leaving it unspent. The pace and margin constants were
+chosen on VALID streams only (`python -m tagrouter.offline.pacing --suites ../shared/data/suites`:
+every suite's valid split in {seeds} shuffle orders per order and budget).
 
 Cells: spend as % of the budget / accept rate (`*`: crossed the cap). Accept rate: the share of the
 stream's queries whose routed model's answer is accepted (its score within the suite's tie margin of
@@ -129,7 +133,7 @@ def main(argv=None) -> int:
     command = (f"python -m tagrouter.offline.pacing_results --suites {args.suites} --budget-pct "
                f"{' '.join(f'{p:g}' for p in args.budget_pct)}")
     vocabulary = ", ".join(sorted({r["vocabulary"] for r in results}))
-    text = HEADER.format(command=command, vocabulary=vocabulary) + table(results)
+    text = HEADER.format(command=command, vocabulary=vocabulary, seeds=TUNE_SEEDS) + table(results)
     (args.out / "PACING.md").write_text(text)
     print(f"wrote {args.out / 'PACING.md'} and {args.out / 'results' / 'simulate.json'}")
     return 0

@@ -51,10 +51,11 @@ def test_pace_spends_freely_with_room_and_weighs_cost_when_the_room_per_query_is
             costs = {s.model: s.estimated_cost_usd for s in second.scores}
             cheapest = min(costs.values())
             assert costs[second.model] > cheapest  # the best model is not the cheapest, so pacing can show
-            # now a cap whose room over the 11 queries expected (2 an hour, 10 hours left) is between the
-            # cheapest estimate and the chosen one, while the chosen one still fits it
+            # now a cap whose room over the 11 queries expected (2 an hour, 10 hours left) less the lead
+            # (PACE_LEAD: the plan ends that many queries early) is between the cheapest estimate and the
+            # chosen one, while the chosen one still fits it
             spent = first.estimated_cost_usd + second.estimated_cost_usd
-            room = 11 * (cheapest + costs[second.model]) / 2
+            room = max(1, 11 - tenancy.PACE_LEAD) * (cheapest + costs[second.model]) / 2
             await store.put(dataclasses.replace(tenant, budgets=(tenancy.Budget("day", (spent + room) / tenancy.PACE_AIM),)))
             third = await route_at(43200 + 7200)
             assert third.cost_weight > 0 and costs[third.model] < costs[second.model]

@@ -15,7 +15,7 @@ def state(cap_nano: int, spend: int = 0, reserved: int = 0) -> tenancy.WindowSta
 
 def weight(samples, window, now=10.0, estimated=None, factor=1.0) -> float:
     return tenancy.pace_weight(samples, [window], [window.spend if estimated is None else estimated], now,
-                               factor, aim=1.0)[0]
+                               factor, aim=1.0, lead=0)[0]
 
 
 def test_room_for_the_pricey_candidate_on_every_query_to_come_spends_freely():
@@ -45,7 +45,19 @@ def test_candidates_that_no_longer_fit_the_cap_leave_the_solve():
     tight = state(10_000, spend=9_100)
     assert tenancy.affordable([1000, 100], [tight], None) == [False, True]
     assert weight([SAMPLE], tight, now=95.0, estimated=9_100) == 0.0
-    assert tenancy.pace_weight([SAMPLE], [state(20_000, spend=9_100)], [9_100], 95.0, aim=0.5)[0] > 0
+    assert tenancy.pace_weight([SAMPLE], [state(20_000, spend=9_100)], [9_100], 95.0, aim=0.5, lead=0)[0] > 0
+
+
+def test_the_lead_plans_the_room_to_end_that_many_queries_early():
+    # 5,000 left for this query and 9 more: 500 a query without a lead (only the cheap one), 5,000 / (10 - 8)
+    # = 2,500 with a lead of 8 (the pricey one fits); within the lead's last queries the whole room is the
+    # target (at least this query is counted)
+    window = state(5_000)
+    assert weight([SAMPLE], window) > 0
+    assert tenancy.pace_weight([SAMPLE], [window], [0], 10.0, aim=1.0, lead=8)[0] == 0.0
+    assert tenancy.pace_weight([SAMPLE], [state(2_000)], [0], 10.0, aim=1.0, lead=7)[0] > 0  # 2,000 / 3 < 1,000
+    assert tenancy.pace_weight([SAMPLE], [state(2_000)], [0], 10.0, aim=1.0, lead=20)[0] == 0.0
+    assert tenancy.PACE_LEAD >= 0
 
 
 def test_no_history_leaves_the_weight_to_the_tenant():
