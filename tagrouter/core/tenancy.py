@@ -41,7 +41,8 @@ MAX_TENANT_BUDGETS = 4  # one per window
 # the last queries spend that rest on what still fits (their target is the whole room). Costs count in
 # USD over the recent queries' mean priciest estimate, not relative to each query's priciest candidate:
 # the budget is in USD, so a query whose answers are cheap buys quality cheaply. Chosen on the suites'
-# VALID streams (`python -m tagrouter.offline.pacing`, docs/PACING.md), never on test.
+# VALID streams (`python -m tagrouter.offline.pacing`; docs/OPERATIONS.md, "Tenants and budgets", says why
+# aim 0.99 with lead 8 over the tied aim 1 with lead 7), never on test.
 PACE_RECENT, PACE_AIM, PACE_LEAD = 32, 0.99, 8
 PACE_MIN_WEIGHT, PACE_MAX_WEIGHT, PACE_SOLVE_STEPS = 1e-6, 1e4, 40  # the bisection's range and steps (on the log)
 # The reservation margin: Route reserves its estimate times the tenant's factor, a decaying maximum of
