@@ -65,13 +65,18 @@ class Encoder:
         self.head_outputs = [o.name for o in self.session.get_outputs() if o.name.startswith(OUTPUT_PREFIX)]
         self.heads_version = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
 
-    def _session(self, threads: int, spin: bool = True) -> ort.InferenceSession:
+    def _session(self, threads: int, stop_spinning: bool = False) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if not spin:  # a pool thread that spins after its run takes the core the services need
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if stop_spinning:
+            # The pool's threads spin between the run's parallel steps (a sleeping thread woken for
+            # each of a short query's steps costs more than the second core gives) and stop when the
+            # run returns: a thread still spinning then would take the core the services need next.
+            # Measured in docs/BENCHMARKS.md ("Threads by need"): no spinning at all made the second
+            # thread worth little on an idle machine.
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         return ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
 
     def _session_for(self, rows: int, width: int, spare_core: bool) -> ort.InferenceSession:
@@ -79,7 +84,7 @@ class Encoder:
         if not spare_core or rows != 1 or width < WIDE_MIN_TOKENS or self.wide_threads <= self.threads:
             return self.session
         if self._wide is None:
-            self._wide = self._session(self.wide_threads, spin=False)
+            self._wide = self._session(self.wide_threads, stop_spinning=True)
         return self._wide
 
     @property

@@ -1,5 +1,7 @@
 """Threads by need on the real int8 model: a lone long text on an idle tagger gets a second
 onnxruntime thread (its own session), a batch never does, and both give the same embedding."""
+import time
+
 import numpy as np
 import pytest
 
@@ -31,3 +33,13 @@ def test_a_lone_long_text_uses_the_wide_session_with_the_same_embedding(encoder)
     assert encoder._wide is not None
     assert encoder._wide.get_session_options().intra_op_num_threads == WIDE_THREADS
     assert float(np.dot(narrow[0], wide[0])) > 0.9999
+
+
+def test_the_wide_session_stops_spinning_when_its_run_returns(encoder):
+    # its threads spin between a run's steps, never after: an idle tagger must leave both cores free
+    for _ in range(20):
+        encoder.encode([LONG], spare_core=True)
+    assert encoder._wide.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
+    started = time.process_time()
+    time.sleep(0.5)
+    assert time.process_time() - started < 0.1, "onnxruntime's threads kept spinning after the run"
