@@ -18,12 +18,11 @@ from pathlib import Path
 
 import redis
 
-from tagrouter.stack.embedded_redis import die_with_parent, free_port, redis_server_binary
+# START_ATTEMPTS: a port chosen free can be taken before the node binds it (the node then exits at
+# once); the group starts again on fresh ports, as EmbeddedRedis and LocalStack do.
+from tagrouter.stack.embedded_redis import START_ATTEMPTS, die_with_parent, free_port, redis_server_binary
 
 START_TIMEOUT_S = 15.0
-# A port chosen free can be taken before the node binds it (an outgoing connection's ephemeral port):
-# the node then exits at once, and the group starts again on fresh ports, this many times in all.
-START_ATTEMPTS = 3
 FAILOVER_TIMEOUT_MS = 4000
 
 
