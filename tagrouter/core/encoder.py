@@ -74,8 +74,8 @@ class Encoder:
             # The pool's threads spin between the run's parallel steps (a sleeping thread woken for
             # each of a short query's steps costs more than the second core gives) and stop when the
             # run returns: a thread still spinning then would take the core the services need next.
-            # Measured in docs/BENCHMARKS.md ("Threads by need"): no spinning at all made the second
-            # thread worth little on an idle machine.
+            # Measured in docs/BENCHMARKS.md ("the lone query's second thread spins during its run"):
+            # no spinning at all made the second thread worth little on an idle machine.
             options.add_session_config_entry("session.force_spinning_stop", "1")
         return ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
 
