@@ -123,9 +123,9 @@ def reliability_rows(vocab: Vocabulary, levels: dict[str, Served], prompts) -> d
     return out
 
 
-def _served(precision) -> str:
+def _served(precision, fmt: str = "{}") -> str:
     """A precision, or why there is none (a level that served no query: NaN or null)."""
-    return "none served" if precision is None or precision != precision else str(precision)
+    return "none served" if precision is None or precision != precision else fmt.format(precision)
 
 
 def comparison_table(new: list[dict], old: list[dict]) -> str:
@@ -138,7 +138,7 @@ def comparison_table(new: list[dict], old: list[dict]) -> str:
             if row is None:
                 continue
             src = f"**{r['source']}**" if r["source"] == "all" else r["source"]
-            precision = _served(row["precision"] if row["precision"] != row["precision"] else f"{row['precision']:.3f}")
+            precision = _served(row["precision"], "{:.3f}")
             lines.append(f"| {r['level']} | {src} | {row['queries']} | {who} | {row['coverage']:.3f} | "
                          f"{precision} | {row['recall']:.3f} | {row['top1']:.3f} | {row['top3']:.3f} |")
     return "\n".join(lines)
