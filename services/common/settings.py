@@ -22,6 +22,10 @@ DEFAULT_WEIGHTS_FILE = data.STARTER_WEIGHTS_FILE
 
 DEFAULT_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053, "gateway": 8080}
 DEFAULT_EXTPROC_PORT = 50054  # the router's Envoy external processor
+# The tagger's onnxruntime threads: two where there are two cores. Measured with every service on one
+# 2-core machine, the second thread pays for itself under load as well as for a lone query
+# (docs/BENCHMARKS.md, "Both cores for every encoder call").
+SERVING_THREADS = min(2, len(os.sched_getaffinity(0)))
 
 # name -> (services that read it, meaning). The README's configuration table is this table.
 ENVIRONMENT: dict[str, tuple[str, str]] = {
@@ -47,8 +51,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level by the prototype tagger (a trained head gives one; default 2)"),
     "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine below which a prototype tag is dropped (levels without a trained head, whose thresholds are in heads.json; default 0.15)"),
     "TAGROUTER_TOPIC_MIN_SCORE": ("tagger", "cosine below which a prototype topic tag is dropped (without a trained topic head; default 0.4)"),
-    "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime intra-op threads (default 1)"),
-    "TAGROUTER_LONE_QUERY_THREADS": ("tagger", "onnxruntime threads for a lone query on an idle tagger, in a second session (default 2; 1 turns it off: give a one-CPU pod 1)"),
+    "TAGROUTER_INTRA_OP_THREADS": ("tagger", "onnxruntime threads per encoder call, a lone query or a batch; they spin only during a call (default 2, or 1 on a one-CPU machine: give a one-CPU pod 1)"),
     "TAGROUTER_TAG_CACHE_SIZE": ("tagger", "queries whose tags are kept in the exact-match cache (default 10000; 0 turns it off)"),
     "REDIS_URL": ("scorer", "Redis holding the weights (required): redis://:PASSWORD@host:6379/0 (rediss:// for TLS), redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE_NAME[/DB] or redis+cluster://[:PASSWORD@]HOST:PORT[,HOST:PORT...] (rediss+... for TLS)"),
     "TAGROUTER_REDIS_CA_FILE": ("scorer, router", "PEM CA bundle verifying the Redis servers (and sentinels) of the TLS URLs (rediss://, rediss+sentinel://, rediss+cluster://) in REDIS_URL, TAGROUTER_SESSION_REDIS_URL and TAGROUTER_TENANT_REDIS_URL, e.g. a private CA's; checked at start-up, and one of those URLs must use TLS (default unset: the system's CAs)"),
@@ -269,7 +272,6 @@ class TaggerSettings:
     topic_min_score: float
     intra_op_threads: int
     tag_cache_size: int = 10_000
-    lone_query_threads: int = 2  # onnxruntime threads for a lone query on an idle tagger (1: never more)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TaggerSettings:
@@ -280,9 +282,8 @@ class TaggerSettings:
             tags_per_level=e.int("TAGROUTER_TAGS_PER_LEVEL", TAGS_PER_LEVEL, 1, 16),
             min_score=e.float("TAGROUTER_TAG_MIN_SCORE", TAG_MIN_SCORE, -1.0, 1.0),
             topic_min_score=e.float("TAGROUTER_TOPIC_MIN_SCORE", TOPIC_MIN_SCORE, -1.0, 1.0),
-            intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", 1, 1, 64),
+            intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", SERVING_THREADS, 1, 64),
             tag_cache_size=e.int("TAGROUTER_TAG_CACHE_SIZE", 10_000, 0, 10_000_000),
-            lone_query_threads=e.int("TAGROUTER_LONE_QUERY_THREADS", 2, 1, 64),
         )
 
 

@@ -19,7 +19,6 @@ def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
     """The tagger service, configured from `env` (default: the process environment)."""
     settings = TaggerSettings.from_env(env)
     tagger = load_tagger(settings)
-    tagger.encoder.wide_threads = settings.lone_query_threads
     servicer = TaggerServicer(tagger, cache_size=settings.tag_cache_size)
     return ServiceSpec(SERVICE_NAME, servicer, tagger_pb2_grpc.add_TaggerServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop, end_streams=servicer.end_streams)

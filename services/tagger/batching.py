@@ -11,10 +11,7 @@ Batches of two or more run on one worker thread, so the event loop takes new req
 and health checks while onnxruntime runs. A lone query runs on the event loop itself:
 nothing else is waiting, and the thread hop (a wake-up, a GIL hand-over and a loop
 wake-up) costs about 0.2 ms at the median and milliseconds at the tail on a busy
-2-core machine, a tenth of the encoder's own time (docs/BENCHMARKS.md). A lone query with
-nothing queued behind it goes to `run_alone`, which may spend a second core on it (the tagger
-gives one long query two onnxruntime threads); batches keep one thread, so under load the
-second core serves the router, scorer and event loops instead of contending with them.
+2-core machine, a tenth of the encoder's own time (docs/BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -69,10 +66,8 @@ class MicroBatcher(Generic[R]):
     """Collects concurrent `submit` calls into batches for `run_batch` (list in, list out)."""
 
     def __init__(self, run_batch: Callable[[list[str]], list[R]], max_batch: int = 32, max_queue: int = 256,
-                 max_cells: int = MAX_CELLS, run_alone: Callable[[list[str]], list[R]] | None = None):
+                 max_cells: int = MAX_CELLS):
         self._run_batch = run_batch
-        # For a lone query with nothing queued behind it: may use the core a batch would not.
-        self._run_alone = run_alone or run_batch
         self._max_batch = max_batch
         self._max_queue = max_queue
         self._max_cells = max_cells
@@ -127,7 +122,7 @@ class MicroBatcher(Generic[R]):
                 futures = [fut for _, fut, _ in batch]
                 with self._batch_span(batch):
                     if len(texts) == 1:  # nothing queued behind it (a batch takes all that waits)
-                        results = self._run_alone(texts)  # no thread hop, may use both cores (module doc)
+                        results = self._run_batch(texts)  # on the loop: no thread hop (module doc)
                     else:  # the thread runs in this context, so spans made inside join the batch span
                         results = await loop.run_in_executor(self._executor, contextvars.copy_context().run,
                                                              self._run_grouped, texts, futures)

@@ -44,9 +44,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     def __init__(self, tagger: TagModel, max_batch: int = 32, cache_size: int = 10_000):
         self.tagger = tagger
         self.version = tagger.vocabulary.version
-        self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self._encode_and_select, max_batch=max_batch,
-                                                               run_alone=functools.partial(self._encode_and_select,
-                                                                                           spare_core=True))
+        self.batcher: MicroBatcher[TaggedQuery] = MicroBatcher(self._encode_and_select, max_batch=max_batch)
         # Client tags are aligned in their own batches (one encoder call for the unseen ones).
         self.aligner: MicroBatcher[AlignedTag | None] = MicroBatcher(self.tagger.align_client_tags, max_batch=max_batch)
         self.cache: TagCache[TaggedQuery] = TagCache(cache_size)
@@ -69,10 +67,10 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         await self.batcher.close()
         await self.aligner.close()
 
-    def _encode_and_select(self, texts: list[str], spare_core: bool = False) -> list[TaggedQuery]:
+    def _encode_and_select(self, texts: list[str]) -> list[TaggedQuery]:
         """TagModel.tag in its two phases, each a span when tracing is on."""
         with tracing.span("tagger.encode", {"tagrouter.texts": len(texts)}):
-            encoded = self.tagger.encoder.encode(texts, spare_core, heads=self.tagger.heads is not None)
+            encoded = self.tagger.encoder.encode(texts, heads=self.tagger.heads is not None)
         started = time.perf_counter()
         with tracing.span("tagger.select_tags"):
             tagged = self.tagger.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated,

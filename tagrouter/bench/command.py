@@ -16,6 +16,7 @@ from tagrouter.bench.queries import Queries, load_prompts, prompts_dir, query_se
 from tagrouter.bench.report import check_targets, load_average, machine, target_lines, versions, write_json
 
 DEFAULT_OUT = Path("build/BENCH.json")
+FLOOR_THREADS = 1  # the floor every ratio divides by: the raw int8 encoder on one thread
 CACHE_NOTE = ("misses: every measured query is distinct (a real prompt plus a run-unique marker); "
               "route.c1_cache_hit replays queries the tagger has already seen")
 
@@ -79,13 +80,15 @@ def run(args) -> int:
             print(msg, file=sys.stderr, flush=True)
 
     settings = TaggerSettings.from_env()
-    encoder = Encoder(settings.model_dir, settings.intra_op_threads)
+    # The floor: the raw encoder on one thread, whatever the tagger's own setting.
+    encoder = Encoder(settings.model_dir, FLOOR_THREADS)
     prompts, source = load_prompts(prompts_dir(args.shared))
     bases = query_sets(prompts, encoder.count_tokens)
     run_id = secrets.token_hex(2)
     plan = Plan(rounds=args.rounds, phase_seconds=args.phase_seconds).scaled(args.scale)
     doc = {"tagrouter_bench": 1, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
-           "versions": versions(), "encoder_threads": settings.intra_op_threads, "queries_source": source,
+           "versions": versions(), "encoder_threads": FLOOR_THREADS,
+           "tagger_threads": settings.intra_op_threads, "queries_source": source,
            "tag_cache": CACHE_NOTE, "plan": plan.__dict__}
     if not args.router:
         say("starting tagger, scorer and router (three processes) and Redis ...")

@@ -23,11 +23,6 @@ MAX_TOKENS = 256
 # of emoji): priced as one token it would make a megabyte of text nearly free. It counts as one
 # token per UNK_BYTES_PER_TOKEN bytes of UTF-8 it covers instead (an emoji is one, `aaaa` is one).
 UNK_BYTES_PER_TOKEN = 4
-# Threads by need: a lone text of at least WIDE_MIN_TOKENS on an idle tagger runs on a second
-# session of WIDE_THREADS intra-op threads; batches (a loaded tagger) keep one thread, since a
-# second would fight the router, scorer and event loop for the same cores (docs/BENCHMARKS.md).
-WIDE_THREADS = 2
-WIDE_MIN_TOKENS = 0  # measured worth it from 26 tokens up, even on a loaded machine (docs/BENCHMARKS.md)
 
 
 @dataclass(frozen=True)
@@ -53,8 +48,6 @@ class Encoder:
                 raise FileNotFoundError(f"{path} is missing: run `make model` to export the encoder")
         self.model_path = model_path
         self.session = self._session(intra_op_threads)
-        self.wide_threads = WIDE_THREADS  # the tagger sets TAGROUTER_LONE_QUERY_THREADS here; 1 turns it off
-        self._wide: ort.InferenceSession | None = None  # made on the first lone query that can use it
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()  # count every token for the cost estimate, cut below
@@ -65,12 +58,12 @@ class Encoder:
         self.head_outputs = [o.name for o in self.session.get_outputs() if o.name.startswith(OUTPUT_PREFIX)]
         self.heads_version = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
 
-    def _session(self, threads: int, stop_spinning: bool = False) -> ort.InferenceSession:
+    def _session(self, threads: int) -> ort.InferenceSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if stop_spinning:
+        if threads > 1:
             # The pool's threads spin between the run's parallel steps (a sleeping thread woken for
             # each of a short query's steps costs more than the second core gives) and stop when the
             # run returns: a thread still spinning then would take the core the services need next.
@@ -78,14 +71,6 @@ class Encoder:
             # no spinning at all made the second thread worth little on an idle machine.
             options.add_session_config_entry("session.force_spinning_stop", "1")
         return ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
-
-    def _session_for(self, rows: int, width: int, spare_core: bool) -> ort.InferenceSession:
-        """The wide session for one long-enough text when a core is spare, else the usual one."""
-        if not spare_core or rows != 1 or width < WIDE_MIN_TOKENS or self.wide_threads <= self.threads:
-            return self.session
-        if self._wide is None:
-            self._wide = self._session(self.wide_threads, stop_spinning=True)
-        return self._wide
 
     @property
     def threads(self) -> int:
@@ -108,10 +93,9 @@ class Encoder:
                 count += max(1, -(-span // UNK_BYTES_PER_TOKEN)) - 1
         return count
 
-    def encode(self, texts: list[str], spare_core: bool = False, heads: bool = True) -> Encoded:
-        """Embeds `texts` (non-empty list) in one session call. spare_core: the caller knows
-        nothing else is running (a lone query on an idle tagger), so one long text may use
-        WIDE_THREADS threads. heads: also fetch the graph's tag probabilities (when it has heads);
+    def encode(self, texts: list[str], heads: bool = True) -> Encoded:
+        """Embeds `texts` (non-empty list) in one session call. heads: also fetch the graph's tag
+        probabilities (when it has heads);
         a tagger that does not use them asks for the embedding alone, so onnxruntime skips the heads."""
         started = time.perf_counter()
         encodings = self.tokenizer.encode_batch(texts)
@@ -126,11 +110,10 @@ class Encoder:
                 tokens = tokens[: MAX_TOKENS - 1] + [self.sep_id]
             ids[row, : len(tokens)] = tokens
             mask[row, : len(tokens)] = 1
-        session = self._session_for(len(texts), width, spare_core)
         tokenised = time.perf_counter()
         heads_asked = self.head_outputs if heads else []
-        embeddings, *probs = session.run(["sentence_embedding", *heads_asked],
-                                         {"input_ids": ids, "attention_mask": mask})
+        embeddings, *probs = self.session.run(["sentence_embedding", *heads_asked],
+                                              {"input_ids": ids, "attention_mask": mask})
         return Encoded(
             embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
             token_counts=counts,

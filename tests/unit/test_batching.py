@@ -1,5 +1,6 @@
 """Micro-batching and the tag cache, without the model: a fake batch function records its calls."""
 import asyncio
+import threading
 
 from services.tagger.batching import MAX_CELLS, WINDOW_CHARS, MicroBatcher, length_groups, split_by_cells
 from services.tagger.cache import TagCache, cache_key
@@ -81,25 +82,23 @@ def test_tag_cache_is_a_bounded_lru():
     assert off.get(b"a") is None
 
 
-def test_a_lone_query_goes_to_run_alone_and_a_batch_does_not():
+def test_a_lone_query_runs_on_the_event_loop_and_a_batch_on_the_worker_thread():
     calls = []
 
-    def run(kind):
-        def run_texts(texts):
-            calls.append((kind, len(texts)))
-            return list(texts)
-        return run_texts
+    def run_texts(texts):
+        calls.append((threading.current_thread() is threading.main_thread(), len(texts)))
+        return list(texts)
 
     async def main():
-        batcher = MicroBatcher(run("batch"), max_batch=32, run_alone=run("alone"))
+        batcher = MicroBatcher(run_texts, max_batch=32)
         batcher.start()
         try:
-            await batcher.submit("first")  # nothing queued behind it: may use the spare core
+            await batcher.submit("first")  # nothing queued behind it: no thread hop
             await asyncio.gather(*(batcher.submit(f"q{i}") for i in range(20)))
         finally:
             await batcher.close()
 
     asyncio.run(main())
-    assert calls[0] == ("alone", 1)
-    assert any(kind == "batch" and n > 1 for kind, n in calls[1:])
-    assert all(n == 1 for kind, n in calls if kind == "alone")
+    assert calls[0] == (True, 1)
+    assert any(not on_loop and n > 1 for on_loop, n in calls[1:])
+    assert all(n == 1 for on_loop, n in calls if on_loop)

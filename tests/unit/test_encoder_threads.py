@@ -1,45 +1,42 @@
-"""Threads by need on the real int8 model: a lone long text on an idle tagger gets a second
-onnxruntime thread (its own session), a batch never does, and both give the same embedding."""
+"""The encoder's threads on the real int8 model: one call, a lone text or a batch, runs on the
+session's threads, which spin during the call and stop when it returns, with the embeddings of a
+one-thread session."""
 import time
 
 import numpy as np
 import pytest
 
-from tagrouter.core.encoder import WIDE_MIN_TOKENS, WIDE_THREADS, Encoder
+from tagrouter.core.encoder import Encoder
+
+LONG = "Explain how a hash map handles collisions, with an example in Python. " * 20
+TEXTS = [LONG, "What is the capital of Australia?", LONG + " And in Go?"]
 
 
 @pytest.fixture(scope="module")
-def encoder():
+def model_dir():
     from services.common.settings import DEFAULT_MODEL_DIR
 
     if not (DEFAULT_MODEL_DIR / "model.onnx").is_file():
         pytest.skip("no exported model: run `make model`")
-    return Encoder(DEFAULT_MODEL_DIR, intra_op_threads=1)
+    return DEFAULT_MODEL_DIR
 
 
-LONG = "Explain how a hash map handles collisions, with an example in Python. " * 20
+def test_two_threads_give_the_embeddings_of_one_alone_and_in_a_batch(model_dir):
+    one, two = Encoder(model_dir, intra_op_threads=1), Encoder(model_dir, intra_op_threads=2)
+    assert (one.threads, two.threads) == (1, 2)
+    for texts in ([LONG], TEXTS):
+        a, b = one.encode(texts).embeddings, two.encode(texts).embeddings
+        assert float(np.min(np.sum(a * b, axis=1))) > 0.9999
 
 
-def test_a_batch_keeps_one_thread_even_with_a_spare_core(encoder):
-    encoder.encode([LONG, LONG + " again"], spare_core=True)
-    encoder.encode([LONG])  # no spare core: the usual session
-    assert encoder._wide is None
-
-
-def test_a_lone_long_text_uses_the_wide_session_with_the_same_embedding(encoder):
-    assert encoder.count_tokens(LONG) >= WIDE_MIN_TOKENS
-    narrow = encoder.encode([LONG]).embeddings
-    wide = encoder.encode([LONG], spare_core=True).embeddings
-    assert encoder._wide is not None
-    assert encoder._wide.get_session_options().intra_op_num_threads == WIDE_THREADS
-    assert float(np.dot(narrow[0], wide[0])) > 0.9999
-
-
-def test_the_wide_session_stops_spinning_when_its_run_returns(encoder):
-    # its threads spin between a run's steps, never after: an idle tagger must leave both cores free
-    for _ in range(20):
-        encoder.encode([LONG], spare_core=True)
-    assert encoder._wide.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
+def test_the_threads_stop_spinning_when_a_call_returns(model_dir):
+    # they spin between a call's steps, never after it: an idle tagger must leave both cores free
+    encoder = Encoder(model_dir, intra_op_threads=2)
+    assert encoder.session.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
+    for _ in range(10):
+        encoder.encode([LONG])
+        encoder.encode(TEXTS)
     started = time.process_time()
     time.sleep(0.5)
-    assert time.process_time() - started < 0.1, "onnxruntime's threads kept spinning after the run"
+    assert time.process_time() - started < 0.1, "onnxruntime's threads kept spinning after the call"
+

@@ -1,4 +1,8 @@
 """Configuration is read once and invalid values are rejected at once, naming the variable."""
+import os
+import subprocess
+import sys
+
 import pytest
 
 from services.common.settings import ConfigError, RouterSettings, ScorerSettings, ServerSettings, TaggerSettings
@@ -57,3 +61,17 @@ def test_readme_configuration_table_lists_every_variable_the_code_reads():
     code = "".join(p.read_text() for p in (REPO_ROOT / "services").rglob("*.py"))
     read = set(re.findall(r'e\.(?:str|int|float|bool|path)\("([A-Z_]+)"', code))
     assert read <= set(ENVIRONMENT), read - set(ENVIRONMENT)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: OpenBLAS starts no pool to limit")
+def test_a_service_process_starts_no_openblas_thread_pool():
+    # numpy's OpenBLAS pool spun on the second core under load (docs/BENCHMARKS.md); the services
+    # package limits it before numpy loads. Fresh interpreters: numpy alone starts the pool, after
+    # `import services` it does not.
+    count = "import os, numpy; print(len(os.listdir('/proc/self/task')))"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    alone = subprocess.run([sys.executable, "-c", count], env=env, capture_output=True, text=True, check=True)
+    served = subprocess.run([sys.executable, "-c", "import services; " + count], env=env, capture_output=True,
+                            text=True, check=True)
+    assert int(alone.stdout) > 1
+    assert int(served.stdout) == 1
