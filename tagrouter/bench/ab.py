@@ -9,6 +9,11 @@ variables. Each round sends the same short real prompts (14-28 tokens, each made
 cache) one at a time to every variant in turn, and times the raw encoder (1 thread, in this process)
 on them too, so load drifting on a shared machine hits all alike. Prints one JSON line: p50 and p90
 per variant, and each p50 over the encoder's.
+
+With `--concurrency N` (N > 1) each round instead sends `--per-round` Routes with N in flight to every
+variant in turn (bounded by 10 s each) and prints, per variant, the answers a second that are not
+degraded, the degraded ones, p50, and the CPU its tagger and router used: cores per process and per
+thread (the busiest first), read from /proc over the variant's rounds.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from pathlib import Path
 
 import grpc
 
+from tagrouter.bench.load import concurrent_route
 from tagrouter.bench.queries import load_prompts, prompts_dir, query_sets
 from tagrouter.core.encoder import Encoder
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
@@ -54,11 +60,76 @@ def start(checkout: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     return proc, address
 
 
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _service_pids(stack_pid: int) -> dict[str, int]:
+    """The tagger's and router's pids among the stack process's children (python -m services.NAME)."""
+    found = {}
+    for pid in _children(stack_pid):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        for name in ("tagger", "router"):
+            if f"services.{name}".encode() in argv:
+                found[name] = pid
+    return found
+
+
+def _thread_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of `pid` so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # the thread ended between the listing and the read
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+def _load_rounds(variants, started, short: list[str], marker: str, args) -> dict:
+    """--concurrency: Route with N in flight, variants in turn each round; goodput and CPU per variant."""
+    pids = {name: _service_pids(proc.pid) for (name, _, _), (proc, _) in zip(variants, started)}
+    totals = {name: {"ok": 0, "degraded": 0, "wall_s": 0.0, "latencies": [],
+                     "cpu": {service: {} for service in pids[name]}} for name, _, _ in variants}
+    for r in range(args.rounds):
+        for (name, _, _), (_, address) in zip(variants, started):
+            queries = [f"{short[(r * args.per_round + i) % len(short)]} [{marker}{name}{r}.{i}]"
+                       for i in range(args.per_round)]
+            before = {service: _thread_seconds(pid) for service, pid in pids[name].items()}
+            result = concurrent_route(address, queries, args.concurrency, budget_s=10.0)
+            for service, pid in pids[name].items():
+                used = totals[name]["cpu"][service]
+                for tid, seconds in _thread_seconds(pid).items():
+                    used[tid] = used.get(tid, 0.0) + seconds - before[service].get(tid, 0.0)
+            total = totals[name]
+            total["ok"] += len(result["latencies"]) - result["degraded"]
+            total["degraded"] += result["degraded"]
+            total["wall_s"] += result["wall_s"]
+            total["latencies"] += result["latencies"]
+    report = {}
+    for name, total in totals.items():
+        wall = total["wall_s"]
+        report[name] = {
+            "ok_qps": round(total["ok"] / wall, 1), "degraded": total["degraded"],
+            "p50_ms": round(statistics.median(total["latencies"]) * 1000, 1),
+            "cores": {service: {"process": round(sum(used.values()) / wall, 2),
+                                "threads": [round(v / wall, 2) for v in sorted(used.values(), reverse=True)
+                                            if v > 0.01 * wall]}
+                      for service, used in total["cpu"].items()}}
+    return {"concurrency": args.concurrency, "variants": report}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tagrouter.bench.ab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", action="append", required=True, help="NAME[@CHECKOUT][:VAR=VALUE,...]")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--per-round", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=1, help="Routes in flight (default 1: latency)")
     args = parser.parse_args(argv)
     encoder = Encoder(REPO / "build" / "model", 1)
     prompts, _ = load_prompts(prompts_dir(None))  # ../shared/data/raw, else the built-in prompts
@@ -73,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
         for stub in stubs.values():  # warm-up
             for i in range(30):
                 stub.Route(router_pb2.RouteRequest(query=f"warm-up {i} {short[i % len(short)]}"), timeout=10)
+        if args.concurrency > 1:
+            print(json.dumps(_load_rounds(variants, started, short, marker, args)))
+            return
         count = 0
         for r in range(args.rounds):
             for name in [*stubs, "encoder"]:
