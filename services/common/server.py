@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import grpc
+import threadpoolctl
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -144,6 +145,17 @@ class RunningService:
         log.info("%s stopped", self.spec.full_name)
 
 
+def limit_blas_threads() -> None:
+    """numpy's OpenBLAS pool to one thread, unless OPENBLAS_NUM_THREADS says otherwise. Its pool thread
+    spins between calls: under load the tagger's tag selection (a batch of embeddings times the
+    prototypes) woke it, and it held 0.34-0.6 of the second core that the encoder, the router and the
+    event loops need, while Route at 32 in flight fell to 0.17 of the batched encoder (docs/BENCHMARKS.md,
+    "Fourth step"). The services' arrays are small: one thread loses nothing. Set at run time, in the
+    service's process only (not in a bench or test that imports the services)."""
+    if "OPENBLAS_NUM_THREADS" not in os.environ:
+        threadpoolctl.threadpool_limits(limits=1, user_api="blas")
+
+
 def run(main: Awaitable[None]) -> None:
     """Runs a service's main coroutine on uvloop: measured here, it takes about a tenth of a
     millisecond off each gRPC hop, and Route makes two (docs/BENCHMARKS.md)."""
@@ -215,6 +227,7 @@ def main(service: str, create: Callable[[Mapping[str, str]], ServiceSpec], argv:
         settings = ServerSettings.from_env(service, env).with_port(args.port)
         tracing_settings = TracingSettings.from_env(service, env)
         configure_logging(settings.log_level)
+        limit_blas_threads()
         tracing.configure(tracing_settings)  # before create(): its channels carry traceparent only if on
 
         async def serve() -> None:

@@ -22,10 +22,11 @@ DEFAULT_WEIGHTS_FILE = data.STARTER_WEIGHTS_FILE
 
 DEFAULT_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053, "gateway": 8080}
 DEFAULT_EXTPROC_PORT = 50054  # the router's Envoy external processor
-# The tagger's onnxruntime threads: two where there are two cores. Measured with every service on one
-# 2-core machine, the second thread pays for itself under load as well as for a lone query
-# (docs/BENCHMARKS.md, "Both cores for every encoder call").
-SERVING_THREADS = min(2, len(os.sched_getaffinity(0)))
+# The tagger's onnxruntime threads: two where the process may use two CPUs. Measured with every service
+# on one 2-core machine, the second thread pays for itself under load as well as for a lone query
+# (docs/BENCHMARKS.md, "Fourth step"). CPU affinity, not a cgroup quota: a one-CPU pod sets 1.
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+SERVING_THREADS = min(2, _CPUS)
 
 # name -> (services that read it, meaning). The README's configuration table is this table.
 ENVIRONMENT: dict[str, tuple[str, str]] = {

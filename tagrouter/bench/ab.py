@@ -1,7 +1,7 @@
 """Route p50 of stacks that differ in one thing, measured interleaved in one run (docs/BENCHMARKS.md):
 
     python -m tagrouter.bench.ab --variant streams --variant unary:TAGROUTER_TAG_STREAMS=0 \\
-        [--variant old@/path/to/worktree] [--rounds 6] [--per-round 100]
+        [--variant old@/path/to/worktree] [--rounds 6] [--per-round 100] [--concurrency N]
 
 A variant is NAME[@CHECKOUT][:VAR=VALUE,...]: a whole stack (its own embedded Redis) started from
 CHECKOUT (default: this one; a worktree of an older commit compares code) with those environment
@@ -94,7 +94,7 @@ def _thread_seconds(pid: int) -> dict[int, float]:
 def _load_rounds(variants, started, short: list[str], marker: str, args) -> dict:
     """--concurrency: Route with N in flight, variants in turn each round; goodput and CPU per variant."""
     pids = {name: _service_pids(proc.pid) for (name, _, _), (proc, _) in zip(variants, started)}
-    totals = {name: {"ok": 0, "degraded": 0, "wall_s": 0.0, "latencies": [],
+    totals = {name: {"ok": 0, "degraded": 0, "errors": 0, "wall_s": 0.0, "latencies": [],
                      "cpu": {service: {} for service in pids[name]}} for name, _, _ in variants}
     for r in range(args.rounds):
         for (name, _, _), (_, address) in zip(variants, started):
@@ -109,14 +109,15 @@ def _load_rounds(variants, started, short: list[str], marker: str, args) -> dict
             total = totals[name]
             total["ok"] += len(result["latencies"]) - result["degraded"]
             total["degraded"] += result["degraded"]
+            total["errors"] += result["errors"]
             total["wall_s"] += result["wall_s"]
             total["latencies"] += result["latencies"]
     report = {}
     for name, total in totals.items():
         wall = total["wall_s"]
         report[name] = {
-            "ok_qps": round(total["ok"] / wall, 1), "degraded": total["degraded"],
-            "p50_ms": round(statistics.median(total["latencies"]) * 1000, 1),
+            "ok_qps": round(total["ok"] / wall, 1), "degraded": total["degraded"], "errors": total["errors"],
+            "p50_ms": round(statistics.median(total["latencies"]) * 1000, 1) if total["latencies"] else None,
             "cores": {service: {"process": round(sum(used.values()) / wall, 2),
                                 "threads": [round(v / wall, 2) for v in sorted(used.values(), reverse=True)
                                             if v > 0.01 * wall]}

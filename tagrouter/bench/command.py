@@ -88,7 +88,8 @@ def run(args) -> int:
     plan = Plan(rounds=args.rounds, phase_seconds=args.phase_seconds).scaled(args.scale)
     doc = {"tagrouter_bench": 1, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
            "versions": versions(), "encoder_threads": FLOOR_THREADS,
-           "tagger_threads": settings.intra_op_threads, "queries_source": source,
+           # the tagger the bench starts reads the same environment; a running one (--router) is not known
+           "tagger_threads": None if args.router else settings.intra_op_threads, "queries_source": source,
            "tag_cache": CACHE_NOTE, "plan": plan.__dict__}
     if not args.router:
         say("starting tagger, scorer and router (three processes) and Redis ...")

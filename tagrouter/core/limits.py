@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 MAX_QUERY_CHARS = 100_000  # past the encoder's window anyway; refuse rather than tokenise megabytes
 # Characters one call may hand the encoder, client tags included: tokenising costs about 0.5-1 ms per
-# 1,000 characters on the encoder's one thread, so these bound how long one call can hold it.
+# 1,000 characters on the tagger's encoder thread, so these bound how long one call can hold it.
 MAX_REQUEST_CHARS = 100_000  # one Tag or Route: the query plus its client tags
 MAX_BATCH_CHARS = 200_000  # one TagBatch: every query plus every client tag
 MAX_BATCH_REQUESTS = 256  # queries in one TagBatch

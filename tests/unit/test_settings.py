@@ -1,11 +1,19 @@
 """Configuration is read once and invalid values are rejected at once, naming the variable."""
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from services.common.settings import ConfigError, RouterSettings, ScorerSettings, ServerSettings, TaggerSettings
+from services.common.settings import (
+    SERVING_THREADS,
+    ConfigError,
+    RouterSettings,
+    ScorerSettings,
+    ServerSettings,
+    TaggerSettings,
+)
 
 
 def test_defaults():
@@ -63,15 +71,32 @@ def test_readme_configuration_table_lists_every_variable_the_code_reads():
     assert read <= set(ENVIRONMENT), read - set(ENVIRONMENT)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: OpenBLAS starts no pool to limit")
-def test_a_service_process_starts_no_openblas_thread_pool():
-    # numpy's OpenBLAS pool spun on the second core under load (docs/BENCHMARKS.md); the services
-    # package limits it before numpy loads. Fresh interpreters: numpy alone starts the pool, after
-    # `import services` it does not.
-    count = "import os, numpy; print(len(os.listdir('/proc/self/task')))"
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
-    alone = subprocess.run([sys.executable, "-c", count], env=env, capture_output=True, text=True, check=True)
-    served = subprocess.run([sys.executable, "-c", "import services; " + count], env=env, capture_output=True,
-                            text=True, check=True)
-    assert int(alone.stdout) > 1
-    assert int(served.stdout) == 1
+
+_BLAS_THREADS = ("import json, numpy, threadpoolctl; from services.common.server import limit_blas_threads; "
+                 "limit_blas_threads(); print(json.dumps([p['num_threads'] for p in threadpoolctl.threadpool_info() "
+                 "if p['user_api'] == 'blas']))")
+
+
+def _blas_threads(**env: str) -> list[int]:
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", _BLAS_THREADS], env={**clean, **env}, capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)
+
+
+def test_a_service_holds_numpys_blas_pool_to_one_thread():
+    # its pool thread spun on the second core under load (docs/BENCHMARKS.md, "Fourth step"); numpy is
+    # imported first, as in a service, so the limit is set at run time
+    assert _blas_threads() == [1]
+
+
+def test_an_explicit_openblas_setting_wins():
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: OpenBLAS has no second thread to allow")
+    assert _blas_threads(OPENBLAS_NUM_THREADS="2") == [2]
+
+
+def test_the_tagger_uses_two_threads_where_there_are_two_cpus():
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    assert TaggerSettings.from_env({}).intra_op_threads == SERVING_THREADS == (2 if cpus >= 2 else 1)
+    assert TaggerSettings.from_env({"TAGROUTER_INTRA_OP_THREADS": "1"}).intra_op_threads == 1

@@ -19,6 +19,23 @@ needs_raw = pytest.mark.skipif(not RAW_DIR.exists(), reason=f"{RAW_DIR} is absen
 needs_model = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="run `make model`")
 
 
+def _has_vnni() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and ("avx512_vnni" in line.split() or "avx_vnni" in line.split())
+                       for line in f)
+    except OSError:
+        return False
+
+
+# The committed vocabulary was built where onnxruntime's int8 kernels use VNNI (exact 32-bit sums). On a
+# CPU without it (AVX2 alone) they sum in 16 bits that can saturate: the embeddings move (mean cosine to
+# fp32 .9917 against .9931, docs/BENCHMARKS.md "Fourth step") and the clustering draws other tags, so
+# the bytes cannot match there.
+needs_vnni = pytest.mark.skipif(not _has_vnni(), reason="no VNNI on this CPU: its int8 kernels give other embeddings "
+                                "than those the committed vocabulary was built with")
+
+
 def committed() -> dict:
     return json.loads((DEFAULT_VOCAB_DIR / TAGS_FILE).read_text())
 
@@ -42,6 +59,7 @@ def test_committed_vocabulary_matches_the_hash_of_its_inputs():
 
 @needs_raw
 @needs_model
+@needs_vnni
 def test_vocab_build_reproduces_the_committed_artifact_byte_for_byte(tmp_path):
     out = tmp_path / "vocabulary"
     run = subprocess.run([sys.executable, "-m", "tagrouter.cli", "vocab", "build", "--out", str(out)],
