@@ -40,6 +40,11 @@ def with_client_tags(tags: list[tagger_pb2.Tag], aligned: list[AlignedTag | None
     return tags
 
 
+def deadline_in(seconds: float | None) -> float | None:
+    """A caller's remaining time as a time.monotonic() deadline (None: no deadline)."""
+    return None if seconds is None else time.monotonic() + seconds
+
+
 class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     def __init__(self, tagger: TagModel, max_batch: int = 32, cache_size: int = 10_000):
         self.tagger = tagger
@@ -97,12 +102,13 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
             input_tokens=tagged.input_tokens, truncated=tagged.truncated, vocabulary_version=self.version,
             unaligned_client_tags=[c for c, a in zip(client_tags, aligned) if a is None])
 
-    async def _tag(self, query: str) -> TaggedQuery:
-        return (await self._tag_many([query]))[0]
+    async def _tag(self, query: str, deadline: float | None = None) -> TaggedQuery:
+        return (await self._tag_many([query], deadline))[0]
 
-    async def _tag_many(self, queries: list[str]) -> list[TaggedQuery]:
+    async def _tag_many(self, queries: list[str], deadline: float | None = None) -> list[TaggedQuery]:
         """Tags from the exact-match cache, else from the micro-batcher (then cached): the misses
-        go in as one submission, each distinct query once."""
+        go in as one submission, each distinct query once. deadline: the caller's (time.monotonic()),
+        for the batcher to leave out a query it cannot encode in time."""
         keys = [cache_key(q) for q in queries]
         results: dict[bytes, TaggedQuery] = {}
         misses: dict[bytes, str] = {}  # cache key -> query
@@ -118,7 +124,7 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
                 misses[key] = query
         tracing.annotate({"tagrouter.cache_hits": len(results), "tagrouter.cache_misses": len(misses)})
         if misses:
-            for (key, _), tagged in zip(misses.items(), await self.batcher.submit_many(list(misses.values()))):
+            for (key, _), tagged in zip(misses.items(), await self.batcher.submit_many(list(misses.values()), deadline)):
                 self.cache.put(key, tagged)
                 results[key] = tagged
         return [results[key] for key in keys]
@@ -132,15 +138,19 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         return [[aligned[t] for t in tags] for tags in client_tags]
 
     async def Tag(self, request, context):
+        return await self._tag_request(request, deadline_in(context.time_remaining()))
+
+    async def _tag_request(self, request, deadline: float | None):
+        """Tag's work for one TagRequest, by a Tag call or a TagStream message."""
         check_query(request.query)
         check_client_tags(request.client_tags)
         check_request_chars(request.query, request.client_tags)
         if not self._ready:
             raise Unavailable("the encoder is still loading")
         if not request.client_tags:  # the common case: no tasks to gather, one loop pass less
-            response = self._response(await self._tag(request.query), request.tags_per_level)
+            response = self._response(await self._tag(request.query, deadline), request.tags_per_level)
         else:
-            tagged, aligned = await asyncio.gather(self._tag(request.query), self._align(request.client_tags))
+            tagged, aligned = await asyncio.gather(self._tag(request.query, deadline), self._align(request.client_tags))
             response = self._response(tagged, request.tags_per_level, request.client_tags, aligned)
         if tracing.enabled():
             tracing.annotate({"tagrouter.tags": len(response.tags), "tagrouter.input_tokens": response.input_tokens,
@@ -162,7 +172,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
             scope = asyncio.timeout(message.timeout_ms / 1000 if message.timeout_ms else None)
             try:
                 async with scope:
-                    response = await self.Tag(message.request, context)
+                    response = await self._tag_request(
+                        message.request, deadline_in(message.timeout_ms / 1000 if message.timeout_ms else None))
                 reply = tagger_pb2.TagStreamResponse(id=message.id, response=response)
                 code = grpc.StatusCode.OK
             except Exception as err:  # noqa: BLE001 - each message ends as Tag would have ended
@@ -218,7 +229,8 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         check_batch(request.requests)
         if not self._ready:
             raise Unavailable("the encoder is still loading")
-        tagged, aligned = await asyncio.gather(self._tag_many([r.query for r in request.requests]),
+        tagged, aligned = await asyncio.gather(self._tag_many([r.query for r in request.requests],
+                                                              deadline_in(context.time_remaining())),
                                                self._align_many([list(r.client_tags) for r in request.requests]))
         return tagger_pb2.TagBatchResponse(
             responses=[self._response(t, r.tags_per_level, r.client_tags, a)

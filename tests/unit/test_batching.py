@@ -1,7 +1,9 @@
 """Micro-batching and the tag cache, without the model: a fake batch function records its calls."""
 import asyncio
 import threading
+import time
 
+from services.common.errors import DeadlineExceeded
 from services.tagger.batching import MAX_CELLS, WINDOW_CHARS, MicroBatcher, length_groups, split_by_cells
 from services.tagger.cache import TagCache, cache_key
 
@@ -102,3 +104,57 @@ def test_a_lone_query_runs_on_the_event_loop_and_a_batch_on_the_worker_thread():
     assert calls[0] == (True, 1)
     assert any(not on_loop and n > 1 for on_loop, n in calls[1:])
     assert all(n == 1 for on_loop, n in calls if on_loop)
+
+
+def test_a_text_its_call_cannot_finish_in_time_is_left_out_and_fails_at_once():
+    # a real sleep stands for the encoder: 20 ms per text of 100 characters
+    encoded = []
+
+    def run_batch(texts):
+        time.sleep(0.02 * len(texts))
+        encoded.extend(texts)
+        return list(texts)
+
+    async def main():
+        batcher = MicroBatcher(run_batch, max_batch=32)
+        batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit(f"{i:03d}" + "w" * 97) for i in range(4)))  # the estimate
+            hold = asyncio.ensure_future(batcher.submit("h" * 100))  # runs alone: the rest queue behind it
+            await asyncio.sleep(0)
+            now = time.monotonic()
+            # behind the lone one, a call of 8 texts: about 160 ms by the estimate
+            late = [batcher.submit(f"{i:03d}" + "l" * 97, deadline=now + 0.08) for i in range(4)]
+            easy = [batcher.submit(f"{i:03d}" + "e" * 97, deadline=now + 5.0) for i in range(4)]
+            results = await asyncio.gather(hold, *late, *easy, return_exceptions=True)
+            return results, time.monotonic() - now
+        finally:
+            await batcher.close()
+
+    results, took = asyncio.run(main())
+    late, easy = results[1:5], results[5:]
+    assert all(isinstance(r, DeadlineExceeded) for r in late), late
+    assert "within the caller's deadline" in str(late[0])
+    assert [r[3] for r in easy] == ["e"] * 4
+    assert not any(t[3] == "l" for t in encoded), "a text that could not be in time was encoded"
+    assert took < 2.0
+
+
+def test_without_a_deadline_or_an_estimate_nothing_is_left_out():
+    def run_batch(texts):
+        time.sleep(0.01 * len(texts))
+        return list(texts)
+
+    async def main():
+        batcher = MicroBatcher(run_batch, max_batch=32)
+        batcher.start()
+        try:
+            # the first call has no estimate to go by: a deadline it will miss does not leave it out
+            first = await asyncio.gather(*(batcher.submit(f"{i}", deadline=time.monotonic()) for i in range(3)))
+            rest = await asyncio.gather(*(batcher.submit(f"x{i}") for i in range(10)))
+            return first, rest
+        finally:
+            await batcher.close()
+
+    first, rest = asyncio.run(main())
+    assert first == ["0", "1", "2"] and rest == [f"x{i}" for i in range(10)]
