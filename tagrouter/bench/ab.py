@@ -11,9 +11,10 @@ on them too, so load drifting on a shared machine hits all alike. Prints one JSO
 per variant, and each p50 over the encoder's.
 
 With `--concurrency N` (N > 1) each round instead sends `--per-round` Routes with N in flight to every
-variant in turn (bounded by 10 s each) and prints, per variant, the answers a second that are not
-degraded, the degraded ones, p50, and the CPU its tagger and router used: cores per process and per
-thread (the busiest first), read from /proc over the variant's rounds.
+variant in turn (bounded by 10 s each; `--length long`: the bench's long prompts) and prints, per
+variant, the answers a second that are not degraded, the degraded ones, p50, and the CPU its tagger and
+router used: cores per process and per thread (the busiest first), read from /proc over the variant's
+rounds.
 """
 from __future__ import annotations
 
@@ -91,14 +92,14 @@ def _thread_seconds(pid: int) -> dict[int, float]:
     return out
 
 
-def _load_rounds(variants, started, short: list[str], marker: str, args) -> dict:
+def _load_rounds(variants, started, prompts: list[str], marker: str, args) -> dict:
     """--concurrency: Route with N in flight, variants in turn each round; goodput and CPU per variant."""
     pids = {name: _service_pids(proc.pid) for (name, _, _), (proc, _) in zip(variants, started)}
     totals = {name: {"ok": 0, "degraded": 0, "errors": 0, "wall_s": 0.0, "latencies": [],
                      "cpu": {service: {} for service in pids[name]}} for name, _, _ in variants}
     for r in range(args.rounds):
         for (name, _, _), (_, address) in zip(variants, started):
-            queries = [f"{short[(r * args.per_round + i) % len(short)]} [{marker}{name}{r}.{i}]"
+            queries = [f"[{marker}{name}{r}.{i}] {prompts[(r * args.per_round + i) % len(prompts)]}"
                        for i in range(args.per_round)]
             before = {service: _thread_seconds(pid) for service, pid in pids[name].items()}
             result = concurrent_route(address, queries, args.concurrency, budget_s=10.0)
@@ -131,10 +132,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--per-round", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=1, help="Routes in flight (default 1: latency)")
+    parser.add_argument("--length", choices=("short", "long"), default="short",
+                        help="with --concurrency: the bench's short (14-28 tokens) or long (340-460) prompts")
     args = parser.parse_args(argv)
     encoder = Encoder(REPO / "build" / "model", 1)
     prompts, _ = load_prompts(prompts_dir(None))  # ../shared/data/raw, else the built-in prompts
-    short = query_sets(prompts, encoder.count_tokens)["short"]
+    sets = query_sets(prompts, encoder.count_tokens)
+    short = sets["short"]
     variants = [parse_variant(v) for v in args.variant]
     started = [start(checkout, env) for _, checkout, env in variants]
     seconds: dict[str, list[float]] = {name: [] for name, _, _ in variants} | {"encoder": []}
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             for i in range(30):
                 stub.Route(router_pb2.RouteRequest(query=f"warm-up {i} {short[i % len(short)]}"), timeout=10)
         if args.concurrency > 1:
-            print(json.dumps(_load_rounds(variants, started, short, marker, args)))
+            print(json.dumps(_load_rounds(variants, started, sets[args.length], marker, args)))
             return
         count = 0
         for r in range(args.rounds):
