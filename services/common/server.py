@@ -148,7 +148,7 @@ class RunningService:
 def limit_blas_threads() -> None:
     """numpy's OpenBLAS pool to one thread, unless OPENBLAS_NUM_THREADS says otherwise. Its pool thread
     spins between calls: under load the tagger's tag selection (a batch of embeddings times the
-    prototypes) woke it, and it held 0.34-0.6 of the second core that the encoder, the router and the
+    prototypes) woke it, and it held 0.34-0.38 of the second core that the encoder, the router and the
     event loops need, while Route at 32 in flight fell to 0.17 of the batched encoder (docs/BENCHMARKS.md,
     "Fourth step"). The services' arrays are small: one thread loses nothing. Set at run time, in the
     service's process only (not in a bench or test that imports the services)."""

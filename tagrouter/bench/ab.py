@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -30,8 +29,10 @@ from pathlib import Path
 
 import grpc
 
+from tagrouter.bench.figures import latency_summary
 from tagrouter.bench.load import concurrent_route
 from tagrouter.bench.queries import load_prompts, prompts_dir, query_sets
+from tagrouter.bench.report import cpu_seconds
 from tagrouter.core.encoder import Encoder
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 
@@ -79,16 +80,13 @@ def _service_pids(stack_pid: int) -> dict[str, int]:
 
 
 def _thread_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds (user + system) of each thread of `pid` so far."""
-    ticks = os.sysconf("SC_CLK_TCK")
+    """CPU seconds of each thread of `pid` so far."""
     out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    for tid in map(int, os.listdir(f"/proc/{pid}/task")):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            out[tid] = cpu_seconds(pid, tid)
         except FileNotFoundError:  # the thread ended between the listing and the read
             continue
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
     return out
 
 
@@ -118,7 +116,7 @@ def _load_rounds(variants, started, prompts: list[str], marker: str, args) -> di
         wall = total["wall_s"]
         report[name] = {
             "ok_qps": round(total["ok"] / wall, 1), "degraded": total["degraded"], "errors": total["errors"],
-            "p50_ms": round(statistics.median(total["latencies"]) * 1000, 1) if total["latencies"] else None,
+            "p50_ms": latency_summary(total["latencies"]).get("p50_ms"),
             "cores": {service: {"process": round(sum(used.values()) / wall, 2),
                                 "threads": [round(v / wall, 2) for v in sorted(used.values(), reverse=True)
                                             if v > 0.01 * wall]}
@@ -168,11 +166,11 @@ def main(argv: list[str] | None = None) -> None:
         for proc, _ in started:
             proc.stdin.close()
             proc.wait(60)
-    floor = statistics.median(seconds["encoder"])
-    print(json.dumps({name: {"p50_ms": round(statistics.median(s) * 1000, 3),
-                             "p90_ms": round(sorted(s)[int(0.9 * len(s))] * 1000, 3),
-                             "p50_over_encoder_p50": round(statistics.median(s) / floor, 3)}
-                      for name, s in seconds.items()}))
+    summaries = {name: latency_summary(s) for name, s in seconds.items()}
+    floor = summaries["encoder"]["p50_ms"]
+    print(json.dumps({name: {"p50_ms": x["p50_ms"], "p90_ms": x["p90_ms"],
+                             "p50_over_encoder_p50": round(x["p50_ms"] / floor, 3)}
+                      for name, x in summaries.items()}))
 
 
 if __name__ == "__main__":

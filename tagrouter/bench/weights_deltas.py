@@ -21,7 +21,7 @@ import urllib.request
 import grpc
 
 from services.scorer.store import WeightStore
-from tagrouter.bench.report import machine, write_json
+from tagrouter.bench.report import cpu_seconds, machine, write_json
 from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams
 from tagrouter.core.weights import ModelPrice, Weights
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
@@ -47,11 +47,6 @@ def synthetic_weights(tags: int = TAGS, models: int = MODELS, seed: int = 0) -> 
         counts[f"t{t:05d}"] = per
     counts[ALL_QUERIES_TAG] = {m.name: [4e4, 1e4, 4e4, 9e4, 2.7e7] for m in pool}
     return Weights(models=pool, params=ScoringParams(), counts=counts, provenance="synthetic (bench)", version="synthetic")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def lag_buckets(metrics_url: str) -> dict[float, float]:

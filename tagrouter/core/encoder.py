@@ -95,8 +95,8 @@ class Encoder:
 
     def encode(self, texts: list[str], heads: bool = True) -> Encoded:
         """Embeds `texts` (non-empty list) in one session call. heads: also fetch the graph's tag
-        probabilities (when it has heads);
-        a tagger that does not use them asks for the embedding alone, so onnxruntime skips the heads."""
+        probabilities (when it has heads); a tagger that does not use them asks for the embedding
+        alone, so onnxruntime skips the heads."""
         started = time.perf_counter()
         encodings = self.tokenizer.encode_batch(texts)
         lengths = [len(e.ids) for e in encodings]
