@@ -93,8 +93,10 @@ def service_env(redis_url: str, **extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def running_stack(redis_url: str, ready_check: bool = True, **extra: str):
     """Tagger, scorer and router as three real processes (the project's one launcher); yields
-    {name: ServiceProcess}. ready_check=False skips the plaintext health wait (for TLS-only servers)."""
-    stack = LocalStack(env=service_env(redis_url, **extra), quiet=bool(os.environ.get("TAGROUTER_TEST_QUIET")))
+    {name: ServiceProcess}. ready_check=False skips the plaintext health wait (for TLS-only servers) and
+    waits for each service's plaintext /metrics instead, so that a port taken at start is still retried."""
+    stack = LocalStack(env=service_env(redis_url, **extra), quiet=bool(os.environ.get("TAGROUTER_TEST_QUIET")),
+                       metrics=not ready_check)
     with contextlib.closing(stack.start(wait=ready_check)):
         yield stack.processes
 

@@ -155,6 +155,8 @@ class LocalStack:
             self._start_gateway(env, ports["router"])
         if wait:
             self.wait_serving()
+        else:
+            self.wait_bound()
 
     def _own_env_and_output(self, name: str, env: dict[str, str]):
         """One service's environment (its own metrics port: they would collide on the default) and
@@ -179,6 +181,15 @@ class LocalStack:
         wait_serving(self.router, FULL_NAMES["router"], self.start_timeout, procs)
         if GATEWAY in self.processes:
             wait_ready_http(f"http://{self.processes[GATEWAY].address}/readyz", self.start_timeout, procs)
+
+    def wait_bound(self) -> None:
+        """Until every service has bound its ports (its /metrics answers: served right after the gRPC
+        bind, in plaintext even when gRPC is TLS-only), without waiting for SERVING; fails if a service
+        exits, so that a port taken meanwhile (exit EXIT_PORT_IN_USE) is retried by start() here too.
+        Needs `metrics`: without it nothing plaintext answers, and this returns at once."""
+        procs = tuple(p.proc for p in self.processes.values())
+        for url in self.metrics_urls.values():
+            wait_ready_http(url, self.start_timeout, procs)
 
     def _stop_processes(self) -> None:
         for proc in reversed(list(self.processes.values())):  # gateway, then router: each drains its callers

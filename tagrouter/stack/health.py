@@ -43,7 +43,8 @@ def wait_serving(address: str, service: str = "", timeout: float = 30.0,
 
 
 def wait_ready_http(url: str, timeout: float = 30.0, processes: tuple[subprocess.Popen, ...] = ()) -> None:
-    """Blocks until GET `url` answers 200 (the gateway's /readyz); fails early if one of `processes` exits."""
+    """Blocks until GET `url` answers 200 (the gateway's /readyz, a service's /metrics); fails early if
+    one of `processes` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         fail_if_exited(processes)

@@ -1,6 +1,7 @@
 """Issue 13 finding 13: SIGKILL of the launcher leaves no redis-server, service or scratch folder behind."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -92,8 +93,10 @@ def test_another_server_answering_on_the_port_is_not_taken_for_ours(monkeypatch)
             assert redis_py.Redis.from_url(url).info("server")["process_id"] == server.process.pid
 
 
-def test_a_service_whose_port_is_taken_makes_the_stack_choose_its_ports_again(monkeypatch):
-    # the router exits with EXIT_PORT_IN_USE (a CI run lost a test to it); the stack starts again
+@pytest.mark.parametrize("wait", [True, False], ids=["serving", "bound only (TLS tests)"])
+def test_a_service_whose_port_is_taken_makes_the_stack_choose_its_ports_again(monkeypatch, wait):
+    # the router exits with EXIT_PORT_IN_USE (CI runs lost tests to it, one with wait=False: TLS-only
+    # services, no plaintext health check); the stack starts again
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
         held.listen()
@@ -101,6 +104,6 @@ def test_a_service_whose_port_is_taken_makes_the_stack_choose_its_ports_again(mo
         chosen = iter([None, None, taken])  # the tagger's and scorer's ports as usual, the router's taken
         real_free_port = stack_module.free_port
         monkeypatch.setattr(stack_module, "free_port", lambda: next(chosen, None) or real_free_port())
-        with stack_module.LocalStack(quiet=True) as started:
+        with contextlib.closing(stack_module.LocalStack(quiet=True, metrics=True).start(wait=wait)) as started:
             assert started.processes["router"].port != taken
             assert all(p.proc.poll() is None for p in started.processes.values())
