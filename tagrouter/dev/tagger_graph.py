@@ -101,7 +101,7 @@ def latency(model_dir: Path, baseline_vocab: Path, runs: int = 300) -> dict:
         _strip(model.graph)
         onnx.save(model, str(Path(tmp) / "model.onnx"))
         shutil.copy(Path(model_dir) / "tokenizer.json", Path(tmp) / "tokenizer.json")
-        taggers = {"heads in the graph": TagModel.load(model_dir),
+        taggers = {"heads in the graph": TagModel.load(model_dir, use_heads=True),
                    "encoder, then prototypes": TagModel.load(tmp, baseline_vocab, use_heads=False)}
         times: dict[str, list[float]] = {name: [] for name in taggers}
         for i in range(runs + 20):

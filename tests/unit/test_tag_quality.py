@@ -54,3 +54,13 @@ def test_ablation_table_shows_each_variant_against_task_only():
     rows = [{"suite": "s1", "auc": {"task": 0.5, "task + domain": 0.52}}]
     table = tag_ablation.ablation_table(rows)
     assert "| task | 0.5000 |" in table and "0.5200 (+0.0200)" in table
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="needs `make model`")
+def test_tag_quality_loads_the_committed_heads_though_the_served_tagger_has_none(tmp_path):
+    from tests.integration.test_cli import tagrouter
+
+    # past the heads (which it once could not find), it stops at the empty corpus folder
+    out = tagrouter("tag-quality", "--raw", str(tmp_path), "--no-ablation")
+    assert out.returncode != 0
+    assert "holds no tagger heads" not in out.stderr and str(tmp_path) in out.stderr, out.stderr
