@@ -52,7 +52,7 @@ def _choose(suite, tagger, args):
     from tagrouter.offline.routers.tag_router import TOPIC_GRANULARITIES, TagRouter
 
     prep = prepare(suite, tagger, show_progress=not args.quiet)
-    router = TagRouter(granularities=((),) if args.no_topics else TOPIC_GRANULARITIES)
+    router = TagRouter(granularities=((),) if args.no_topics else TOPIC_GRANULARITIES, parsimony=args.parsimony)
     folds = selection.cv_folds(prep)
     choice = router.choose(prep, folds)
     return choice, calibration_table(prep, router, choice.result.setting, folds)
@@ -198,6 +198,9 @@ def add_parsers(sub) -> None:
     fit.add_argument("--no-tune", action="store_true",
                      help="default scoring parameters and the tagger's own tags (no choice on valid)")
     fit.add_argument("--no-topics", action="store_true", help="choose parameters on valid, but no suite-fitted topic tags")
+    fit.add_argument("--parsimony", action="store_true",
+                     help="also the one-standard-error rule toward the smallest tag set (off in `tagrouter eval`; "
+                          "the starter weights use it: docs/ROUTING-CHOICES.md)")
     fit.add_argument("--vocab-out", type=Path, help="where the vocabulary with topic tags goes "
                      "(default build/vocabulary/SUITE)")
     fit.add_argument("--add", metavar="MODEL", help="add MODEL's outcomes (rows in --suite) to --weights")

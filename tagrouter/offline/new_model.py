@@ -5,7 +5,7 @@ then added with 25, 50, 100, 200 and all of its train outcomes.
 
 Per suite: the held-out model is the best single model on train (highest train accept rate; the
 arrival that matters most, chosen without test). Every router's settings are chosen once, as
-`tagrouter eval` chooses them (train out-of-fold + valid, the one-standard-error rule), and kept
+`tagrouter eval` chooses them (train out-of-fold + valid, the one-standard-error rule for the baselines), and kept
 fixed while the model joins: a deployed router does not retune when a model arrives. At each step
 the same rows are given to every router: every train query's outcomes for the other models, and
 the new model's outcomes on N train queries drawn at random (`--seeds` draws, averaged).

@@ -20,14 +20,14 @@ from tagrouter.offline.selection import sweep
 # The suite-fitted topics are the evaluation harness's own (clusters of the suite's train queries).
 ABLATION_VARIANTS = (
     # name, levels, tags per level, suite-fitted topics, the one-standard-error rule on the tag set
-    # (TagRouter's `parsimony`: a level is kept only when the selection rows show it helps)
-    ("task", ("task",), 2, False, True),
-    ("task + domain", ("task", "domain"), 2, False, True),
-    ("task + domain + topic", ("task", "domain", "topic"), 2, False, True),
-    ("all levels (+ attr)", ("task", "domain", "topic", "attr"), 2, False, True),
-    ("all levels + suite-fitted topics (served)", ("task", "domain", "topic", "attr"), 2, True, True),
-    ("all levels + suite-fitted topics, best selection AUC (no 1-SE rule)", ("task", "domain", "topic", "attr"), 2,
-     True, False),
+    # (TagRouter's `parsimony`, off where served: docs/DESIGN-ROWS.md)
+    ("task", ("task",), 2, False, False),
+    ("task + domain", ("task", "domain"), 2, False, False),
+    ("task + domain + topic", ("task", "domain", "topic"), 2, False, False),
+    ("all levels (+ attr)", ("task", "domain", "topic", "attr"), 2, False, False),
+    ("all levels + suite-fitted topics (served)", ("task", "domain", "topic", "attr"), 2, True, False),
+    ("all levels + suite-fitted topics, 1-SE rule toward the smallest tag set", ("task", "domain", "topic", "attr"), 2,
+     True, True),
 )
 BOOTSTRAP = 200  # paired resamples of the test queries for the spread of each AUC difference
 SEED = 0
@@ -143,10 +143,10 @@ def render_ablation(rows: list[dict], suites_name: str = "suites") -> str:
 out-of-fold (`tagrouter.offline.routers.tag_router_selection`), for tag sets that offer one more level at a time,
 then add the harness's topic
 tags fitted on the suite's own training queries (what `tagrouter eval` and `tagrouter fit` serve).
-Offered is not kept: as in `tagrouter eval`, the harness then keeps the smallest tag set (levels
-dropped by weight 0, topic granularities) whose selection AUC is within one paired standard error
-of the best's (the one-standard-error rule, docs/ROUTING-CHOICES.md); the last row is the served
-variant without that rule (best selection AUC). In brackets: the difference from task tags only,
+Offered is not kept: as in `tagrouter eval`, the harness keeps the levels (weight 0 or 1) and topic
+granularities with the best selection AUC; the last row is the served variant with the
+one-standard-error rule toward the smallest tag set, which TagRouter applied until this round
+(docs/DESIGN-ROWS.md). In brackets: the difference from task tags only,
 its standard error over {BOOTSTRAP} paired bootstrap resamples of the test queries, and the share of
 resamples in which it is >= 0.
 
@@ -159,12 +159,12 @@ granularities):
 Where a variant does worse than task tags only: {"; ".join(worse) or "nowhere"}.
 
 Reading it. A row offers TagRouter one more kind of tag; the harness keeps a level only where the
-selection rows support it (the one-standard-error rule), so a row falls below task tags only where
+selection rows support it, so a row falls below task tags only where
 the selection rows and test disagree, and the bracket says by how much against the noise. With the
 trained tagger a level gives at most one tag (its head's top tag, when sure enough), so the
 number of tags kept per level is no longer varied. The served
 weights carry the level weights (`ScoringParams.level_weight_domain`, `_topic`, `_attr`; task is
 1): `tagrouter eval` and `tagrouter fit` choose them in a second selection stage with the
-suite-fitted topics and the one-standard-error rule (docs/ROUTING-CHOICES.md), and the scorer
+suite-fitted topics (docs/ROUTING-CHOICES.md), and the scorer
 applies them.
 """

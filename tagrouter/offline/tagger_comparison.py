@@ -3,7 +3,7 @@
     python -m tagrouter.offline.tagger_comparison --baseline-vocab build/vocab-prototype-944337c
 
 For each suite TagRouter is chosen as `tagrouter eval` chooses it (`routers.TagRouter.select`:
-settings on train out-of-fold and valid, the one-standard-error rule, suite-fitted topics), once
+settings on train out-of-fold and valid, suite-fitted topics), once
 with each tagger's tags; only the tags differ. The two test routings are compared by the paired
 bootstrap of `tagrouter eval` (`offline.paired`: the same resamples of the test queries for both):
 the trained tagger is *behind* when the whole 95% interval of its AUC minus the prototype tagger's

@@ -34,3 +34,46 @@ def test_small_data_writes_mean_auc_and_paired_calls_for_every_router(tmp_path):
     for name, c in r["against"].items():
         assert c["call"] in ("ahead", "level", "behind") and c["interval"][0] <= c["interval"][1], name
     assert "TagRouter vs random" in (tmp_path / "S.md").read_text()
+
+
+@needs_shared()
+def test_design_rows_score_the_train_rows_left_out_and_never_read_test(tmp_path):
+    import dataclasses
+
+    import numpy as np
+
+    from tagrouter.offline import design_rows
+    from tagrouter.offline.prepare import configured_tagger, prepare
+    from tagrouter.offline.suite import load_suite
+
+    prep = prepare(load_suite(small_suite(tmp_path / "three", POOL)), configured_tagger(), show_progress=False)
+    routers = [design_rows.VARIANTS["parsimony"]()]
+    aucs = design_rows.one_cut(prep, 40, 1, routers)
+    assert set(aucs) == {"parsimony", "random"} and all(0 <= a <= 1 for a in aucs.values())
+    # every outcome of the test split turned upside down: nothing read from test, nothing changes
+    test = prep.suite.rows("test")
+    accept, outcomes = prep.accept.copy(), prep.outcomes.copy()
+    accept[test], outcomes[test] = ~accept[test], outcomes[test][..., ::-1]
+    scores = prep.suite.scores.copy()
+    scores[test] = -scores[test]
+    flipped = dataclasses.replace(prep, accept=accept, outcomes=outcomes,
+                                  suite=dataclasses.replace(prep.suite, scores=scores))
+    assert design_rows.one_cut(flipped, 40, 1, routers) == aucs
+    # and the rows scored are the train rows left out: turning those over does change the figures
+    left_out = np.setdiff1d(prep.suite.rows("train"), design_rows.with_train_size(prep.suite, 40, 1).rows("train"))
+    accept = prep.accept.copy()
+    accept[left_out] = ~accept[left_out]
+    assert design_rows.one_cut(dataclasses.replace(prep, accept=accept), 40, 1, routers) != aucs
+
+
+@needs_shared()
+def test_design_rows_table_names_every_variant(tmp_path):
+    from tagrouter.offline import design_rows
+
+    suite = small_suite(tmp_path / "three", POOL)
+    assert design_rows.main(["--suites", str(suite), "--sizes", "40", "0.5", "--seeds", "2",
+                             "--out", str(tmp_path / "D.md")]) == 0
+    rows = json.loads((tmp_path / "D.json").read_text())
+    assert [(r["train"], r["left_out"]) for r in rows] == [(40, 50), (45, 45)]
+    assert set(rows[0]["mean_auc"]) == {"tagrouter", "knn", "mf", "forc", "random", "parsimony", "cautious"}
+    assert "parsimony - TagRouter" in (tmp_path / "D.md").read_text()

@@ -142,12 +142,15 @@ class FittedTagRouter:
 class TagRouter(Router):
     """TagRouter: fitted counts, the scorer's rule; its settings chosen in stages (`tag_router_selection`)."""
 
-    def __init__(self, name: str = "tagrouter", granularities=TOPIC_GRANULARITIES, parsimony: bool = True,
+    def __init__(self, name: str = "tagrouter", granularities=TOPIC_GRANULARITIES, parsimony: bool = False,
                  combine=scoring.score_matrix, knob_path: sweep.KnobPath = sweep.knob_path, neighbours: bool = False,
                  caution: bool = False):
         super().__init__(name, knob_path)
         self.granularities = tuple(granularities)
-        self.parsimony = parsimony  # the one-standard-error rule on the tag set
+        # the one-standard-error rule toward the smallest tag set: off by default, as a query's score is
+        # a mean over its tags, so fewer levels is not less variance, and on small data the rule dropped
+        # levels that the train rows left out of the fit showed were worth keeping (docs/DESIGN-ROWS.md)
+        self.parsimony = parsimony
         self.neighbours = neighbours  # also choose the neighbour blend (offline only: NEIGHBOUR_KEYS)
         # also the caution stage (tag_router_selection): off by default, as it lowered test AUC where
         # measured (docs/SMALL-DATA.md, the "cautious" column)

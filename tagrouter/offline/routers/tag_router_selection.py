@@ -2,8 +2,9 @@
 
 First the rewards, prior strength and tag evidence for every topic granularity; then, at the
 first stage's best of those, the level weights with every topic granularity (the full product
-would multiply the grid, and `tagrouter eval`'s time, by 8); then, when the one-standard-error
-rule keeps a smaller tag set than the best's, the first stage's grid again for that tag set.
+would multiply the grid, and `tagrouter eval`'s time, by 8); then, only with `parsimony` (off
+where served) and when the one-standard-error rule keeps a smaller tag set than the best's, the
+first stage's grid again for that tag set.
 """
 from __future__ import annotations
 
