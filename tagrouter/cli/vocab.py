@@ -54,13 +54,10 @@ def cmd_tag_quality(args) -> int:
     from tagrouter.offline.corpora import CorpusError
 
     settings = TaggerSettings.from_env()
-
-    def load(use_heads: bool) -> TagModel:
-        return TagModel.load(settings.model_dir, settings.vocab_dir, settings.tags_per_level, settings.min_score,
-                             settings.topic_min_score, use_heads=use_heads)
-
-    # the quality section measures the heads; the routing ablation tags as the served tagger does
-    tagger = load(use_heads=True)
+    # the quality section and the comparison measure the heads; the routing ablation tags as the served
+    # tagger does (the prototype tagger: no heads), on the same encoder
+    tagger = TagModel.load(settings.model_dir, settings.vocab_dir, settings.tags_per_level, settings.min_score,
+                           settings.topic_min_score, use_heads=True)
     if tagger.heads is None:
         return fail(f"{settings.vocab_dir} holds no tagger heads: run `make tagger-heads`")
     vocab = tagger.vocabulary
@@ -77,9 +74,10 @@ def cmd_tag_quality(args) -> int:
                                                 tag_quality_heads.examples_table(tagger, prototypes))
     ablation = comparison = None
     if not args.no_ablation:
-        ablation = tag_ablation.ablation_section(args.suites, load(use_heads=False))
+        served = tagger_comparison.prototype_tagger(tagger, vocab)
+        ablation = tag_ablation.ablation_section(args.suites, served)
         if args.baseline_vocab:
-            comparison = tagger_comparison.section(args.suites, args.baseline_vocab)
+            comparison = tagger_comparison.section(args.suites, args.baseline_vocab, tagger)
     text = tag_quality.render(vocab, len(prompts), quality, ablation, comparison)
     if args.out:
         Path(args.out).write_text(text)

@@ -3,7 +3,8 @@
 The selection rows are valid plus train predicted out-of-fold: valid alone (81 queries on the
 AlpacaEval suites) picks noise among hundreds of settings. Every router gets the same folds and
 the same rules: the best AUC (the simpler, earlier setting on ties), then the one-standard-error
-rule toward the simplest setting the selection rows cannot tell from the best.
+rule toward the simplest setting the selection rows cannot tell from the best (except TagRouter's
+tag set, whose rule is off where served: `TagRouter.parsimony`, docs/DESIGN-ROWS.md).
 """
 from __future__ import annotations
 

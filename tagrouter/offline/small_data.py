@@ -39,13 +39,30 @@ def one_run(prep: Prepared, counts: np.ndarray, routers=None) -> tuple[dict[str,
     return scored(prep, results, counts)
 
 
+def aucs_on_test(prep: Prepared, results: list) -> dict[str, float]:
+    """Each chosen router's AUC on the suite's test split, and random mixing's (the single models' hull)."""
+    test = prep.suite.rows("test")
+    singles = singles_on(prep, test)
+    aucs = {r.name: float(router_doc(r.test_points, singles)["auc"]) for r in results}
+    hull = paired.resampled_aucs(None, prep.accept[test], prep.suite.costs[test], np.ones((1, len(test))))
+    aucs[paired.RANDOM] = float(hull[0])
+    return aucs
+
+
+def prepared_suites(suites: Path):
+    """Each suite under `suites` (or `suites` itself when it holds a suite.json), prepared with the configured tagger."""
+    from tagrouter.offline.prepare import configured_tagger
+
+    folders = [suites] if (suites / "suite.json").is_file() else suite_folders(suites)
+    tagger = configured_tagger()
+    for folder in folders:
+        yield prepare(load_suite(folder), tagger, show_progress=False)
+
+
 def scored(prep: Prepared, results: list, counts: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Each chosen router's test AUC and random mixing's, and TagRouter's per-resample differences from each."""
     test = prep.suite.rows("test")
-    singles = singles_on(prep, test)
-    aucs = {r.name: router_doc(r.test_points, singles)["auc"] for r in results}
-    hull = paired.resampled_aucs(None, prep.accept[test], prep.suite.costs[test], np.ones((1, len(test))))
-    aucs[paired.RANDOM] = float(hull[0])
+    aucs = aucs_on_test(prep, results)
     routings = {r.name: r.test.choices for r in results} | {paired.RANDOM: None}
     return aucs, paired.differences(routings, prep.accept[test], prep.suite.costs[test], counts)
 
@@ -107,12 +124,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cautious", action="store_true", help=f"also {CAUTIOUS!r}: TagRouter with its caution stage")
     parser.add_argument("--out", type=Path, required=True, help="Markdown table (and .json beside it)")
     args = parser.parse_args(argv)
-    folders = [args.suites] if (args.suites / "suite.json").is_file() else suite_folders(args.suites)
-    from tagrouter.offline.prepare import configured_tagger
-
-    tagger, rows = configured_tagger(), []
-    for folder in folders:
-        prep = prepare(load_suite(folder), tagger, show_progress=False)
+    rows = []
+    for prep in prepared_suites(args.suites):
         for size in [*args.sizes, *([None] if args.full else [])]:
             started = time.perf_counter()
             rows.append({"suite": prep.suite.name, **measure(prep, size, args.seeds, args.cautious)})
@@ -144,8 +157,8 @@ tagrouter/offline/routers/tag_router_selection.py): after its tag set is chosen,
 (up to 1,000) and tag evidence are chosen again by the one-standard-error rule toward the most
 shrinkage toward each model's overall rate, so the fewer the selection rows, the more cautious the
 fit. Shrinking toward the overall rates is not routing like random mixing, though: the decision
-rule still ranks queries by their estimated cost, so the stage is off in the served TagRouter
-unless this table shows it helps.
+rule still ranks queries by their estimated cost. Whether the stage is on in the served TagRouter
+is chosen on train rows left out of the fit, never on this table (docs/DESIGN-ROWS.md: off).
 
 """
 

@@ -145,7 +145,7 @@ then add the harness's topic
 tags fitted on the suite's own training queries (what `tagrouter eval` and `tagrouter fit` serve).
 Offered is not kept: as in `tagrouter eval`, the harness keeps the levels (weight 0 or 1) and topic
 granularities with the best selection AUC; the last row is the served variant with the
-one-standard-error rule toward the smallest tag set, which TagRouter applied until this round
+one-standard-error rule toward the smallest tag set, which TagRouter applied until issue 15
 (docs/DESIGN-ROWS.md). In brackets: the difference from task tags only,
 its standard error over {BOOTSTRAP} paired bootstrap resamples of the test queries, and the share of
 resamples in which it is >= 0.
@@ -160,9 +160,9 @@ Where a variant does worse than task tags only: {"; ".join(worse) or "nowhere"}.
 
 Reading it. A row offers TagRouter one more kind of tag; the harness keeps a level only where the
 selection rows support it, so a row falls below task tags only where
-the selection rows and test disagree, and the bracket says by how much against the noise. With the
-trained tagger a level gives at most one tag (its head's top tag, when sure enough), so the
-number of tags kept per level is no longer varied. The served
+the selection rows and test disagree, and the bracket says by how much against the noise. The tags
+are the served tagger's (the prototype tagger: up to 2 per level, the nearest prototypes above the
+served cosine thresholds; the trained heads are compared with it in the section above). The served
 weights carry the level weights (`ScoringParams.level_weight_domain`, `_topic`, `_attr`; task is
 1): `tagrouter eval` and `tagrouter fit` choose them in a second selection stage with the
 suite-fitted topics (docs/ROUTING-CHOICES.md), and the scorer

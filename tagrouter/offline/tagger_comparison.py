@@ -48,10 +48,14 @@ def prototype_tagger(tagger, vocabulary):
                     tagger.topic_min_score, heads=None)
 
 
-def compare(suite_dirs: list[Path], baseline_vocab: Path) -> list[dict]:
+def compare(suite_dirs: list[Path], baseline_vocab: Path, tagger=None) -> list[dict]:
+    """Each suite's comparison of `tagger` (default: the configured one with its trained heads) with
+    the prototype tagger over `baseline_vocab`."""
     from tagrouter.core.vocabulary import Vocabulary
 
-    tagger = configured_tagger()
+    tagger = configured_tagger(use_heads=True) if tagger is None else tagger
+    if tagger.heads is None:
+        raise ValueError("the comparison needs the tagger's trained heads: run `make tagger-heads`")
     baseline = prototype_tagger(tagger, Vocabulary.load(baseline_vocab))
     return [compare_suite(d, tagger, baseline) for d in suite_dirs]
 
@@ -66,11 +70,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def section(suites_dir: Path, baseline_vocab: Path) -> str:
-    """docs/TAGS.md's comparison: the table and how it was made."""
+def section(suites_dir: Path, baseline_vocab: Path, tagger=None) -> str:
+    """docs/TAGS.md's comparison: the table and how it was made (`tagger`: the one with heads, as `compare`)."""
     from tagrouter.offline.suite import suite_folders
 
-    rows = compare(suite_folders(suites_dir), baseline_vocab)
+    rows = compare(suite_folders(suites_dir), baseline_vocab, tagger)
     behind = [r["suite"] for r in rows if r["paired"]["call"] == "behind"]
     return f"""Test AUC (ROUTING.md, section 3) of TagRouter chosen as `tagrouter eval` chooses it (settings on
 train out-of-fold and valid, never test), once with the trained tagger's tags and once with the

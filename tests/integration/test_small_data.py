@@ -1,6 +1,8 @@
 """`tagrouter eval --train-size N --seed S` and the small-data table (tagrouter/offline/small_data.py)."""
 import json
 
+import pytest
+
 from tests.conftest import needs_shared
 from tests.integration.test_cli import tagrouter
 from tests.integration.test_eval import POOL, small_suite
@@ -50,20 +52,21 @@ def test_design_rows_score_the_train_rows_left_out_and_never_read_test(tmp_path)
     routers = [design_rows.VARIANTS["parsimony"]()]
     aucs = design_rows.one_cut(prep, 40, 1, routers)
     assert set(aucs) == {"parsimony", "random"} and all(0 <= a <= 1 for a in aucs.values())
-    # every outcome of the test split turned upside down: nothing read from test, nothing changes
+    # every outcome, cost and length of the test split turned over: nothing read from test, nothing changes
     test = prep.suite.rows("test")
     accept, outcomes = prep.accept.copy(), prep.outcomes.copy()
     accept[test], outcomes[test] = ~accept[test], outcomes[test][..., ::-1]
-    scores = prep.suite.scores.copy()
-    scores[test] = -scores[test]
-    flipped = dataclasses.replace(prep, accept=accept, outcomes=outcomes,
-                                  suite=dataclasses.replace(prep.suite, scores=scores))
+    suite = prep.suite
+    turned = {name: getattr(suite, name).copy() for name in ("scores", "costs", "input_tokens", "output_tokens")}
+    for name, values in turned.items():
+        values[test] = values[test][::-1] * (-1 if name == "scores" else 3)
+    flipped = dataclasses.replace(prep, accept=accept, outcomes=outcomes, suite=dataclasses.replace(suite, **turned))
     assert design_rows.one_cut(flipped, 40, 1, routers) == aucs
-    # and the rows scored are the train rows left out: turning those over does change the figures
-    left_out = np.setdiff1d(prep.suite.rows("train"), design_rows.with_train_size(prep.suite, 40, 1).rows("train"))
+    # and the rows scored are the train rows left out: turning those over changes the router's figure
+    left_out = np.setdiff1d(suite.rows("train"), design_rows.with_train_size(suite, 40, 1).rows("train"))
     accept = prep.accept.copy()
     accept[left_out] = ~accept[left_out]
-    assert design_rows.one_cut(dataclasses.replace(prep, accept=accept), 40, 1, routers) != aucs
+    assert design_rows.one_cut(dataclasses.replace(prep, accept=accept), 40, 1, routers)["parsimony"] != aucs["parsimony"]
 
 
 @needs_shared()
@@ -76,4 +79,11 @@ def test_design_rows_table_names_every_variant(tmp_path):
     rows = json.loads((tmp_path / "D.json").read_text())
     assert [(r["train"], r["left_out"]) for r in rows] == [(40, 50), (45, 45)]
     assert set(rows[0]["mean_auc"]) == {"tagrouter", "knn", "mf", "forc", "random", "parsimony", "cautious"}
-    assert "parsimony - TagRouter" in (tmp_path / "D.md").read_text()
+    for v in rows[0]["variants"].values():
+        assert v["seeds_higher"] + v["seeds_equal"] + v["seeds_lower"] == 2
+    assert "parsimony - TagRouter (seeds higher / equal / lower)" in (tmp_path / "D.md").read_text()
+    # sizes that leave nothing to score, or are neither a count nor a share, are refused by name
+    for bad in ("90", "1.5", "0"):
+        with pytest.raises(SystemExit) as exit_:
+            design_rows.main(["--suites", str(suite), "--sizes", bad, "--out", str(tmp_path / "X.md")])
+        assert exit_.value.code == 2

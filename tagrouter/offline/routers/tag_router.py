@@ -152,8 +152,8 @@ class TagRouter(Router):
         # levels that the train rows left out of the fit showed were worth keeping (docs/DESIGN-ROWS.md)
         self.parsimony = parsimony
         self.neighbours = neighbours  # also choose the neighbour blend (offline only: NEIGHBOUR_KEYS)
-        # also the caution stage (tag_router_selection): off by default, as it lowered test AUC where
-        # measured (docs/SMALL-DATA.md, the "cautious" column)
+        # also the caution stage (tag_router_selection): off by default, as on the train rows left out of
+        # the fit it loses .0057 on routerbench-11 at 150 train queries (docs/DESIGN-ROWS.md)
         self.caution = caution
         self.combine = combine  # the query score from its tags' rates (scoring.score_matrix is served)
         self._tags: dict[int, SuiteTags] = {}
