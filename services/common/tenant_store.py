@@ -17,7 +17,7 @@ import uuid
 
 from services.common import redis_client, redis_url
 from tagrouter.core import tenancy
-from tagrouter.core.tenancy import Tenant, WindowState
+from tagrouter.core.tenancy import Margin, Tenant, WindowState
 
 TENANTS_KEY = "{tenants}:ids"
 SETTLED_TTL_S = 7 * 86400  # a settled request id answers `duplicate` this long
@@ -43,22 +43,26 @@ for _, rid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMI
 end
 """.replace("RELEASE_BATCH", str(RELEASE_BATCH))
 
-# KEYS: pending, reservation, margin factor, then (spend, reserved) per window. ARGV: now, reservation
-# prefix, estimate, deadline, n, caps..., counter ttls..., fields (JSON), hash ttl. It holds the estimate
-# times the tenant's margin factor (tenancy.reservation) and answers {ok, refusing window, released, held}.
+# KEYS: pending, reservation, margin factor, margin overshoot, then (spend, reserved) per window. ARGV:
+# now, reservation prefix, estimate, deadline, n, caps..., counter ttls..., fields (JSON), hash ttl. It
+# holds the estimate plus the tenant's margin (tenancy.Margin.reservation: the smaller of estimate times
+# the factor and estimate plus the overshoot) and answers {ok, refusing window, released, held}.
 RESERVE = _RELEASE + """
 local estimate, n = tonumber(ARGV[3]), tonumber(ARGV[5])
-local amount = math.ceil(estimate * math.max(1, tonumber(redis.call('GET', KEYS[3]) or '1')))
+local held = estimate * math.max(1, tonumber(redis.call('GET', KEYS[3]) or '1'))
+local overshoot = redis.call('GET', KEYS[4])
+if overshoot then held = math.min(held, estimate + tonumber(overshoot)) end
+local amount = math.ceil(held)
 for i = 1, n do
-  local spend = tonumber(redis.call('GET', KEYS[2 + 2 * i]) or '0')
-  local held = tonumber(redis.call('GET', KEYS[3 + 2 * i]) or '0')
-  if spend + held + amount > tonumber(ARGV[5 + i]) then return {0, i, released, amount} end
+  local spend = tonumber(redis.call('GET', KEYS[3 + 2 * i]) or '0')
+  local open = tonumber(redis.call('GET', KEYS[4 + 2 * i]) or '0')
+  if spend + open + amount > tonumber(ARGV[5 + i]) then return {0, i, released, amount} end
 end
 local reserved = {}
 for i = 1, n do
-  redis.call('INCRBY', KEYS[3 + 2 * i], amount)
-  redis.call('EXPIRE', KEYS[3 + 2 * i], ARGV[5 + n + i])
-  reserved[i] = KEYS[3 + 2 * i]
+  redis.call('INCRBY', KEYS[4 + 2 * i], amount)
+  redis.call('EXPIRE', KEYS[4 + 2 * i], ARGV[5 + n + i])
+  reserved[i] = KEYS[4 + 2 * i]
 end
 local fields = cjson.decode(ARGV[6 + 2 * n])
 redis.call('HSET', KEYS[2], 'amount', amount, 'estimate', estimate, 'reserved_keys', cjson.encode(reserved),
@@ -69,8 +73,9 @@ redis.call('ZADD', KEYS[1], ARGV[4], ARGV[8 + 2 * n])
 return {1, 0, released, amount}
 """
 
-# KEYS: pending, reservation, settled marker, margin factor. ARGV: now, reservation prefix, amount, marker
-# ttl, request id, margin decay, margin max, margin ttl. The factor moves as tenancy.margin_after.
+# KEYS: pending, reservation, settled marker, margin factor, margin overshoot. ARGV: now, reservation
+# prefix, amount, marker ttl, request id, margin decay, margin max, margin ttl. The margin moves as
+# tenancy.Margin.after.
 SETTLE = _RELEASE + """
 local done = redis.call('GET', KEYS[3])
 if done then return {'duplicate', done} end
@@ -78,9 +83,13 @@ if redis.call('EXISTS', KEYS[2]) == 0 then return {'unknown', '0'} end
 local held = tonumber(redis.call('HGET', KEYS[2], 'amount'))
 local estimate = tonumber(redis.call('HGET', KEYS[2], 'estimate') or '0')
 if estimate > 0 then
+  local actual, decay = tonumber(ARGV[3]), tonumber(ARGV[6])
   local factor = tonumber(redis.call('GET', KEYS[4]) or '1')
-  factor = math.max(1, math.min(tonumber(ARGV[3]) / estimate, tonumber(ARGV[7])), 1 + (factor - 1) * tonumber(ARGV[6]))
+  factor = math.max(1, math.min(actual / estimate, tonumber(ARGV[7])), 1 + (factor - 1) * decay)
   redis.call('SET', KEYS[4], string.format('%.17g', factor), 'EX', ARGV[8])
+  local overshoot = tonumber(redis.call('GET', KEYS[5]) or '0')
+  overshoot = math.max(0, actual - estimate, math.floor(overshoot * decay))
+  redis.call('SET', KEYS[5], string.format('%d', overshoot), 'EX', ARGV[8])
 end
 if redis.call('HGET', KEYS[2], 'released') ~= '1' then
   for _, k in ipairs(cjson.decode(redis.call('HGET', KEYS[2], 'reserved_keys'))) do
@@ -112,8 +121,13 @@ def token_key(token_hash: str) -> str:
 
 
 def margin_key(tenant_id: str) -> str:
-    """The tenant's reservation margin factor (tenancy.margin_after; absent: 1)."""
+    """The tenant's reservation margin factor (tenancy.Margin.factor; absent: 1)."""
     return f"{tenant_prefix(tenant_id)}:margin"
+
+
+def overshoot_key(tenant_id: str) -> str:
+    """The tenant's reservation margin overshoot in nano-USD (tenancy.Margin.overshoot; absent: none yet)."""
+    return f"{tenant_prefix(tenant_id)}:overshoot"
 
 
 def window_keys(tenant_id: str, window: str, start: int) -> tuple[str, str, str]:
@@ -173,19 +187,19 @@ class TenantStore:
         await self.client.srem(TENANTS_KEY, tenant.id)
 
     # --- accounting -------------------------------------------------------------------------
-    async def state(self, tenant: Tenant, now: float | None = None) -> tuple[list[WindowState], float, float]:
-        """Every budget window now, the pacing state of the tightest one (0 when new) and the margin factor."""
+    async def state(self, tenant: Tenant, now: float | None = None) -> tuple[list[WindowState], float, Margin]:
+        """Every budget window now, the pacing state of the tightest one (0 when new) and the margin."""
         now = time.time() if now is None else now
         bounds = [tenancy.window_bounds(b.window, now) for b in tenant.budgets]
         keys = [k for b, (start, _) in zip(tenant.budgets, bounds) for k in window_keys(tenant.id, b.window, start)]
-        *values, margin = await self.client.mget([*keys, margin_key(tenant.id)])
+        *values, factor, overshoot = await self.client.mget([*keys, margin_key(tenant.id), overshoot_key(tenant.id)])
         states = [WindowState(b, start, end, int(values[3 * i] or 0), int(values[3 * i + 1] or 0))
                   for i, (b, (start, end)) in enumerate(zip(tenant.budgets, bounds))]
         tight = tenancy.tightest(states, now)
         pace = 0.0
         if tight is not None:
             pace = float(values[3 * states.index(tight) + 2] or 0.0)
-        return states, pace, max(1.0, float(margin or 1.0))
+        return states, pace, Margin(max(1.0, float(factor or 1.0)), None if overshoot is None else int(overshoot))
 
     async def set_pace(self, tenant: Tenant, state: WindowState, cost_weight: float) -> None:
         """Keep the last paced cost weight of a pace tenant's window (`tagrouter tenant show` reports it)."""
@@ -195,12 +209,12 @@ class TenantStore:
     async def reserve(self, tenant: Tenant, request_id: str, amount: int, input_tokens: int = 0,
                       prices_nano_per_tok: tuple[float, float] = (0.0, 0.0),
                       now: float | None = None) -> tuple[str | None, int]:
-        """Reserve an estimate of `amount` nano-USD times the margin factor in every window: (None when
+        """Reserve an estimate of `amount` nano-USD plus the margin in every window: (None when
         done, else the window whose cap refused it; the amount held or asked)."""
         now = time.time() if now is None else now
         prefix = tenant_prefix(tenant.id)
         windows = [(b, *tenancy.window_bounds(b.window, now)) for b in tenant.budgets]
-        keys = [f"{prefix}:pending", f"{prefix}:res:{request_id}", margin_key(tenant.id)]
+        keys = [f"{prefix}:pending", f"{prefix}:res:{request_id}", margin_key(tenant.id), overshoot_key(tenant.id)]
         spend_keys, ttls = [], []
         for b, start, end in windows:
             spend, reserved, _ = window_keys(tenant.id, b.window, start)
@@ -230,7 +244,7 @@ class TenantStore:
         prefix = tenant_prefix(tenant_of(request_id))
         status, recorded = await self._settle(
             keys=[f"{prefix}:pending", f"{prefix}:res:{request_id}", f"{prefix}:settled:{request_id}",
-                  margin_key(tenant_of(request_id))],
+                  margin_key(tenant_of(request_id)), overshoot_key(tenant_of(request_id))],
             args=[now, f"{prefix}:res:", amount, SETTLED_TTL_S, request_id, tenancy.MARGIN_DECAY,
                   tenancy.MARGIN_MAX, tenancy.MARGIN_TTL_S])
         return status, int(recorded)

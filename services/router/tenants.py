@@ -30,7 +30,7 @@ class Plan:
     now: float = 0.0  # the tenant's time at admission (the wall clock, or its simulated clock)
     cost_weight: float | None = None  # pace: the paced weight
     action: str = ""
-    margin: float = 1.0  # the tenant's reservation margin factor (a reservation is estimate * margin)
+    margin: tenancy.Margin = tenancy.Margin()  # the tenant's reservation margin (a reservation: margin.reservation)
     samples: list[PaceSample] = field(default_factory=list)  # pace: its recent queries, newest first
     estimated: list[int] = field(default_factory=list)  # pace: per window, the estimates reserved in it
     cost_scale_usd: float = 0.0  # pace: the cost scale its weight is in (0: the weights' own)
@@ -135,7 +135,7 @@ class Gate:
             await pipe.execute()
 
     async def reserve(self, plan: Plan, response, prices_per_mtok: tuple[float, float]) -> None:
-        """Reserve the chosen model's estimate times the tenant's margin factor; refused: RESOURCE_EXHAUSTED
+        """Reserve the chosen model's estimate plus the tenant's margin; refused: RESOURCE_EXHAUSTED
         naming the window and its reset."""
         tenant = plan.tenant
         request_id = new_request_id(tenant.id)

@@ -34,8 +34,8 @@ MAX_TENANT_BUDGETS = 4  # one per window
 # utilities at weight 0 and estimates) would spend what is left of PACE_AIM times the cap evenly over the
 # queries the window still expects (the recent arrival rate times the time left, this one included) less
 # PACE_LEAD, on the candidates that still fit, with estimates scaled by the window's actual/estimate ratio.
-# PACE_LEAD: the plan ends that many queries before the window does. A reservation is the estimate times
-# the margin factor, so once the room left is under the priciest candidates' reservations they no longer
+# PACE_LEAD: the plan ends that many queries before the window does. A reservation is the estimate plus
+# its margin, so once the room left is under the priciest candidates' reservations they no longer
 # fit and what is left can only go to cheaper answers: planned to the last query, the window ends with
 # up to one such reservation unspent (a few % of a budget of a few dozen priciest answers); with the lead,
 # the last queries spend that rest on what still fits (their target is the whole room). Costs count in
@@ -45,10 +45,14 @@ MAX_TENANT_BUDGETS = 4  # one per window
 # aim 0.99 with lead 8 over the tied aim 1 with lead 7), never on test.
 PACE_RECENT, PACE_AIM, PACE_LEAD = 32, 0.99, 8
 PACE_MIN_WEIGHT, PACE_MAX_WEIGHT, PACE_SOLVE_STEPS = 1e-6, 1e4, 40  # the bisection's range and steps (on the log)
-# The reservation margin: Route reserves its estimate times the tenant's factor, a decaying maximum of
-# its own settled actual/estimate ratios (`margin_after`; kept in Redis, mirrored by the Lua SETTLE), so a
-# settle up to that ratio cannot push spend past a cap. At least 1, at most MARGIN_MAX; MARGIN_DECAY per
-# settle pulls it back towards 1 (chosen on VALID with the pace constants). MARGIN_TTL_S: kept a month.
+# The reservation margin (`Margin`): Route reserves its estimate plus what the tenant's own settles say
+# an actual cost can exceed it by (kept in Redis, mirrored by the Lua RESERVE and SETTLE), so a settle
+# within what was seen cannot push spend past a cap. Two bounds, the reservation taking the smaller
+# excess: the largest actual/estimate ratio (at least 1, at most MARGIN_MAX) and the largest actual minus
+# estimate. The ratio alone let one cheap answer ten times its estimate hold ten times every pricey
+# estimate for the rest of the window, so the pricey models stopped fitting a few % before the cap.
+# MARGIN_DECAY per settle pulls both back (1: kept; chosen on VALID with the pace constants).
+# MARGIN_TTL_S: kept a month.
 MARGIN_DECAY, MARGIN_MAX, MARGIN_TTL_S = 1.0, 16.0, 31 * 86400
 
 
@@ -211,9 +215,37 @@ def arrivals_left(samples: list[PaceSample], now: float, end: float) -> float:
     return len(samples) / span * max(0.0, end - now) if span > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Margin:
+    """What a reservation holds above its estimate, learnt from the tenant's own settles: `factor`, the
+    largest settled actual/estimate ratio, and `overshoot`, the largest settled actual minus estimate
+    (nano-USD; None before the first settle). The Lua RESERVE and SETTLE compute the same."""
+
+    factor: float = 1.0
+    overshoot: int | None = None
+
+    def held(self, estimates_nano):
+        """The estimates (a number or an array) plus the smaller of the two excesses, before rounding up."""
+        held = np.multiply(estimates_nano, max(1.0, self.factor))
+        return held if self.overshoot is None else np.minimum(held, np.add(estimates_nano, self.overshoot))
+
+    def reservation(self, estimate_nano: int) -> int:
+        """What Route holds for an estimate, rounded up (as the Lua RESERVE): a settle within both bounds fits."""
+        return int(math.ceil(self.held(estimate_nano)))
+
+    def after(self, estimate_nano: int, actual_nano: int, decay: float = MARGIN_DECAY) -> Margin:
+        """The margin after one settle: each bound rises to the settle's when that is higher, else is
+        pulled back by `decay` (the ratio towards 1, the overshoot towards 0)."""
+        if estimate_nano <= 0:
+            return self
+        factor = max(1.0, min(actual_nano / estimate_nano, MARGIN_MAX), 1.0 + (self.factor - 1.0) * decay)
+        overshoot = max(0, actual_nano - estimate_nano, math.floor((self.overshoot or 0) * decay))
+        return Margin(factor, overshoot)
+
+
 def spend_ratio(state: WindowState, estimated_nano: int, factor: float, prior_nano: float) -> float:
-    """Actual over estimated spend in the window, the settled part (open reservations, held at the
-    estimate times the factor, taken out), pulled to 1 by `prior_nano` of estimates."""
+    """Actual over estimated spend in the window, the settled part (open reservations, held at most at
+    the estimate times the margin's factor, taken out), pulled to 1 by `prior_nano` of estimates."""
     settled = max(0.0, estimated_nano - state.reserved / max(1.0, factor))
     return (state.spend + prior_nano) / (settled + prior_nano)
 
@@ -247,42 +279,29 @@ def solve_weight(utility: np.ndarray, costs: np.ndarray, scale: float, target: f
 
 
 def pace_weight(samples: list[PaceSample], states: list[WindowState], estimated: list[int], now: float,
-                factor: float = 1.0, aim: float = PACE_AIM, lead: float = PACE_LEAD) -> tuple[float, float] | None:
+                margin: Margin = Margin(), aim: float = PACE_AIM, lead: float = PACE_LEAD) -> tuple[float, float] | None:
     """(cost weight, cost scale in USD) for the next query, the highest any window needs; None with no samples.
 
     Per window: what is left of aim * cap, over this query and those expected after it less `lead` (at
     least this one), divided by the window's actual/estimate ratio, is the target mean estimate; the
-    recent queries' candidates that no longer fit the caps (estimate times the margin factor) are out of
+    recent queries' candidates that no longer fit the caps (estimate plus margin) are out of
     the solve, as they are out of Route."""
     if not samples or not states:
         return None
     utility, costs = _matrix(samples)
     scale = float(costs.max(axis=1).mean()) or 1.0
     left = min(s.left for s in states)
-    utility = np.where(np.ceil(costs * max(1.0, factor)) <= left, utility, -np.inf)
+    utility = np.where(np.ceil(margin.held(costs)) <= left, utility, -np.inf)
     refused = np.isinf(utility).all(axis=1)  # a query nothing fits would be refused: it spends nothing
     utility[refused, 0], costs[refused] = 0.0, 0.0
     weight = 0.0
     for state, est in zip(states, estimated):
         room = aim * state.budget.nano - state.spend - state.reserved
-        ratio = spend_ratio(state, est, factor, scale)
+        ratio = spend_ratio(state, est, margin.factor, scale)
         queries = max(1.0, 1.0 + arrivals_left(samples, now, state.end) - lead)
         target = max(0.0, room) / queries / ratio
         weight = max(weight, solve_weight(utility, costs, scale, target))
     return weight, scale / NANO
-
-
-def margin_after(factor: float, estimate_nano: int, actual_nano: int, decay: float = MARGIN_DECAY) -> float:
-    """The tenant's margin factor after one settle: the settled actual/estimate ratio (at most
-    MARGIN_MAX) when it is higher, else the old factor pulled towards 1 by `decay`."""
-    if estimate_nano <= 0:
-        return factor
-    return max(1.0, min(actual_nano / estimate_nano, MARGIN_MAX), 1.0 + (factor - 1.0) * decay)
-
-
-def reservation(estimate_nano: int, factor: float) -> int:
-    """What Route holds for an estimate: the estimate times the margin factor, rounded up (as the Lua RESERVE)."""
-    return int(math.ceil(estimate_nano * max(1.0, factor)))
 
 
 def downgrading(tenant: Tenant, states: list[WindowState]) -> bool:
@@ -290,11 +309,11 @@ def downgrading(tenant: Tenant, states: list[WindowState]) -> bool:
 
 
 def affordable(costs_nano: list[int], states: list[WindowState], ceiling_nano: int | None,
-               factor: float = 1.0) -> list[bool]:
-    """Which candidates' reservations (estimate times the margin factor) fit every window's remaining
-    budget, with the estimate under the downgrade ceiling, if any."""
+               margin: Margin = Margin()) -> list[bool]:
+    """Which candidates' reservations (estimate plus margin) fit every window's remaining budget, with
+    the estimate under the downgrade ceiling, if any."""
     left = min((s.left for s in states), default=None)
-    return [(left is None or reservation(c, factor) <= left) and (ceiling_nano is None or c <= ceiling_nano)
+    return [(left is None or margin.reservation(c) <= left) and (ceiling_nano is None or c <= ceiling_nano)
             for c in costs_nano]
 
 

@@ -11,11 +11,16 @@ through the same maths the router runs (`decision`, `tenancy.pace_*`, `tenancy.a
 a grid of pacing and margin constants and prints the best: that is how PACE_RECENT, PACE_AIM,
 PACE_LEAD and MARGIN_DECAY in tagrouter/core/tenancy.py were chosen (never on test). Each VALID
 split streams in TUNE_SEEDS orders (shuffle seeds 0.., seed 0 being the order `tagrouter simulate`
-uses), so a choice rests on more than one draw of a small split.
+uses), so a choice rests on more than one draw of a small split. A small suite's VALID split is
+half as long as its test stream, and a margin goes wrong later in a longer stream, so it then
+replays the chosen constants on design streams too (`design_routings`: train cut in halves, weights
+fitted on one half, the other half streamed; no test row is read), with the margin's overshoot
+bound and without it: that is how the margin rule (tenancy.Margin) was chosen.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import math
 import sys
@@ -31,6 +36,7 @@ ORDERS = ("shuffled", "drift")
 CACHE_DIR = Path("build") / "simulate"
 MAX_TUNE_SECONDS = 1800.0
 TUNE_SEEDS = 12
+DESIGN_CUTS, DESIGN_SEEDS = 2, 3  # train halvings per suite, stream orders per streamed half and budget
 
 
 def top_model(weights) -> int:
@@ -86,12 +92,13 @@ def serving_weights(suite: Suite, tagger, cache_dir: Path | None = None):
 
 def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", recent: int = tenancy.PACE_RECENT,
            aim: float = tenancy.PACE_AIM, decay: float = tenancy.MARGIN_DECAY, downgrade_at_pct: float = 80.0,
-           lead: float = tenancy.PACE_LEAD) -> dict:
+           lead: float = tenancy.PACE_LEAD, overshoot: bool = True) -> dict:
     """One budget mode offline on a SplitRouting (calibration.split_routing): the router's maths for one
-    tenant with one budget window (base cost weight 0), each request reserved as its estimate times the
-    margin factor and settled at once with its true cost, which then moves the factor."""
+    tenant with one budget window (base cost weight 0), each request reserved as its estimate plus the
+    margin and settled at once with its true cost, which then moves the margin (without its overshoot
+    bound when `overshoot` is False: the ratio alone, as before tenancy.Margin had it)."""
     cap = tenancy.to_nano(budget)
-    spend, estimated, factor, accepted, refused = 0, 0, 1.0, 0, 0
+    spend, estimated, margin, accepted, refused = 0, 0, tenancy.Margin(), 0, 0
     samples: list[tenancy.PaceSample] = []
     n = len(positions)
     for i, q in enumerate(positions):
@@ -101,11 +108,11 @@ def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", re
         state = tenancy.WindowState(tenancy.Budget("day", budget), 0, 1, spend, 0)
         weight, scale, ceiling = 0.0, routing.cost_scale_usd, None
         if mode == "pace":
-            paced = tenancy.pace_weight(samples[:recent], [state], [estimated], now, factor, aim, lead)
+            paced = tenancy.pace_weight(samples[:recent], [state], [estimated], now, margin, aim, lead)
             weight, scale = paced if paced is not None else (0.0, scale)
         elif mode == "downgrade" and 100 * spend / cap >= downgrade_at_pct:
             ceiling = min(nano)
-        allowed = np.array(tenancy.affordable(nano, [state], ceiling, factor))
+        allowed = np.array(tenancy.affordable(nano, [state], ceiling, margin))
         utility = decision.utilities(routing.predicted[q], est, weight, scale)
         if mode != "hard":
             utility = np.where(allowed, utility, -np.inf)
@@ -119,7 +126,8 @@ def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", re
         actual = tenancy.to_nano(float(routing.true_costs[q, chosen]))
         spend += actual
         estimated += nano[chosen]
-        factor = tenancy.margin_after(factor, nano[chosen], actual, decay)
+        margin = margin.after(nano[chosen], actual, decay)
+        margin = margin if overshoot else tenancy.Margin(margin.factor)
         accepted += bool(routing.accept[q, chosen])
     return {"spend_pct": 100 * spend / cap, "accept_rate": accepted / n, "refused": refused}
 
@@ -127,59 +135,108 @@ def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", re
 GRID = {"recent": (16, 32, 64), "aim": (0.99, 0.995, 1.0), "lead": (0, 6, 7, 8, 10), "decay": (1.0,)}
 
 
+def measure(routings: list, recent: int, aim: float, lead: float, decay: float, overshoot: bool = True,
+            others: dict | None = None) -> dict:
+    """One point over the streams: how many land in [97%, 100%] of the budget, how many cross it (pace,
+    hard or downgrade), on how many pace's accept rate is at least downgrade's and hard's, the mean
+    accept rate. `others` caches hard's and downgrade's replays (they depend on the margin rule only)."""
+    others = {} if others is None else others
+    key = (decay, overshoot)
+    if key not in others:
+        others[key] = [[replay(r, pos, b, mode, decay=decay, overshoot=overshoot) for mode in ("downgrade", "hard")]
+                       for r, pos, b in routings]
+    runs = [replay(r, pos, b, "pace", recent, aim, decay, lead=lead, overshoot=overshoot) for r, pos, b in routings]
+    spends = [x["spend_pct"] for x in runs]
+    return {"recent": recent, "aim": aim, "lead": lead, "decay": decay, "overshoot": overshoot,
+            "within": sum(97 <= s <= 100 for s in spends), "crossed": sum(s > 100 for s in spends),
+            "crossed_others": sum(y["spend_pct"] > 100 for ys in others[key] for y in ys),
+            "beats": sum(x["accept_rate"] >= max(y["accept_rate"] for y in ys) for x, ys in zip(runs, others[key])),
+            "min_spend_pct": min(spends), "max_spend_pct": max(spends),
+            "accept_rate": float(np.mean([x["accept_rate"] for x in runs]))}
+
+
 def tune(routings: list[tuple[object, np.ndarray, float]], deadline: float) -> list[dict]:
-    """Every grid point over the VALID streams: how many land in [97%, 100%] of the budget, how many
-    cross it (pace, hard or downgrade), on how many pace's accept rate is at least downgrade's and
-    hard's, the mean accept rate; best first."""
+    """Every grid point over the VALID streams (`measure`), best first."""
     out, others = [], {}
     for recent, aim, lead, decay in itertools.product(*GRID.values()):
         if time.monotonic() > deadline:
             break
-        if decay not in others:
-            others[decay] = [[replay(r, pos, b, mode, decay=decay) for mode in ("downgrade", "hard")]
-                             for r, pos, b in routings]
-        runs = [replay(r, pos, b, "pace", recent, aim, decay, lead=lead) for r, pos, b in routings]
-        spends = [x["spend_pct"] for x in runs]
-        crossed_others = sum(y["spend_pct"] > 100 for ys in others[decay] for y in ys)
-        out.append({"recent": recent, "aim": aim, "lead": lead, "decay": decay,
-                    "within": sum(97 <= s <= 100 for s in spends), "crossed": sum(s > 100 for s in spends),
-                    "crossed_others": crossed_others,
-                    "beats": sum(x["accept_rate"] >= max(y["accept_rate"] for y in ys)
-                                 for x, ys in zip(runs, others[decay])),
-                    "min_spend_pct": min(spends), "max_spend_pct": max(spends),
-                    "accept_rate": float(np.mean([x["accept_rate"] for x in runs]))})
+        out.append(measure(routings, recent, aim, lead, decay, others=others))
     return sorted(out, key=lambda x: (x["crossed"] + x["crossed_others"], -x["within"], -x["beats"],
                                       -x["accept_rate"]))
+
+
+def streams(suite: Suite, weights, routing, split: str, seeds: int, pcts: list[float]) -> list:
+    """(routing, positions in it, budget) for each order, seed and budget of one split."""
+    position = {int(r): i for i, r in enumerate(routing.rows)}
+    out = []
+    for seed, order, pct in itertools.product(range(seeds), ORDERS, pcts):
+        rows = stream_rows(suite, split, order, weights, seed)
+        out.append((routing, np.array([position[int(r)] for r in rows]), budget_usd(suite, rows, weights, pct)))
+    return out
+
+
+def design_routings(suite: Suite, tagger, pcts: list[float], seeds: int = DESIGN_SEEDS,
+                    cuts: int = DESIGN_CUTS) -> list:
+    """Streams of rows no weights were fitted on, as long as a test stream or longer, from train only:
+    per cut, train's rows in a seeded order halved, weights fitted on the first half (`serving_weights`),
+    the second half streamed in every order and budget."""
+    from tagrouter.offline.calibration import split_routing
+
+    out = []
+    train = suite.rows("train")
+    for cut in range(cuts):
+        order = np.random.default_rng(1000 + cut).permutation(train)
+        half = len(order) // 2
+        halved = dataclasses.replace(suite, name=f"{suite.name}.train-half{cut}",
+                                     splits={"train": np.sort(order[:half]), "valid": np.sort(order[half:])})
+        weights, _ = serving_weights(halved, tagger)
+        out += streams(halved, weights, split_routing(halved, weights, tagger, "valid"), "valid", seeds, pcts)
+    return out
+
+
+def line(x: dict) -> str:
+    return (f"recent {x['recent']:<3} aim {x['aim']:<6g} lead {x['lead']:<3g} decay {x['decay']:<5g} "
+            f"overshoot {'on ' if x['overshoot'] else 'off'} crossed {x['crossed']:>2} others {x['crossed_others']:>2} "
+            f"within {x['within']:>3} beats {x['beats']:>3} spend {x['min_spend_pct']:.1f}..{x['max_spend_pct']:.1f}% "
+            f"AR {x['accept_rate']:.4f}")
 
 
 def main(argv=None) -> int:
     from tagrouter.offline.calibration import split_routing
     from tagrouter.offline.prepare import configured_tagger
 
-    parser = argparse.ArgumentParser(description="choose the pace controller's constants on VALID streams")
+    parser = argparse.ArgumentParser(description="choose the pace controller's constants on VALID streams, "
+                                                 "and the margin rule on VALID and train's design streams")
     parser.add_argument("--suites", type=Path, required=True)
     parser.add_argument("--budget-pct", type=float, nargs="+", default=[30.0, 60.0])
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=TUNE_SEEDS, help="stream orders per split and budget")
+    parser.add_argument("--design-seeds", type=int, default=DESIGN_SEEDS,
+                        help="stream orders per design half and budget (0: no design streams)")
     args = parser.parse_args(argv)
     tagger = configured_tagger()
-    routings = []
+    routings, design = [], []
     for folder in suite_folders(args.suites):
         suite = load_suite(folder)
         weights, _ = serving_weights(suite, tagger)
-        routing = split_routing(suite, weights, tagger, "valid")
-        position = {int(r): i for i, r in enumerate(routing.rows)}
-        for seed, order, pct in itertools.product(range(args.seeds), ORDERS, args.budget_pct):
-            rows = stream_rows(suite, "valid", order, weights, seed)
-            routings.append((routing, np.array([position[int(r)] for r in rows]),
-                             budget_usd(suite, rows, weights, pct)))
+        routings += streams(suite, weights, split_routing(suite, weights, tagger, "valid"), "valid", args.seeds,
+                            args.budget_pct)
+        if args.design_seeds > 0:
+            design += design_routings(suite, tagger, args.budget_pct, args.design_seeds)
     ranked = tune(routings, time.monotonic() + MAX_TUNE_SECONDS)
     print(f"{len(routings)} valid streams; best first (pace crossed, hard+downgrade crossed, within [97%, 100%], "
           "AR >= downgrade's and hard's, spend range, accept rate)")
     for x in ranked[:args.top]:
-        print(f"recent {x['recent']:<3} aim {x['aim']:<6g} lead {x['lead']:<3g} decay {x['decay']:<5g} "
-              f"crossed {x['crossed']:>2} others {x['crossed_others']:>2} within {x['within']:>2} beats "
-              f"{x['beats']:>2} spend {x['min_spend_pct']:.1f}..{x['max_spend_pct']:.1f}% AR {x['accept_rate']:.4f}")
+        print(line(x))
+    served = (tenancy.PACE_RECENT, tenancy.PACE_AIM, tenancy.PACE_LEAD, tenancy.MARGIN_DECAY)
+    print(f"\nthe served constants, the margin with and without its overshoot bound, on the {len(routings)} valid "
+          f"streams and the {len(design)} design streams (train halves)")
+    for name, chosen in (("valid", routings), ("design", design)):
+        if chosen:
+            others: dict = {}
+            for overshoot in (True, False):
+                print(f"{name:<6} " + line(measure(chosen, *served, overshoot=overshoot, others=others)))
     return 0 if ranked and math.isfinite(ranked[0]["accept_rate"]) else 1
 
 

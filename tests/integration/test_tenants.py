@@ -18,7 +18,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2 as ep
 from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProcessorStub
 
 from services.common.security import bearer
-from services.common.tenant_store import TenantStore, margin_key, new_request_id, tenant_prefix
+from services.common.tenant_store import TenantStore, margin_key, new_request_id, overshoot_key, tenant_prefix
 from tagrouter.core import tenancy
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.stack import LocalStack
@@ -81,11 +81,12 @@ def test_tokens_and_pool_are_enforced_and_admin_needs_its_token(channel):
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and pool[1] in err.value.details()
 
 
-async def margin_and_pending(redis_url: str, tenant_id: str) -> tuple[float, int]:
-    """The tenant's margin factor and open reservations, through the store (any Redis mode)."""
+async def margin_and_pending(redis_url: str, tenant_id: str) -> tuple[tenancy.Margin, int]:
+    """The tenant's margin (its two keys as Redis holds them) and open reservations (any Redis mode)."""
     store = TenantStore(redis_url)
     try:
-        return (float(await store.client.get(margin_key(tenant_id))),
+        factor, overshoot = await store.client.mget([margin_key(tenant_id), overshoot_key(tenant_id)])
+        return (tenancy.Margin(float(factor), int(overshoot)),
                 int(await store.client.zcard(tenant_prefix(tenant_id) + ":pending")))
     finally:
         await store.close()
@@ -107,9 +108,9 @@ def test_settle_retried_is_counted_once_and_expired_reservations_are_released_on
     time.sleep(2.2)
     last = router.Route(router_pb2.RouteRequest(query="x"), metadata=bearer(token), timeout=10)
     now = usage(channel, tenant_id)
-    factor, pending = asyncio.run(margin_and_pending(redis_url, tenant_id))  # factor: from the settle above
-    assert factor == tenancy.margin_after(1.0, tenancy.to_nano(first.estimated_cost_usd), 123456789)
-    assert now.reserved_nano_usd == tenancy.reservation(tenancy.to_nano(last.estimated_cost_usd), factor)  # the newest
+    margin, pending = asyncio.run(margin_and_pending(redis_url, tenant_id))  # margin: from the settle above
+    assert margin == tenancy.Margin().after(tenancy.to_nano(first.estimated_cost_usd), 123456789)
+    assert now.reserved_nano_usd == margin.reservation(tenancy.to_nano(last.estimated_cost_usd))  # the newest
     assert pending == 1
     with pytest.raises(grpc.RpcError) as err:  # another tenant's request
         router.Settle(router_pb2.SettleRequest(request_id=last.request_id, cost_usd=1),
@@ -118,10 +119,10 @@ def test_settle_retried_is_counted_once_and_expired_reservations_are_released_on
 
 
 def test_the_reservation_margin_keeps_a_settle_above_its_estimate_under_the_cap(redis_url):
-    """Covered: reservations hold the estimate times the tenant's margin factor (its largest settled
-    actual/estimate ratio), so settles up to that ratio keep spend under the cap. Not covered: a settle
-    above its reservation is recorded in full (spend passes the cap by the uncovered part), the factor
-    rises to that ratio and every further reservation is refused."""
+    """Covered: reservations hold the estimate plus the tenant's margin (the smaller of its largest settled
+    actual/estimate ratio's excess and its largest settled excess), so settles within both keep spend
+    under the cap. Not covered: a settle above its reservation is recorded in full (spend passes the cap
+    by the uncovered part), the margin rises to it and every further reservation is refused."""
     async def run() -> None:
         store = TenantStore(redis_url)
         tenant = tenancy.check(tenancy.Tenant(id=f"t-{uuid.uuid4().hex[:10]}", budgets=(tenancy.Budget("day", 1.0),)))
@@ -129,24 +130,51 @@ def test_the_reservation_margin_keeps_a_settle_above_its_estimate_under_the_cap(
         cap, tenth = tenancy.NANO, tenancy.NANO // 10
         try:
             first = new_request_id(tenant.id)
-            assert await store.reserve(tenant, first, tenth) == (None, tenth)  # no history: factor 1
+            assert await store.reserve(tenant, first, tenth) == (None, tenth)  # no history: nothing added
             assert await store.settle(first, 3 * tenth) == ("settled", 3 * tenth)  # 3x its estimate
-            assert (await store.state(tenant))[2] == 3.0
+            assert (await store.state(tenant))[2] == tenancy.Margin(3.0, 2 * tenth)
             ids = [new_request_id(tenant.id) for _ in range(3)]
             assert await store.reserve(tenant, ids[0], tenth) == (None, 3 * tenth)  # 0.3 + 0.3 held
             assert await store.reserve(tenant, ids[1], tenth) == (None, 3 * tenth)  # 0.3 + 0.6 held
             assert await store.reserve(tenant, ids[2], tenth) == ("day", 3 * tenth)  # 1.2 > the cap
             for rid in ids[:2]:  # each settles at 3x its estimate: covered by the margin
                 await store.settle(rid, 3 * tenth)
-            states, _, factor = await store.state(tenant)
-            assert (states[0].spend, states[0].reserved, factor) == (9 * tenth, 0, 3.0)
+            states, _, margin = await store.state(tenant)
+            assert (states[0].spend, states[0].reserved, margin) == (9 * tenth, 0, tenancy.Margin(3.0, 2 * tenth))
             assert states[0].spend <= cap
             small = new_request_id(tenant.id)  # 0.02 estimated, 0.06 held: fits
             assert await store.reserve(tenant, small, tenth // 5) == (None, 3 * tenth // 5)
             await store.settle(small, 2 * tenth)  # 10x its estimate: the margin does not cover it
-            states, _, factor = await store.state(tenant)
-            assert (states[0].spend, factor) == (11 * tenth, 10.0)  # recorded in full: 0.1 past the cap
+            states, _, margin = await store.state(tenant)
+            assert (states[0].spend, margin) == (11 * tenth, tenancy.Margin(10.0, 2 * tenth))  # in full: 0.1 past
             assert (await store.reserve(tenant, new_request_id(tenant.id), 1))[0] == "day"
+        finally:
+            await store.delete(tenant)
+            await store.close()
+
+    asyncio.run(run())
+
+
+def test_a_cheap_settle_far_over_its_estimate_adds_its_excess_not_its_ratio_to_pricey_reservations(redis_url):
+    """The Lua RESERVE holds what tenancy.Margin.reservation says when the overshoot bound is the smaller:
+    after a cheap answer at 10x its estimate, a pricey estimate holds itself plus that excess, so it
+    still fits a room the ratio alone (10x) would have refused."""
+    async def run() -> None:
+        store = TenantStore(redis_url)
+        tenant = tenancy.check(tenancy.Tenant(id=f"t-{uuid.uuid4().hex[:10]}", budgets=(tenancy.Budget("day", 1.0),)))
+        await store.put(tenant)
+        milli = tenancy.NANO // 1000
+        try:
+            cheap = new_request_id(tenant.id)
+            assert await store.reserve(tenant, cheap, milli) == (None, milli)
+            await store.settle(cheap, 10 * milli)  # 10x its estimate
+            margin = (await store.state(tenant))[2]
+            assert margin == tenancy.Margin(10.0, 9 * milli)
+            pricey = new_request_id(tenant.id)  # 0.2 USD estimated: 0.209 held, not 2 USD (past the 1 USD cap)
+            assert await store.reserve(tenant, pricey, 200 * milli) == (None, margin.reservation(200 * milli))
+            assert margin.reservation(200 * milli) == 209 * milli
+            small = new_request_id(tenant.id)  # a cheap one still holds ten times its estimate
+            assert await store.reserve(tenant, small, milli // 2) == (None, 5 * milli)
         finally:
             await store.delete(tenant)
             await store.close()

@@ -13,9 +13,9 @@ def state(cap_nano: int, spend: int = 0, reserved: int = 0) -> tenancy.WindowSta
     return tenancy.WindowState(tenancy.Budget("day", cap_nano / tenancy.NANO), 0, 100, spend, reserved)
 
 
-def weight(samples, window, now=10.0, estimated=None, factor=1.0) -> float:
+def weight(samples, window, now=10.0, estimated=None, margin=tenancy.Margin()) -> float:
     return tenancy.pace_weight(samples, [window], [window.spend if estimated is None else estimated], now,
-                               factor, aim=1.0, lead=0)[0]
+                               margin, aim=1.0, lead=0)[0]
 
 
 def test_room_for_the_pricey_candidate_on_every_query_to_come_spends_freely():
