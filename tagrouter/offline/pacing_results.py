@@ -28,17 +28,18 @@ the cheaper half of the queries (by the priciest model's cost) first. Simulated 
 is routed at (i + 0.5) / n of the budget's day (docs/OPERATIONS.md, "Tenants and budgets").
 Every capped tenant reserves its estimate plus its margin (the smaller of the excesses its own
 settles' largest actual/estimate ratio and largest actual minus estimate give; docs/OPERATIONS.md,
-"Tenants and budgets"), so a settle above its estimate stays under the cap when the margin covers it. Pace sets each Route's cost weight to the one at which the
-tenant's last PACE_RECENT queries would spend what is left of PACE_AIM times the cap evenly over the
-queries the window still expects less PACE_LEAD, on the candidates that still fit, with the estimates
-scaled by the window's actual/estimate ratio and costs counted in USD (tagrouter/core/tenancy.py,
-`pace_weight`). The lead makes the plan end PACE_LEAD queries early: once the room left is under the
-priciest candidates' reservations (estimate plus margin) they no longer fit, and the last queries
-spend that rest on what still fits instead of leaving it unspent. The pace and margin constants were
-chosen on VALID streams (`python -m tagrouter.offline.pacing --suites ../shared/data/suites`: every
-suite's valid split in {seeds} shuffle orders per order and budget), the margin's overshoot bound on
-those and on design streams cut from train (weights fitted on one half, the other half streamed);
-no test row was read for either.
+"Tenants and budgets"), so a settle above its estimate stays under the cap when the margin covers
+it. Pace sets each Route's cost weight to the one at which the tenant's last PACE_RECENT queries
+would spend what is left of PACE_AIM times the cap evenly over the queries the window still expects
+less PACE_LEAD, on the candidates that still fit, with the estimates scaled by the window's
+actual/estimate ratio and costs counted in USD (tagrouter/core/tenancy.py, `pace_weight`). The lead
+makes the plan end PACE_LEAD queries early: once the room left is under the priciest candidates'
+reservations (estimate plus margin) they no longer fit, and the last queries spend that rest on what
+still fits instead of leaving it unspent. The pace and margin constants were chosen on VALID streams
+(`python -m tagrouter.offline.pacing --suites ../shared/data/suites`: every suite's valid split in
+{seeds} shuffle orders per order and budget), the margin's overshoot bound on those and on design
+streams cut from train (weights fitted on one half, the other half streamed); no test row was read
+for either.
 
 Cells: spend as % of the budget / accept rate (`*`: crossed the cap). Accept rate: the share of the
 stream's queries whose routed model's answer is accepted (its score within the suite's tie margin of

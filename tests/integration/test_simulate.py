@@ -5,6 +5,7 @@ import json
 import time
 
 from tagrouter import cli
+from tagrouter.core import tenancy
 from tagrouter.offline import pacing
 
 MODELS = {"big": {"input_usd_per_mtok": 10.0, "output_usd_per_mtok": 30.0},
@@ -61,3 +62,24 @@ def test_simulate_reports_every_mode_against_the_budget(tmp_path, monkeypatch):
             r["cost_usd"] for r in test_rows) / result["budget_usd"]
     assert result["modes"]["calibrated"]["refused"] == 0 and result["modes"]["calibrated"]["spend_usd"] > 0
     assert result["queries"] == 12 and result["order"] == "drift" and result["split"] == "test"
+
+
+def test_design_streams_are_cut_from_train_alone_and_replay(tmp_path, monkeypatch):
+    """The margin rule's design streams (`pacing.design_routings`): per cut, weights fitted on one half of
+    train and the other half streamed; no valid or test row is ever streamed."""
+    from tagrouter.offline.prepare import configured_tagger
+    from tagrouter.offline.suite import load_suite
+
+    monkeypatch.setattr(pacing, "CACHE_DIR", tmp_path / "cache")
+    suite = load_suite(write_suite(tmp_path / "suite"))
+    train = set(map(int, suite.rows("train")))
+    design = pacing.design_routings(suite, configured_tagger(), [30.0, 60.0], seeds=2, cuts=2)
+    assert len(design) == 2 * 2 * len(pacing.ORDERS) * 2  # cuts x seeds x orders x budgets
+    halves = {tuple(map(int, routing.rows)) for routing, _, _ in design}
+    assert len(halves) == 2  # one streamed half per cut, and the cuts differ
+    for half in halves:
+        assert set(half) <= train and len(half) == len(train) - len(train) // 2
+    for routing, positions, budget in design:
+        assert sorted(positions) == list(range(len(routing.rows))) and budget > 0
+    point = pacing.measure(design, tenancy.PACE_RECENT, tenancy.PACE_AIM, tenancy.PACE_LEAD, tenancy.MARGIN_DECAY)
+    assert point["crossed"] == 0 and 0 <= point["accept_rate"] <= 1
