@@ -29,7 +29,7 @@ from services.common.security import bearer
 from services.common.tenant_store import TenantStore
 from tagrouter.core import tenancy
 from tagrouter.core.tenancy import Budget, Tenant
-from tagrouter.offline import quality_metrics
+from tagrouter.offline import paired, quality_metrics
 from tagrouter.offline.pacing import budget_usd, serving_weights, stream_rows
 from tagrouter.offline.suite import Suite
 
@@ -71,13 +71,14 @@ async def stream(router: str, redis_url: str, suite: Suite, rows: np.ndarray, bu
     store = TenantStore(redis_url)
     tenants = _tenants(budget, calibrated_weight, uuid.uuid4().hex[:8])
     stats = {mode: {"spend_nano": 0, "accepted": 0, "refused": 0} for mode in MODES}
+    hits = {mode: np.zeros(len(rows)) for mode in MODES}  # per streamed query: accepted (a refusal: 0)
     try:
         for tenant, _ in tenants.values():
             await store.put(tenant)
         async with grpc.aio.insecure_channel(router) as channel:
             stub = router_pb2_grpc.RouterServiceStub(channel)
 
-            async def one(mode: str, row: int) -> None:
+            async def one(mode: str, i: int, row: int) -> None:
                 tenant, token = tenants[mode]
                 try:
                     answer = await stub.Route(router_pb2.RouteRequest(query=suite.queries[row]),
@@ -93,6 +94,7 @@ async def stream(router: str, redis_url: str, suite: Suite, rows: np.ndarray, bu
                     metadata=bearer(token), timeout=CALL_TIMEOUT_S)
                 stats[mode]["spend_nano"] += tenancy.to_nano(settled.cost_usd)
                 stats[mode]["accepted"] += bool(accept[row, j])
+                hits[mode][i] = float(accept[row, j])
 
             n = len(rows)
             for i, row in enumerate(rows):
@@ -100,19 +102,31 @@ async def stream(router: str, redis_url: str, suite: Suite, rows: np.ndarray, bu
                     raise TimeoutError(f"simulate: the stream took over {max_seconds:.0f} s ({i} of {n} queries)")
                 now = SIM_START + (i + 0.5) / n * WINDOW_SECONDS
                 await store.client.mset({tenancy.clock_key(t.id): repr(now) for t, _ in tenants.values()})
-                await one(MODES[0], int(row))  # tags the query once (the tagger caches it for the others)
-                await asyncio.gather(*(one(mode, int(row)) for mode in MODES[1:]))
+                await one(MODES[0], i, int(row))  # tags the query once (the tagger caches it for the others)
+                await asyncio.gather(*(one(mode, i, int(row)) for mode in MODES[1:]))
         cap = tenancy.to_nano(budget)
         return {"budget_usd": budget, "modes": {mode: {
             "spend_usd": s["spend_nano"] / tenancy.NANO,
             "spend_pct_of_budget": 100 * s["spend_nano"] / cap if cap else 0.0,
             "accept_rate": s["accepted"] / n if n else 0.0,
             "crossed_cap": s["spend_nano"] > cap,
-            "refused": s["refused"]} for mode, s in stats.items()}}
+            "refused": s["refused"]} for mode, s in stats.items()},
+            "pace_against": {mode: paired_accept_rate(hits["pace"], hits[mode]) for mode in ("downgrade", "hard")}}
     finally:
         for tenant, _ in tenants.values():
             await store.delete(tenant)
         await store.close()
+
+
+def paired_accept_rate(subject: np.ndarray, other: np.ndarray) -> dict:
+    """Pace's accept rate minus another mode's on the same stream, with its 95% interval over paired
+    bootstrap resamples of the streamed queries (each query's outcome in both modes as it came; the
+    choices are not re-run on a resample, as `paired` does for AUC) and the call."""
+    if len(subject) == 0:
+        return {"difference": 0.0, "interval": [0.0, 0.0], "call": "level"}
+    counts = paired.resample_counts(len(subject))
+    found = paired.summary(float(np.mean(subject - other)), counts @ (subject - other) / len(subject))
+    return {"difference": found["auc_difference"], "interval": found["interval"], "call": found["call"]}
 
 
 def stack_env(redis_url: str, weights_path) -> dict[str, str]:

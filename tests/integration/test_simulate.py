@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
+
 from tagrouter import cli
 from tagrouter.core import tenancy
 from tagrouter.offline import pacing
@@ -62,6 +64,22 @@ def test_simulate_reports_every_mode_against_the_budget(tmp_path, monkeypatch):
             r["cost_usd"] for r in test_rows) / result["budget_usd"]
     assert result["modes"]["calibrated"]["refused"] == 0 and result["modes"]["calibrated"]["spend_usd"] > 0
     assert result["queries"] == 12 and result["order"] == "drift" and result["split"] == "test"
+    for mode in ("downgrade", "hard"):  # pace against each, with its paired interval
+        d = result["pace_against"][mode]
+        gap = result["modes"]["pace"]["accept_rate"] - result["modes"][mode]["accept_rate"]
+        assert abs(d["difference"] - gap) < 1e-9 and d["interval"][0] <= d["difference"] <= d["interval"][1]
+        assert d["call"] in ("ahead", "level", "behind")
+
+
+def test_the_paired_accept_rate_interval_calls_a_clear_gap_and_a_tie():
+    from tagrouter.offline.simulate import paired_accept_rate
+
+    ones, zeros = np.ones(200), np.zeros(200)
+    assert paired_accept_rate(ones, zeros)["call"] == "ahead"
+    assert paired_accept_rate(zeros, ones)["call"] == "behind"
+    mixed = np.tile([1.0, 0.0], 100)
+    tie = paired_accept_rate(mixed, mixed[::-1].copy())  # the same rate, other queries
+    assert tie["difference"] == 0.0 and tie["call"] == "level"
 
 
 def test_design_streams_are_cut_from_train_alone_and_replay(tmp_path, monkeypatch):
