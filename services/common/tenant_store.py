@@ -17,6 +17,7 @@ import uuid
 
 from services.common import redis_client, redis_url
 from tagrouter.core import tenancy
+from tagrouter.core.limits import InvalidRequest
 from tagrouter.core.tenancy import Margin, Tenant, WindowState
 
 TENANTS_KEY = "{tenants}:ids"
@@ -49,10 +50,10 @@ end
 # the factor and estimate plus the overshoot) and answers {ok, refusing window, released, held}.
 RESERVE = _RELEASE + """
 local estimate, n = tonumber(ARGV[3]), tonumber(ARGV[5])
-local held = estimate * math.max(1, tonumber(redis.call('GET', KEYS[3]) or '1'))
+local amount = estimate * math.max(1, tonumber(redis.call('GET', KEYS[3]) or '1'))
 local overshoot = redis.call('GET', KEYS[4])
-if overshoot then held = math.min(held, estimate + tonumber(overshoot)) end
-local amount = math.ceil(held)
+if overshoot then amount = math.min(amount, estimate + tonumber(overshoot)) end
+amount = math.ceil(amount)
 for i = 1, n do
   local spend = tonumber(redis.call('GET', KEYS[3 + 2 * i]) or '0')
   local open = tonumber(redis.call('GET', KEYS[4 + 2 * i]) or '0')
@@ -74,8 +75,8 @@ return {1, 0, released, amount}
 """
 
 # KEYS: pending, reservation, settled marker, margin factor, margin overshoot. ARGV: now, reservation
-# prefix, amount, marker ttl, request id, margin decay, margin max, margin ttl. The margin moves as
-# tenancy.Margin.after.
+# prefix, amount, marker ttl, request id, margin decay, margin max, margin ttl, overshoot max. The margin
+# moves as tenancy.Margin.after.
 SETTLE = _RELEASE + """
 local done = redis.call('GET', KEYS[3])
 if done then return {'duplicate', done} end
@@ -88,8 +89,8 @@ if estimate > 0 then
   factor = math.max(1, math.min(actual / estimate, tonumber(ARGV[7])), 1 + (factor - 1) * decay)
   redis.call('SET', KEYS[4], string.format('%.17g', factor), 'EX', ARGV[8])
   local overshoot = tonumber(redis.call('GET', KEYS[5]) or '0')
-  overshoot = math.max(0, actual - estimate, math.floor(overshoot * decay))
-  redis.call('SET', KEYS[5], string.format('%d', overshoot), 'EX', ARGV[8])
+  overshoot = math.min(math.max(0, actual - estimate, math.floor(overshoot * decay)), tonumber(ARGV[9]))
+  redis.call('SET', KEYS[5], string.format('%.0f', overshoot), 'EX', ARGV[8])
 end
 if redis.call('HGET', KEYS[2], 'released') ~= '1' then
   for _, k in ipairs(cjson.decode(redis.call('HGET', KEYS[2], 'reserved_keys'))) do
@@ -239,14 +240,19 @@ class TenantStore:
                          + output_tokens * float(fields["out_nano_per_tok"])))
 
     async def settle(self, request_id: str, amount: int, now: float | None = None) -> tuple[str, int]:
-        """("settled" | "duplicate" | "unknown", the amount recorded)."""
+        """("settled" | "duplicate" | "unknown", the amount recorded); an amount outside [0, MAX_SETTLE_USD]
+        is refused (InvalidRequest) before anything is written."""
+        if not 0 <= amount <= tenancy.to_nano(tenancy.MAX_SETTLE_USD):
+            raise InvalidRequest(f"a settled cost must be in [0, {tenancy.MAX_SETTLE_USD:g}] USD, "
+                                 f"not {amount / tenancy.NANO:g}")
         now = time.time() if now is None else now
-        prefix = tenant_prefix(tenant_of(request_id))
+        tenant_id = tenant_of(request_id)
+        prefix = tenant_prefix(tenant_id)
         status, recorded = await self._settle(
             keys=[f"{prefix}:pending", f"{prefix}:res:{request_id}", f"{prefix}:settled:{request_id}",
-                  margin_key(tenant_of(request_id)), overshoot_key(tenant_of(request_id))],
+                  margin_key(tenant_id), overshoot_key(tenant_id)],
             args=[now, f"{prefix}:res:", amount, SETTLED_TTL_S, request_id, tenancy.MARGIN_DECAY,
-                  tenancy.MARGIN_MAX, tenancy.MARGIN_TTL_S])
+                  tenancy.MARGIN_MAX, tenancy.MARGIN_TTL_S, tenancy.MARGIN_MAX_OVERSHOOT])
         return status, int(recorded)
 
     async def release_expired(self, tenant_id: str, now: float | None = None) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from services.common import metrics, security
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, ResourceExhausted, Unauthenticated
 from services.common.tenant_store import SPEND_GRACE_S, TenantStore, new_request_id, tenant_of
-from tagrouter.core import operating, tenancy
+from tagrouter.core import limits, operating, tenancy
 from tagrouter.core.tenancy import PaceSample, Tenant, WindowState
 
 
@@ -166,10 +166,11 @@ class Gate:
         if tenant_of(request.request_id) != tenant.id:
             raise PermissionDenied(f"request {request.request_id[:80]!r} is not one of tenant {tenant.id}'s")
         if request.HasField("cost_usd"):
-            if not 0 <= request.cost_usd <= 1e6:
-                raise InvalidArgument(f"cost_usd must be in [0, 1e6], not {request.cost_usd}")
+            if not 0 <= request.cost_usd <= tenancy.MAX_SETTLE_USD:
+                raise InvalidArgument(f"cost_usd must be in [0, {tenancy.MAX_SETTLE_USD:g}], not {request.cost_usd}")
             amount = tenancy.to_nano(request.cost_usd)
         elif request.HasField("output_tokens"):
+            limits.check_output_tokens(request.output_tokens)  # negative or endless: INVALID_ARGUMENT
             amount = await self.store.price(request.request_id, request.input_tokens if request.HasField(
                 "input_tokens") else None, request.output_tokens)
         else:

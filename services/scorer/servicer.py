@@ -14,7 +14,7 @@ from services.common import metrics
 from services.common.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
 from services.scorer.store import LoadAbandoned, WeightStore
 from services.scorer.watch import WeightsBroadcast
-from tagrouter.core import limits, scoring
+from tagrouter.core import limits, scoring, tenancy
 from tagrouter.core.operating import Calibration
 from tagrouter.core.pool import CandidateScores, distinct_tags
 from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams
@@ -148,8 +148,8 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     async def _settle(self, request_id: str, output_tokens: float) -> None:
         """Settle a tenant's routed request from the judged answer's length (once; unknown ids are ignored)."""
         amount = await self.tenants.price(request_id, None, output_tokens)
-        if amount is not None:
-            await self.tenants.settle(request_id, amount)
+        if amount is not None:  # the outcome is already counted: a price past the settle bound is held at it
+            await self.tenants.settle(request_id, min(amount, tenancy.to_nano(tenancy.MAX_SETTLE_USD)))
 
     async def Feedback(self, request, context):
         """One judged answer -> its win/tie/loss counts and +1 answer for (each of the query's tags and `*`,

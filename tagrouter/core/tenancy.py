@@ -42,7 +42,7 @@ MAX_TENANT_BUDGETS = 4  # one per window
 # USD over the recent queries' mean priciest estimate, not relative to each query's priciest candidate:
 # the budget is in USD, so a query whose answers are cheap buys quality cheaply. Chosen on the suites'
 # VALID streams (`python -m tagrouter.offline.pacing`; docs/OPERATIONS.md, "Tenants and budgets", says why
-# aim 0.99 with lead 8 over the tied aim 1 with lead 7), never on test.
+# aim 0.99 over 1), never on test.
 PACE_RECENT, PACE_AIM, PACE_LEAD = 32, 0.99, 8
 PACE_MIN_WEIGHT, PACE_MAX_WEIGHT, PACE_SOLVE_STEPS = 1e-6, 1e4, 40  # the bisection's range and steps (on the log)
 # The reservation margin (`Margin`): Route reserves its estimate plus what the tenant's own settles say
@@ -50,10 +50,12 @@ PACE_MIN_WEIGHT, PACE_MAX_WEIGHT, PACE_SOLVE_STEPS = 1e-6, 1e4, 40  # the bisect
 # within what was seen cannot push spend past a cap. Two bounds, the reservation taking the smaller
 # excess: the largest actual/estimate ratio (at least 1, at most MARGIN_MAX) and the largest actual minus
 # estimate. The ratio alone let one cheap answer ten times its estimate hold ten times every pricey
-# estimate for the rest of the window, so the pricey models stopped fitting a few % before the cap.
+# estimate from then on, so the pricey models stopped fitting a few % before the cap.
 # MARGIN_DECAY per settle pulls both back (1: kept; chosen on VALID with the pace constants).
 # MARGIN_TTL_S: kept a month.
 MARGIN_DECAY, MARGIN_MAX, MARGIN_TTL_S = 1.0, 16.0, 31 * 86400
+MAX_SETTLE_USD = 1e6  # one settle's cost at most (as a budget): nano-USD stay exact in Lua doubles
+MARGIN_MAX_OVERSHOOT = int(MAX_SETTLE_USD * NANO)  # the overshoot's bound (nano-USD), so it stays an exact integer
 
 
 def clock_key(tenant_id: str) -> str:
@@ -240,7 +242,7 @@ class Margin:
             return self
         factor = max(1.0, min(actual_nano / estimate_nano, MARGIN_MAX), 1.0 + (self.factor - 1.0) * decay)
         overshoot = max(0, actual_nano - estimate_nano, math.floor((self.overshoot or 0) * decay))
-        return Margin(factor, overshoot)
+        return Margin(factor, int(min(overshoot, MARGIN_MAX_OVERSHOOT)))
 
 
 def spend_ratio(state: WindowState, estimated_nano: int, factor: float, prior_nano: float) -> float:

@@ -92,11 +92,11 @@ def serving_weights(suite: Suite, tagger, cache_dir: Path | None = None):
 
 def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", recent: int = tenancy.PACE_RECENT,
            aim: float = tenancy.PACE_AIM, decay: float = tenancy.MARGIN_DECAY, downgrade_at_pct: float = 80.0,
-           lead: float = tenancy.PACE_LEAD, overshoot: bool = True) -> dict:
+           lead: float = tenancy.PACE_LEAD, overshoot_bound: bool = True) -> dict:
     """One budget mode offline on a SplitRouting (calibration.split_routing): the router's maths for one
     tenant with one budget window (base cost weight 0), each request reserved as its estimate plus the
     margin and settled at once with its true cost, which then moves the margin (without its overshoot
-    bound when `overshoot` is False: the ratio alone, as before tenancy.Margin had it)."""
+    bound when `overshoot_bound` is False: the ratio alone, as before tenancy.Margin had it)."""
     cap = tenancy.to_nano(budget)
     spend, estimated, margin, accepted, refused = 0, 0, tenancy.Margin(), 0, 0
     samples: list[tenancy.PaceSample] = []
@@ -127,7 +127,8 @@ def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", re
         spend += actual
         estimated += nano[chosen]
         margin = margin.after(nano[chosen], actual, decay)
-        margin = margin if overshoot else tenancy.Margin(margin.factor)
+        if not overshoot_bound:
+            margin = tenancy.Margin(margin.factor)
         accepted += bool(routing.accept[q, chosen])
     return {"spend_pct": 100 * spend / cap, "accept_rate": accepted / n, "refused": refused}
 
@@ -135,19 +136,20 @@ def replay(routing, positions: np.ndarray, budget: float, mode: str = "pace", re
 GRID = {"recent": (16, 32, 64), "aim": (0.99, 0.995, 1.0), "lead": (0, 6, 7, 8, 10), "decay": (1.0,)}
 
 
-def measure(routings: list, recent: int, aim: float, lead: float, decay: float, overshoot: bool = True,
+def measure(routings: list, recent: int, aim: float, lead: float, decay: float, overshoot_bound: bool = True,
             others: dict | None = None) -> dict:
     """One point over the streams: how many land in [97%, 100%] of the budget, how many cross it (pace,
     hard or downgrade), on how many pace's accept rate is at least downgrade's and hard's, the mean
     accept rate. `others` caches hard's and downgrade's replays (they depend on the margin rule only)."""
     others = {} if others is None else others
-    key = (decay, overshoot)
+    key = (decay, overshoot_bound)
     if key not in others:
-        others[key] = [[replay(r, pos, b, mode, decay=decay, overshoot=overshoot) for mode in ("downgrade", "hard")]
-                       for r, pos, b in routings]
-    runs = [replay(r, pos, b, "pace", recent, aim, decay, lead=lead, overshoot=overshoot) for r, pos, b in routings]
+        others[key] = [[replay(r, pos, b, mode, decay=decay, overshoot_bound=overshoot_bound)
+                        for mode in ("downgrade", "hard")] for r, pos, b in routings]
+    runs = [replay(r, pos, b, "pace", recent, aim, decay, lead=lead, overshoot_bound=overshoot_bound)
+            for r, pos, b in routings]
     spends = [x["spend_pct"] for x in runs]
-    return {"recent": recent, "aim": aim, "lead": lead, "decay": decay, "overshoot": overshoot,
+    return {"recent": recent, "aim": aim, "lead": lead, "decay": decay, "overshoot_bound": overshoot_bound,
             "within": sum(97 <= s <= 100 for s in spends), "crossed": sum(s > 100 for s in spends),
             "crossed_others": sum(y["spend_pct"] > 100 for ys in others[key] for y in ys),
             "beats": sum(x["accept_rate"] >= max(y["accept_rate"] for y in ys) for x, ys in zip(runs, others[key])),
@@ -197,7 +199,8 @@ def design_routings(suite: Suite, tagger, pcts: list[float], seeds: int = DESIGN
 
 def line(x: dict) -> str:
     return (f"recent {x['recent']:<3} aim {x['aim']:<6g} lead {x['lead']:<3g} decay {x['decay']:<5g} "
-            f"overshoot {'on ' if x['overshoot'] else 'off'} crossed {x['crossed']:>2} others {x['crossed_others']:>2} "
+            f"overshoot {'on ' if x['overshoot_bound'] else 'off'} crossed {x['crossed']:>2} "
+            f"others {x['crossed_others']:>2} "
             f"within {x['within']:>3} beats {x['beats']:>3} spend {x['min_spend_pct']:.1f}..{x['max_spend_pct']:.1f}% "
             f"AR {x['accept_rate']:.4f}")
 
@@ -235,8 +238,8 @@ def main(argv=None) -> int:
     for name, chosen in (("valid", routings), ("design", design)):
         if chosen:
             others: dict = {}
-            for overshoot in (True, False):
-                print(f"{name:<6} " + line(measure(chosen, *served, overshoot=overshoot, others=others)))
+            for bound in (True, False):
+                print(f"{name:<6} " + line(measure(chosen, *served, overshoot_bound=bound, others=others)))
     return 0 if ranked and math.isfinite(ranked[0]["accept_rate"]) else 1
 
 

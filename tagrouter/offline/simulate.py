@@ -120,8 +120,9 @@ async def stream(router: str, redis_url: str, suite: Suite, rows: np.ndarray, bu
 
 def paired_accept_rate(subject: np.ndarray, other: np.ndarray) -> dict:
     """Pace's accept rate minus another mode's on the same stream, with its 95% interval over paired
-    bootstrap resamples of the streamed queries (each query's outcome in both modes as it came; the
-    choices are not re-run on a resample, as `paired` does for AUC) and the call."""
+    bootstrap resamples of the streamed queries and the call. Each query keeps its outcome in both modes
+    as it came (no mode is re-run on a resample). A paced stream's queries are not independent (each
+    choice depends on the spend before it), so the interval is a guide to the noise, not a test."""
     if len(subject) == 0:
         return {"difference": 0.0, "interval": [0.0, 0.0], "call": "level"}
     counts = paired.resample_counts(len(subject))

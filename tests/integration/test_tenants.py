@@ -20,6 +20,7 @@ from envoy.service.ext_proc.v3.external_processor_pb2_grpc import ExternalProces
 from services.common.security import bearer
 from services.common.tenant_store import TenantStore, margin_key, new_request_id, overshoot_key, tenant_prefix
 from tagrouter.core import tenancy
+from tagrouter.core.limits import InvalidRequest
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.stack import LocalStack
 from tagrouter.stack.fake_upstream import FakeUpstream
@@ -116,6 +117,40 @@ def test_settle_retried_is_counted_once_and_expired_reservations_are_released_on
         router.Settle(router_pb2.SettleRequest(request_id=last.request_id, cost_usd=1),
                       metadata=bearer(create(channel)[1]), timeout=10)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_settle_refuses_negative_or_endless_tokens_and_writes_nothing(channel, redis_url):
+    """A negative output_tokens would lower spend and an endless one break the margin: INVALID_ARGUMENT,
+    with spend, the reservation and the margin untouched; a valid settle then goes through."""
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    tenant_id, token = create(channel, usd=50)
+    first = router.Route(router_pb2.RouteRequest(query="hello there"), metadata=bearer(token), timeout=10)
+    held = usage(channel, tenant_id).reserved_nano_usd
+    for bad in (-5.0, float("inf"), float("nan"), 1e18):
+        with pytest.raises(grpc.RpcError) as err:
+            router.Settle(router_pb2.SettleRequest(request_id=first.request_id, output_tokens=bad),
+                          metadata=bearer(token), timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "output_tokens" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        router.Settle(router_pb2.SettleRequest(request_id=first.request_id, cost_usd=2e6), metadata=bearer(token),
+                      timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    now = usage(channel, tenant_id)
+    assert (now.spend_nano_usd, now.reserved_nano_usd) == (0, held)
+
+    async def untouched() -> None:
+        store = TenantStore(redis_url)
+        try:
+            assert await store.client.mget([margin_key(tenant_id), overshoot_key(tenant_id)]) == [None, None]
+            with pytest.raises(InvalidRequest):  # the store refuses past the bound too, before any write
+                await store.settle(first.request_id, tenancy.to_nano(tenancy.MAX_SETTLE_USD) + 1)
+        finally:
+            await store.close()
+
+    asyncio.run(untouched())
+    answer = router.Settle(router_pb2.SettleRequest(request_id=first.request_id, output_tokens=100.0),
+                           metadata=bearer(token), timeout=10)
+    assert answer.cost_usd > 0 and not answer.duplicate
 
 
 def test_the_reservation_margin_keeps_a_settle_above_its_estimate_under_the_cap(redis_url):

@@ -22,6 +22,7 @@ def test_the_overshoot_rises_to_a_settled_excess_and_never_below_zero():
     assert Margin(3.0, 200).after(1000, 1100).overshoot == 200  # the larger excess is kept (decay 1)
     assert Margin(3.0, 200).after(1000, 1500).overshoot == 500
     assert Margin(3.0, 200).after(100, 20, decay=0.5).overshoot == 100  # pulled back towards 0
+    assert Margin().after(1, 10 ** 19).overshoot == tenancy.MARGIN_MAX_OVERSHOOT  # bounded, an exact integer
 
 
 def test_a_reservation_is_the_estimate_plus_the_smaller_excess_rounded_up():
