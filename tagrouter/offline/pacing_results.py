@@ -38,8 +38,10 @@ reservations (estimate plus margin) they no longer fit, and the last queries spe
 still fits instead of leaving it unspent. The pace and margin constants were chosen on VALID streams
 (`python -m tagrouter.offline.pacing --suites ../shared/data/suites`: every suite's valid split in
 {seeds} shuffle orders per order and budget), the margin's overshoot bound on those and on design
-streams cut from train (weights fitted on one half, the other half streamed); no test row was read
-for either.
+streams cut from train (weights fitted on one half, the other half streamed). The cause the
+overshoot bound mends was found on this table's test streams in an earlier run (pace landed at
+94-96% of three ae2-multi budgets; docs/OPERATIONS.md), so for the margin rule this table is not a
+clean held-out check.
 
 Cells: spend as % of the budget / accept rate (`*`: crossed the cap). Accept rate: the share of the
 stream's queries whose routed model's answer is accepted (its score within the suite's tie margin of
