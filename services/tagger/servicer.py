@@ -75,11 +75,11 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
     def _encode_and_select(self, texts: list[str]) -> list[TaggedQuery]:
         """TagModel.tag in its two phases, each a span when tracing is on."""
         with tracing.span("tagger.encode", {"tagrouter.texts": len(texts)}):
-            encoded = self.tagger.encoder.encode(texts, heads=self.tagger.heads is not None)
+            encoded = self.tagger.encode(texts)
         started = time.perf_counter()
         with tracing.span("tagger.select_tags"):
             tagged = self.tagger.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated,
-                                             probs=encoded.tag_probs)
+                                             probs=encoded.tag_probs, features=encoded.features)
         _SELECT_TIME.observe(time.perf_counter() - started)
         _TOKENISE_TIME.observe(encoded.tokenise_s)
         _ENCODE_TIME.observe(encoded.run_s)

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                     query = f"{short[(r * args.per_round + i) % len(short)]} [{marker}{count}]"
                     began = time.perf_counter()
                     if name == "encoder":
-                        encoder.encode([query])
+                        encoder.encode([query], heads=False)
                     else:
                         stubs[name].Route(router_pb2.RouteRequest(query=query), timeout=10)
                     seconds[name].append(time.perf_counter() - began)

@@ -32,7 +32,7 @@ def timed_calls(fn, items: list, budget_s: float) -> tuple[list[float], list]:
 
 def encoder_latencies(encoder, queries: list[str], budget_s: float) -> list[float]:
     """Batch-1 latency of the raw encoder (tokenise + one session call), one query at a time."""
-    return timed_calls(lambda q: encoder.encode([q]), queries, budget_s)[0]
+    return timed_calls(lambda q: encoder.encode([q], heads=False), queries, budget_s)[0]
 
 
 def encoder_batch_qps(encoder, queries: list[str]) -> tuple[int, float]:

@@ -116,7 +116,7 @@ def _c1_round(encoder, calls, target: Target, queries: Queries, plan: Plan, out:
         # (interleaved: context), Tag and Score directly, then Route, so load drifting on
         # a shared machine hits these figures alike.
         t0 = time.perf_counter()
-        encoder.encode([query])
+        encoder.encode([query], heads=False)
         out.interleaved.append(time.perf_counter() - t0)
         if tag is not None:
             tagged = _timed(out.tag, tag, tagger_pb2.TagRequest(query=tag_query))

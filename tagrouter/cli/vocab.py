@@ -67,9 +67,9 @@ def cmd_tag_quality(args) -> int:
         baseline = Vocabulary.load(args.baseline_vocab) if args.baseline_vocab else vocab
     except (CorpusError, FileNotFoundError, ValueError) as err:
         return fail(str(err))
-    embeddings = tagger.encoder.embed([p.text for p in prompts])
+    embeddings, features = tagger.encoder.embed_with_features([p.text for p in prompts])
     prototypes = tagger_comparison.prototype_tagger(tagger, baseline)
-    quality = tag_quality_heads.quality_section(vocab, tagger.heads, baseline, prompts, embeddings,
+    quality = tag_quality_heads.quality_section(vocab, tagger.heads, baseline, prompts, embeddings, features,
                                                 settings.tags_per_level, settings.min_score, settings.topic_min_score,
                                                 tag_quality_heads.examples_table(tagger, prototypes))
     ablation = comparison = None

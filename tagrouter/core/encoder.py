@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from tagrouter.core.tag_heads import METADATA_KEY, OUTPUT_PREFIX
+from tagrouter.core.tag_heads import FEATURES, METADATA_KEY, OUTPUT_PREFIX
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -36,6 +36,7 @@ class Encoded:
     run_s: float = 0.0
     # level -> [n, C] the tagger heads' probabilities, when the graph carries them (tagrouter.dev.tagger_graph)
     tag_probs: dict[str, np.ndarray] | None = None
+    features: np.ndarray | None = None  # [n, width] the heads' input, when asked for (training, older graphs)
 
 
 class Encoder:
@@ -57,6 +58,7 @@ class Encoder:
         # The tagger's heads, run in the same call when the graph has them (their version in its metadata).
         self.head_outputs = [o.name for o in self.session.get_outputs() if o.name.startswith(OUTPUT_PREFIX)]
         self.heads_version = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        self.has_features = any(o.name == FEATURES for o in self.session.get_outputs())
 
     def _session(self, threads: int) -> ort.InferenceSession:
         options = ort.SessionOptions()
@@ -93,10 +95,12 @@ class Encoder:
                 count += max(1, -(-span // UNK_BYTES_PER_TOKEN)) - 1
         return count
 
-    def encode(self, texts: list[str], heads: bool = True) -> Encoded:
+    def encode(self, texts: list[str], heads: bool = True, features: bool = False) -> Encoded:
         """Embeds `texts` (non-empty list) in one session call. heads: also fetch the graph's tag
         probabilities (when it has heads); a tagger that does not use them asks for the embedding
-        alone, so onnxruntime skips the heads."""
+        alone, so onnxruntime skips the heads. features: also the heads' input features."""
+        if features and not self.has_features:
+            raise ValueError(f"{self.model_path} has no output {FEATURES!r}: run `make model` to export it")
         started = time.perf_counter()
         encodings = self.tokenizer.encode_batch(texts)
         lengths = [len(e.ids) for e in encodings]
@@ -112,8 +116,11 @@ class Encoder:
             mask[row, : len(tokens)] = 1
         tokenised = time.perf_counter()
         heads_asked = self.head_outputs if heads else []
-        embeddings, *probs = self.session.run(["sentence_embedding", *heads_asked],
-                                              {"input_ids": ids, "attention_mask": mask})
+        extra = [FEATURES] if features else []
+        embeddings, *rest = self.session.run(["sentence_embedding", *extra, *heads_asked],
+                                             {"input_ids": ids, "attention_mask": mask})
+        pooled = rest.pop(0) if features else None
+        probs = rest
         return Encoded(
             embeddings=np.ascontiguousarray(embeddings, dtype=np.float32),
             token_counts=counts,
@@ -121,6 +128,7 @@ class Encoder:
             tokenise_s=tokenised - started,
             run_s=time.perf_counter() - tokenised,
             tag_probs={name[len(OUTPUT_PREFIX):]: p for name, p in zip(heads_asked, probs)} if probs else None,
+            features=None if pooled is None else np.ascontiguousarray(pooled, dtype=np.float32),
         )
 
     def embed(self, texts: list[str], batch_size: int = 64, progress=None) -> np.ndarray:
@@ -128,13 +136,22 @@ class Encoder:
 
         progress, when given, is called with the number of texts done after each batch.
         """
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.embed_with_features(texts, batch_size, progress, features=False)[0]
+
+    def embed_with_features(self, texts: list[str], batch_size: int = 64, progress=None,
+                            features: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """`embed`, with the heads' input features beside the embeddings (None when not asked for)."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        pooled = None
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            out[chunk] = self.encode([texts[i] for i in chunk]).embeddings
+            encoded = self.encode([texts[i] for i in chunk], heads=False, features=features)
+            out[chunk] = encoded.embeddings
+            if features:
+                if pooled is None:
+                    pooled = np.zeros((len(texts), encoded.features.shape[1]), dtype=np.float32)
+                pooled[chunk] = encoded.features
             if progress is not None:
                 progress(len(chunk))
-        return out
+        return out, pooled

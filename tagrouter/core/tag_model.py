@@ -129,9 +129,10 @@ class TagModel:
     def load(cls, model_dir: Path, vocab_dir: Path | None = None, per_level: int = TAGS_PER_LEVEL,
              min_score: float = TAG_MIN_SCORE, topic_min_score: float = TOPIC_MIN_SCORE,
              intra_op_threads: int = 1, use_heads: bool = False) -> TagModel:
-        """The encoder in `model_dir` with the vocabulary in `vocab_dir` (default: the packaged one) and
-        the heads trained for it when use_heads (default off: the served tagger is the prototype tagger
-        until the heads meet issue 16's bar, docs/TAGS.md)."""
+        """The encoder in `model_dir` with the vocabulary in `vocab_dir` (default: the packaged one) and,
+        when use_heads and the vocabulary has them (`heads.json`), the heads trained for it. Without,
+        the prototype tagger: each level's nearest prototypes. The default stays the prototype tagger
+        until the starter weights route visibly with the heads' tags (docs/TAGS.md)."""
         from tagrouter import data
 
         folder = vocab_dir or data.VOCABULARY_DIR
@@ -145,23 +146,38 @@ class TagModel:
 
     def tag(self, texts: list[str], per_level: int | None = None) -> list[TaggedQuery]:
         """Tags a batch of texts with one encoder call (which runs the heads in the graph)."""
-        encoded = self.encoder.encode(texts, heads=self.heads is not None)
+        encoded = self.encode(texts)
         return self.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated, per_level,
-                                encoded.tag_probs)
+                                encoded.tag_probs, encoded.features)
 
-    def head_probabilities(self, embeddings: np.ndarray, probs: dict | None = None) -> dict[str, np.ndarray]:
-        """The heads' probabilities: the graph's when it carries these heads, else computed from the embeddings."""
-        if not self._head_levels:
+    def encode(self, texts: list[str]):
+        """One encoder call with what this tagger needs: the graph's head probabilities when it carries
+        these heads, else (with heads) the features to compute them from."""
+        heads = self.heads is not None
+        return self.encoder.encode(texts, heads=heads, features=heads and not self._graph_has_heads)
+
+    @property
+    def _graph_has_heads(self) -> bool:
+        return self.heads is not None and self.encoder.heads_version == self.heads.version
+
+    def head_probabilities(self, texts: list[str], probs: dict | None = None,
+                           features: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The heads' probabilities: the graph's when it carries these heads, else computed from the
+        graph's features (`features`, or the texts encoded again for them)."""
+        if not self._head_levels or not len(texts):
             return {}
-        if probs is None or self.encoder.heads_version != self.heads.version:
-            probs = self.heads.probabilities(embeddings)
+        if probs is None or not self._graph_has_heads:
+            if features is None:
+                features = self.encoder.embed_with_features(texts)[1]
+            probs = self.heads.probabilities(features)
         return probs
 
     def tag_encoded(self, texts, embeddings, token_counts, truncated=None, per_level=None,
-                    probs=None) -> list[TaggedQuery]:
-        """Tags texts whose embeddings (and, from the graph, the heads' probabilities) are already known."""
+                    probs=None, features=None) -> list[TaggedQuery]:
+        """Tags texts whose embeddings (and, from the graph, the heads' probabilities or their input
+        features) are already known; without either, the heads' need the texts encoded again."""
         per_level = per_level or self.per_level
-        probs = self.head_probabilities(embeddings, probs)
+        probs = self.head_probabilities(texts, probs, features)
         similarity = embeddings @ self._prototypes_t if self._plain.size or self._groups else None
         results = []
         for row, text in enumerate(texts):
@@ -217,6 +233,6 @@ class TagModel:
 
     def tag_many(self, texts: list[str], batch_size: int = 64) -> list[TaggedQuery]:
         """Tags many texts offline (fitting, evaluation), batching texts of similar length."""
-        embeddings = self.encoder.embed(texts, batch_size)
+        embeddings, features = self.encoder.embed_with_features(texts, batch_size, features=bool(self._head_levels))
         counts = [self.encoder.count_tokens(t) for t in texts]
-        return self.tag_encoded(texts, embeddings, counts)
+        return self.tag_encoded(texts, embeddings, counts, features=features)

@@ -1,20 +1,25 @@
-"""The tagger's heads in the encoder's graph: one onnxruntime call returns the embedding and every
-level's tag probabilities.
+"""The tagger's features and heads in the encoder's graph: one onnxruntime call returns the
+embedding and every level's tag probabilities.
 
 `make model` ends with `attach` (tagrouter/dev/export_model.py); by hand, on an exported model:
 
     python -m tagrouter.dev.tagger_graph build/model/model.onnx
     python -m tagrouter.dev.tagger_graph build/model --latency build/vocab-prototype-944337c  # what it costs
 
-After `sentence_embedding` (unit length, [batch, d]) each level of `tagrouter/data/vocabulary/heads.*`
-adds MatMul (by its float32 weight, [d, C]), Add (its bias) and Softmax, as the output
-`tag_probs_<level>` ([batch, C]). The encoder's own outputs keep their names and order; the heads'
-version goes into the model's metadata so the tagger knows which heads the graph carries. Attaching
-again replaces the heads.
+The features (`tagger_features`, [batch, 6 d], see `tagrouter.core.tag_heads`): each of the six
+layers' outputs mean-pooled over the attention mask and scaled to unit length, as the sentence
+embedding is (the last of them is `sentence_embedding` itself), concatenated and divided by
+sqrt(6). After them each level of `tagrouter/data/vocabulary/heads.*` adds MatMul (by its float32
+weight, [6 d, C]), Add (its bias) and Softmax, as the output `tag_probs_<level>` ([batch, C]). The
+encoder's own outputs keep their names and order; the heads' version goes into the model's
+metadata so the tagger knows which heads the graph carries. Attaching again replaces both; heads
+trained on other features are left out (with a warning: retrain them with `make tagger-heads`),
+the features never are, since training reads them from the graph.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -23,10 +28,17 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from tagrouter import data
-from tagrouter.core.tag_heads import METADATA_KEY, OUTPUT_PREFIX, TaggerHeads
+from tagrouter.core.tag_heads import FEATURE_LAYERS, FEATURES, METADATA_KEY, OUTPUT_PREFIX, TaggerHeads
 
 EMBEDDING = "sentence_embedding"
-PREFIX = "tagger."  # names of the heads' nodes and initializers
+MASK = "attention_mask"
+PREFIX = "tagger."  # names of the features' and heads' nodes and initializers
+EPSILON = 1e-9  # an empty mask or a zero vector divides by this, not by 0
+
+
+def layer_output(index: int) -> str:
+    """The tensor of the exported graph (tagrouter.dev.export_model) that is layer `index`'s output."""
+    return f"/bert/encoder/layer.{index}/output/LayerNorm/LayerNormalization_output_0"
 
 
 def _strip(graph: onnx.GraphProto) -> None:
@@ -37,26 +49,77 @@ def _strip(graph: onnx.GraphProto) -> None:
     keep_init = [i for i in graph.initializer if not i.name.startswith(PREFIX)]
     del graph.initializer[:]
     graph.initializer.extend(keep_init)
-    keep_out = [o for o in graph.output if not o.name.startswith(OUTPUT_PREFIX)]
+    keep_out = [o for o in graph.output if not o.name.startswith(OUTPUT_PREFIX) and o.name != FEATURES]
     del graph.output[:]
     graph.output.extend(keep_out)
 
 
-def attach_heads(model: onnx.ModelProto, heads: TaggerHeads) -> onnx.ModelProto:
-    """`model` with `heads` after its sentence embedding (in place; also returned)."""
+def _features(graph: onnx.GraphProto, batch) -> int:
+    """Adds the `FEATURES` output; returns its width."""
+    produced = {o for n in graph.node for o in n.output}
+    layers = [layer_output(i) for i in range(FEATURE_LAYERS - 1)]
+    missing = [t for t in layers if t not in produced]
+    if missing:
+        raise ValueError(f"the model has no layer output {missing[0]!r} to pool the tagger's features from "
+                         "(export it with `make model`)")
+    dim = next(o for o in graph.output if o.name == EMBEDDING).type.tensor_type.shape.dim[1].dim_value
+    f = f"{PREFIX}features."
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), f + "last_axis"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), f + "token_axis"),
+        numpy_helper.from_array(np.array(EPSILON, dtype=np.float32), f + "epsilon"),
+        numpy_helper.from_array(np.array(1 / np.sqrt(FEATURE_LAYERS), dtype=np.float32), f + "scale")])
+    nodes = [
+        helper.make_node("Cast", [MASK], [f + "mask"], name=f + "cast", to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", [f + "mask", f + "last_axis"], [f + "mask3"], name=f + "unsqueeze"),
+        helper.make_node("ReduceSum", [f + "mask3", f + "token_axis"], [f + "tokens"], name=f + "tokens", keepdims=0),
+        helper.make_node("Max", [f + "tokens", f + "epsilon"], [f + "count"], name=f + "count"),
+    ]
+    pooled = []
+    for i, tensor in enumerate(layers):
+        g = f"{f}{i}."
+        nodes += [
+            helper.make_node("Mul", [tensor, f + "mask3"], [g + "masked"], name=g + "mul"),
+            helper.make_node("ReduceSum", [g + "masked", f + "token_axis"], [g + "sum"], name=g + "sum", keepdims=0),
+            helper.make_node("Div", [g + "sum", f + "count"], [g + "mean"], name=g + "mean"),
+            helper.make_node("ReduceL2", [g + "mean"], [g + "norm"], name=g + "norm", axes=[-1], keepdims=1),
+            helper.make_node("Max", [g + "norm", f + "epsilon"], [g + "safe_norm"], name=g + "safe_norm"),
+            helper.make_node("Div", [g + "mean", g + "safe_norm"], [g + "unit"], name=g + "unit"),
+        ]
+        pooled.append(g + "unit")
+    nodes += [
+        helper.make_node("Concat", [*pooled, EMBEDDING], [f + "concat"], name=f + "concat", axis=-1),
+        helper.make_node("Mul", [f + "concat", f + "scale"], [FEATURES], name=f + "scale"),
+    ]
+    graph.node.extend(nodes)
+    out = helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, [None, FEATURE_LAYERS * dim])
+    out.type.tensor_type.shape.dim[0].CopyFrom(batch)
+    graph.output.append(out)
+    return FEATURE_LAYERS * dim
+
+
+def attach_heads(model: onnx.ModelProto, heads: TaggerHeads | None) -> onnx.ModelProto:
+    """`model` with the tagger's features and `heads` after them (in place; also returned). Heads
+    trained on features of another width are left out, with a warning."""
     graph = model.graph
     outputs = {o.name: o for o in graph.output}
     if EMBEDDING not in outputs:
         raise ValueError(f"the model has no output {EMBEDDING!r} to attach the tagger's heads to")
     _strip(graph)
     batch = outputs[EMBEDDING].type.tensor_type.shape.dim[0]
-    for level, head in heads.heads.items():
+    width = _features(graph, batch)
+    if heads is not None and heads.width != width:
+        logging.getLogger(__name__).warning(
+            "the tagger heads %s read %d features, the graph gives %d: left out (retrain them with "
+            "`make tagger-heads`, then `make model`)", heads.version, heads.width, width)
+        heads = None
+    for level, head in (heads.heads.items() if heads else ()):
         weight = numpy_helper.from_array(np.ascontiguousarray(head.weight.T, dtype=np.float32), f"{PREFIX}{level}.weight")
         bias = numpy_helper.from_array(np.ascontiguousarray(head.bias, dtype=np.float32), f"{PREFIX}{level}.bias")
         graph.initializer.extend([weight, bias])
         scores, logits, probs = f"{PREFIX}{level}.scores", f"{PREFIX}{level}.logits", f"{OUTPUT_PREFIX}{level}"
         graph.node.extend([
-            helper.make_node("MatMul", [EMBEDDING, weight.name], [scores], name=f"{PREFIX}{level}.matmul"),
+            helper.make_node("MatMul", [FEATURES, weight.name], [scores], name=f"{PREFIX}{level}.matmul"),
             helper.make_node("Add", [scores, bias.name], [logits], name=f"{PREFIX}{level}.add"),
             helper.make_node("Softmax", [logits], [probs], name=f"{PREFIX}{level}.softmax", axis=-1),
         ])
@@ -66,21 +129,20 @@ def attach_heads(model: onnx.ModelProto, heads: TaggerHeads) -> onnx.ModelProto:
     props = [p for p in model.metadata_props if p.key != METADATA_KEY]
     del model.metadata_props[:]
     model.metadata_props.extend(props)
-    model.metadata_props.add(key=METADATA_KEY, value=heads.version)
+    if heads is not None:
+        model.metadata_props.add(key=METADATA_KEY, value=heads.version)
     onnx.checker.check_model(model)
     return model
 
 
 def attach(model_path: Path, heads_dir: Path = data.VOCABULARY_DIR) -> bool:
-    """Attaches the heads saved in `heads_dir` to the model file; False (model untouched) when there are none."""
-    heads = TaggerHeads.load(heads_dir)
-    if heads is None:
-        return False
+    """Attaches the features and the heads saved in `heads_dir` to the model file; whether the heads went in."""
     model = onnx.load(str(model_path))
     partial = Path(model_path).with_suffix(".partial")
-    onnx.save(attach_heads(model, heads), str(partial))
+    attach_heads(model, TaggerHeads.load(heads_dir))
+    onnx.save(model, str(partial))
     os.replace(partial, model_path)  # a reader sees the old graph or the new one, never half of one
-    return True
+    return any(p.key == METADATA_KEY for p in model.metadata_props)
 
 
 LATENCY_QUERY = "How do I get a refund for a cancelled flight?"
@@ -124,7 +186,8 @@ def main() -> None:
     if args.latency:
         print(latency(args.model, args.latency))
     else:
-        print(f"{args.model}: heads attached" if attach(args.model, args.heads) else f"no heads in {args.heads}")
+        went_in = attach(args.model, args.heads)
+        print(f"{args.model}: features and heads attached" if went_in else f"{args.model}: features attached, no heads")
 
 
 if __name__ == "__main__":

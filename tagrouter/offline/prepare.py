@@ -49,6 +49,7 @@ class Prepared:
     outcomes: np.ndarray  # [Q, M, 3]
     vocabulary_version: str
     seconds_embedding: float = 0.0
+    features: np.ndarray | None = None  # [Q, width] the tagger heads' input, when the tagger has heads
 
 
 def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
@@ -57,14 +58,15 @@ def prepare(suite: Suite, tagger, show_progress: bool = True) -> Prepared:
     if tagger.vocabulary.groups:  # topics are fitted per suite here: start from the hand taxonomy
         tagger = tagger.with_vocabulary(tagger.vocabulary.without_groups())
     bar = progress(len(suite.queries), "embedding queries", show_progress)
-    embeddings = tagger.encoder.embed(suite.queries, progress=bar.update)
+    embeddings, features = tagger.encoder.embed_with_features(suite.queries, progress=bar.update,
+                                                              features=tagger.heads is not None)
     bar.close()
     counts = [len(e.ids) for e in tagger.encoder.tokenizer.encode_batch(suite.queries)]
-    tagged = tagger.tag_encoded(suite.queries, embeddings, counts)
+    tagged = tagger.tag_encoded(suite.queries, embeddings, counts, features=features)
     base_tags = [[(name, float(score)) for name, _, score in t.tags] for t in tagged]
     return Prepared(suite, embeddings, base_tags, metrics.accepted(suite.scores, suite.tie_margin),
                     scoring.pairwise_outcomes(suite.scores, suite.tie_margin), tagger.vocabulary.version,
-                    time.perf_counter() - start)
+                    time.perf_counter() - start, features)
 
 
 def list_prices(suite: Suite) -> np.ndarray:

@@ -69,7 +69,7 @@ def _fit_variant(base: Prepared, tagger, counts: list[int], variant) -> tuple[st
     suite = base.suite
     vocab = tagger.vocabulary.restricted([lv for lv in levels if lv != "attr"])
     model = tagger.with_vocabulary(vocab, per_level)
-    tagged = model.tag_encoded(suite.queries, base.embeddings, counts)
+    tagged = model.tag_encoded(suite.queries, base.embeddings, counts, features=base.features)
     tags = [[(n, float(sc)) for n, lv, sc in t.tags if lv in levels] for t in tagged]
     prep = dataclasses.replace(base, base_tags=tags, vocabulary_version=vocab.version)
     router = TagRouter(granularities=TOPIC_GRANULARITIES if suite_topics else ((),), parsimony=parsimony)

@@ -30,9 +30,9 @@ class Served:
     served: np.ndarray  # [n, C] bool: the tags the tagger gives
 
 
-def heads_levels(heads: TaggerHeads, embeddings: np.ndarray) -> dict[str, Served]:
+def heads_levels(heads: TaggerHeads, features: np.ndarray) -> dict[str, Served]:
     out = {}
-    for level, probs in heads.probabilities(embeddings).items():
+    for level, probs in heads.probabilities(features).items():
         h = heads.heads[level]
         top = probs.argmax(axis=1)
         served = np.zeros_like(probs, dtype=bool)
@@ -153,16 +153,36 @@ def reliability_table(new: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def features_table(record: dict) -> str:
+    """Per level and feature set (at its best penalty), the out-of-fold figures the training chose by."""
+    lines = ["| level | heads read | penalty | out-of-fold log-loss | out-of-fold top-1 | Arena-Hard v2 | chosen |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for level, r in record.items():
+        best: dict[str, dict] = {}
+        for t in r.get("tried", []):
+            name = t.get("features", "last layer")
+            if name not in best or t["log_loss"] < best[name]["log_loss"]:
+                best[name] = t
+        for name, t in best.items():
+            ah = t.get("top1_by_source", {}).get("arena-hard-v2")
+            lines.append(f"| {level} | {name} | {t['penalty']} | {t['log_loss']:.4f} | {t.get('top1', float('nan')):.4f} | "
+                         f"{'' if ah is None else f'{ah:.4f}'} | {'yes' if name == r.get('features') else ''} |")
+    return "\n".join(lines)
+
+
 def quality_section(vocab: Vocabulary, heads: TaggerHeads, baseline: Vocabulary, prompts, embeddings: np.ndarray,
-                    per_level: int, min_score: float, topic_min_score: float, examples: str = "") -> str:
-    """The held-out section of docs/TAGS.md: both taggers per level and source, the thresholds, the calibration."""
-    new_levels = heads_levels(heads, embeddings)
+                    features: np.ndarray, per_level: int, min_score: float, topic_min_score: float,
+                    examples: str = "") -> str:
+    """The held-out section of docs/TAGS.md: both taggers per level and source, the thresholds, the
+    calibration (the heads read the prompts' `features`, the prototypes their `embeddings`)."""
+    new_levels = heads_levels(heads, features)
     old_levels = prototype_levels(baseline, embeddings, per_level,
                                   {"task": min_score, "domain": min_score, "topic": max(min_score, topic_min_score)})
     new, old = level_rows(vocab, new_levels, prompts), level_rows(baseline, old_levels, prompts)
     record = heads.record.get("levels", {})
     params = heads.record.get("params", {})
     oof = {lv: record.get(lv, {}).get("out_of_fold", {}) for lv in heads.heads}
+    features = ", ".join(f"{lv}: {record.get(lv, {}).get('features', 'all layers')}" for lv in heads.heads)
     thresholds = "\n".join(
         f"| {lv} | {h.threshold:.2f} | {record.get(lv, {}).get('classes_with_prompts', '')} of {len(h.names)} | "
         f"{record.get(lv, {}).get('temperature', '')} | {_served(oof[lv].get('precision'))} | "
@@ -180,10 +200,14 @@ queries given a tag at that level; top-1/top-3: the true tag is among the 1 or 3
 Held-out queries outside Arena-Hard v0.1 given a topic: heads {other_coverage(new_levels, prompts):.3f},
 prototypes {other_coverage(old_levels, prompts):.3f}.
 
-Not served by default yet (`TagModel.load(use_heads=False)`): with the heads, the starter weights'
-recommended point sent all five sample queries of `make run` to one model, and everyday queries got
-wrong tags ("Prove that there are infinitely many primes" -> `task:code-generation`); the served tagger
-is the prototype tagger over the same taxonomy-named vocabulary until the heads meet issue 16's bar.
+The heads read the graph's features, every layer of the encoder pooled
+(`tagrouter/core/tag_heads.py`); the training chose per level, out of fold, between those and the
+last layer alone ({features}). Not served by default yet (`TagModel.load(use_heads=False)`): refitted
+on the heads' tags, the starter weights (`make weights`) choose a prior of 100 and a recommended
+point at 99% of the priciest model's cost on ae2-multi, where all five sample queries of `make run`
+go to one model (`tests/integration/test_operating_points.py` fails); and every figure generated
+with the served tagger (RESULTS, PACING, the routing ablation below) would move with it. The served
+tagger is the prototype tagger over the same taxonomy-named vocabulary until then.
 How the heads tag (`tagrouter/core/tag_model.py`, `use_heads=True`): a level's tag is its head's top tag when its
 calibrated probability reaches the level's threshold, else the level gives none and the router
 backs off to the coarser tags and the prior. Thresholds and temperatures were chosen on the build
@@ -195,6 +219,11 @@ that serves few build prompts at a threshold needs more there):
 | level | threshold | classes with labelled prompts | temperature | out-of-fold precision | out-of-fold coverage |
 |---|---:|---|---:|---:|---:|
 {thresholds}
+
+What the heads read, as the training chose it (`heads.json`; build side, {params.get('folds')} folds, each
+feature set at its best penalty by out-of-fold log-loss; no held-out prompt is seen):
+
+{features_table(record)}
 
 Reliability of the heads' probabilities on the held-out queries (the top tag's probability, binned,
 against the share of those queries where it is the true tag; all measured sources of a level pooled):

@@ -1,4 +1,4 @@
-"""Train the tagger's heads (`make tagger-heads`): one softmax layer per level on the sentence embedding.
+"""Train the tagger's heads (`make tagger-heads`): one softmax layer per level on the tagger's features.
 
     python -m tagrouter.offline.train_tagger   # writes tagrouter/data/vocabulary/heads.{npz,json}
 
@@ -6,8 +6,10 @@ Data: the build side of the corpora (`corpora.split_held_out`, as the vocabulary
 held-out prompts are never seen here), each prompt labelled at a level by the canonical tag that
 took its corpus label as an alias (Arena-Hard v2 subcategories, Vicuna-bench categories and
 RouterBench benchmarks at the task level, the taxonomy's declared domains, Arena-Hard clusters
-for topics), plus every tag's own description and examples. A head's logits are
-`SCALE * x @ W.T + b`, W starting at each tag's anchor (the unit mean embedding of its
+for topics), plus every tag's own description and examples. x is the encoder graph's
+`tagger_features` (every layer pooled, `tagrouter.core.tag_heads`), or its last block alone where
+that does better out of fold (FEATURE_SETS). A head's logits are
+`SCALE * x @ W.T + b`, W starting at each tag's anchor (the unit mean features of its
 description and examples) and pulled back to it by an L2 penalty: a tag with few labelled
 prompts stays close to what its description says, one with many is sharpened by them. The
 corpus labels are weighted equally (the benchmarks' hundreds of prompts do not drown the rest).
@@ -15,11 +17,12 @@ corpus labels are weighted equally (the benchmarks' hundreds of prompts do not d
 Calibration and thresholds on the build side only: each prompt's probabilities come from a
 head trained without its fold (FOLDS-fold cross-fitting), a temperature is fitted to them by
 log-loss, and a level's threshold is the smallest of THRESHOLDS at which the served tag is right
-at least PRECISION_FLOOR of the time on them by a 90% lower bound. The penalty is chosen the same way (out-of-fold
-log-loss). The served heads are trained on the whole build side with that temperature folded in.
+at least PRECISION_FLOOR of the time on them by a 90% lower bound. The penalty and the feature
+set are chosen by out-of-fold log-loss too. The served heads are trained on the whole build side
+with that temperature folded in.
 
-Deterministic: fixed seed, one thread, deterministic algorithms, embeddings rounded as the
-vocabulary build rounds them.
+Deterministic: fixed seed, one thread, deterministic algorithms, features rounded as the
+vocabulary build rounds its embeddings.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from tagrouter import data
-from tagrouter.core.tag_heads import Head, TaggerHeads, softmax
+from tagrouter.core.tag_heads import FEATURE_LAYERS, Head, TaggerHeads, softmax
 from tagrouter.core.vocabulary import Vocabulary
 from tagrouter.offline import paths
 from tagrouter.offline.corpora import DEFAULT_CORPORA, HELD_OUT_FRACTION, Prompt, read_corpus, sample, split_held_out
@@ -39,7 +42,11 @@ from tagrouter.offline.tag_quality import truth_index
 
 LEVELS = ("task", "domain", "topic")
 SCALE = 20.0  # a cosine of 1 is a logit of 20: the prototype tagger's similarities as a softmax
-PENALTIES = (0.001, 0.003, 0.03, 0.3)  # L2 pull to the anchors, chosen by out-of-fold log-loss
+PENALTIES = (0.0003, 0.001, 0.003, 0.03, 0.3)  # L2 pull to the anchors, chosen by out-of-fold log-loss
+# What a level's head reads, chosen with the penalty by out-of-fold log-loss: all six layers' pooled
+# outputs (the graph's features), or the last alone (the sentence embedding, as the prototypes do;
+# 199 topics with a handful of prompts each can overfit the wider input).
+FEATURE_SETS = ("all layers", "last layer")
 FOLDS = 5
 MAX_PER_LABEL = 200  # build prompts per corpus label (RouterBench has ~1,000 per benchmark)
 # A level's served tags must be right at least PRECISION_FLOOR of the time: the threshold is the smallest
@@ -52,9 +59,9 @@ WILSON_Z = 1.2816  # one-sided 90%
 # task:code-generation (.88) and a poem in domain:software-engineering (.86). So on AlpacaEval's
 # unlabelled build prompts that the prototype tagger places in a class no corpus labels (advice,
 # food, sport, ...) the heads are pulled to its distribution (soft targets at DISTILL_SCALE, this
-# weight against the labelled loss). It costs the labelled sources: Arena-Hard v2's out-of-fold
-# top-1 (build side) is .81 -> .75 (task) and .81 -> .76 (domain) at 0.3, .74 and .74 at 1.0; 0.3
-# is the better of the two there.
+# weight against the labelled loss). It costs the labelled sources: when the heads read the sentence
+# embedding alone, Arena-Hard v2's out-of-fold top-1 (build side) was .81 -> .75 (task) and .81 ->
+# .76 (domain) at 0.3, .74 and .74 at 1.0; 0.3 was the better of the two there and is kept.
 DISTILL_WEIGHT = 0.3
 DISTILL_SCALE = 50.0
 UNLABELLED_SOURCE = "alpaca-eval"  # 805 instructions users gave chat models; its labels are source sets
@@ -168,18 +175,27 @@ def _fold(p: Prompt) -> int:
     return int(hashlib.sha256(f"fold/{p.corpus}/{p.id}".encode()).hexdigest(), 16) % FOLDS
 
 
-def train_level(level: str, vocab: Vocabulary, prompts: list[Prompt], embed, anchors: dict[str, list[str]], torch):
-    """One level's head, its temperature, threshold and out-of-fold record."""
+def feature_mask(name: str, width: int) -> np.ndarray:
+    """Per feature, its factor in FEATURE_SETS' `name`: the last layer alone is its block scaled back
+    to unit length, the other blocks zeroed (so the served head's weight is zero there)."""
+    if name == "all layers":
+        return np.ones(width)
+    block = width // FEATURE_LAYERS
+    return np.concatenate([np.zeros(width - block), np.full(block, np.sqrt(FEATURE_LAYERS))])
+
+
+def train_level(level: str, vocab: Vocabulary, prompts: list[Prompt], embed, featurize,
+                anchors: dict[str, list[str]], torch):
+    """One level's head, its temperature, threshold and out-of-fold record. `featurize`: the heads'
+    input (the graph's features); `embed`: the sentence embedding, which the prototypes compare."""
     rows = np.flatnonzero(np.array([t["level"] == level for t in vocab.tags]))
     names = [vocab.tags[i]["name"] for i in rows]
     col = {r: c for c, r in enumerate(rows)}
     labelled, truth_rows = prompt_truth(vocab, prompts, level)
     truth = np.array([col.get(r, -1) for r in truth_rows], dtype=np.int64)
-    x = embed([p.text for p in labelled])
-    anchor_x = [embed(anchors[n]) for n in names]
-    anchor_w = np.stack([a.mean(axis=0) / np.linalg.norm(a.mean(axis=0)) for a in anchor_x])
-    ax = np.concatenate(anchor_x)
-    ay = np.concatenate([np.full(len(a), c) for c, a in enumerate(anchor_x)])
+    full_x = featurize([p.text for p in labelled])
+    full_anchor_x = [featurize(anchors[n]) for n in names]
+    ay = np.concatenate([np.full(len(a), c) for c, a in enumerate(full_anchor_x)])
     folds = np.array([_fold(p) for p in labelled])
     sources = np.array([next(iter(p.labels)) for p in labelled])
     known = truth >= 0
@@ -188,41 +204,51 @@ def train_level(level: str, vocab: Vocabulary, prompts: list[Prompt], embed, anc
     # Build prompts without a label at this level (AlpacaEval's, Arena-Hard's below the topic level, ...):
     # the prototype tagger's distribution over the level (the vocabulary build's prototypes) is their target.
     taken = {id(p) for p in labelled}
-    xu = embed([p.text for p in prompts if id(p) not in taken and UNLABELLED_SOURCE in p.labels])
-    unlabelled = None
-    if len(xu) and DISTILL_WEIGHT > 0:
-        q = softmax(DISTILL_SCALE * xu @ vocab.prototypes[rows].astype(np.float64).T)
+    unlabelled_texts = [p.text for p in prompts if id(p) not in taken and UNLABELLED_SOURCE in p.labels]
+    unlabelled_x = q = other = None
+    if unlabelled_texts and DISTILL_WEIGHT > 0:
+        q = softmax(DISTILL_SCALE * embed(unlabelled_texts) @ vocab.prototypes[rows].astype(np.float64).T)
         # only where the prototypes see a kind of work no corpus labels: the labelled classes learn from labels
         other = ~np.isin(q.argmax(axis=1), truth[known])
-        unlabelled = (xu[other], q[other]) if other.any() else None
+        unlabelled_x = featurize(unlabelled_texts)[other] if other.any() else None
 
-
-    def fit(train_mask, penalty):
+    def fit(train_mask, penalty, mask):
+        anchor_x = [a * mask for a in full_anchor_x]
+        anchor_w = np.stack([a.mean(axis=0) / np.linalg.norm(a.mean(axis=0)) for a in anchor_x])
         rows = np.concatenate([train_mask & known, np.ones(len(ay), dtype=bool)])
-        xs = np.concatenate([x[train_mask & known], ax])
+        xs = np.concatenate([full_x[train_mask & known] * mask, *anchor_x])
         ys = np.concatenate([truth[train_mask & known], ay])
-        return _fit(xs, ys, _group_weights(groups[rows]), anchor_w, penalty, torch, unlabelled)
+        distil = None if unlabelled_x is None else (unlabelled_x * mask, q[other])
+        return _fit(xs, ys, _group_weights(groups[rows]), anchor_w, penalty, torch, distil)
 
     best, tried = None, []
-    for penalty in PENALTIES:
-        oof = np.zeros((len(labelled), len(names)))
-        for k in range(FOLDS):
-            w, b = fit(folds != k, penalty)
-            oof[folds == k] = SCALE * x[folds == k] @ w.T + b
-        temperature = _temperature(oof, truth)
-        probs = softmax(oof / temperature)
-        loss = float(-np.mean(np.log(probs[known, truth[known]] + 1e-12)))
-        tried.append({"penalty": penalty, "log_loss": round(loss, 4)})
-        if best is None or loss < best[0] - 1e-9:
-            best = (loss, penalty, temperature, probs)
-    loss, penalty, temperature, probs = best
+    for features in FEATURE_SETS:
+        mask = feature_mask(features, full_x.shape[1])
+        for penalty in PENALTIES:
+            oof = np.zeros((len(labelled), len(names)))
+            for k in range(FOLDS):
+                w, b = fit(folds != k, penalty, mask)
+                oof[folds == k] = SCALE * (full_x[folds == k] * mask) @ w.T + b
+            temperature = _temperature(oof, truth)
+            probs = softmax(oof / temperature)
+            loss = float(-np.mean(np.log(probs[known, truth[known]] + 1e-12)))
+            right = probs.argmax(axis=1) == truth
+            tried.append({"features": features, "penalty": penalty, "log_loss": round(loss, 4),
+                          "top1": round(float(right.mean()), 4),
+                          "top1_by_source": {src: round(float(right[sources == src].mean()), 4)
+                                             for src in sorted(set(sources))}})
+            if best is None or loss < best[0] - 1e-9:
+                best = (loss, features, penalty, temperature, probs)
+    loss, features, penalty, temperature, probs = best
     threshold = choose_threshold(probs, truth)
     top, kept = served(probs, threshold)
-    w, b = fit(np.ones(len(labelled), dtype=bool), penalty)
-    head = Head(level, names, np.round(w * SCALE / temperature, 6).astype(np.float32),
+    mask = feature_mask(features, full_x.shape[1])
+    w, b = fit(np.ones(len(labelled), dtype=bool), penalty, mask)
+    head = Head(level, names, np.round(w * mask * SCALE / temperature, 6).astype(np.float32),
                 np.round(b / temperature, 6).astype(np.float32), threshold)
     record = {"prompts": int(len(labelled)), "with_tag": int(known.sum()), "classes_with_prompts":
-              int(len(np.unique(truth[known]))), "penalty": penalty, "tried": tried, "temperature": round(temperature, 4),
+              int(len(np.unique(truth[known]))), "features": features, "penalty": penalty, "tried": tried,
+              "temperature": round(temperature, 4),
               "out_of_fold": {"log_loss": round(float(loss), 4), "top1": round(float((top == truth).mean()), 4),
                               "coverage": round(float(kept.mean()), 4),
                               "precision": round(float((top == truth)[kept].mean()), 4) if kept.any() else None,
@@ -249,19 +275,26 @@ def train(vocab_dir: Path = data.VOCABULARY_DIR, model_dir: Path | None = None, 
     build, held = split_held_out(prompts, fraction)
     held_texts = {p.text for p in held}
     build = sample([p for p in build if p.text not in held_texts], MAX_PER_LABEL)
-    cache: dict[str, np.ndarray] = {}
+    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def embed(texts: list[str]) -> np.ndarray:
+    def encoded(texts: list[str], part: int) -> np.ndarray:
         new = sorted({t for t in texts if t not in cache})
         if new:
-            for t, v in zip(new, np.round(encoder.embed(new), 4).astype(np.float64)):
-                cache[t] = v
-        return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, encoder.dim))
+            embeddings, features = encoder.embed_with_features(new)
+            for t, e, f in zip(new, embeddings, features):
+                cache[t] = (np.round(e, 4).astype(np.float64), np.round(f, 4).astype(np.float64))
+        return np.stack([cache[t][part] for t in texts])
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return encoded(texts, 0)
+
+    def featurize(texts: list[str]) -> np.ndarray:
+        return encoded(texts, 1)
 
     anchors = anchor_texts(vocab)
     heads, records = {}, {}
     for level in LEVELS:
-        heads[level], records[level] = train_level(level, vocab, build, embed, anchors, torch)
+        heads[level], records[level] = train_level(level, vocab, build, embed, featurize, anchors, torch)
     record = {"command": "make tagger-heads", "vocabulary": vocab.version, "build_prompts": len(build),
               "params": {"scale": SCALE, "penalties": list(PENALTIES), "folds": FOLDS, "max_per_label": MAX_PER_LABEL,
                          "precision_floor": PRECISION_FLOOR, "wilson_z": WILSON_Z, "seed": SEED, "iterations": ITERATIONS,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from services.common.settings import DEFAULT_MODEL_DIR, DEFAULT_VOCAB_DIR
-from tagrouter.core.tag_heads import OUTPUT_PREFIX, TaggerHeads
+from tagrouter.core.tag_heads import FEATURE_LAYERS, FEATURES, OUTPUT_PREFIX, TaggerHeads
 from tagrouter.core.tagging import slug
 from tagrouter.core.vocabulary import Vocabulary
 from tagrouter.data import TAXONOMY_FILE
@@ -22,7 +22,8 @@ def test_committed_heads_load_and_name_only_vocabulary_tags():
     assert heads is not None and set(heads.heads) == {"task", "domain", "topic"}
     for level, head in heads.heads.items():
         assert set(head.names) == {t["name"] for t in vocab.tags if t["level"] == level}
-        assert 0 < head.threshold < 1 and head.weight.shape == (len(head.names), vocab.prototypes.shape[1])
+        assert 0 < head.threshold < 1
+        assert head.weight.shape == (len(head.names), FEATURE_LAYERS * vocab.prototypes.shape[1])
 
 
 def test_no_task_or_domain_tag_names_a_benchmark_or_dataset():
@@ -51,9 +52,14 @@ def test_heads_in_the_graph_give_the_probabilities_of_the_numpy_maths(tmp_path):
     heads = TaggerHeads.load(DEFAULT_VOCAB_DIR)
     names = [o.name for o in encoder.session.get_outputs()]
     assert names[:2] == ["token_embeddings", "sentence_embedding"]  # the encoder's outputs keep their order
-    assert names[2:] == [OUTPUT_PREFIX + lv for lv in heads.heads] and encoder.heads_version == heads.version
-    encoded = encoder.encode(TEXTS)
-    for level, probs in heads.probabilities(encoded.embeddings).items():
+    assert names[2:] == [FEATURES] + [OUTPUT_PREFIX + lv for lv in heads.heads]
+    assert encoder.heads_version == heads.version
+    encoded = encoder.encode(TEXTS, features=True)
+    # the last layer's block of the features is the sentence embedding, as the tagger pools it
+    np.testing.assert_allclose(encoded.features[:, -encoder.dim:] * np.sqrt(FEATURE_LAYERS), encoded.embeddings,
+                               atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(encoded.features, axis=1), 1, atol=1e-5)
+    for level, probs in heads.probabilities(encoded.features).items():
         np.testing.assert_allclose(encoded.tag_probs[level], probs, atol=1e-5)
         np.testing.assert_allclose(encoded.tag_probs[level].sum(axis=1), 1, atol=1e-5)
     assert attach(tmp_path / "model.onnx")  # attaching again replaces the heads, adds none
@@ -72,3 +78,26 @@ def test_a_level_abstains_below_its_threshold_and_names_its_top_tag_above():
     silent = TagModel(tagger.encoder, tagger.vocabulary, 2, 0.15, heads=TaggerHeads.build(strict))
     for t in silent.tag(TEXTS):
         assert all(lv == "attr" for _, lv, _ in t.tags)  # nothing above the threshold: no task, domain, topic
+
+
+@needs_model
+def test_heads_trained_on_other_features_are_left_out_of_the_graph_and_computed_after_it(tmp_path):
+    from tagrouter.core.encoder import Encoder
+    from tagrouter.core.tag_model import TagModel
+    from tagrouter.dev.tagger_graph import attach
+
+    for name in ("model.onnx", "tokenizer.json"):
+        shutil.copy(DEFAULT_MODEL_DIR / name, tmp_path / name)
+    heads = TaggerHeads.load(DEFAULT_VOCAB_DIR)
+    narrow = {lv: dataclasses.replace(h, weight=h.weight[:, :7]) for lv, h in heads.heads.items()}
+    vocab_dir = tmp_path / "vocab"
+    shutil.copytree(DEFAULT_VOCAB_DIR, vocab_dir)
+    TaggerHeads.build(narrow).save(vocab_dir)
+    assert not attach(tmp_path / "model.onnx", vocab_dir)  # features in, heads of another width out
+    encoder = Encoder(tmp_path)
+    assert encoder.has_features and not encoder.head_outputs and encoder.heads_version is None
+    # the served heads against a graph without them: the tagger computes them from the graph's features
+    tagger = TagModel(encoder, Vocabulary.load(DEFAULT_VOCAB_DIR), 2, 0.15, heads=heads)
+    in_graph = TagModel.load(DEFAULT_MODEL_DIR, use_heads=True)
+    for a, b in zip(tagger.tag(TEXTS), in_graph.tag(TEXTS)):
+        assert [n for n, _, _ in a.tags] == [n for n, _, _ in b.tags]

@@ -19,12 +19,12 @@ def test_tag_quality_runs_on_a_tiny_held_out_subset():
     prompts = [p for p in tag_quality.held_out_prompts(RAW_DIR, 0.3, per_label=1)
                if "vicuna" in p.labels or "routerbench" in p.labels]
     assert 5 <= len(prompts) <= 20
-    embeddings = Encoder(DEFAULT_MODEL_DIR).embed([p.text for p in prompts])
-    rows = tag_quality_heads.level_rows(vocab, tag_quality_heads.heads_levels(heads, embeddings), prompts)
+    embeddings, features = Encoder(DEFAULT_MODEL_DIR).embed_with_features([p.text for p in prompts])
+    rows = tag_quality_heads.level_rows(vocab, tag_quality_heads.heads_levels(heads, features), prompts)
     assert {(r["level"], r["source"]) for r in rows} >= {("task", "vicuna"), ("task", "routerbench"), ("task", "all")}
     for r in rows:
         assert 0 <= r["top1"] <= r["top3"] <= 1 and 0 <= r["coverage"] <= 1 and 0 <= r["recall"] <= r["coverage"]
-    section = tag_quality_heads.quality_section(vocab, heads, vocab, prompts, embeddings, 2, 0.15, 0.4)
+    section = tag_quality_heads.quality_section(vocab, heads, vocab, prompts, embeddings, features, 2, 0.15, 0.4)
     text = tag_quality.render(vocab, len(prompts), section, "ABLATION", "COMPARISON")
     assert "| task | routerbench |" in text and "| heads |" in text and "| prototypes |" in text
     assert "ABLATION" in text and "COMPARISON" in text and vocab.version in text
