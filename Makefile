@@ -54,7 +54,7 @@ vocab: $(MODEL)
 # The tagger's heads (trained on the build side of the corpora, calibrated on it; committed), then the
 # model that carries them. Not a file rule: the heads are trained on the model's embeddings.
 tagger-heads: $(STAMP)
-	test -f $(MODEL) || $(BIN)/python -m tagrouter.dev.export_model --out build/model
+	$(MAKE) model  # the heads train on the graph's features: a graph from before them is rebuilt
 	$(BIN)/python -m tagrouter.offline.train_tagger
 	$(MAKE) model
 # docs/TAGS.md: tag quality on held-out labelled queries and the routing ablation per tag level.

@@ -1,8 +1,6 @@
-"""Configuration: environment variables read once into frozen settings objects.
-
-Every variable a service reads is named here and only here, so the docs, the Kubernetes
-manifests and the code have one list to agree on (`ENVIRONMENT`).
-"""
+"""Configuration: environment variables read once into frozen settings objects. Every variable a
+service reads is named here and only here, so the docs, the Kubernetes manifests and the code have
+one list to agree on (`ENVIRONMENT`)."""
 from __future__ import annotations
 
 import ipaddress
@@ -22,9 +20,9 @@ DEFAULT_WEIGHTS_FILE = data.STARTER_WEIGHTS_FILE
 
 DEFAULT_PORTS = {"router": 50051, "scorer": 50052, "tagger": 50053, "gateway": 8080}
 DEFAULT_EXTPROC_PORT = 50054  # the router's Envoy external processor
-# The tagger's onnxruntime threads: two where the process may use two CPUs. Measured with every service
-# on one 2-core machine, the second thread pays for itself under load as well as for a lone query
-# (docs/BENCHMARKS.md, "Fourth step"). CPU affinity, not a cgroup quota: a one-CPU pod sets 1.
+# The tagger's onnxruntime threads: two where the process may use two CPUs; with every service on one 2-core
+# machine the second pays for itself under load and for a lone query (docs/BENCHMARKS.md, "Fourth step").
+# CPU affinity, not a cgroup quota: a one-CPU pod sets 1.
 _CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 SERVING_THREADS = min(2, _CPUS)
 
@@ -49,6 +47,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_ALLOW_OPEN_ADMIN": ("scorer", "true: start without TAGROUTER_ADMIN_TOKEN on a non-loopback address, LoadWeights and Feedback open to every client (default false)"),
     "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model under the working directory)"),
     "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default the vocabulary packaged in tagrouter/data)"),
+    "TAGROUTER_TAGGER_HEADS": ("tagger", "true: tag with the trained heads in the encoder graph, one calibrated tag per level or none (docs/TAGS.md), instead of the nearest prototypes (default false)"),
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level by the prototype tagger (a trained head gives one; default 2)"),
     "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine below which a prototype tag is dropped (levels without a trained head, whose thresholds are in heads.json; default 0.15)"),
     "TAGROUTER_TOPIC_MIN_SCORE": ("tagger", "cosine below which a prototype topic tag is dropped (without a trained topic head; default 0.4)"),
@@ -273,6 +272,7 @@ class TaggerSettings:
     topic_min_score: float
     intra_op_threads: int
     tag_cache_size: int = 10_000
+    use_heads: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TaggerSettings:
@@ -285,7 +285,7 @@ class TaggerSettings:
             topic_min_score=e.float("TAGROUTER_TOPIC_MIN_SCORE", TOPIC_MIN_SCORE, -1.0, 1.0),
             intra_op_threads=e.int("TAGROUTER_INTRA_OP_THREADS", SERVING_THREADS, 1, 64),
             tag_cache_size=e.int("TAGROUTER_TAG_CACHE_SIZE", 10_000, 0, 10_000_000),
-        )
+            use_heads=e.bool("TAGROUTER_TAGGER_HEADS", False))
 
 
 @dataclass(frozen=True)

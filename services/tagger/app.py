@@ -12,7 +12,7 @@ SERVICE_NAME = tagger_pb2.DESCRIPTOR.services_by_name["TaggerService"].full_name
 
 def load_tagger(settings: TaggerSettings) -> TagModel:
     return TagModel.load(settings.model_dir, settings.vocab_dir, settings.tags_per_level, settings.min_score,
-                         settings.topic_min_score, settings.intra_op_threads)
+                         settings.topic_min_score, settings.intra_op_threads, use_heads=settings.use_heads)
 
 
 def create(env: Mapping[str, str] | None = None) -> ServiceSpec:

@@ -33,7 +33,7 @@ def cmd_tag(args) -> int:
         return fail("the text is empty")
     s = TaggerSettings.from_env()
     tagger = TagModel.load(s.model_dir, s.vocab_dir, s.tags_per_level, s.min_score, s.topic_min_score,
-                           s.intra_op_threads)
+                           s.intra_op_threads, use_heads=s.use_heads)
     (tagged,) = tagger.tag([args.text])
     tags = [{"name": n, "level": lv, "score": round(s, 4)} for n, lv, s in tagged.tags]
     if args.json:

@@ -96,12 +96,13 @@ def cost_scales(suite: Suite, estimated: np.ndarray) -> tuple[float, ...]:
     return (0.0, typical) if typical > 0 else (0.0,)
 
 
-def configured_tagger(use_heads: bool = False):
-    """The tagger as the environment configures the served one (TAGROUTER_* settings), with every
-    core for offline embedding; with `use_heads`, with the trained heads the served one does not load."""
+def configured_tagger(use_heads: bool | None = None):
+    """The tagger as the environment configures the served one (TAGROUTER_* settings, the trained
+    heads with TAGROUTER_TAGGER_HEADS), with every core for offline embedding; `use_heads` overrides."""
     from services.common.settings import TaggerSettings
     from tagrouter.core.tag_model import TagModel
 
     s = TaggerSettings.from_env()
     return TagModel.load(s.model_dir, s.vocab_dir, s.tags_per_level, s.min_score, s.topic_min_score,
-                         max(s.intra_op_threads, os.cpu_count() or 1), use_heads=use_heads)
+                         max(s.intra_op_threads, os.cpu_count() or 1),
+                         use_heads=s.use_heads if use_heads is None else use_heads)

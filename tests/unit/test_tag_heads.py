@@ -101,3 +101,18 @@ def test_heads_trained_on_other_features_are_left_out_of_the_graph_and_computed_
     in_graph = TagModel.load(DEFAULT_MODEL_DIR, use_heads=True)
     for a, b in zip(tagger.tag(TEXTS), in_graph.tag(TEXTS)):
         assert [n for n, _, _ in a.tags] == [n for n, _, _ in b.tags]
+
+
+@needs_model
+def test_the_tagger_service_serves_the_heads_when_asked_and_the_prototypes_by_default():
+    from services.common.settings import ConfigError, TaggerSettings
+    from services.tagger.app import load_tagger
+
+    assert load_tagger(TaggerSettings.from_env({})).heads is None
+    tagger = load_tagger(TaggerSettings.from_env({"TAGROUTER_TAGGER_HEADS": "true"}))
+    assert tagger.heads is not None and tagger.encoder.heads_version == tagger.heads.version
+    (tagged,) = tagger.tag([TEXTS[0]])
+    assert [n for n, lv, _ in tagged.tags if lv in ("task", "domain")] == ["task:code-generation",
+                                                                           "domain:software-engineering"]
+    with pytest.raises(ConfigError, match="TAGROUTER_TAGGER_HEADS"):
+        TaggerSettings.from_env({"TAGROUTER_TAGGER_HEADS": "maybe"})

@@ -64,3 +64,23 @@ def test_tag_quality_loads_the_committed_heads_though_the_served_tagger_has_none
     out = tagrouter("tag-quality", "--raw", str(tmp_path), "--no-ablation")
     assert out.returncode != 0
     assert "holds no tagger heads" not in out.stderr and str(tmp_path) in out.stderr, out.stderr
+
+
+def test_a_head_on_the_last_layer_alone_weighs_nothing_on_the_other_layers():
+    from tagrouter.core.tag_heads import FEATURE_LAYERS
+    from tagrouter.offline.train_tagger import FEATURE_SETS, feature_mask
+
+    width = FEATURE_LAYERS * 4
+    assert np.array_equal(feature_mask("all layers", width), np.ones(width))
+    last = feature_mask("last layer", width)
+    assert not last[:-4].any() and np.allclose(last[-4:], np.sqrt(FEATURE_LAYERS))
+    unit = np.full(width, 1 / np.sqrt(width))  # unit features, every block 1/sqrt(FEATURE_LAYERS) long
+    assert np.linalg.norm((unit * last)[-4:]) == pytest.approx(1.0)  # the last block scaled back to unit length
+    heads = TaggerHeads.load(DEFAULT_VOCAB_DIR)
+    for level, r in heads.record["levels"].items():
+        assert r["features"] in FEATURE_SETS
+        if r["features"] == "last layer":
+            weight = heads.heads[level].weight
+            assert not weight[:, :-(weight.shape[1] // FEATURE_LAYERS)].any() and weight[:, -1].any()
+    table = tag_quality_heads.features_table(heads.record["levels"])
+    assert table.count("| yes |") == len(heads.heads)
