@@ -5,10 +5,10 @@ The features (`FEATURES`, [n, FEATURE_LAYERS * d], unit length) are the encoder'
 mean-pooled over the query's tokens and scaled to unit length, concatenated and divided by
 sqrt(FEATURE_LAYERS): the sentence embedding is the last of them. The lower layers keep what the
 last one averages away (code-heavy maths is still maths there): on the build side, out of fold,
-Arena-Hard v2's domain top-1 of a linear head is .82 on the embedding alone and .93 on all six
-layers, its task top-1 .79 and .89 (docs/TAGS.md, "The features").
+Arena-Hard v2's domain top-1 is .737 with the last layer alone and .866 with all six, its task
+top-1 .745 and .842 (`heads.json`'s training record; docs/TAGS.md, "What the heads read").
 
-On disk beside the vocabulary: `heads.npz` (`<level>.weight` [C, d] and `<level>.bias` [C], float32,
+On disk beside the vocabulary: `heads.npz` (`<level>.weight` [C, width] and `<level>.bias` [C], float32,
 the calibration temperature already folded in) and `heads.json` (per level the C tag names and the
 threshold, the version, and the training record of `python -m tagrouter.offline.train_tagger`).
 The exported ONNX graph carries the features and the same maths after them
