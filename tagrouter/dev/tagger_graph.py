@@ -63,32 +63,29 @@ def _features(graph: onnx.GraphProto, batch) -> int:
         raise ValueError(f"the model has no layer output {missing[0]!r} to pool the tagger's features from "
                          "(export it with `make model`)")
     dim = next(o for o in graph.output if o.name == EMBEDDING).type.tensor_type.shape.dim[1].dim_value
+    lower = len(layers)
     f = f"{PREFIX}features."
     graph.initializer.extend([
         numpy_helper.from_array(np.array([-1], dtype=np.int64), f + "last_axis"),
         numpy_helper.from_array(np.array([1], dtype=np.int64), f + "token_axis"),
+        numpy_helper.from_array(np.array([0, lower, dim], dtype=np.int64), f + "blocks"),
+        numpy_helper.from_array(np.array([0, lower * dim], dtype=np.int64), f + "flat"),
         numpy_helper.from_array(np.array(EPSILON, dtype=np.float32), f + "epsilon"),
         numpy_helper.from_array(np.array(1 / np.sqrt(FEATURE_LAYERS), dtype=np.float32), f + "scale")])
+    # The lower layers side by side, summed over the real tokens and each block scaled to unit length
+    # (the mean's division by the token count would cancel there): a dozen nodes for all of them.
     nodes = [
         helper.make_node("Cast", [MASK], [f + "mask"], name=f + "cast", to=TensorProto.FLOAT),
         helper.make_node("Unsqueeze", [f + "mask", f + "last_axis"], [f + "mask3"], name=f + "unsqueeze"),
-        helper.make_node("ReduceSum", [f + "mask3", f + "token_axis"], [f + "tokens"], name=f + "tokens", keepdims=0),
-        helper.make_node("Max", [f + "tokens", f + "epsilon"], [f + "count"], name=f + "count"),
-    ]
-    pooled = []
-    for i, tensor in enumerate(layers):
-        g = f"{f}{i}."
-        nodes += [
-            helper.make_node("Mul", [tensor, f + "mask3"], [g + "masked"], name=g + "mul"),
-            helper.make_node("ReduceSum", [g + "masked", f + "token_axis"], [g + "sum"], name=g + "sum", keepdims=0),
-            helper.make_node("Div", [g + "sum", f + "count"], [g + "mean"], name=g + "mean"),
-            helper.make_node("ReduceL2", [g + "mean"], [g + "norm"], name=g + "norm", axes=[-1], keepdims=1),
-            helper.make_node("Max", [g + "norm", f + "epsilon"], [g + "safe_norm"], name=g + "safe_norm"),
-            helper.make_node("Div", [g + "mean", g + "safe_norm"], [g + "unit"], name=g + "unit"),
-        ]
-        pooled.append(g + "unit")
-    nodes += [
-        helper.make_node("Concat", [*pooled, EMBEDDING], [f + "concat"], name=f + "concat", axis=-1),
+        helper.make_node("Concat", layers, [f + "layers"], name=f + "layers", axis=-1),
+        helper.make_node("Mul", [f + "layers", f + "mask3"], [f + "masked"], name=f + "masked"),
+        helper.make_node("ReduceSum", [f + "masked", f + "token_axis"], [f + "sum"], name=f + "sum", keepdims=0),
+        helper.make_node("Reshape", [f + "sum", f + "blocks"], [f + "per_layer"], name=f + "per_layer"),
+        helper.make_node("ReduceL2", [f + "per_layer"], [f + "norm"], name=f + "norm", axes=[-1], keepdims=1),
+        helper.make_node("Max", [f + "norm", f + "epsilon"], [f + "safe_norm"], name=f + "safe_norm"),
+        helper.make_node("Div", [f + "per_layer", f + "safe_norm"], [f + "unit"], name=f + "unit"),
+        helper.make_node("Reshape", [f + "unit", f + "flat"], [f + "lower"], name=f + "lower"),
+        helper.make_node("Concat", [f + "lower", EMBEDDING], [f + "concat"], name=f + "concat", axis=-1),
         helper.make_node("Mul", [f + "concat", f + "scale"], [FEATURES], name=f + "scale"),
     ]
     graph.node.extend(nodes)
@@ -113,13 +110,19 @@ def attach_heads(model: onnx.ModelProto, heads: TaggerHeads | None) -> onnx.Mode
             "the tagger heads %s read %d features, the graph gives %d: left out (retrain them with "
             "`make tagger-heads`, then `make model`)", heads.version, heads.width, width)
         heads = None
+    dim = width // FEATURE_LAYERS
     for level, head in (heads.heads.items() if heads else ()):
-        weight = numpy_helper.from_array(np.ascontiguousarray(head.weight.T, dtype=np.float32), f"{PREFIX}{level}.weight")
+        source, matrix = FEATURES, head.weight
+        if not head.weight[:, :-dim].any():
+            # a head on the last layer alone reads the embedding itself (the features' last block is
+            # it over sqrt(FEATURE_LAYERS)): the same logits for a sixth of the multiplications
+            source, matrix = EMBEDDING, head.weight[:, -dim:] / np.sqrt(FEATURE_LAYERS)
+        weight = numpy_helper.from_array(np.ascontiguousarray(matrix.T, dtype=np.float32), f"{PREFIX}{level}.weight")
         bias = numpy_helper.from_array(np.ascontiguousarray(head.bias, dtype=np.float32), f"{PREFIX}{level}.bias")
         graph.initializer.extend([weight, bias])
         scores, logits, probs = f"{PREFIX}{level}.scores", f"{PREFIX}{level}.logits", f"{OUTPUT_PREFIX}{level}"
         graph.node.extend([
-            helper.make_node("MatMul", [FEATURES, weight.name], [scores], name=f"{PREFIX}{level}.matmul"),
+            helper.make_node("MatMul", [source, weight.name], [scores], name=f"{PREFIX}{level}.matmul"),
             helper.make_node("Add", [scores, bias.name], [logits], name=f"{PREFIX}{level}.add"),
             helper.make_node("Softmax", [logits], [probs], name=f"{PREFIX}{level}.softmax", axis=-1),
         ])

@@ -62,6 +62,12 @@ def test_heads_in_the_graph_give_the_probabilities_of_the_numpy_maths(tmp_path):
     for level, probs in heads.probabilities(encoded.features).items():
         np.testing.assert_allclose(encoded.tag_probs[level], probs, atol=1e-5)
         np.testing.assert_allclose(encoded.tag_probs[level].sum(axis=1), 1, atol=1e-5)
+    import onnx
+
+    reads = {n.name: n.input[0] for n in onnx.load(str(tmp_path / "model.onnx")).graph.node}
+    for level, r in heads.record["levels"].items():  # a head on the last layer alone reads the embedding
+        expected = "sentence_embedding" if r["features"] == "last layer" else FEATURES
+        assert reads[f"tagger.{level}.matmul"] == expected
     assert attach(tmp_path / "model.onnx")  # attaching again replaces the heads, adds none
     assert len(Encoder(tmp_path).head_outputs) == len(heads.heads)
 
