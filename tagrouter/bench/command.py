@@ -89,7 +89,8 @@ def run(args) -> int:
     doc = {"tagrouter_bench": 1, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine(),
            "versions": versions(), "encoder_threads": FLOOR_THREADS,
            # the tagger the bench starts reads the same environment; a running one (--router) is not known
-           "tagger_threads": None if args.router else settings.intra_op_threads, "queries_source": source,
+           "tagger_threads": None if args.router else settings.intra_op_threads,
+           "tagger_heads": None if args.router else settings.use_heads, "queries_source": source,
            "tag_cache": CACHE_NOTE, "plan": plan.__dict__}
     if not args.router:
         say("starting tagger, scorer and router (three processes) and Redis ...")
