@@ -202,8 +202,8 @@ prototypes {other_coverage(old_levels, prompts):.3f}.
 
 The heads read the graph's features, every layer of the encoder pooled
 (`tagrouter/core/tag_heads.py`); the training chose per level, out of fold, between those and the
-last layer alone ({features}). Not served by default yet (`TagModel.load(use_heads=False)`): refitted
-on the heads' tags, the starter weights (`make weights`) choose a prior of 100 and a recommended
+last layer alone ({features}). Not served by default yet (`TAGROUTER_TAGGER_HEADS=true` serves
+them): refitted on the heads' tags, the starter weights (`make weights`) choose a prior of 100 and a recommended
 point at 99% of the priciest model's cost on ae2-multi, where all five sample queries of `make run`
 go to one model (`tests/integration/test_operating_points.py` fails); and every figure generated
 with the served tagger (RESULTS, PACING, the routing ablation below) would move with it. The served
