@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagrouter.core.encoder import MAX_TOKENS, Encoder
+from tagrouter.core.encoder import MAX_TOKENS, Encoded, Encoder
 from tagrouter.core.tag_heads import TaggerHeads
 from tagrouter.core.tagging import (
     ATTRIBUTE_TAGS,
@@ -150,7 +150,7 @@ class TagModel:
         return self.tag_encoded(texts, encoded.embeddings, encoded.token_counts, encoded.truncated, per_level,
                                 encoded.tag_probs, encoded.features)
 
-    def encode(self, texts: list[str]):
+    def encode(self, texts: list[str]) -> Encoded:
         """One encoder call with what this tagger needs: the graph's head probabilities when it carries
         these heads, else (with heads) the features to compute them from."""
         heads = self.heads is not None
