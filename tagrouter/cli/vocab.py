@@ -54,8 +54,8 @@ def cmd_tag_quality(args) -> int:
     from tagrouter.offline.corpora import CorpusError
 
     settings = TaggerSettings.from_env()
-    # the quality section and the comparison measure the heads; the routing ablation tags as the served
-    # tagger does (the prototype tagger: no heads), on the same encoder
+    # the quality section and the comparison measure the heads; the routing ablation tags as the default
+    # served tagger does (the prototype tagger: no heads), on the same encoder
     tagger = TagModel.load(settings.model_dir, settings.vocab_dir, settings.tags_per_level, settings.min_score,
                            settings.topic_min_score, use_heads=True)
     if tagger.heads is None:

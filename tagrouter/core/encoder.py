@@ -58,7 +58,8 @@ class Encoder:
         # The tagger's heads, run in the same call when the graph has them (their version in its metadata).
         self.head_outputs = [o.name for o in self.session.get_outputs() if o.name.startswith(OUTPUT_PREFIX)]
         self.heads_version = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        self.has_features = any(o.name == FEATURES for o in self.session.get_outputs())
+        # the heads' input features: their width, 0 for a graph exported before them
+        self.feature_width = next((int(o.shape[-1]) for o in self.session.get_outputs() if o.name == FEATURES), 0)
 
     def _session(self, threads: int) -> ort.InferenceSession:
         options = ort.SessionOptions()
@@ -99,7 +100,7 @@ class Encoder:
         """Embeds `texts` (non-empty list) in one session call. heads: also fetch the graph's tag
         probabilities (when it has heads); a tagger that does not use them asks for the embedding
         alone, so onnxruntime skips the heads. features: also the heads' input features."""
-        if features and not self.has_features:
+        if features and not self.feature_width:
             raise ValueError(f"{self.model_path} has no output {FEATURES!r}: run `make model` to export it")
         started = time.perf_counter()
         encodings = self.tokenizer.encode_batch(texts)

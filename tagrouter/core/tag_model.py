@@ -5,9 +5,9 @@ Used in-process by the tagger service, by `tagrouter fit` and by the evaluation.
 With the trained heads (`tagrouter.core.tag_heads`, saved beside the vocabulary) a level's tag is
 its head's top tag when the calibrated probability reaches the level's threshold, else the level
 says nothing (the router backs off to coarser tags and the prior). Served, the probabilities come
-from the encoder's own run (the heads are in its graph); given embeddings only, the same maths in
-numpy. Levels without a head, a vocabulary without heads, and the suite-fitted topic groups use
-the prototypes (nearest by cosine), as do client tags.
+from the encoder's own run (the heads are in its graph); from a graph carrying other heads, the
+same maths in numpy on the graph's features. Levels without a head, a vocabulary without heads,
+and the suite-fitted topic groups use the prototypes (nearest by cosine), as do client tags.
 """
 from __future__ import annotations
 
@@ -119,6 +119,11 @@ class TagModel:
                 raise ValueError(f"the tagger's {level} head names tags the vocabulary {vocabulary.version} lacks "
                                  f"({', '.join(missing[:3])}): retrain it with `make tagger-heads`")
             out[level] = (head.names, head.threshold)
+        if out and self.encoder.feature_width != heads.width:
+            # caught here, not at the first query: a service that starts must be able to tag
+            raise ValueError(f"the tagger heads {heads.version} read {heads.width} features, the encoder graph "
+                             f"{self.encoder.model_path} gives {self.encoder.feature_width or 'none'}: "
+                             "run `make model` (and `make tagger-heads` if the heads are older than the graph)")
         if out and self.encoder.heads_version != heads.version:
             logging.getLogger(__name__).warning(
                 "the encoder graph carries %s, not the tagger heads %s: their probabilities are computed after it "
@@ -175,7 +180,7 @@ class TagModel:
     def tag_encoded(self, texts, embeddings, token_counts, truncated=None, per_level=None,
                     probs=None, features=None) -> list[TaggedQuery]:
         """Tags texts whose embeddings (and, from the graph, the heads' probabilities or their input
-        features) are already known; without either, the heads' need the texts encoded again."""
+        features) are already known; without either, the heads need the texts encoded again."""
         per_level = per_level or self.per_level
         probs = self.head_probabilities(texts, probs, features)
         similarity = embeddings @ self._prototypes_t if self._plain.size or self._groups else None
@@ -221,7 +226,7 @@ class TagModel:
                 # client tag by whichever it is nearer to, its prototype or its name.
                 names = [n.split(":", 1)[1].replace("-", " ") for n in self._names]
                 self._names_t = np.ascontiguousarray(self.encoder.embed(names).T)
-            embeddings = self.encoder.encode(unseen).embeddings
+            embeddings = self.encoder.encode(unseen, heads=False).embeddings
             similarity = np.maximum(embeddings @ self._prototypes_t, embeddings @ self._names_t)
             for text, best in zip(unseen, align(similarity, self.client_tag_min_similarity)):
                 found = best and AlignedTag(text, self._names[best[0]], self._levels[best[0]], best[1])

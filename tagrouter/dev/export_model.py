@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("build/model"))
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from tagrouter.dev.tagger_graph import attach  # the tagger's heads after the sentence embedding
+    from tagrouter.dev.tagger_graph import attach  # the tagger's features and heads after the layers
 
     print(export(args.out, post_step=lambda folder: attach(folder / "model.onnx")))
 

@@ -298,7 +298,7 @@ def train(vocab_dir: Path = data.VOCABULARY_DIR, model_dir: Path | None = None, 
     record = {"command": "make tagger-heads", "vocabulary": vocab.version, "build_prompts": len(build),
               "params": {"scale": SCALE, "penalties": list(PENALTIES), "folds": FOLDS, "max_per_label": MAX_PER_LABEL,
                          "precision_floor": PRECISION_FLOOR, "wilson_z": WILSON_Z, "seed": SEED, "iterations": ITERATIONS,
-                         "distill_weight": DISTILL_WEIGHT},
+                         "distill_weight": DISTILL_WEIGHT, "feature_sets": list(FEATURE_SETS)},
               "levels": records}
     return TaggerHeads.build(heads, record)
 

@@ -101,7 +101,9 @@ def test_heads_trained_on_other_features_are_left_out_of_the_graph_and_computed_
     TaggerHeads.build(narrow).save(vocab_dir)
     assert not attach(tmp_path / "model.onnx", vocab_dir)  # features in, heads of another width out
     encoder = Encoder(tmp_path)
-    assert encoder.has_features and not encoder.head_outputs and encoder.heads_version is None
+    assert encoder.feature_width == heads.width and not encoder.head_outputs and encoder.heads_version is None
+    with pytest.raises(ValueError, match="make model"):  # heads the graph cannot feed fail at load, not per query
+        TagModel(encoder, Vocabulary.load(DEFAULT_VOCAB_DIR), 2, 0.15, heads=TaggerHeads.build(narrow))
     # the served heads against a graph without them: the tagger computes them from the graph's features
     tagger = TagModel(encoder, Vocabulary.load(DEFAULT_VOCAB_DIR), 2, 0.15, heads=heads)
     in_graph = TagModel.load(DEFAULT_MODEL_DIR, use_heads=True)
@@ -122,3 +124,28 @@ def test_the_tagger_service_serves_the_heads_when_asked_and_the_prototypes_by_de
                                                                            "domain:software-engineering"]
     with pytest.raises(ConfigError, match="TAGROUTER_TAGGER_HEADS"):
         TaggerSettings.from_env({"TAGROUTER_TAGGER_HEADS": "maybe"})
+
+
+@needs_model
+def test_the_features_are_each_layer_mean_pooled_over_the_real_tokens(tmp_path):
+    import onnx
+
+    from tagrouter.core.encoder import Encoder
+    from tagrouter.dev.tagger_graph import layer_output
+
+    model = onnx.load(str(DEFAULT_MODEL_DIR / "model.onnx"))
+    lower = [layer_output(i) for i in range(FEATURE_LAYERS - 1)]
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(name) for name in lower)
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    shutil.copy(DEFAULT_MODEL_DIR / "tokenizer.json", tmp_path / "tokenizer.json")
+    encoder = Encoder(tmp_path)
+    texts = ["hi", TEXTS[0]]  # padded to the longer: the short one's padding must not count
+    ids = [encoder.tokenizer.encode(t).ids for t in texts]
+    width = max(len(i) for i in ids)
+    feed = {"input_ids": np.array([i + [0] * (width - len(i)) for i in ids], dtype=np.int64),
+            "attention_mask": np.array([[1] * len(i) + [0] * (width - len(i)) for i in ids], dtype=np.int64)}
+    features, embeddings, *layers = encoder.session.run([FEATURES, "sentence_embedding", *lower], feed)
+    mask = feed["attention_mask"][:, :, None]
+    blocks = [(h * mask).sum(axis=1) / mask.sum(axis=1) for h in layers] + [embeddings]
+    expected = np.concatenate([b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks], axis=1)
+    np.testing.assert_allclose(features, expected / np.sqrt(FEATURE_LAYERS), atol=1e-5)
