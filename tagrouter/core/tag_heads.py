@@ -8,7 +8,8 @@ last one averages away (code-heavy maths is still maths there): on the build sid
 Arena-Hard v2's domain top-1 is .737 with the last layer alone and .866 with all six, its task
 top-1 .745 and .842 (`heads.json`'s training record; docs/TAGS.md, "What the heads read").
 
-On disk beside the vocabulary: `heads.npz` (`<level>.weight` [C, width] and `<level>.bias` [C], float32,
+On disk beside the vocabulary: `heads.npz` (`<level>.weight` [C, width] without its leading all-zero
+columns, which `heads.json` counts, and `<level>.bias` [C], float32,
 the calibration temperature already folded in) and `heads.json` (per level the C tag names and the
 threshold, the version, and the training record of `python -m tagrouter.offline.train_tagger`).
 The exported ONNX graph carries the features and the same maths after them
@@ -79,14 +80,18 @@ class TaggerHeads:
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
-        arrays = {}
+        arrays, skipped = {}, {}
         for lv, h in self.heads.items():
-            arrays[f"{lv}.weight"] = np.ascontiguousarray(h.weight, dtype="<f4")
+            # a head on the last layer alone is zero on the others: those columns are not stored
+            used = np.flatnonzero(h.weight.any(axis=0))
+            skipped[lv] = int(used[0]) if used.size else 0
+            arrays[f"{lv}.weight"] = np.ascontiguousarray(h.weight[:, skipped[lv]:], dtype="<f4")
             arrays[f"{lv}.bias"] = np.ascontiguousarray(h.bias, dtype="<f4")
         with open(folder / HEADS_NPZ, "wb") as fh:
             np.savez(fh, **arrays)
         doc = {"version": self.version,
-               "levels": {lv: {"names": h.names, "threshold": h.threshold} for lv, h in self.heads.items()},
+               "levels": {lv: {"names": h.names, "threshold": h.threshold, "zero_columns": skipped[lv]}
+                          for lv, h in self.heads.items()},
                "training": self.record}
         (folder / HEADS_JSON).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
 
@@ -98,7 +103,8 @@ class TaggerHeads:
             return None
         doc = json.loads((folder / HEADS_JSON).read_text())
         with np.load(folder / HEADS_NPZ, allow_pickle=False) as arrays:
-            heads = {lv: Head(lv, list(spec["names"]), arrays[f"{lv}.weight"].astype(np.float32),
+            heads = {lv: Head(lv, list(spec["names"]),
+                              np.pad(arrays[f"{lv}.weight"].astype(np.float32), ((0, 0), (spec.get("zero_columns", 0), 0))),
                               arrays[f"{lv}.bias"].astype(np.float32), float(spec["threshold"]))
                      for lv, spec in doc["levels"].items()}
         for h in heads.values():

@@ -149,3 +149,17 @@ def test_the_features_are_each_layer_mean_pooled_over_the_real_tokens(tmp_path):
     blocks = [(h * mask).sum(axis=1) / mask.sum(axis=1) for h in layers] + [embeddings]
     expected = np.concatenate([b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks], axis=1)
     np.testing.assert_allclose(features, expected / np.sqrt(FEATURE_LAYERS), atol=1e-5)
+
+
+def test_a_head_saved_without_its_zero_columns_loads_as_it_was(tmp_path):
+    heads = TaggerHeads.load(DEFAULT_VOCAB_DIR)
+    shutil.copytree(DEFAULT_VOCAB_DIR, tmp_path / "vocab")
+    heads.save(tmp_path / "vocab")
+    again = TaggerHeads.load(tmp_path / "vocab")
+    assert again.version == heads.version
+    with np.load(tmp_path / "vocab" / "heads.npz") as arrays:
+        stored = {level: arrays[f"{level}.weight"].shape[1] for level in heads.heads}
+    for level, head in heads.heads.items():
+        np.testing.assert_array_equal(again.heads[level].weight, head.weight)
+        assert stored[level] == head.weight.shape[1] - np.flatnonzero(head.weight.any(axis=0))[0]
+    assert min(stored.values()) < heads.width  # the topic head, on the last layer alone, is stored narrow
