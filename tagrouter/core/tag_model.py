@@ -50,6 +50,16 @@ class AlignedTag:
 
 
 @dataclass(frozen=True)
+class Abstention:
+    """A level whose head said nothing: its top tag and that tag's probability, below the threshold."""
+
+    level: str
+    top: str
+    probability: float
+    threshold: float
+
+
+@dataclass(frozen=True)
 class TaggedQuery:
     tags: list[tuple[str, str, float]]  # (name, level, score)
     input_tokens: int
@@ -176,6 +186,20 @@ class TagModel:
                 features = self.encoder.embed_with_features(texts)[1]
             probs = self.heads.probabilities(features)
         return probs
+
+    def abstentions(self, texts: list[str]) -> list[list[Abstention]]:
+        """Per text, the levels whose head abstained and what it would have said: why a level is
+        missing from a query's tags (`tagrouter tag` prints it). Empty without heads."""
+        probs = self.head_probabilities(texts)
+        out = []
+        for row in range(len(texts)):
+            said = []
+            for level, (names, threshold) in self._head_levels.items():
+                best = int(np.argmax(probs[level][row]))
+                if probs[level][row, best] < threshold:
+                    said.append(Abstention(level, names[best], float(probs[level][row, best]), threshold))
+            out.append(said)
+        return out
 
     def tag_encoded(self, texts, embeddings, token_counts, truncated=None, per_level=None,
                     probs=None, features=None) -> list[TaggedQuery]:

@@ -203,18 +203,24 @@ prototypes {other_coverage(old_levels, prompts):.3f}.
 The heads read the graph's features, every layer of the encoder pooled
 (`tagrouter/core/tag_heads.py`); the training chose per level, out of fold, between those and the
 last layer alone ({features}). Not served by default yet (`TAGROUTER_TAGGER_HEADS=true` serves
-them): refitted on the heads' tags, the starter weights (`make weights`) choose a prior of 100 and a recommended
-point at 99% of the priciest model's cost on ae2-multi, where all five sample queries of `make run`
-go to one model (`tests/integration/test_operating_points.py` fails); and every figure generated
-with the served tagger (RESULTS, PACING, the routing ablation below) would move with it. The served
-tagger is the prototype tagger over the same taxonomy-named vocabulary until then.
+them): refitted on the heads' tags (`TAGROUTER_TAGGER_HEADS=true make weights`), the starter weights'
+recommended point is at 98% of the priciest model's cost on ae2-multi, and there all five sample
+queries of `make run` go to that model (`tests/integration/test_operating_points.py` fails; at
+`--max-cost-pct 90` the Rust task alone goes elsewhere). On ae2-multi the strongest model wins on every kind of work:
+with the prototype tagger the one sample query that goes elsewhere by default is the Rust task, sent
+to a cheaper model because it is tagged `task:classification-extraction`, a wrong tag. A default
+that visibly routes with right tags needs a starter suite or a recommended-point rule where cheaper
+models win some kind of work (issue 14's choice); and every figure generated with the served tagger
+(RESULTS, PACING, the routing ablation below) would move with it. The served tagger is the
+prototype tagger over the same taxonomy-named vocabulary until then.
 How the heads tag (`tagrouter/core/tag_model.py`, `use_heads=True`): a level's tag is its head's top tag when its
 calibrated probability reaches the level's threshold, else the level gives none and the router
 backs off to the coarser tags and the prior. Thresholds and temperatures were chosen on the build
 side only (`tagrouter/offline/train_tagger.py`: {params.get('folds')}-fold out-of-fold probabilities of the
-build prompts; the smallest threshold at which the served tag is right at least
+build prompts; the smallest threshold, from {params.get('min_threshold', 0.3)}, at which the served tag is right at least
 {params.get('precision_floor')} of the time there by a one-sided 90% Wilson lower bound, so a level
-that serves few build prompts at a threshold needs more there):
+that serves few build prompts at a threshold needs more there; below one half a calibrated
+probability says the tag is more likely wrong than right, and out of fold it was):
 
 | level | threshold | classes with labelled prompts | temperature | out-of-fold precision | out-of-fold coverage |
 |---|---:|---|---:|---:|---:|

@@ -22,7 +22,7 @@ def test_committed_heads_load_and_name_only_vocabulary_tags():
     assert heads is not None and set(heads.heads) == {"task", "domain", "topic"}
     for level, head in heads.heads.items():
         assert set(head.names) == {t["name"] for t in vocab.tags if t["level"] == level}
-        assert 0 < head.threshold < 1
+        assert 0.5 <= head.threshold < 1  # never serves a tag its probability calls more likely wrong than right
         assert head.weight.shape == (len(head.names), FEATURE_LAYERS * vocab.prototypes.shape[1])
 
 
@@ -84,6 +84,35 @@ def test_a_level_abstains_below_its_threshold_and_names_its_top_tag_above():
     silent = TagModel(tagger.encoder, tagger.vocabulary, 2, 0.15, heads=TaggerHeads.build(strict))
     for t in silent.tag(TEXTS):
         assert all(lv == "attr" for _, lv, _ in t.tags)  # nothing above the threshold: no task, domain, topic
+
+
+@needs_model
+def test_tag_says_which_levels_abstained_and_what_their_heads_would_have_said(monkeypatch, capsys):
+    from tagrouter.cli import main
+    from tagrouter.core.tag_model import TagModel
+
+    tagger = TagModel.load(DEFAULT_MODEL_DIR, use_heads=True)
+    probs = tagger.head_probabilities(["hi", *TEXTS])
+    said = tagger.abstentions(["hi", *TEXTS])
+    for row, abstained in enumerate(said):
+        for level, (names, threshold) in tagger._head_levels.items():
+            top = int(np.argmax(probs[level][row]))
+            below = [a for a in abstained if a.level == level]
+            assert bool(below) == (probs[level][row, top] < threshold)  # an abstention exactly where the tag is missing
+            if below:
+                assert (below[0].top, below[0].probability) == (names[top], pytest.approx(probs[level][row, top]))
+    assert {a.level for a in said[0]} >= {"domain", "topic"}  # "hi" is like no labelled prompt
+    monkeypatch.setenv("TAGROUTER_TAGGER_HEADS", "true")
+    assert main(["tag", "--json", "hi"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    served = {t["level"] for t in doc["tags"]} & set(tagger._head_levels)
+    # alone, as the command tags it (int8 activations are quantised per batch: a batch moves them a little)
+    (alone,) = tagger.abstentions(["hi"])
+    assert [a["level"] for a in doc["abstained"]] == [a.level for a in alone]
+    assert served.isdisjoint(a.level for a in alone) and served | {a.level for a in alone} == set(tagger._head_levels)
+    assert main(["tag", "hi"]) == 0
+    text = capsys.readouterr().out
+    assert "(none)" in text and "is below" in text and f"tagger heads {tagger.heads.version}" in text
 
 
 @needs_model
