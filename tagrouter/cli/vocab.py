@@ -35,18 +35,18 @@ def cmd_tag(args) -> int:
     tagger = TagModel.load(s.model_dir, s.vocab_dir, s.tags_per_level, s.min_score, s.topic_min_score,
                            s.intra_op_threads, use_heads=s.use_heads)
     (tagged,) = tagger.tag([args.text])
-    (abstained,) = tagger.abstentions([args.text])
     tags = [{"name": n, "level": lv, "score": round(s, 4)} for n, lv, s in tagged.tags]
+    abstained = [{"level": a.level, "top": a.top, "probability": round(a.probability, 4), "threshold": a.threshold}
+                 for a in tagged.abstained]
     if args.json:
-        print(json.dumps({"tags": tags, "abstained": [
-            {"level": a.level, "top": a.top, "probability": round(a.probability, 4), "threshold": a.threshold}
-            for a in abstained], "vocabulary_version": tagger.vocabulary.version,
-            "input_tokens": tagged.input_tokens, "truncated": tagged.truncated}))
+        print(json.dumps({"tags": tags, "abstained": abstained, "vocabulary_version": tagger.vocabulary.version,
+                          "input_tokens": tagged.input_tokens, "truncated": tagged.truncated}))
     else:
         for t in tags:
             print(f"{t['level']:<7} {t['name']:<40} {t['score']:.3f}")
-        for a in abstained:  # the heads' levels that said nothing, and why
-            print(f"{a.level:<7} {'(none)':<40} its head's top, {a.top} at {a.probability:.3f}, is below {a.threshold:.2f}")
+        for a in tagged.abstained:  # the heads' levels that said nothing, and why
+            print(f"{a.level:<7} {'(none)':<40} its head's top, {a.top} at {a.probability:.4f}, "
+                  f"is below {a.threshold:.4f}")
         print(f"vocabulary {tagger.vocabulary.version}" + (f", tagger heads {tagger.heads.version}" if tagger.heads else
                                                            ", prototype tagger"))
     return 0

@@ -64,6 +64,7 @@ class TaggedQuery:
     tags: list[tuple[str, str, float]]  # (name, level, score)
     input_tokens: int
     truncated: bool
+    abstained: tuple[Abstention, ...] = ()  # the heads' levels that said nothing (`tagrouter tag` prints why)
 
 
 def _exact_keys(tag: dict) -> list[str]:
@@ -187,20 +188,6 @@ class TagModel:
             probs = self.heads.probabilities(features)
         return probs
 
-    def abstentions(self, texts: list[str]) -> list[list[Abstention]]:
-        """Per text, the levels whose head abstained and what it would have said: why a level is
-        missing from a query's tags (`tagrouter tag` prints it). Empty without heads."""
-        probs = self.head_probabilities(texts)
-        out = []
-        for row in range(len(texts)):
-            said = []
-            for level, (names, threshold) in self._head_levels.items():
-                best = int(np.argmax(probs[level][row]))
-                if probs[level][row, best] < threshold:
-                    said.append(Abstention(level, names[best], float(probs[level][row, best]), threshold))
-            out.append(said)
-        return out
-
     def tag_encoded(self, texts, embeddings, token_counts, truncated=None, per_level=None,
                     probs=None, features=None) -> list[TaggedQuery]:
         """Tags texts whose embeddings (and, from the graph, the heads' probabilities or their input
@@ -210,11 +197,14 @@ class TagModel:
         similarity = embeddings @ self._prototypes_t if self._plain.size or self._groups else None
         results = []
         for row, text in enumerate(texts):
-            tags = []
+            tags, abstained = [], []
             for level, (names, threshold) in self._head_levels.items():
                 best = int(np.argmax(probs[level][row]))
-                if probs[level][row, best] >= threshold:  # one tag per level: the softmax names one
-                    tags.append((names[best], level, float(probs[level][row, best])))
+                top = float(probs[level][row, best])
+                if top >= threshold:  # one tag per level: the softmax names one
+                    tags.append((names[best], level, top))
+                else:
+                    abstained.append(Abstention(level, names[best], top, threshold))
             if self._plain.size:
                 chosen = select_in_levels(similarity[row, self._plain], self._level_members, per_level,
                                           self._plain_min_scores)
@@ -224,7 +214,7 @@ class TagModel:
                          for i in nearest_in_groups(similarity[row], self._groups)]
             tags += [(name, "attr", 1.0) for name in attribute_tags(text, token_counts[row])]
             cut = truncated[row] if truncated is not None else token_counts[row] > MAX_TOKENS
-            results.append(TaggedQuery(tags, token_counts[row], bool(cut)))
+            results.append(TaggedQuery(tags, token_counts[row], bool(cut), tuple(abstained)))
         return results
 
     def align_client_tags(self, client_tags: list[str]) -> list[AlignedTag | None]:

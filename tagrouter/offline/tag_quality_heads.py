@@ -183,6 +183,10 @@ def quality_section(vocab: Vocabulary, heads: TaggerHeads, baseline: Vocabulary,
     params = heads.record.get("params", {})
     oof = {lv: record.get(lv, {}).get("out_of_fold", {}) for lv in heads.heads}
     features = ", ".join(f"{lv}: {record.get(lv, {}).get('features', 'all layers')}" for lv in heads.heads)
+    # how often the tags below one half were right out of fold (the bin just under MIN_THRESHOLD)
+    below_half = ", ".join(f"{b['right']:.0%} of {b['queries']} ({lv})" for lv in heads.heads
+                           for b in record.get(lv, {}).get("out_of_fold", {}).get("reliability", [])
+                           if b["bin"] == [0.3, 0.5] and lv != "topic") or "none measured"
     thresholds = "\n".join(
         f"| {lv} | {h.threshold:.2f} | {record.get(lv, {}).get('classes_with_prompts', '')} of {len(h.names)} | "
         f"{record.get(lv, {}).get('temperature', '')} | {_served(oof[lv].get('precision'))} | "
@@ -220,7 +224,8 @@ side only (`tagrouter/offline/train_tagger.py`: {params.get('folds')}-fold out-o
 build prompts; the smallest threshold, from {params.get('min_threshold', 0.3)}, at which the served tag is right at least
 {params.get('precision_floor')} of the time there by a one-sided 90% Wilson lower bound, so a level
 that serves few build prompts at a threshold needs more there; below one half a calibrated
-probability says the tag is more likely wrong than right, and out of fold it was):
+probability says the tag is more likely wrong than right; out of fold, the tags at [0.3, 0.5) were
+right in {below_half}):
 
 | level | threshold | classes with labelled prompts | temperature | out-of-fold precision | out-of-fold coverage |
 |---|---:|---|---:|---:|---:|
