@@ -77,7 +77,8 @@ def cmd_tag_quality(args) -> int:
     prototypes = tagger_comparison.prototype_tagger(tagger, baseline)
     quality = tag_quality_heads.quality_section(vocab, tagger.heads, baseline, prompts, embeddings, features,
                                                 settings.tags_per_level, settings.min_score, settings.topic_min_score,
-                                                tag_quality_heads.examples_table(tagger, prototypes))
+                                                tag_quality_heads.examples_table(tagger, prototypes),
+                                                tag_quality_heads.batch_stability(tagger, [p.text for p in prompts]))
     ablation = comparison = None
     if not args.no_ablation:
         served = tagger_comparison.prototype_tagger(tagger, vocab)
