@@ -60,6 +60,22 @@ def test_ablation_table_shows_each_variant_against_task_only():
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="needs `make model`")
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="needs `make model`")
+def test_batch_stability_counts_queries_whose_tags_change_with_their_batch():
+    from tagrouter.core.tag_model import TagModel
+
+    tagger = TagModel.load(DEFAULT_MODEL_DIR, use_heads=True)
+    texts = ["Write a Python function that reverses a linked list", "Solve for x: 3x + 7 = 22", "hi",
+             "Compose a sonnet about autumn rain", "Who won the 2018 football world cup?"] * 4
+    text = tag_quality_heads.batch_stability(tagger, texts, batch=len(texts))  # alone, then all in one call
+    differ = int(text.split(" of 20 ")[0].rsplit(" ", 1)[1])
+    alone = [tagger.tag([t])[0].tags for t in texts]
+    together = [t.tags for t in tagger.tag(texts)]
+    names = [[{n for n, lv, _ in tags if lv in ("task", "domain")} for tags in run] for run in (alone, together)]
+    assert differ == sum(a != b for a, b in zip(*names)), text
+    assert "moves by up to" in text and "one scale per onnxruntime call" in text
+
+
 def test_tag_quality_loads_the_committed_heads_though_the_served_tagger_has_none(tmp_path):
     from tests.integration.test_cli import tagrouter
 
