@@ -100,7 +100,9 @@ class TaggerServicer(tagger_pb2_grpc.TaggerServiceServicer):
         return tagger_pb2.TagResponse(
             tags=with_client_tags([tagger_pb2.Tag(name=n, level=lv, score=s) for n, lv, s in tags], aligned),
             input_tokens=tagged.input_tokens, truncated=tagged.truncated, vocabulary_version=self.version,
-            unaligned_client_tags=[c for c, a in zip(client_tags, aligned) if a is None])
+            unaligned_client_tags=[c for c, a in zip(client_tags, aligned) if a is None],
+            abstained=[tagger_pb2.Abstention(level=a.level, top=a.top, probability=a.probability, threshold=a.threshold)
+                       for a in tagged.abstained])
 
     async def _tag(self, query: str, deadline: float | None = None) -> TaggedQuery:
         return (await self._tag_many([query], deadline))[0]

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/tagger/v1/tagger.proto\x12\x13tagrouter.tagger.v1\"d\n\x10TagStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x30\n\x07request\x18\x02 \x01(\x0b\x32\x1f.tagrouter.tagger.v1.TagRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"r\n\x11TagStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x32\n\x08response\x18\x02 \x01(\x0b\x32 .tagrouter.tagger.v1.TagResponse\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"H\n\nTagRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x16\n\x0etags_per_level\x18\x02 \x01(\r\x12\x13\n\x0b\x63lient_tags\x18\x03 \x03(\t\"E\n\x03Tag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"\x99\x01\n\x0bTagResponse\x12&\n\x04tags\x18\x01 \x03(\x0b\x32\x18.tagrouter.tagger.v1.Tag\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\r\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x1a\n\x12vocabulary_version\x18\x04 \x01(\t\x12\x1d\n\x15unaligned_client_tags\x18\x05 \x03(\t\"D\n\x0fTagBatchRequest\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.tagrouter.tagger.v1.TagRequest\"G\n\x10TagBatchResponse\x12\x33\n\tresponses\x18\x01 \x03(\x0b\x32 .tagrouter.tagger.v1.TagResponse2\x92\x02\n\rTaggerService\x12H\n\x03Tag\x12\x1f.tagrouter.tagger.v1.TagRequest\x1a .tagrouter.tagger.v1.TagResponse\x12W\n\x08TagBatch\x12$.tagrouter.tagger.v1.TagBatchRequest\x1a%.tagrouter.tagger.v1.TagBatchResponse\x12^\n\tTagStream\x12%.tagrouter.tagger.v1.TagStreamRequest\x1a&.tagrouter.tagger.v1.TagStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tagrouter/tagger/v1/tagger.proto\x12\x13tagrouter.tagger.v1\"d\n\x10TagStreamRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x30\n\x07request\x18\x02 \x01(\x0b\x32\x1f.tagrouter.tagger.v1.TagRequest\x12\x12\n\ntimeout_ms\x18\x03 \x01(\r\"r\n\x11TagStreamResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x32\n\x08response\x18\x02 \x01(\x0b\x32 .tagrouter.tagger.v1.TagResponse\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"H\n\nTagRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x16\n\x0etags_per_level\x18\x02 \x01(\r\x12\x13\n\x0b\x63lient_tags\x18\x03 \x03(\t\"E\n\x03Tag\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05level\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12\x12\n\nclient_tag\x18\x04 \x01(\t\"P\n\nAbstention\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0b\n\x03top\x18\x02 \x01(\t\x12\x13\n\x0bprobability\x18\x03 \x01(\x02\x12\x11\n\tthreshold\x18\x04 \x01(\x02\"\xcd\x01\n\x0bTagResponse\x12&\n\x04tags\x18\x01 \x03(\x0b\x32\x18.tagrouter.tagger.v1.Tag\x12\x14\n\x0cinput_tokens\x18\x02 \x01(\r\x12\x11\n\ttruncated\x18\x03 \x01(\x08\x12\x1a\n\x12vocabulary_version\x18\x04 \x01(\t\x12\x1d\n\x15unaligned_client_tags\x18\x05 \x03(\t\x12\x32\n\tabstained\x18\x06 \x03(\x0b\x32\x1f.tagrouter.tagger.v1.Abstention\"D\n\x0fTagBatchRequest\x12\x31\n\x08requests\x18\x01 \x03(\x0b\x32\x1f.tagrouter.tagger.v1.TagRequest\"G\n\x10TagBatchResponse\x12\x33\n\tresponses\x18\x01 \x03(\x0b\x32 .tagrouter.tagger.v1.TagResponse2\x92\x02\n\rTaggerService\x12H\n\x03Tag\x12\x1f.tagrouter.tagger.v1.TagRequest\x1a .tagrouter.tagger.v1.TagResponse\x12W\n\x08TagBatch\x12$.tagrouter.tagger.v1.TagBatchRequest\x1a%.tagrouter.tagger.v1.TagBatchResponse\x12^\n\tTagStream\x12%.tagrouter.tagger.v1.TagStreamRequest\x1a&.tagrouter.tagger.v1.TagStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,12 +39,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TAGREQUEST']._serialized_end=347
   _globals['_TAG']._serialized_start=349
   _globals['_TAG']._serialized_end=418
-  _globals['_TAGRESPONSE']._serialized_start=421
-  _globals['_TAGRESPONSE']._serialized_end=574
-  _globals['_TAGBATCHREQUEST']._serialized_start=576
-  _globals['_TAGBATCHREQUEST']._serialized_end=644
-  _globals['_TAGBATCHRESPONSE']._serialized_start=646
-  _globals['_TAGBATCHRESPONSE']._serialized_end=717
-  _globals['_TAGGERSERVICE']._serialized_start=720
-  _globals['_TAGGERSERVICE']._serialized_end=994
+  _globals['_ABSTENTION']._serialized_start=420
+  _globals['_ABSTENTION']._serialized_end=500
+  _globals['_TAGRESPONSE']._serialized_start=503
+  _globals['_TAGRESPONSE']._serialized_end=708
+  _globals['_TAGBATCHREQUEST']._serialized_start=710
+  _globals['_TAGBATCHREQUEST']._serialized_end=778
+  _globals['_TAGBATCHRESPONSE']._serialized_start=780
+  _globals['_TAGBATCHRESPONSE']._serialized_end=851
+  _globals['_TAGGERSERVICE']._serialized_start=854
+  _globals['_TAGGERSERVICE']._serialized_end=1128
 # @@protoc_insertion_point(module_scope)

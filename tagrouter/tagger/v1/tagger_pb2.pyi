@@ -50,19 +50,33 @@ class Tag(_message.Message):
     client_tag: str
     def __init__(self, name: _Optional[str] = ..., level: _Optional[str] = ..., score: _Optional[float] = ..., client_tag: _Optional[str] = ...) -> None: ...
 
+class Abstention(_message.Message):
+    __slots__ = ("level", "top", "probability", "threshold")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    level: str
+    top: str
+    probability: float
+    threshold: float
+    def __init__(self, level: _Optional[str] = ..., top: _Optional[str] = ..., probability: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
+
 class TagResponse(_message.Message):
-    __slots__ = ("tags", "input_tokens", "truncated", "vocabulary_version", "unaligned_client_tags")
+    __slots__ = ("tags", "input_tokens", "truncated", "vocabulary_version", "unaligned_client_tags", "abstained")
     TAGS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     VOCABULARY_VERSION_FIELD_NUMBER: _ClassVar[int]
     UNALIGNED_CLIENT_TAGS_FIELD_NUMBER: _ClassVar[int]
+    ABSTAINED_FIELD_NUMBER: _ClassVar[int]
     tags: _containers.RepeatedCompositeFieldContainer[Tag]
     input_tokens: int
     truncated: bool
     vocabulary_version: str
     unaligned_client_tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., input_tokens: _Optional[int] = ..., truncated: _Optional[bool] = ..., vocabulary_version: _Optional[str] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    abstained: _containers.RepeatedCompositeFieldContainer[Abstention]
+    def __init__(self, tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., input_tokens: _Optional[int] = ..., truncated: _Optional[bool] = ..., vocabulary_version: _Optional[str] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ..., abstained: _Optional[_Iterable[_Union[Abstention, _Mapping]]] = ...) -> None: ...
 
 class TagBatchRequest(_message.Message):
     __slots__ = ("requests",)
