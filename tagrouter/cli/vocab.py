@@ -73,12 +73,16 @@ def cmd_tag_quality(args) -> int:
         baseline = Vocabulary.load(args.baseline_vocab) if args.baseline_vocab else vocab
     except (CorpusError, FileNotFoundError, ValueError) as err:
         return fail(str(err))
-    embeddings, features = tagger.encoder.embed_with_features([p.text for p in prompts])
+    texts = [p.text for p in prompts]
+    # each prompt in a call of its own: in a shared call the int8 activations' scale depends on the other
+    # prompts (TAGS.md measures by how much, and gives the figures of calls of 64 beside)
+    embeddings, features = tagger.encoder.embed_with_features(texts, batch_size=1)
+    shared = tagger.encoder.embed_with_features(texts)[1]
     prototypes = tagger_comparison.prototype_tagger(tagger, baseline)
     quality = tag_quality_heads.quality_section(vocab, tagger.heads, baseline, prompts, embeddings, features,
                                                 settings.tags_per_level, settings.min_score, settings.topic_min_score,
                                                 tag_quality_heads.examples_table(tagger, prototypes),
-                                                tag_quality_heads.batch_stability(tagger, [p.text for p in prompts]))
+                                                tag_quality_heads.batch_stability(tagger, texts), shared)
     ablation = comparison = None
     if not args.no_ablation:
         served = tagger_comparison.prototype_tagger(tagger, vocab)

@@ -107,7 +107,8 @@ the selection rows kept; each candidate's precision and ablation are in docs/ATT
 
 {held_out} prompts that neither the vocabulary build nor the heads' training saw
 (`tagrouter.offline.corpora.split_held_out`: per label, the {HELD_OUT_FRACTION:.0%} of prompts first by the
-hash of their id, at least one of two; at most {MAX_PER_LABEL} per label measured).
+hash of their id, at least one of two; at most {MAX_PER_LABEL} per label measured), each encoded alone,
+as `tagrouter tag` and a tagger at concurrency 1 encode a query (below: what a shared call changes).
 
 {quality}
 

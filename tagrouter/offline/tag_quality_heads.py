@@ -173,9 +173,10 @@ def features_table(record: dict) -> str:
 
 def quality_section(vocab: Vocabulary, heads: TaggerHeads, baseline: Vocabulary, prompts, embeddings: np.ndarray,
                     features: np.ndarray, per_level: int, min_score: float, topic_min_score: float,
-                    examples: str = "", stability: str = "") -> str:
+                    examples: str = "", stability: str = "", shared_features: np.ndarray | None = None) -> str:
     """The held-out section of docs/TAGS.md: both taggers per level and source, the thresholds, the
-    calibration (the heads read the prompts' `features`, the prototypes their `embeddings`)."""
+    calibration (the heads read the prompts' `features`, the prototypes their `embeddings`), and the
+    heads' figures from `shared_features` (the prompts encoded in shared calls) beside them."""
     new_levels = heads_levels(heads, features)
     old_levels = prototype_levels(baseline, embeddings, per_level,
                                   {"task": min_score, "domain": min_score, "topic": max(min_score, topic_min_score)})
@@ -242,7 +243,7 @@ against the share of those queries where it is the true tag; all measured source
 
 {reliability_table(reliability_rows(vocab, new_levels, prompts))}
 
-{stability}
+{stability}{shared_figures(vocab, heads, prompts, shared_features)}
 
 ### Queries like no labelled corpus
 
@@ -275,6 +276,21 @@ def examples_table(tagger, baseline, texts=EXAMPLES) -> str:
     for text in texts:  # each alone, as `tagrouter tag` tags it: a batch moves the int8 activations
         lines.append(f"| {text} | {cell(tagger.tag([text])[0])} | {cell(baseline.tag([text])[0])} |")
     return "\n".join(lines)
+
+
+def shared_figures(vocab: Vocabulary, heads: TaggerHeads, prompts, shared_features: np.ndarray | None) -> str:
+    """One line: the heads' top-1 and coverage per level on Arena-Hard v2 when the prompts were encoded in
+    shared calls (64 of similar length, as `Encoder.embed_with_features` batches), beside the figures above."""
+    if shared_features is None:
+        return ""
+    rows = [r for r in level_rows(vocab, heads_levels(heads, shared_features), prompts)
+            if r["source"] == "arena-hard-v2"]
+    if not rows:
+        return ""
+    figures = "; ".join(f"{r['level']} top-1 {r['top1']:.3f}, coverage {r['coverage']:.3f}" for r in rows)
+    return ("\n\n" + textwrap.fill("The same held-out prompts encoded in shared calls of 64 of similar length "
+                                    "(as this report encoded them before it encoded each alone), the heads on "
+                                    f"Arena-Hard v2: {figures}.", 100))
 
 
 STABILITY_BATCH = 16  # the size of a busy tagger's micro-batch

@@ -24,7 +24,9 @@ def test_tag_quality_runs_on_a_tiny_held_out_subset():
     assert {(r["level"], r["source"]) for r in rows} >= {("task", "vicuna"), ("task", "routerbench"), ("task", "all")}
     for r in rows:
         assert 0 <= r["top1"] <= r["top3"] <= 1 and 0 <= r["coverage"] <= 1 and 0 <= r["recall"] <= r["coverage"]
-    section = tag_quality_heads.quality_section(vocab, heads, vocab, prompts, embeddings, features, 2, 0.15, 0.4)
+    section = tag_quality_heads.quality_section(vocab, heads, vocab, prompts, embeddings, features, 2, 0.15, 0.4,
+                                                shared_features=features)
+    assert "shared calls" not in section  # no Arena-Hard v2 prompt among these: no line for it
     text = tag_quality.render(vocab, len(prompts), section, "ABLATION", "COMPARISON")
     assert "| task | routerbench |" in text and "| heads |" in text and "| prototypes |" in text
     assert "ABLATION" in text and "COMPARISON" in text and vocab.version in text
