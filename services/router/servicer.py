@@ -175,7 +175,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             tags=[router_pb2.RouteTag(name=t.name, score=t.score, level=t.level, client_tag=t.client_tag) for t in tags],
             input_tokens=input_tokens,
             vocabulary_version=tagged.vocabulary_version if tagged else "",
-            unaligned_client_tags=tagged.unaligned_client_tags if tagged else [])
+            unaligned_client_tags=tagged.unaligned_client_tags if tagged else [],
+            abstained=[router_pb2.RouteAbstention(level=a.level, top=a.top, probability=a.probability,
+                                                  threshold=a.threshold) for a in tagged.abstained] if tagged else [])
         if scored is not None and scored.models:
             applied = self._knob(knob, scored.calibration, response, plan)
             self._decide(scored, input_tokens, applied.cost_weight, applied.quality_margin, response, kept, plan)

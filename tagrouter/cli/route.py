@@ -53,6 +53,9 @@ def print_route(response, as_json: bool) -> None:
           f"{', DEGRADED: ' + doc['degraded_reason'] if doc['degraded'] else ''})")
     print("knob:   " + knob_line(doc))
     print("tags:   " + ", ".join(f"{t['name']} {t['score']:.2f}" for t in doc["tags"]))
+    for a in doc["abstained"]:  # the trained heads' levels without a tag: scored from the coarser ones
+        print(f"        no {a['level']} tag: its head's top, {a['top']} at {a['probability']:.2f}, "
+              f"is below {a['threshold']:.2f}")
     for s in sorted(doc["scores"], key=lambda s: -s["score"]):
         print(f"  {s['model']:<40} score {s['score']:.3f}  cost ${s['estimated_cost_usd']:.6f}")
     why = doc.get("explanation") or {}

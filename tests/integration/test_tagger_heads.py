@@ -1,9 +1,11 @@
-"""The trained heads through the real tagger service: a level they leave empty comes back with why."""
+"""The trained heads through the real services: a level they leave empty comes back with why, from Tag and Route."""
 import grpc
 import pytest
 
 from services.common.settings import DEFAULT_VOCAB_DIR
+from tagrouter.cli.route import print_route
 from tagrouter.core.tag_heads import TaggerHeads
+from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 from tests.conftest import running_stack, wipe_tagrouter_keys
 
@@ -19,11 +21,19 @@ def tag(address, *queries):
         return [stub.Tag(tagger_pb2.TagRequest(query=q), timeout=10) for q in queries]
 
 
-def test_tag_names_each_level_the_heads_left_empty_with_its_top_tag_and_threshold(redis_url):
+def test_tag_and_route_name_each_level_the_heads_left_empty_with_its_top_tag_and_threshold(redis_url, capsys):
     heads = TaggerHeads.load(DEFAULT_VOCAB_DIR)
     wipe_tagrouter_keys(redis_url)
     with running_stack(redis_url, TAGROUTER_TAGGER_HEADS="true") as procs:
         refund, code = tag(procs["tagger"].address, REFUND, CODE)
+        with grpc.insecure_channel(procs["router"].address) as channel:
+            routed = router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query=REFUND), timeout=10)
+    # Route passes on what the tagger said (the tag cache answers it the same tags)
+    assert [(a.level, a.top, a.probability) for a in routed.abstained] == [
+        (a.level, a.top, a.probability) for a in refund.abstained]
+    assert not routed.degraded and {t.level for t in routed.tags}.isdisjoint(a.level for a in routed.abstained)
+    print_route(routed, as_json=False)
+    assert f"no task tag: its head's top, {refund.abstained[0].top}" in capsys.readouterr().out
     for reply in (refund, code):
         served = {t.level for t in reply.tags} & set(heads.heads)
         empty = [a.level for a in reply.abstained]

@@ -159,7 +159,7 @@ class RouteScore(_message.Message):
     def __init__(self, model: _Optional[str] = ..., score: _Optional[float] = ..., estimated_cost_usd: _Optional[float] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "explanation", "unaligned_client_tags", "quality_margin", "anchor_model", "knob_source", "knob_cost_pct", "knob_quality_pct", "session_kept", "tenant", "request_id", "budget_action")
+    __slots__ = ("model", "estimated_cost_usd", "tags", "scores", "degraded", "degraded_reason", "input_tokens", "expected_output_tokens", "cost_weight", "weights_version", "vocabulary_version", "explanation", "unaligned_client_tags", "quality_margin", "anchor_model", "knob_source", "knob_cost_pct", "knob_quality_pct", "session_kept", "tenant", "request_id", "budget_action", "abstained")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_USD_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,7 @@ class RouteResponse(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     BUDGET_ACTION_FIELD_NUMBER: _ClassVar[int]
+    ABSTAINED_FIELD_NUMBER: _ClassVar[int]
     model: str
     estimated_cost_usd: float
     tags: _containers.RepeatedCompositeFieldContainer[RouteTag]
@@ -204,7 +205,20 @@ class RouteResponse(_message.Message):
     tenant: str
     request_id: str
     budget_action: str
-    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., anchor_model: _Optional[str] = ..., knob_source: _Optional[str] = ..., knob_cost_pct: _Optional[float] = ..., knob_quality_pct: _Optional[float] = ..., session_kept: _Optional[bool] = ..., tenant: _Optional[str] = ..., request_id: _Optional[str] = ..., budget_action: _Optional[str] = ...) -> None: ...
+    abstained: _containers.RepeatedCompositeFieldContainer[RouteAbstention]
+    def __init__(self, model: _Optional[str] = ..., estimated_cost_usd: _Optional[float] = ..., tags: _Optional[_Iterable[_Union[RouteTag, _Mapping]]] = ..., scores: _Optional[_Iterable[_Union[RouteScore, _Mapping]]] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[str] = ..., input_tokens: _Optional[int] = ..., expected_output_tokens: _Optional[float] = ..., cost_weight: _Optional[float] = ..., weights_version: _Optional[str] = ..., vocabulary_version: _Optional[str] = ..., explanation: _Optional[_Union[Explanation, _Mapping]] = ..., unaligned_client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., anchor_model: _Optional[str] = ..., knob_source: _Optional[str] = ..., knob_cost_pct: _Optional[float] = ..., knob_quality_pct: _Optional[float] = ..., session_kept: _Optional[bool] = ..., tenant: _Optional[str] = ..., request_id: _Optional[str] = ..., budget_action: _Optional[str] = ..., abstained: _Optional[_Iterable[_Union[RouteAbstention, _Mapping]]] = ...) -> None: ...
+
+class RouteAbstention(_message.Message):
+    __slots__ = ("level", "top", "probability", "threshold")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    level: str
+    top: str
+    probability: float
+    threshold: float
+    def __init__(self, level: _Optional[str] = ..., top: _Optional[str] = ..., probability: _Optional[float] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class TagReason(_message.Message):
     __slots__ = ("tag", "chosen_contribution", "runner_up_contribution")
