@@ -185,10 +185,13 @@ def quality_section(vocab: Vocabulary, heads: TaggerHeads, baseline: Vocabulary,
     params = heads.record.get("params", {})
     oof = {lv: record.get(lv, {}).get("out_of_fold", {}) for lv in heads.heads}
     features = ", ".join(f"{lv}: {record.get(lv, {}).get('features', 'all layers')}" for lv in heads.heads)
-    # how often the tags below one half were right out of fold (the bin just under MIN_THRESHOLD)
-    below_half = ", ".join(f"{b['right']:.0%} of {b['queries']} ({lv})" for lv in heads.heads
-                           for b in record.get(lv, {}).get("out_of_fold", {}).get("reliability", [])
-                           if b["bin"] == [0.3, 0.5] and lv != "topic") or "none measured"
+    # how often the tags just below the lowest threshold allowed were right out of fold (its reliability bin)
+    below = [(lv, b) for lv in heads.heads if lv != "topic"
+             for b in record.get(lv, {}).get("out_of_fold", {}).get("reliability", [])
+             if b["bin"][1] == params.get("min_threshold")]
+    below_half = (f"[{below[0][1]['bin'][0]}, {below[0][1]['bin'][1]}) were right in "
+                  + ", ".join(f"{b['right']:.0%} of {b['queries']} ({lv})" for lv, b in below)) if below else \
+        "below it were not measured"
     thresholds = "\n".join(
         f"| {lv} | {h.threshold:.2f} | {record.get(lv, {}).get('classes_with_prompts', '')} of {len(h.names)} | "
         f"{record.get(lv, {}).get('temperature', '')} | {_served(oof[lv].get('precision'))} | "
@@ -226,8 +229,8 @@ side only (`tagrouter/offline/train_tagger.py`: {params.get('folds')}-fold out-o
 build prompts; the smallest threshold, from {params.get('min_threshold', 0.3)}, at which the served tag is right at least
 {params.get('precision_floor')} of the time there by a one-sided 90% Wilson lower bound, so a level
 that serves few build prompts at a threshold needs more there; below one half a calibrated
-probability says the tag is more likely wrong than right; out of fold, the tags at [0.3, 0.5) were
-right in {below_half}):
+probability says the tag is more likely wrong than right; out of fold, the tags at
+{below_half}):
 
 | level | threshold | classes with labelled prompts | temperature | out-of-fold precision | out-of-fold coverage |
 |---|---:|---|---:|---:|---:|
@@ -313,10 +316,11 @@ def batch_stability(tagger, texts: list[str], batch: int = STABILITY_BATCH, seed
             together[row] = levels(tagged)
     differ = sum(a[0] != b[0] for a, b in zip(alone, together))
     shifts = [abs(a[1][lv] - b[1][lv]) for a, b in zip(alone, together) for lv in a[1].keys() & b[1].keys()]
+    p99 = np.percentile(shifts, 99) if shifts else 0.0
     return textwrap.fill(
             f"Tagged alone and then in random batches of {batch}, {differ} of {len(texts)} held-out queries "
             f"({differ / len(texts):.1%}) get another task or domain tag (or none); a served tag's probability "
-            f"moves by up to {max(shifts, default=0):.3f} (99th percentile {np.percentile(shifts, 99):.3f}). The encoder's "
+            f"moves by up to {max(shifts, default=0):.3f} (99th percentile {p99:.3f}). The encoder's "
             "int8 activations are quantised with one scale per onnxruntime call, and a busy tagger puts "
             "concurrent queries in one call: under load a query near its level's threshold can get a tag or "
             "not by what arrived with it (the tag cache then keeps the first answer). At concurrency 1 a query "

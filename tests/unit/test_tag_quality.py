@@ -62,7 +62,6 @@ def test_ablation_table_shows_each_variant_against_task_only():
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="needs `make model`")
-@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="needs `make model`")
 def test_batch_stability_counts_queries_whose_tags_change_with_their_batch():
     from tagrouter.core.tag_model import TagModel
 
@@ -78,6 +77,7 @@ def test_batch_stability_counts_queries_whose_tags_change_with_their_batch():
     assert "moves by up to" in text and "one scale per onnxruntime call" in text
 
 
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.onnx").exists(), reason="needs `make model`")
 def test_tag_quality_loads_the_committed_heads_though_the_served_tagger_has_none(tmp_path):
     from tests.integration.test_cli import tagrouter
 
