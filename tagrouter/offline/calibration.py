@@ -21,9 +21,11 @@ from tagrouter.offline.sweep import LAMBDAS
 BISECTIONS = 40
 
 
-def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.ndarray,
+                       input_tokens: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """([Q, M] scores, [Q, M] estimated costs) of weights for tagged queries, as the scorer and router
-    compute them (same pure functions; the tagger's token count prices the input)."""
+    compute them (same pure functions). The input is priced at `input_tokens` ([Q, M]) when given, else
+    at the tagger's token count of the query, as the router counts what it receives."""
     names = weights.model_names
     tags = [t for t in weights.counts if t != ALL_QUERIES_TAG]
     column = {t: i for i, t in enumerate(tags)}
@@ -35,7 +37,8 @@ def score_with_weights(weights, tagged, prices_in: np.ndarray, prices_out: np.nd
             if name in column:
                 conf[q, column[name]] = max(score, 0.0)
     scores, expected, _ = score_tagged(counts, all_counts, conf, tags, weights.params)
-    tokens = np.array([t.input_tokens for t in tagged], dtype=np.float64)[:, None]
+    tokens = (np.array([t.input_tokens for t in tagged], dtype=np.float64)[:, None] if input_tokens is None
+              else np.asarray(input_tokens, dtype=np.float64))
     return scores, decision.estimate_costs(tokens, expected, prices_in, prices_out)
 
 
@@ -77,7 +80,10 @@ def split_routing(suite: Suite, weights, tagger, split: str) -> SplitRouting:
     tagged = tagger.tag_many([suite.queries[r] for r in rows])
     prices_in = np.array([m.input_usd_per_mtok for m in weights.models])
     prices_out = np.array([m.output_usd_per_mtok for m in weights.models])
-    predicted, est = score_with_weights(weights, tagged, prices_in, prices_out)
+    # Priced at the suite's recorded input tokens, as `tagrouter fit` priced the calibration's rows: they
+    # count the prompt as sent, which the router receives and counts, while a suite's query may be
+    # shorter (RouterBench's drops the fixed demonstration prefix of its task, about 320 tokens).
+    predicted, est = score_with_weights(weights, tagged, prices_in, prices_out, suite.input_tokens[np.ix_(rows, columns)])
     overall = scoring.prior_rates(counts_matrix([weights.counts[ALL_QUERIES_TAG]], weights.model_names)[0],
                                   weights.params)
     return SplitRouting(rows, predicted, est, suite.costs[np.ix_(rows, columns)],

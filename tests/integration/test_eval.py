@@ -103,3 +103,27 @@ def test_calibrate_returns_a_knob_that_meets_the_budget(suite3, tmp_path):
     share = tagrouter("calibrate", "--suite", str(suite3), "--weights", str(tmp_path / "w.json"),
                       "--target-top-share", "0.25", "--json")
     assert json.loads(share.stdout)["top_share"] <= 0.25
+
+
+@needs_shared()
+def test_operating_points_price_the_prompt_as_the_suite_recorded_it(suite3, tmp_path):
+    """A suite's query may be shorter than the prompt as sent (RouterBench's drops its task's fixed
+    prefix); `fit` calibrates the knob at the recorded input tokens, so `operating-points` and
+    `calibrate` must route the split at them too, not at the tagger's count of the shorter query."""
+    from tagrouter.core.decision import USD_PER_MTOK
+    from tagrouter.core.weights import Weights
+    from tagrouter.offline.calibration import split_routing
+    from tagrouter.offline.prepare import configured_tagger
+    from tagrouter.offline.suite import load_suite
+
+    longer = tmp_path / "longer"
+    longer.mkdir()
+    (longer / "suite.json").write_text((suite3 / "suite.json").read_text())
+    rows = [json.loads(line) for line in (suite3 / "outcomes.jsonl").read_text().splitlines()]
+    (longer / "outcomes.jsonl").write_text("".join(json.dumps(r | {"input_tokens": r["input_tokens"] + 300}) + "\n"
+                                                   for r in rows))
+    assert tagrouter("fit", "--suite", str(suite3), "--out", str(tmp_path / "w.json"), "--no-tune").returncode == 0
+    weights, tagger = Weights.load(tmp_path / "w.json"), configured_tagger()
+    short, long = (split_routing(load_suite(s), weights, tagger, "test") for s in (suite3, longer))
+    prices_in = np.array([m.input_usd_per_mtok for m in weights.models])
+    assert np.allclose(long.estimated - short.estimated, 300 * prices_in * USD_PER_MTOK)

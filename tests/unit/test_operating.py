@@ -85,3 +85,20 @@ def test_a_broken_calibration_is_refused_before_loading(tmp_path):
     path.write_text(json.dumps(doc))
     with pytest.raises(WeightsError, match="calibration: cost_pct must be finite"):
         Weights.load(path)
+
+
+def test_the_readme_operating_point_table_is_the_starter_weights():
+    """README's table of the starter weights' knob (cost_weight, selection-row cost and accept rate)
+    is what the committed weights carry: refitting them without `tagrouter operating-points` fails here."""
+    readme = (Path(data_init).parents[2] / "README.md").read_text()
+    calibration = Weights.load(STARTER).calibration
+    starts = ("| default (recommended)", "| `--max-cost-pct")
+    rows = {cells[0]: cells[1:] for line in readme.splitlines() if line.startswith(starts)
+            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+    wanted = {"default (recommended)": calibration.recommended}
+    wanted.update({f"`--max-cost-pct {pct}`": calibration.point_for(max_cost_pct=pct) for pct in (30, 50, 80)})
+    assert set(rows) == set(wanted)
+    for knob, point in wanted.items():
+        cost_weight, selection = rows[knob][:2]
+        assert cost_weight == f"{point.cost_weight:.3f}", knob
+        assert selection == f"{point.cost_pct:.1f} / {point.quality_pct:.1f}", knob
