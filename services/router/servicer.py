@@ -245,7 +245,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         kept_index = scored.models.index(kept) if kept in scored.models else None
         chosen, response.session_kept = decision.sticky(utility, chosen, kept_index, self.settings.session_margin)
         response.anchor_model = scored.models[anchor]
-        response.explanation.CopyFrom(explain(scored, utility, chosen))
+        response.explanation.CopyFrom(explain(scored, utility, chosen, response.abstained))
         response.model = scored.models[chosen]
         response.estimated_cost_usd = float(costs[chosen])
         response.expected_output_tokens = float(scored.expected_output_tokens[chosen])
@@ -275,12 +275,16 @@ def downstream_failed(part: str, err: grpc.aio.AioRpcError) -> str:
     return f"{part} unavailable ({err.code().name})"
 
 
-def explain(scored: CandidateScores, utility: np.ndarray, chosen: int) -> router_pb2.Explanation:
-    """Why `chosen`: the runner-up by utility and each tag's part in both models' scores."""
+def explain(scored: CandidateScores, utility: np.ndarray, chosen: int, abstained=()) -> router_pb2.Explanation:
+    """Why `chosen`: the runner-up by utility and each tag's part in both models' scores, and the levels
+    the tagger left without a tag (`abstained`), which the coarser tags and the overall rates stood in for."""
     models = scored.models
+    levels = " or ".join(a.level for a in abstained)
+    unsure = f"; the tagger was unsure of the query's {levels} (below its threshold), so no {levels} tag weighed" \
+        if levels else ""
     if len(models) < 2:
         return router_pb2.Explanation(chosen_utility=float(utility[chosen]),
-                                      summary=f"{models[chosen]} is the only candidate")
+                                      summary=f"{models[chosen]} is the only candidate{unsure}")
     others = np.where(np.arange(len(models)) == chosen, -np.inf, utility)
     runner = int(others.argmax())
     reasons = [router_pb2.TagReason(tag=t, chosen_contribution=float(scored.contributions[i, chosen]),
@@ -295,5 +299,6 @@ def explain(scored: CandidateScores, utility: np.ndarray, chosen: int) -> router
                     f"{top.runner_up_contribution:+.3f} for {b})")
     else:
         summary += "; no tag of the query is known, so the models' overall rates decided"
+    summary += unsure
     return router_pb2.Explanation(runner_up=b, chosen_utility=float(utility[chosen]),
                                   runner_up_utility=float(utility[runner]), tags=reasons, summary=summary)

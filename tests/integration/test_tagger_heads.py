@@ -34,6 +34,8 @@ def test_tag_and_route_name_each_level_the_heads_left_empty_with_its_top_tag_and
     assert not routed.degraded and {t.level for t in routed.tags}.isdisjoint(a.level for a in routed.abstained)
     print_route(routed, as_json=False)
     assert f"no task tag: its head's top, {refund.abstained[0].top}" in capsys.readouterr().out
+    levels = " or ".join(a.level for a in routed.abstained)
+    assert f"the tagger was unsure of the query's {levels} (below its threshold)" in routed.explanation.summary
     for reply in (refund, code):
         served = {t.level for t in reply.tags} & set(heads.heads)
         empty = [a.level for a in reply.abstained]
@@ -48,3 +50,6 @@ def test_tag_and_route_name_each_level_the_heads_left_empty_with_its_top_tag_and
 def test_the_prototype_tagger_abstains_from_nothing(stack):
     (refund,) = tag(stack["tagger"].address, REFUND)
     assert not refund.abstained
+    with grpc.insecure_channel(stack["router"].address) as channel:
+        routed = router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query=REFUND), timeout=10)
+    assert not routed.abstained and "unsure" not in routed.explanation.summary
