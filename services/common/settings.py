@@ -47,7 +47,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_ALLOW_OPEN_ADMIN": ("scorer", "true: start without TAGROUTER_ADMIN_TOKEN on a non-loopback address, LoadWeights and Feedback open to every client (default false)"),
     "TAGROUTER_MODEL_DIR": ("tagger", "folder with model.onnx and tokenizer.json (default build/model under the working directory)"),
     "TAGROUTER_VOCAB_DIR": ("tagger", "folder with the tag vocabulary (default the vocabulary packaged in tagrouter/data)"),
-    "TAGROUTER_TAGGER_HEADS": ("tagger", "true: tag with the trained heads in the encoder graph, one calibrated tag per level or none (docs/TAGS.md), instead of the nearest prototypes (default false)"),
+    "TAGROUTER_TAGGER_HEADS": ("tagger, scorer", "true: tag with the trained heads in the encoder graph, one calibrated tag per level or none (docs/TAGS.md), instead of the nearest prototypes; the scorer's default weights are then the starter weights fitted on the heads' tags (default false; set it for both)"),
     "TAGROUTER_TAGS_PER_LEVEL": ("tagger", "tags kept per level by the prototype tagger (a trained head gives one; default 2)"),
     "TAGROUTER_TAG_MIN_SCORE": ("tagger", "cosine below which a prototype tag is dropped (levels without a trained head, whose thresholds are in heads.json; default 0.15)"),
     "TAGROUTER_TOPIC_MIN_SCORE": ("tagger", "cosine below which a prototype topic tag is dropped (without a trained topic head; default 0.4)"),
@@ -58,7 +58,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_REDIS_WAIT_REPLICAS": ("scorer", "replicas that must confirm a Feedback (Redis WAIT) before it is acknowledged, at most those connected to the primary; 0 turns WAIT off (default 1)"),
     "TAGROUTER_REDIS_WAIT_TIMEOUT_MS": ("scorer", "bound of that WAIT, 1 to 1500 (below the 2 s socket timeout): past it Feedback answers UNAVAILABLE (resend with the same feedback_id) and tagrouter_feedback_unreplicated_total counts it (default 500)"),
     "TAGROUTER_WATCH_DELTAS": ("scorer", "WatchWeights sends only the changed counts after the first whole weights; false = the whole weights at every change (default true)"),
-    "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights)"),
+    "TAGROUTER_WEIGHTS_FILE": ("scorer", "weights loaded when Redis holds none (default the starter weights, fitted on the tags of the tagger TAGROUTER_TAGGER_HEADS names)"),
     "TAGGER_ADDR": ("router", "tagger address host:port (required)"),
     "FEEDBACK_TAGGER_ADDR": ("scorer", "tagger address host:port (optional): lets Feedback take a query instead of its tags"),
     "SCORER_ADDR": ("router", "scorer address host:port (required)"),
@@ -139,10 +139,8 @@ class _Env:
         raw = self._env.get(name, "").strip().lower()
         if not raw:
             return default
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        if raw in ("0", "false", "no", "off"):
-            return False
+        if raw in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return raw in ("1", "true", "yes", "on")
         raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
 
 
@@ -305,7 +303,8 @@ class ScorerSettings:
         url = _redis_url("REDIS_URL", e.str("REDIS_URL"))
         tagger = e.str("FEEDBACK_TAGGER_ADDR", "-")
         tenant_url = _tenant_redis_url(e)
-        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(DEFAULT_WEIGHTS_FILE))),
+        starter = data.starter_weights(heads=e.bool("TAGROUTER_TAGGER_HEADS", False))
+        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(starter))),
                    tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger),
                    redis_wait_replicas=e.int("TAGROUTER_REDIS_WAIT_REPLICAS", 1, 0, 16),
                    redis_wait_timeout_ms=e.int("TAGROUTER_REDIS_WAIT_TIMEOUT_MS", 500, 1, 1500),

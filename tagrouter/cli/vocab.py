@@ -47,8 +47,7 @@ def cmd_tag(args) -> int:
         for a in tagged.abstained:  # the heads' levels that said nothing, and why
             print(f"{a.level:<7} {'(none)':<40} its head's top, {a.top} at {a.probability:.4f}, "
                   f"is below {a.threshold:.4f}")
-        print(f"vocabulary {tagger.vocabulary.version}" + (f", tagger heads {tagger.heads.version}" if tagger.heads else
-                                                           ", prototype tagger"))
+        print(f"vocabulary {tagger.vocabulary.version}, {tagger.kind}")
     return 0
 
 

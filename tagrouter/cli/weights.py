@@ -33,7 +33,7 @@ def cmd_fit(args) -> int:
         vocabulary = _vocabulary_with_topics(vocabulary, choice, suite, args)
     counts = fit_counts(suite, query_tags, args.split)
     provenance = (f"tagrouter fit --suite {suite.name} (split {args.split}: {len(suite.rows(args.split))} queries, "
-                  f"{len(suite.models)} models; {setting}); vocabulary {vocabulary.version}")
+                  f"{len(suite.models)} models; {setting}); vocabulary {vocabulary.version}, {tagger.kind}")
     weights = weights_from_counts(suite, counts, params, provenance, calibration)
     if calibration is not None:
         p = calibration.recommended
@@ -185,9 +185,11 @@ def cmd_operating_points(args) -> int:
 
 
 def _default_weights() -> Path:
-    from services.common.settings import DEFAULT_WEIGHTS_FILE
+    from services.common.settings import TaggerSettings
+    from tagrouter import data
 
-    return Path(os.environ.get("TAGROUTER_WEIGHTS_FILE", "").strip() or DEFAULT_WEIGHTS_FILE)
+    return Path(os.environ.get("TAGROUTER_WEIGHTS_FILE", "").strip()
+                or data.starter_weights(heads=TaggerSettings.from_env().use_heads))
 
 
 def add_parsers(sub) -> None:

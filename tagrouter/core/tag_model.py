@@ -155,6 +155,11 @@ class TagModel:
         return cls(Encoder(model_dir, intra_op_threads), Vocabulary.load(folder), per_level, min_score,
                    topic_min_score=topic_min_score, heads=TaggerHeads.load(folder) if use_heads else None)
 
+    @property
+    def kind(self) -> str:
+        """Which tagger this is, as the CLI prints it and fitted weights record it."""
+        return f"tagger heads {self.heads.version}" if self.heads is not None else "prototype tagger"
+
     def with_vocabulary(self, vocabulary: Vocabulary, per_level: int | None = None) -> TagModel:
         """The same tagger (encoder, heads, settings) over another vocabulary (restricted, suite topics)."""
         return TagModel(self.encoder, vocabulary, per_level or self.per_level, self.min_score,

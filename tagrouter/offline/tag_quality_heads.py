@@ -212,11 +212,17 @@ prototypes {other_coverage(old_levels, prompts):.3f}.
 The heads read the graph's features, every layer of the encoder pooled
 (`tagrouter/core/tag_heads.py`); the training chose per level, out of fold, between those and the
 last layer alone ({features}). Not served by default yet (`TAGROUTER_TAGGER_HEADS=true` serves
-them): refitted on the heads' tags (`TAGROUTER_TAGGER_HEADS=true make weights`), the starter weights'
-recommended point is at 98% of the priciest model's cost on ae2-multi, and there all five sample
-queries of `make run` go to that model (`tests/integration/test_operating_points.py` fails; at
-`--max-cost-pct 90` the Rust task alone goes elsewhere). On ae2-multi the strongest model wins on every kind of work:
-with the prototype tagger the one sample query that goes elsewhere by default is the Rust task, sent
+them, for the tagger and the scorer; `make run HEADS=true`): the starter weights fitted on the heads'
+tags (`make weights-heads`, tagrouter/data/starter_weights_heads.json, the scorer's default with the
+heads) recommend a point at 99.1% of the priciest model's cost on ae2-multi's selection rows, and
+there all five sample queries of `make run` go to that model (`tests/integration/test_operating_points.py`
+would fail; at `--max-cost-pct 90` the Rust task alone goes elsewhere). On ae2-multi's test split
+(`TAGROUTER_TAGGER_HEADS=true tagrouter operating-points --suite ../shared/data/suites/ae2-multi --max-cost-pct 30 50 80`)
+their default costs 99.1% with accept rate .725 (the best single model's), and caps of 30, 50 and 80
+land at 33.7, 51.4 and 80.7% with accept rates .331, .450 and .588 (the prototype starter weights,
+README: 98.3% and .706; 23.9, 47.9 and 79.8% with .263, .425 and .613). On ae2-multi the
+strongest model wins on every kind of work: with the prototype tagger the one sample query that
+goes elsewhere by default is the Rust task, sent
 to a cheaper model because it is tagged `task:classification-extraction`, a wrong tag. A default
 that visibly routes with right tags needs a starter suite or a recommended-point rule where cheaper
 models win some kind of work (issue 14's choice); and every figure generated with the served tagger

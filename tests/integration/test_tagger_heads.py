@@ -5,6 +5,8 @@ import pytest
 from services.common.settings import DEFAULT_VOCAB_DIR
 from tagrouter.cli.route import print_route
 from tagrouter.core.tag_heads import TaggerHeads
+from tagrouter.core.weights import Weights
+from tagrouter.data import HEADS_STARTER_WEIGHTS_FILE
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2, tagger_pb2_grpc
 from tests.conftest import running_stack, wipe_tagrouter_keys
@@ -32,6 +34,8 @@ def test_tag_and_route_name_each_level_the_heads_left_empty_with_its_top_tag_and
     assert [(a.level, a.top, a.probability) for a in routed.abstained] == [
         (a.level, a.top, a.probability) for a in refund.abstained]
     assert not routed.degraded and {t.level for t in routed.tags}.isdisjoint(a.level for a in routed.abstained)
+    # the scorer behind the heads starts from the weights fitted on the heads' tags
+    assert routed.weights_version.split(".")[0] == Weights.load(HEADS_STARTER_WEIGHTS_FILE).version
     print_route(routed, as_json=False)
     assert f"no task tag: its head's top, {refund.abstained[0].top}" in capsys.readouterr().out
     levels = " or ".join(a.level for a in routed.abstained)

@@ -7,6 +7,8 @@ import sys
 import pytest
 
 from services.common.settings import (
+    DEFAULT_VOCAB_DIR,
+    DEFAULT_WEIGHTS_FILE,
     SERVING_THREADS,
     ConfigError,
     RouterSettings,
@@ -14,6 +16,7 @@ from services.common.settings import (
     ServerSettings,
     TaggerSettings,
 )
+from tagrouter.data import HEADS_STARTER_WEIGHTS_FILE
 
 
 def test_defaults():
@@ -55,6 +58,24 @@ def test_scorer_needs_a_redis_url_and_never_shows_it():
         ScorerSettings.from_env({"REDIS_URL": "localhost:6379"})
     s = ScorerSettings.from_env({"REDIS_URL": "redis://:s3cret@h:6379/0"})
     assert "s3cret" not in repr(s)
+
+
+def test_the_scorer_starts_from_weights_fitted_on_the_tags_of_the_configured_tagger():
+    from tagrouter.core.tag_heads import TaggerHeads
+    from tagrouter.core.weights import Weights
+
+    redis = {"REDIS_URL": "redis://h:6379/0"}
+    assert ScorerSettings.from_env(redis).weights_file == DEFAULT_WEIGHTS_FILE
+    assert ScorerSettings.from_env(redis | {"TAGROUTER_TAGGER_HEADS": "true"}).weights_file == HEADS_STARTER_WEIGHTS_FILE
+    assert ScorerSettings.from_env(redis | {"TAGROUTER_TAGGER_HEADS": "true",
+                                            "TAGROUTER_WEIGHTS_FILE": "/w.json"}).weights_file.as_posix() == "/w.json"
+    with pytest.raises(ConfigError, match="TAGROUTER_TAGGER_HEADS"):
+        ScorerSettings.from_env(redis | {"TAGROUTER_TAGGER_HEADS": "maybe"})
+    # each file says which tagger's tags it counted, and both count the same suite
+    prototype, heads = Weights.load(DEFAULT_WEIGHTS_FILE), Weights.load(HEADS_STARTER_WEIGHTS_FILE)
+    assert "tagger heads" not in prototype.provenance
+    assert heads.provenance.endswith(f"tagger heads {TaggerHeads.load(DEFAULT_VOCAB_DIR).version}")
+    assert prototype.model_names == heads.model_names and prototype.calibration and heads.calibration
 
 
 def test_readme_configuration_table_lists_every_variable_the_code_reads():
