@@ -113,7 +113,7 @@ class Gateway:
         on, as the caller's tenant (its bearer token; an explicit model is routed among itself alone),
         answering also the call that settles the reservation from the answer's `usage`."""
         explicit = conversation.model not in self.upstreams.aliases
-        route = router_pb2.RouteRequest(query=conversation.query(),
+        route = router_pb2.RouteRequest(**conversation.route_fields(),
                                         candidate_models=[conversation.model] if explicit else self.upstreams.pool,
                                         session_id=openai_request.session_id(request.headers.get("x-session-id"),
                                                                              conversation))

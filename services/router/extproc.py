@@ -177,7 +177,7 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
                      explicit: bool = False) -> ep.ProcessingResponse:
         fields = {"candidate_models": [conversation.model]} if explicit else knobs(exchange.headers)
         request = router_pb2.RouteRequest(
-            query=conversation.query(), **fields,
+            **conversation.route_fields(), **fields,
             session_id=openai_request.session_id(exchange.headers.get(SESSION_HEADER), conversation))
         routed = await self.router.Route(request, NoDeadline(exchange.headers))
         new_body = openai_request.with_model(conversation, routed.model)

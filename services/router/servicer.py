@@ -101,6 +101,7 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         limits.check_client_tags(request.client_tags)
         limits.check_request_chars(request.query, request.client_tags)
         limits.check_session_id(request.session_id)
+        limits.check_prompt_chars(prompt_chars(request), request.query)
         knob = operating.check_request(operating.KnobRequest(
             **{f: getattr(request, f) if request.HasField(f) else None
                for f in ("cost_weight", "quality_margin", "max_cost_pct", "min_quality_pct")}))
@@ -163,7 +164,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         tagged_at = time.perf_counter()
         _TAG_TIME.observe(tagged_at - started)
         tags = list(tagged.tags) if tagged else []
-        input_tokens = tagged.input_tokens if tagged else estimate_tokens(request.query)
+        input_tokens = decision.prompt_tokens(tagged.input_tokens if tagged else estimate_tokens(request.query),
+                                              len(request.query), prompt_chars(request))
 
         with tracing.span("route.score"):
             scored = await self._score(tags, candidates, context, reasons)
@@ -273,6 +275,10 @@ def downstream_failed(part: str, err: grpc.aio.AioRpcError) -> str:
         raise InvalidArgument(err.details()) from None
     metrics.ROUTE_DEGRADED.labels(f"{part}_{err.code().name.lower()}").inc()
     return f"{part} unavailable ({err.code().name})"
+
+
+def prompt_chars(request) -> int | None:
+    return request.prompt_chars if request.HasField("prompt_chars") else None
 
 
 def explain(scored: CandidateScores, utility: np.ndarray, chosen: int, abstained=()) -> router_pb2.Explanation:

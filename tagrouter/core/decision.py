@@ -27,6 +27,8 @@ model" and the plain argmax), then lambda from 0 up (toward the cheapest model).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 USD_PER_MTOK = 1e-6
@@ -38,6 +40,14 @@ def estimate_costs(input_tokens: int, expected_output_tokens: np.ndarray, input_
                    output_usd_per_mtok: np.ndarray) -> np.ndarray:
     """[M] USD: input_tokens * input price + expected output tokens * output price."""
     return (input_tokens * input_usd_per_mtok + expected_output_tokens * output_usd_per_mtok) * USD_PER_MTOK
+
+
+def prompt_tokens(query_tokens: int, query_chars: int, prompt_chars: int | None) -> int:
+    """The input tokens to price: the query's own count, or, when the prompt as sent is longer (a system
+    prompt, earlier turns), that count scaled to the prompt's characters at the query's tokens per character."""
+    if prompt_chars is None or prompt_chars <= query_chars or query_chars <= 0:
+        return query_tokens
+    return math.ceil(query_tokens * prompt_chars / query_chars)
 
 
 def anchor(overall: np.ndarray, prices: np.ndarray) -> int:

@@ -21,6 +21,7 @@ MAX_CANDIDATES = 64  # candidate models in one Route or Score
 MAX_TAGS = 64  # a query carries a handful; more is a malformed request
 MAX_FEEDBACK_ID = 128
 MAX_SESSION_ID = 256  # a sticky session's key (Route.session_id)
+MAX_PROMPT_CHARS = 8 * 1024 * 1024  # Route.prompt_chars: the front door's largest body
 
 
 class InvalidRequest(ValueError):
@@ -98,6 +99,13 @@ def check_session_id(session_id: str) -> None:
     """A sticky session's id: empty (no session) or at most MAX_SESSION_ID characters."""
     if len(session_id) > MAX_SESSION_ID:
         raise InvalidRequest(f"session_id has {len(session_id)} characters, at most {MAX_SESSION_ID}")
+
+
+def check_prompt_chars(prompt_chars: int | None, query: str) -> None:
+    """Route.prompt_chars, when set: the whole prompt's characters, so at least the query's, at most MAX_PROMPT_CHARS."""
+    if prompt_chars is not None and not len(query) <= prompt_chars <= MAX_PROMPT_CHARS:
+        raise InvalidRequest(f"prompt_chars is {prompt_chars}: it counts the whole prompt, the query's {len(query)} "
+                             f"characters included, at most {MAX_PROMPT_CHARS}")
 
 
 def check_candidates(candidates: Iterable[str]) -> list[str]:

@@ -27,6 +27,12 @@ class Conversation:
     last_user: str  # the last user message (completions: the last prompt)
     context: tuple[str, ...]  # earlier turns, oldest first
     first_user: str  # the first user message, for the session key
+    prompt_chars: int = 0  # every message's text: what the model is sent and bills, the query a part of it
+
+    def route_fields(self, context_chars: int = CONTEXT_CHARS) -> dict:
+        """RouteRequest's `query` and, when the prompt is longer than it, `prompt_chars` to price it by."""
+        query = self.query(context_chars)
+        return {"query": query, **({"prompt_chars": self.prompt_chars} if self.prompt_chars > len(query) else {})}
 
     def query(self, context_chars: int = CONTEXT_CHARS) -> str:
         """The last user message after as much of the earlier turns (newest kept) as fits."""
@@ -74,7 +80,7 @@ def parse(body: bytes, completions: bool = False) -> Conversation:
         raise InvalidRequest(f"nothing to route on: the body needs {what} with text")
     last = users[-1]
     return Conversation(payload, model, turns[last][1], tuple(t for _, t in turns[:last] if t.strip()),
-                        turns[users[0]][1])
+                        turns[users[0]][1], sum(len(t) for _, t in turns))
 
 
 def _user_turns(payload: dict) -> list[tuple[str, str]]:

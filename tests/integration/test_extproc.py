@@ -239,3 +239,15 @@ def test_the_extproc_port_shares_the_routers_mutual_tls_and_metrics(stack, upstr
         assert "tagrouter_routed_total{model=" in text  # Route's own metrics: the same code path
     finally:
         router.stop()
+
+
+def test_a_long_system_prompt_is_in_the_cost_estimate(envoy):
+    """As through the front door: Route hears the whole prompt's length, so the estimate counts it."""
+    def estimate(*messages):
+        body = {"model": "auto", "messages": [*messages, {"role": "user", "content": QUESTION}]}
+        status, head, answer, _ = post(envoy, CHAT, body, {"x-tagrouter-candidates": "gpt4_1106_preview"})
+        assert status == 200, answer
+        return float(head["x-tagrouter-estimated-cost-usd"])
+
+    system = {"role": "system", "content": "You are a careful reviewer of pull requests. " * 600}  # ~27,000 chars
+    assert estimate(system) - estimate() > 0.04  # ~5,000 input tokens at 10 USD per million

@@ -155,6 +155,21 @@ def test_a_session_header_keeps_the_conversation_on_its_model(client):
         assert later.headers["x-tagrouter-model"] == first.headers["x-tagrouter-model"]
 
 
+def test_a_long_system_prompt_is_in_the_cost_estimate(client):
+    """The router routes on the last message and 2,000 characters before it, but the model bills the
+    whole prompt: the gateway tells Route its length (prompt_chars), and the estimate grows with it."""
+    def estimate(*messages):
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[*messages, {"role": "user", "content": "Review this diff for bugs"}],
+            extra_headers={"x-tagrouter-cost-weight": "0"})  # the best model, the one with a price, for both
+        assert raw.headers["x-tagrouter-model"] == "gpt4_1106_preview"
+        return float(raw.headers["x-tagrouter-estimated-cost-usd"])
+
+    system = {"role": "system", "content": "You are a careful reviewer of pull requests. " * 600}  # ~27,000 chars
+    # about 5,000 more input tokens at 10 USD per million; routed on the query alone it would be ~500
+    assert estimate(system) - estimate() > 0.04
+
+
 def test_actual_cost_is_recorded_per_model(client, gateway):
     client.chat.completions.create(model="gpt4_1106_preview", messages=[{"role": "user", "content": "hi"}])
     client.chat.completions.create(model="gpt4_1106_preview", stream=True,

@@ -1,4 +1,6 @@
 """Route through three real servers, a real Redis and the real ONNX model."""
+import math
+
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -108,3 +110,23 @@ def test_reflection_lists_the_router_service(stack):
         names = {s.name for r in replies for s in r.list_services_response.service}
     assert "tagrouter.router.v1.RouterService" in names
     assert "grpc.health.v1.Health" in names
+
+
+def test_prompt_chars_prices_the_whole_prompt_the_query_is_part_of(router_stub):
+    """A query routed on part of a long prompt (a system prompt, earlier turns) is priced as the model
+    bills it: at the query's tokens per character times the prompt's characters."""
+    alone = route(router_stub, CODE, candidate_models=["gpt4_1106_preview"])
+    same = route(router_stub, CODE, candidate_models=["gpt4_1106_preview"], prompt_chars=len(CODE))
+    assert (same.input_tokens, same.estimated_cost_usd) == (alone.input_tokens, alone.estimated_cost_usd)
+    longer = route(router_stub, CODE, candidate_models=["gpt4_1106_preview"], prompt_chars=20 * len(CODE))
+    assert longer.input_tokens == math.ceil(alone.input_tokens * 20)
+    input_usd = (longer.input_tokens - alone.input_tokens) * 10.0 * 1e-6  # gpt4_1106_preview: 10 USD per Mtok in
+    assert longer.estimated_cost_usd == pytest.approx(alone.estimated_cost_usd + input_usd)
+
+
+@pytest.mark.parametrize("prompt_chars", [0, len(CODE) - 1, 8 * 1024 * 1024 + 1])
+def test_a_prompt_shorter_than_its_query_or_too_long_is_invalid_argument(router_stub, prompt_chars):
+    with pytest.raises(grpc.RpcError) as err:
+        route(router_stub, CODE, prompt_chars=prompt_chars)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"prompt_chars is {prompt_chars}: it counts the whole prompt" in err.value.details()

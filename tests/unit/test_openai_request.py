@@ -90,3 +90,24 @@ def test_answer_headers():
                                         session_kept=True)
     got = oa.answer_headers(degraded, session=True)
     assert got["x-tagrouter-degraded-reason"].startswith("tagger") and got["x-tagrouter-session-kept"] == "true"
+
+
+def test_a_prompt_longer_than_the_query_is_priced_by_its_characters():
+    system = "You are a careful reviewer. " * 200  # 5,600 characters the model is sent and bills
+    conv = oa.parse(chat(("system", system), ("user", "Review this diff")))
+    assert conv.prompt_chars == len(system) + len("Review this diff")
+    fields = conv.route_fields()
+    assert len(fields["query"]) < conv.prompt_chars and fields["prompt_chars"] == conv.prompt_chars
+    assert oa.parse(chat(("user", "hi"))).route_fields() == {"query": "hi"}  # the query is the whole prompt
+
+
+def test_prompt_tokens_scale_the_query_count_to_the_prompt():
+    from tagrouter.core.decision import prompt_tokens
+    from tagrouter.core.limits import check_prompt_chars
+
+    assert prompt_tokens(10, 40, None) == prompt_tokens(10, 40, 40) == prompt_tokens(10, 40, 30) == 10
+    assert prompt_tokens(10, 40, 400) == 100 and prompt_tokens(10, 40, 41) == 11  # rounded up
+    check_prompt_chars(None, "abc")
+    check_prompt_chars(3, "abc")
+    with pytest.raises(InvalidRequest, match="prompt_chars is 2: it counts the whole prompt, the query's 3"):
+        check_prompt_chars(2, "abc")

@@ -117,7 +117,7 @@ class ListTenantsResponse(_message.Message):
     def __init__(self, tenants: _Optional[_Iterable[_Union[TenantResponse, _Mapping]]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("query", "candidate_models", "cost_weight", "client_tags", "quality_margin", "max_cost_pct", "min_quality_pct", "session_id")
+    __slots__ = ("query", "candidate_models", "cost_weight", "client_tags", "quality_margin", "max_cost_pct", "min_quality_pct", "session_id", "prompt_chars")
     QUERY_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_MODELS_FIELD_NUMBER: _ClassVar[int]
     COST_WEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +126,7 @@ class RouteRequest(_message.Message):
     MAX_COST_PCT_FIELD_NUMBER: _ClassVar[int]
     MIN_QUALITY_PCT_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_CHARS_FIELD_NUMBER: _ClassVar[int]
     query: str
     candidate_models: _containers.RepeatedScalarFieldContainer[str]
     cost_weight: float
@@ -134,7 +135,8 @@ class RouteRequest(_message.Message):
     max_cost_pct: float
     min_quality_pct: float
     session_id: str
-    def __init__(self, query: _Optional[str] = ..., candidate_models: _Optional[_Iterable[str]] = ..., cost_weight: _Optional[float] = ..., client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., max_cost_pct: _Optional[float] = ..., min_quality_pct: _Optional[float] = ..., session_id: _Optional[str] = ...) -> None: ...
+    prompt_chars: int
+    def __init__(self, query: _Optional[str] = ..., candidate_models: _Optional[_Iterable[str]] = ..., cost_weight: _Optional[float] = ..., client_tags: _Optional[_Iterable[str]] = ..., quality_margin: _Optional[float] = ..., max_cost_pct: _Optional[float] = ..., min_quality_pct: _Optional[float] = ..., session_id: _Optional[str] = ..., prompt_chars: _Optional[int] = ...) -> None: ...
 
 class RouteTag(_message.Message):
     __slots__ = ("name", "score", "level", "client_tag")
