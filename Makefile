@@ -26,9 +26,9 @@ $(STAMP): pyproject.toml Makefile
 
 # The int8 ONNX encoder, exported from the PyPI package, with the tagger's heads in the same graph;
 # ignored by git, rebuilt when missing or when the heads change.
-HEADS := tagrouter/data/vocabulary/heads.npz tagrouter/data/vocabulary/heads.json
+HEAD_FILES := tagrouter/data/vocabulary/heads.npz tagrouter/data/vocabulary/heads.json
 model: $(MODEL)
-$(MODEL): $(STAMP) tagrouter/dev/export_model.py tagrouter/dev/tagger_graph.py $(HEADS)
+$(MODEL): $(STAMP) tagrouter/dev/export_model.py tagrouter/dev/tagger_graph.py $(HEAD_FILES)
 	$(BIN)/python -m tagrouter.dev.export_model --out build/model
 
 # Generated stubs are committed; this regenerates them, check-protos fails when they are stale.
