@@ -18,11 +18,13 @@ from services.gateway.upstreams import load
 from services.router.app import SERVICE_NAME as ROUTER_SERVICE
 from services.scorer.app import SERVICE_NAME as SCORER_SERVICE
 from services.tagger.app import SERVICE_NAME as TAGGER_SERVICE
+from tagrouter import data
 from tests.deploy import external_redis
 
 SERVICES = ("tagger", "scorer", "router")
 SERVICE_NAMES = {"tagger": TAGGER_SERVICE, "scorer": SCORER_SERVICE, "router": ROUTER_SERVICE}
 SETTINGS = {"tagger": cfg.TaggerSettings, "scorer": cfg.ScorerSettings, "router": cfg.RouterSettings}
+STARTERS = {data.STARTER_WEIGHTS_FILE: False, data.HEADS_STARTER_WEIGHTS_FILE: True}  # file: fitted on the heads' tags
 METRICS_PORT = 9090  # reserved for every container (TAGROUTER_METRICS_PORT's default)
 SECRET_PLACEHOLDER = "from-a-secret"  # URL-safe, like the passwords the docs ask for
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -325,9 +327,16 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
             if extproc != (own.extproc_port or None):
                 problems.append(f"{where}: container port extproc is {extproc}, the external processor listens on "
                                 f"{own.extproc_port or 'no port (TAGROUTER_EXTPROC_PORT=0)'}")
-        if svc == "scorer":
-            workloads["scorer-settings"] = own
+        if svc in ("tagger", "scorer"):
+            workloads[f"{svc}-settings"] = own
 
+    # The scorer's default weights count the tags of the tagger it serves (TAGROUTER_TAGGER_HEADS on both).
+    tagger, scorer = workloads.get("tagger-settings"), workloads.get("scorer-settings")
+    if tagger is not None and scorer is not None and scorer.weights_file in STARTERS \
+            and STARTERS[scorer.weights_file] != tagger.use_heads:
+        problems.append(f"the tagger {'tags with the trained heads' if tagger.use_heads else 'tags by prototypes'}, "
+                        f"but the scorer starts from {scorer.weights_file.name}, fitted on the other tagger's tags: "
+                        "set TAGROUTER_TAGGER_HEADS alike on both")
     # The router's addresses are the headless Services of the tagger and the scorer.
     router = workloads.get("router-settings")
     for svc in ("tagger", "scorer"):

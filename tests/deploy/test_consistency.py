@@ -77,6 +77,14 @@ def test_a_variable_given_to_the_wrong_service_is_caught(rendered):
     assert "sets REDIS_URL, which is read by the scorer, not the tagger" in "\n".join(_check(docs, "kustomize:dev"))
 
 
+@pytest.mark.parametrize("target", ["kustomize:prod", "helm:dev"])
+def test_a_trained_tagger_in_front_of_the_prototype_starter_weights_is_caught(rendered, target):
+    docs = copy.deepcopy(rendered(target))
+    _config_map_with(docs, "TAGROUTER_MODEL_DIR")["data"]["TAGROUTER_TAGGER_HEADS"] = "true"  # the tagger's alone
+    assert ("the tagger tags with the trained heads, but the scorer starts from starter_weights.json"
+            in "\n".join(_check(docs, target)))
+
+
 def test_an_edited_overlay_rendered_by_kustomize_is_caught(tmp_path):
     """A real edit of the checked-in files, rendered by kubectl kustomize: port and name drift."""
     tree = tmp_path / "k8s"
