@@ -69,7 +69,13 @@ class SplitRouting:
                 "quality_pct": 100 * ar / best if best > 0 else 0.0, "models_used": int(len(np.unique(choice)))}
 
 
-def split_routing(suite: Suite, weights, tagger, split: str) -> SplitRouting:
+def split_routing(suite: Suite, weights, tagger, split: str, as_sent: bool = False) -> SplitRouting:
+    """`split` routed offline with `weights`. Each query's input is priced at the tagger's count of its
+    text, as the router prices a Route that carries the query alone (`tagrouter simulate`), or with
+    as_sent at the suite's recorded input tokens, which count the prompt as sent: as `tagrouter fit`
+    priced the calibration's rows, and as the router prices a request that says its whole length
+    (RouteRequest.prompt_chars, set by the front door and the Envoy processor). They differ where a
+    suite's query is shorter than its prompt (RouterBench's drops its task's ~320-token prefix)."""
     missing = [m for m in weights.model_names if m not in suite.model_names]
     if missing:
         raise ValueError(f"{suite.path}: the suite has no rows for model {missing[0]!r} of the weights")
@@ -80,10 +86,8 @@ def split_routing(suite: Suite, weights, tagger, split: str) -> SplitRouting:
     tagged = tagger.tag_many([suite.queries[r] for r in rows])
     prices_in = np.array([m.input_usd_per_mtok for m in weights.models])
     prices_out = np.array([m.output_usd_per_mtok for m in weights.models])
-    # Priced at the suite's recorded input tokens, as `tagrouter fit` priced the calibration's rows: they
-    # count the prompt as sent, which the router receives and counts, while a suite's query may be
-    # shorter (RouterBench's drops the fixed demonstration prefix of its task, about 320 tokens).
-    predicted, est = score_with_weights(weights, tagged, prices_in, prices_out, suite.input_tokens[np.ix_(rows, columns)])
+    predicted, est = score_with_weights(weights, tagged, prices_in, prices_out,
+                                        suite.input_tokens[np.ix_(rows, columns)] if as_sent else None)
     overall = scoring.prior_rates(counts_matrix([weights.counts[ALL_QUERIES_TAG]], weights.model_names)[0],
                                   weights.params)
     return SplitRouting(rows, predicted, est, suite.costs[np.ix_(rows, columns)],
@@ -96,7 +100,7 @@ def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_p
               target_top_share: float | None = None) -> dict:
     """The smallest knob on LAMBDAS whose routing of `split` meets the target (cost budget as a
     percentage of always sending the most expensive model, or share of queries sent to it)."""
-    routing = split_routing(suite, weights, tagger, split)
+    routing = split_routing(suite, weights, tagger, split, as_sent=True)
 
     def at(lam: float) -> dict:
         point = routing.at(lam)
@@ -115,7 +119,7 @@ def served_points(suite: Suite, weights, tagger, split: str, max_cost_pcts=(), m
     translates them, then routed offline with the served weights."""
     if weights.calibration is None:
         raise ValueError("the weights carry no calibration table: fit them with `tagrouter fit` (without --no-tune)")
-    routing = split_routing(suite, weights, tagger, split)
+    routing = split_routing(suite, weights, tagger, split, as_sent=True)
     asks = [("recommended", None, {})] + [("max_cost_pct", p, {"max_cost_pct": p}) for p in max_cost_pcts] + \
            [("min_quality_pct", q, {"min_quality_pct": q}) for q in min_quality_pcts]
     out = []

@@ -18,13 +18,11 @@ from services.gateway.upstreams import load
 from services.router.app import SERVICE_NAME as ROUTER_SERVICE
 from services.scorer.app import SERVICE_NAME as SCORER_SERVICE
 from services.tagger.app import SERVICE_NAME as TAGGER_SERVICE
-from tagrouter import data
-from tests.deploy import external_redis
+from tests.deploy import external_redis, starter_weights
 
 SERVICES = ("tagger", "scorer", "router")
 SERVICE_NAMES = {"tagger": TAGGER_SERVICE, "scorer": SCORER_SERVICE, "router": ROUTER_SERVICE}
 SETTINGS = {"tagger": cfg.TaggerSettings, "scorer": cfg.ScorerSettings, "router": cfg.RouterSettings}
-STARTERS = {data.STARTER_WEIGHTS_FILE: False, data.HEADS_STARTER_WEIGHTS_FILE: True}  # file: fitted on the heads' tags
 METRICS_PORT = 9090  # reserved for every container (TAGROUTER_METRICS_PORT's default)
 SECRET_PLACEHOLDER = "from-a-secret"  # URL-safe, like the passwords the docs ask for
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -293,7 +291,7 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
         env = external_redis.with_stand_in_ca(env)  # a mounted CA bundle: external_redis checks the mount
         try:
             server = cfg.ServerSettings.from_env(svc, env)
-            own = SETTINGS[svc].from_env(env)
+            own = workloads[f"{svc}-settings"] = SETTINGS[svc].from_env(env)
         except ConfigError as err:
             problems.append(f"{where}: the service would not start: {err}")
             continue
@@ -322,21 +320,12 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
                     if p["name"] == "grpc" and p.get("targetPort") not in ("grpc", grpc_port):
                         problems.append(f"Service {service['metadata']['name']}: grpc targets {p.get('targetPort')}")
         if svc == "router":
-            workloads["router-settings"] = own
             extproc = _port(container, "extproc")
             if extproc != (own.extproc_port or None):
                 problems.append(f"{where}: container port extproc is {extproc}, the external processor listens on "
                                 f"{own.extproc_port or 'no port (TAGROUTER_EXTPROC_PORT=0)'}")
-        if svc in ("tagger", "scorer"):
-            workloads[f"{svc}-settings"] = own
 
-    # The scorer's default weights count the tags of the tagger it serves (TAGROUTER_TAGGER_HEADS on both).
-    tagger, scorer = workloads.get("tagger-settings"), workloads.get("scorer-settings")
-    if tagger is not None and scorer is not None and scorer.weights_file in STARTERS \
-            and STARTERS[scorer.weights_file] != tagger.use_heads:
-        problems.append(f"the tagger {'tags with the trained heads' if tagger.use_heads else 'tags by prototypes'}, "
-                        f"but the scorer starts from {scorer.weights_file.name}, fitted on the other tagger's tags: "
-                        "set TAGROUTER_TAGGER_HEADS alike on both")
+    problems += starter_weights.problems(workloads.get("tagger-settings"), workloads.get("scorer-settings"))
     # The router's addresses are the headless Services of the tagger and the scorer.
     router = workloads.get("router-settings")
     for svc in ("tagger", "scorer"):

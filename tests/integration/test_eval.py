@@ -109,7 +109,8 @@ def test_calibrate_returns_a_knob_that_meets_the_budget(suite3, tmp_path):
 def test_operating_points_price_the_prompt_as_the_suite_recorded_it(suite3, tmp_path):
     """A suite's query may be shorter than the prompt as sent (RouterBench's drops its task's fixed
     prefix); `fit` calibrates the knob at the recorded input tokens, so `operating-points` and
-    `calibrate` must route the split at them too, not at the tagger's count of the shorter query."""
+    `calibrate` route the split at them too (as_sent), not at the tagger's count of the shorter query,
+    which stays the price of a Route carrying the query alone (`tagrouter simulate`)."""
     from tagrouter.core.decision import USD_PER_MTOK
     from tagrouter.core.weights import Weights
     from tagrouter.offline.calibration import split_routing
@@ -124,6 +125,8 @@ def test_operating_points_price_the_prompt_as_the_suite_recorded_it(suite3, tmp_
                                                    for r in rows))
     assert tagrouter("fit", "--suite", str(suite3), "--out", str(tmp_path / "w.json"), "--no-tune").returncode == 0
     weights, tagger = Weights.load(tmp_path / "w.json"), configured_tagger()
-    short, long = (split_routing(load_suite(s), weights, tagger, "test") for s in (suite3, longer))
+    short, long = (split_routing(load_suite(s), weights, tagger, "test", as_sent=True) for s in (suite3, longer))
     prices_in = np.array([m.input_usd_per_mtok for m in weights.models])
     assert np.allclose(long.estimated - short.estimated, 300 * prices_in * USD_PER_MTOK)
+    alone = [split_routing(load_suite(s), weights, tagger, "test").estimated for s in (suite3, longer)]
+    assert np.array_equal(*alone)
