@@ -296,6 +296,7 @@ class ScorerSettings:
     watch_deltas: bool = True
     tenant_redis_url: str | None = field(default=None, repr=False)
     redis_ca_file: Path | None = None
+    tagger_heads: bool = False  # the tagger it serves tags with the trained heads: its starter weights
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScorerSettings:
@@ -303,13 +304,13 @@ class ScorerSettings:
         url = _redis_url("REDIS_URL", e.str("REDIS_URL"))
         tagger = e.str("FEEDBACK_TAGGER_ADDR", "-")
         tenant_url = _tenant_redis_url(e)
-        starter = data.starter_weights(heads=e.bool("TAGROUTER_TAGGER_HEADS", False))
-        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(starter))),
+        heads = e.bool("TAGROUTER_TAGGER_HEADS", False)
+        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(data.starter_weights(heads)))),
                    tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger),
                    redis_wait_replicas=e.int("TAGROUTER_REDIS_WAIT_REPLICAS", 1, 0, 16),
                    redis_wait_timeout_ms=e.int("TAGROUTER_REDIS_WAIT_TIMEOUT_MS", 500, 1, 1500),
                    watch_deltas=e.bool("TAGROUTER_WATCH_DELTAS", True), tenant_redis_url=tenant_url,
-                   redis_ca_file=_redis_ca_file(e, url, tenant_url))
+                   redis_ca_file=_redis_ca_file(e, url, tenant_url), tagger_heads=heads)
 
 
 @dataclass(frozen=True)

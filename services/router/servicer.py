@@ -164,8 +164,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         tagged_at = time.perf_counter()
         _TAG_TIME.observe(tagged_at - started)
         tags = list(tagged.tags) if tagged else []
-        input_tokens = decision.prompt_tokens(tagged.input_tokens if tagged else estimate_tokens(request.query),
-                                              len(request.query), prompt_chars(request))
+        counted, fixed = (tagged.input_tokens, decision.TAGGER_FIXED_TOKENS) if tagged else \
+            (estimate_tokens(request.query), 0)
+        input_tokens = decision.prompt_tokens(counted, len(request.query), prompt_chars(request), fixed)
 
         with tracing.span("route.score"):
             scored = await self._score(tags, candidates, context, reasons)
@@ -247,7 +248,9 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         kept_index = scored.models.index(kept) if kept in scored.models else None
         chosen, response.session_kept = decision.sticky(utility, chosen, kept_index, self.settings.session_margin)
         response.anchor_model = scored.models[anchor]
-        response.explanation.CopyFrom(explain(scored, utility, chosen, response.abstained))
+        given = {t.level for t in response.tags}  # a client tag aligned to a level the tagger abstained at
+        response.explanation.CopyFrom(explain(scored, utility, chosen, [a for a in response.abstained
+                                                                         if a.level not in given]))
         response.model = scored.models[chosen]
         response.estimated_cost_usd = float(costs[chosen])
         response.expected_output_tokens = float(scored.expected_output_tokens[chosen])

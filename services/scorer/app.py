@@ -22,6 +22,7 @@ def create(env: Mapping[str, str] | None = None) -> ServiceSpec:
     store = WeightStore.from_url(settings.redis_url, settings.redis_wait_replicas, settings.redis_wait_timeout_ms,
                                  settings.redis_ca_file)
     tenants = TenantStore(settings.tenant_redis_url, ca_file=settings.redis_ca_file) if settings.tenant_redis_url else None
-    servicer = ScorerServicer(store, settings.weights_file, tagger, watch_deltas=settings.watch_deltas, tenants=tenants)
+    servicer = ScorerServicer(store, settings.weights_file, tagger, watch_deltas=settings.watch_deltas, tenants=tenants,
+                              tagger_heads=settings.tagger_heads)
     return ServiceSpec(SERVICE_NAME, servicer, scorer_pb2_grpc.add_ScorerServiceServicer_to_server,
                        start=servicer.start, stop=servicer.stop, end_streams=servicer.end_watches)

@@ -18,7 +18,7 @@ from tagrouter.core import limits, scoring, tenancy
 from tagrouter.core.operating import Calibration
 from tagrouter.core.pool import CandidateScores, distinct_tags
 from tagrouter.core.scoring import ALL_QUERIES_TAG, ScoringParams
-from tagrouter.core.weights import ModelPrice, Weights, WeightsError, counts_matrix, validate_name
+from tagrouter.core.weights import ModelPrice, Weights, WeightsError, counts_matrix, tagger_mismatch, validate_name
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tagrouter.tagger.v1 import tagger_pb2
 
@@ -47,6 +47,7 @@ class Pool:
     models: list[ModelPrice]
     params: ScoringParams
     calibration: Calibration | None = None
+    provenance: str = ""
 
     @property
     def names(self) -> list[str]:
@@ -55,11 +56,12 @@ class Pool:
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     def __init__(self, store: WeightStore, weights_file: Path | None, tagger=None, watch_deltas: bool = True,
-                 tenants=None):
+                 tenants=None, tagger_heads: bool = False):
         self.store = store
         self.tenants = tenants  # a TenantStore (TAGROUTER_TENANT_REDIS_URL): Feedback settles route_request_id
         self.weights_file = weights_file
         self.tagger = tagger  # a TaggerService stub, for Feedback by query; None when not configured
+        self.tagger_heads = tagger_heads  # what the served tagger is, to say when weights were fitted on another
         self._pool: Pool | None = None
         self._broadcast = WeightsBroadcast(store, deltas=watch_deltas)
 
@@ -76,10 +78,15 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             weights = Weights.load(self.weights_file)
             version = await self.store.load(weights)
             log.info("loaded %s into an empty store as version %s", self.weights_file, version)
-        await self._pool_for(await self.store.active_version())
+        pool = await self._pool_for(await self.store.active_version())
+        self._warn_if_fitted_on_another_tagger(pool.provenance, pool.version)
 
     async def stop(self) -> None:
         await self.store.close()
+
+    def _warn_if_fitted_on_another_tagger(self, provenance: str, version: str) -> None:
+        if (why := tagger_mismatch(provenance, self.tagger_heads)) is not None:
+            log.warning("weights version %s: %s", version, why)
 
     async def _pool_for(self, version: str | None) -> Pool:
         if version is None:
@@ -88,8 +95,8 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             meta = await self.store.read_meta(version)
             if meta is None:
                 raise Unavailable(f"weights version {version} disappeared while reading; retry")
-            models, params, _, calibration = meta
-            self._pool = Pool(version, models, params, calibration)
+            models, params, provenance, calibration = meta
+            self._pool = Pool(version, models, params, calibration, provenance)
         return self._pool
 
     async def Score(self, request, context):
@@ -121,6 +128,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             log.warning("LoadWeights abandoned: %s", err)
             raise DeadlineExceeded(f"{err}; the previous weights stay active") from None
         log.info("loaded weights version %s (%d tags, %d models)", version, len(weights.counts), len(weights.models))
+        self._warn_if_fitted_on_another_tagger(weights.provenance, version)
         await self._pool_for(version)
         return scorer_pb2.LoadWeightsResponse(version=version, tags=len(weights.counts), models=len(weights.models))
 

@@ -42,12 +42,17 @@ def estimate_costs(input_tokens: int, expected_output_tokens: np.ndarray, input_
     return (input_tokens * input_usd_per_mtok + expected_output_tokens * output_usd_per_mtok) * USD_PER_MTOK
 
 
-def prompt_tokens(query_tokens: int, query_chars: int, prompt_chars: int | None) -> int:
-    """The input tokens to price: the query's own count, or, when the prompt as sent is longer (a system
-    prompt, earlier turns), that count scaled to the prompt's characters at the query's tokens per character."""
+# The tagger's count of a text includes its tokenizer's [CLS] and [SEP] (tagrouter.core.encoder).
+TAGGER_FIXED_TOKENS = 2
+
+
+def prompt_tokens(query_tokens: int, query_chars: int, prompt_chars: int | None, fixed_tokens: int = 0) -> int:
+    """The input tokens to price: the query's own count, plus, when the prompt as sent is longer (a system
+    prompt, earlier turns), its other characters at the query's rate of tokens per character, the count's
+    `fixed_tokens` left out of the rate (a short query's [CLS] and [SEP] would otherwise dominate it)."""
     if prompt_chars is None or prompt_chars <= query_chars or query_chars <= 0:
         return query_tokens
-    return math.ceil(query_tokens * prompt_chars / query_chars)
+    return query_tokens + math.ceil((prompt_chars - query_chars) * max(query_tokens - fixed_tokens, 0) / query_chars)
 
 
 def anchor(overall: np.ndarray, prices: np.ndarray) -> int:

@@ -21,7 +21,7 @@ MAX_CANDIDATES = 64  # candidate models in one Route or Score
 MAX_TAGS = 64  # a query carries a handful; more is a malformed request
 MAX_FEEDBACK_ID = 128
 MAX_SESSION_ID = 256  # a sticky session's key (Route.session_id)
-MAX_PROMPT_CHARS = 8 * 1024 * 1024  # Route.prompt_chars: the front door's largest body
+MAX_PROMPT_CHARS = 8 * 1024 * 1024  # Route.prompt_chars: as many characters as the front door's largest body has bytes
 
 
 class InvalidRequest(ValueError):

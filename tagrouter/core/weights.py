@@ -247,3 +247,16 @@ def validate(weights: Weights, source: str) -> None:
             problem = limits.count_row_problem(row)
             if problem is not None:
                 raise WeightsError(f"{source}: counts: tag {tag!r}, model {model!r}: {problem}")
+
+
+def tagger_mismatch(provenance: str, heads: bool) -> str | None:
+    """Why weights whose provenance names the tagger that fitted them (`tagrouter fit`) mean little
+    behind the other one (`heads`: the trained heads serve); None when they agree or it is not named."""
+    fitted = True if "tagger heads " in provenance else False if "prototype tagger" in provenance else None
+    if fitted is None or fitted == heads:
+        return None
+    return (f"these weights were fitted on the {'trained heads' if fitted else 'prototype tagger'}'s tags, but the "
+            f"tagger serves the {'trained heads' if heads else 'prototype tagger'} (TAGROUTER_TAGGER_HEADS="
+            f"{'true' if heads else 'false'}): its tags are counted as another tagger gave them. Load the matching "
+            f"starter weights (tagrouter/data/starter_weights{'_heads' if heads else ''}.json) or refit with the "
+            "served tagger")

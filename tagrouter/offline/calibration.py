@@ -97,10 +97,11 @@ def split_routing(suite: Suite, weights, tagger, split: str, as_sent: bool = Fal
 
 
 def calibrate(suite: Suite, weights, tagger, split: str = "valid", target_cost_pct: float | None = None,
-              target_top_share: float | None = None) -> dict:
+              target_top_share: float | None = None, as_sent: bool = True) -> dict:
     """The smallest knob on LAMBDAS whose routing of `split` meets the target (cost budget as a
-    percentage of always sending the most expensive model, or share of queries sent to it)."""
-    routing = split_routing(suite, weights, tagger, split, as_sent=True)
+    percentage of always sending the most expensive model, or share of queries sent to it); the
+    queries priced as `split_routing` says (as_sent: as the front door prices them, like `fit`)."""
+    routing = split_routing(suite, weights, tagger, split, as_sent=as_sent)
 
     def at(lam: float) -> dict:
         point = routing.at(lam)

@@ -153,7 +153,8 @@ def simulate(suite: Suite, runs: list[Run], tagger=None, weights=None, weights_p
     tagger = tagger or configured_tagger()
     if weights is None:
         weights, weights_path = serving_weights(suite, tagger)
-    calibrated = {pct: calibrate(suite, weights, tagger, "valid", target_cost_pct=pct)["cost_weight"]
+    # priced as the Routes below are: the query alone (no prompt_chars)
+    calibrated = {pct: calibrate(suite, weights, tagger, "valid", target_cost_pct=pct, as_sent=False)["cost_weight"]
                   for pct in sorted({r.budget_pct for r in runs})}
     out = []
     with EmbeddedRedis() as url, LocalStack(env=stack_env(url, weights_path), quiet=True) as stack:

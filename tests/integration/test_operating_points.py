@@ -6,7 +6,7 @@ from services.common.settings import DEFAULT_WEIGHTS_FILE
 from tagrouter.cli.serve import SAMPLE_QUERIES, sample_routes
 from tagrouter.core.weights import Weights
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
-from tests.conftest import running_stack, wipe_tagrouter_keys
+from tests.conftest import REPO_ROOT, running_stack, wipe_tagrouter_keys
 
 STARTER = Weights.load(DEFAULT_WEIGHTS_FILE)
 
@@ -18,6 +18,8 @@ def route(stub, **kw):
 def test_the_five_sample_queries_do_not_all_go_to_one_model_by_default(stack):
     routes = sample_routes(stack["router"].address, points=(("default", {}),))["default"]
     assert len({r.model for r in routes}) > 1, [r.model for r in routes]
+    readme = " ".join((REPO_ROOT / "README.md").read_text().split())  # which model it names is the one
+    assert f"the Rust task goes to {routes[-1].model} at the default point" in readme
     recommended = STARTER.calibration.recommended
     for r in routes:
         assert (r.knob_source, r.cost_weight, r.quality_margin) == ("recommended", pytest.approx(recommended.cost_weight),

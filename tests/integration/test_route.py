@@ -119,7 +119,8 @@ def test_prompt_chars_prices_the_whole_prompt_the_query_is_part_of(router_stub):
     same = route(router_stub, CODE, candidate_models=["gpt4_1106_preview"], prompt_chars=len(CODE))
     assert (same.input_tokens, same.estimated_cost_usd) == (alone.input_tokens, alone.estimated_cost_usd)
     longer = route(router_stub, CODE, candidate_models=["gpt4_1106_preview"], prompt_chars=20 * len(CODE))
-    assert longer.input_tokens == math.ceil(alone.input_tokens * 20)
+    # the other 19 query lengths at the query's rate, its [CLS] and [SEP] left out
+    assert longer.input_tokens == alone.input_tokens + math.ceil(19 * (alone.input_tokens - 2))
     input_usd = (longer.input_tokens - alone.input_tokens) * 10.0 * 1e-6  # gpt4_1106_preview: 10 USD per Mtok in
     assert longer.estimated_cost_usd == pytest.approx(alone.estimated_cost_usd + input_usd)
 

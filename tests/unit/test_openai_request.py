@@ -107,6 +107,8 @@ def test_prompt_tokens_scale_the_query_count_to_the_prompt():
 
     assert prompt_tokens(10, 40, None) == prompt_tokens(10, 40, 40) == prompt_tokens(10, 40, 30) == 10
     assert prompt_tokens(10, 40, 400) == 100 and prompt_tokens(10, 40, 41) == 11  # rounded up
+    # "hi" is [CLS] hi [SEP]: the prompt's other 398 characters at one token per 2, not 3 per 2
+    assert prompt_tokens(3, 2, 400, fixed_tokens=2) == 3 + 199
     check_prompt_chars(None, "abc")
     check_prompt_chars(3, "abc")
     with pytest.raises(InvalidRequest, match="prompt_chars is 2: it counts the whole prompt, the query's 3"):

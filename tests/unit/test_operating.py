@@ -102,3 +102,11 @@ def test_the_readme_operating_point_table_is_the_starter_weights():
         cost_weight, selection = rows[knob][:2]
         assert cost_weight == f"{point.cost_weight:.3f}", knob
         assert selection == f"{point.cost_pct:.1f} / {point.quality_pct:.1f}", knob
+
+
+def test_tags_md_quotes_the_recommended_point_of_the_heads_starter_weights():
+    from tagrouter.data import HEADS_STARTER_WEIGHTS_FILE
+
+    point = Weights.load(HEADS_STARTER_WEIGHTS_FILE).calibration.recommended
+    tags_md = " ".join((Path(data_init).parents[2] / "docs" / "TAGS.md").read_text().split())
+    assert f"recommend a point at {point.cost_pct:.1f}% of the priciest model's cost" in tags_md

@@ -62,7 +62,7 @@ def test_scorer_needs_a_redis_url_and_never_shows_it():
 
 def test_the_scorer_starts_from_weights_fitted_on_the_tags_of_the_configured_tagger():
     from tagrouter.core.tag_heads import TaggerHeads
-    from tagrouter.core.weights import Weights
+    from tagrouter.core.weights import Weights, tagger_mismatch
 
     redis = {"REDIS_URL": "redis://h:6379/0"}
     assert ScorerSettings.from_env(redis).weights_file == DEFAULT_WEIGHTS_FILE
@@ -73,9 +73,15 @@ def test_the_scorer_starts_from_weights_fitted_on_the_tags_of_the_configured_tag
         ScorerSettings.from_env(redis | {"TAGROUTER_TAGGER_HEADS": "maybe"})
     # each file says which tagger's tags it counted, and both count the same suite
     prototype, heads = Weights.load(DEFAULT_WEIGHTS_FILE), Weights.load(HEADS_STARTER_WEIGHTS_FILE)
-    assert "tagger heads" not in prototype.provenance
+    assert prototype.provenance.endswith(", prototype tagger")
     assert heads.provenance.endswith(f"tagger heads {TaggerHeads.load(DEFAULT_VOCAB_DIR).version}")
     assert prototype.model_names == heads.model_names and prototype.calibration and heads.calibration
+    # the scorer says so when it serves either behind the other tagger
+    assert tagger_mismatch(prototype.provenance, heads=False) is None is tagger_mismatch(heads.provenance, heads=True)
+    assert "fitted on the prototype tagger's tags, but the tagger serves the trained heads" in \
+        tagger_mismatch(prototype.provenance, heads=True)
+    assert "starter_weights.json" in tagger_mismatch(heads.provenance, heads=False)
+    assert tagger_mismatch("tagrouter fit --suite x; vocabulary v", heads=True) is None  # the tagger not named
 
 
 def test_readme_configuration_table_lists_every_variable_the_code_reads():
