@@ -33,6 +33,7 @@ from tagrouter.core.tagging import (
     select_in_levels,
 )
 from tagrouter.core.vocabulary import Vocabulary
+from tagrouter.core.weights import tagger_name
 
 # Cosine similarity a client tag needs to its nearest prototype to be aligned to it.
 CLIENT_TAG_MIN_SIMILARITY = 0.5
@@ -158,7 +159,7 @@ class TagModel:
     @property
     def kind(self) -> str:
         """Which tagger this is, as the CLI prints it and fitted weights record it."""
-        return f"tagger heads {self.heads.version}" if self.heads is not None else "prototype tagger"
+        return tagger_name(self.heads.version if self.heads is not None else None)
 
     def with_vocabulary(self, vocabulary: Vocabulary, per_level: int | None = None) -> TagModel:
         """The same tagger (encoder, heads, settings) over another vocabulary (restricted, suite topics)."""

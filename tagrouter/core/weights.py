@@ -249,10 +249,19 @@ def validate(weights: Weights, source: str) -> None:
                 raise WeightsError(f"{source}: counts: tag {tag!r}, model {model!r}: {problem}")
 
 
+HEADS_TAGGER, PROTOTYPE_TAGGER = "tagger heads", "prototype tagger"
+
+
+def tagger_name(heads_version: str | None) -> str:
+    """A tagger as `tagrouter fit` names it in the provenance (and `tagrouter tag` prints it): the trained
+    heads of that version, or (None) the prototype tagger. `tagger_mismatch` reads it back."""
+    return f"{HEADS_TAGGER} {heads_version}" if heads_version else PROTOTYPE_TAGGER
+
+
 def tagger_mismatch(provenance: str, heads: bool) -> str | None:
     """Why weights whose provenance names the tagger that fitted them (`tagrouter fit`) mean little
     behind the other one (`heads`: the trained heads serve); None when they agree or it is not named."""
-    fitted = True if "tagger heads " in provenance else False if "prototype tagger" in provenance else None
+    fitted = True if f"{HEADS_TAGGER} " in provenance else False if PROTOTYPE_TAGGER in provenance else None
     if fitted is None or fitted == heads:
         return None
     return (f"these weights were fitted on the {'trained heads' if fitted else 'prototype tagger'}'s tags, but the "
