@@ -7,14 +7,12 @@ from tagrouter.cli.common import fail
 
 
 def cmd_import(args) -> int:
-    from tagrouter.offline.suite import SuiteError, load_suite
     from tagrouter.offline.suite_import import ImportFailure, build, read_prices
 
     try:
         prices = read_prices(args.prices, args.price or [])
         summary = build(args.format, args.files, args.out, prices, args.name, args.tie_margin, args.score_kind)
-        load_suite(args.out)  # what fit and eval will read: checked once more by the one reader
-    except (ImportFailure, SuiteError) as err:
+    except ImportFailure as err:
         return fail(str(err))
     print(f"wrote {summary['suite']}: {summary['queries']} queries x {len(summary['models'])} models "
           f"({', '.join(summary['models'])}); splits {summary['splits']}"

@@ -21,9 +21,14 @@ import csv
 import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tagrouter.offline.suite import SuiteError, load_suite
 
 FORMATS = ("rows", "routerbench", "alpacaeval", "battles")
 SCORE_KINDS = {"rows": "judge_1to10", "routerbench": "correctness", "alpacaeval": "preference_vs_reference",
@@ -257,7 +262,8 @@ def tokens_of(o: Outcome) -> tuple[int, int]:
 
 def build(fmt: str, files: list[Path], out: Path, prices: dict[str, tuple[float, float]], name: str | None = None,
           tie_margin: float = 0.0, score_kind: str | None = None) -> dict:
-    """Reads `files` in format `fmt`, writes `out`/suite.json and outcomes.jsonl; returns a summary."""
+    """Reads `files` in format `fmt`, writes `out`/suite.json and outcomes.jsonl (only a suite that loads,
+    see `write`); returns a summary."""
     if fmt not in READERS:
         raise ImportFailure(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if not files:
@@ -266,6 +272,9 @@ def build(fmt: str, files: list[Path], out: Path, prices: dict[str, tuple[float,
     if not outcomes:
         raise ImportFailure(f"{', '.join(map(str, files))}: no rows")
     models = model_prices(outcomes, prices)
+    if len(models) < 2:
+        raise ImportFailure(f"{', '.join(map(str, files))}: rows for {len(models)} model ({', '.join(models)}); "
+                            "a suite's pool needs at least two")
     cells: dict[tuple[str, str], list[Outcome]] = {}
     for o in outcomes:
         cells.setdefault((o.prompt, o.model), []).append(o)
@@ -295,8 +304,28 @@ def build(fmt: str, files: list[Path], out: Path, prices: dict[str, tuple[float,
             "every model left out; tokens not given estimated as ceil(chars / 4) (output 0 when unknown)",
             "source": ", ".join(str(f) for f in files), "score_kind": score_kind or SCORE_KINDS[fmt],
             "tie_margin": tie_margin, "models": models, "splits": splits_of([query_id(p) for p in complete])}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "outcomes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (out / "suite.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    write(out, meta, rows)
     return {"suite": str(out), "queries": len(complete), "dropped": len(prompts) - len(complete),
             "models": list(models), "splits": {k: len(v) for k, v in meta["splits"].items()}}
+
+
+def write(out: Path, meta: dict, rows: list[dict]) -> None:
+    """Writes the suite into a folder beside `out`, checks it with the suite reader that fit and eval
+    use, then puts its two files in `out`: a suite that would not load is never left there (nor half
+    of one), and an older suite in `out` stays whole until then."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (staging / "outcomes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        (staging / "suite.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+        try:
+            load_suite(staging)
+        except SuiteError as err:
+            raise ImportFailure(f"the suite made from {meta['source']} does not load: "
+                                f"{str(err).replace(str(staging), str(out))}") from None
+        out.mkdir(parents=True, exist_ok=True)
+        # outcomes first: suite.json, which names the pool and splits, lands last
+        for name in ("outcomes.jsonl", "suite.json"):
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -111,3 +111,25 @@ def test_a_model_without_cost_or_price_is_named(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "rows.csv:3: field 'cost'" in err and "'b'" in err and "--price" in err
+
+
+def test_a_failed_import_leaves_no_suite_and_keeps_an_older_one_whole(tmp_path, capsys):
+    one_model = write_csv(tmp_path / "one.csv", ["prompt", "model", "score"], [(p, "a", 1) for p in PROMPTS])
+    code, out = run_import(tmp_path, "rows", one_model, extra=["--price", "a=1,1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "one.csv" in err and "1 model (a)" in err and "at least two" in err
+    assert not out.exists(), "a suite that cannot load was written"
+
+    good = write_csv(tmp_path / "rows.csv", ["prompt", "model", "score"],
+                     [(p, m, 1) for p in PROMPTS for m in "ab"])
+    assert run_import(tmp_path, "rows", good, extra=["--price", "a=1,1", "--price", "b=2,2"])[0] == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    # a tie margin above 1 passes the flags and fails the suite reader: the older suite stays whole
+    again = write_csv(tmp_path / "again.csv", ["prompt", "model", "score"], [(p, m, 0) for p in PROMPTS for m in "ab"])
+    code, _ = run_import(tmp_path, "rows", again, extra=["--price", "a=1,1", "--price", "b=2,2", "--tie-margin", "2"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "again.csv" in err and "does not load" in err and "tie_margin" in err and str(out / "suite.json") in err
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.csv", "one.csv", "rows.csv", "suite"]
