@@ -106,8 +106,11 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             **{f: getattr(request, f) if request.HasField(f) else None
                for f in ("cost_weight", "quality_margin", "max_cost_pct", "min_quality_pct")}))
         candidates = limits.check_candidates(request.candidate_models)
-        if self.known_models:
-            limits.check_known_models(candidates, list(self.known_models))
+        # Only the weights copy knows the whole pool (known_models holds the models answers named so
+        # far); without it the scorer checks the names, and its refusal reaches the caller (downstream_failed).
+        table = self.mirror.current() if self.mirror is not None else None
+        if table is not None:
+            limits.check_known_models(candidates, list(table.names))
         return candidates, knob
 
     def _knob(self, knob: operating.KnobRequest, calibration, response, plan: Plan | None = None) -> operating.Applied:

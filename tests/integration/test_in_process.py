@@ -96,3 +96,33 @@ def test_router_in_process_routes_through_in_process_downstreams(redis_url):
                     assert "cost_weight" in bad.value.details()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("score_in_router", ["true", "false"])
+def test_every_pool_model_is_a_valid_candidate_whichever_came_first(redis_url, score_in_router):
+    """The router once checked candidates against the models its answers had named so far: after a
+    Route among one model, every other model of the pool was 'unknown' until a Route among all."""
+    wipe_tagrouter_keys(redis_url)
+    env = in_process_env(redis_url)
+
+    async def main():
+        async with serving("tagger", create_tagger, env) as tagger, serving("scorer", create_scorer, env) as scorer:
+            async with grpc.aio.insecure_channel(scorer) as channel:
+                pool = await scorer_pb2_grpc.ScorerServiceStub(channel).ListModels(scorer_pb2.ListModelsRequest(),
+                                                                                    timeout=10)
+            names = [m.name for m in pool.models]
+            router_env = dict(env, TAGGER_ADDR=tagger, SCORER_ADDR=scorer, TAGROUTER_SCORE_IN_ROUTER=score_in_router)
+            async with serving("router", create_router, router_env) as router:
+                async with grpc.aio.insecure_channel(router) as channel:
+                    stub = router_pb2_grpc.RouterServiceStub(channel)
+                    for name in (names[-1], names[0], names[1]):
+                        reply = await stub.Route(router_pb2.RouteRequest(query=QUERY, candidate_models=[name]),
+                                                 timeout=30)
+                        assert reply.model == name and not reply.degraded
+                    with pytest.raises(grpc.aio.AioRpcError) as bad:
+                        await stub.Route(router_pb2.RouteRequest(query=QUERY, candidate_models=["no-such-model"]),
+                                         timeout=10)
+                    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                    assert "unknown model 'no-such-model'" in bad.value.details()
+
+    asyncio.run(main())
