@@ -81,7 +81,9 @@ class TenantAdmin(router_pb2_grpc.TenantServiceServicer):
 
     async def UpdateTenant(self, request, context):
         old = await self._existing(request.tenant.id)
-        fields = list(request.update_fields) or list(EDITABLE)
+        # empty: every field, but not beside new_token: a token rotation alone must not reset the
+        # tenant's pool, budgets and knob to their defaults (the CLI's `update ID --new-token` did)
+        fields = list(request.update_fields) or ([] if request.new_token else list(EDITABLE))
         unknown = set(fields) - set(EDITABLE)
         if unknown:
             raise InvalidArgument(f"update_fields: {', '.join(sorted(unknown))} cannot be changed "

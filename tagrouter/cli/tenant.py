@@ -76,6 +76,9 @@ def run(args) -> int:
                 tenant, fields = tenant_message(args)
                 request = router_pb2.TenantRequest(tenant=tenant)
                 if args.action == "update":
+                    if not fields and not args.new_token:
+                        return fail("tenant update: nothing to change (give a field flag such as --per-hour, or "
+                                    "--new-token)")
                     request.update_fields.extend(fields)
                     request.new_token, request.revoke_old_tokens = args.new_token, args.revoke_old_tokens
                 call = stub.CreateTenant if args.action == "create" else stub.UpdateTenant

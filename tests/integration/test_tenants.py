@@ -316,6 +316,15 @@ def test_the_tenant_command_creates_updates_shows_and_deletes(tenant_stack):
     assert changed["tenant"]["mode"] == "downgrade" and changed["token"] != made["token"]
     assert changed["tenant"]["allowed_models"] == ["gemma-7b-it"] and changed["tenant"]["tokens"] == 1
     assert cli("show", tenant_id)["usage"][0]["budget_usd"] == 2.5
+    # a token rotation alone keeps everything else (it once reset pool, budgets and mode to defaults)
+    rotated = cli("update", tenant_id, "--new-token")
+    assert rotated["token"] not in ("", changed["token"]) and rotated["tenant"]["tokens"] == 2
+    assert {k: v for k, v in rotated["tenant"].items() if k != "tokens"} == \
+        {k: v for k, v in changed["tenant"].items() if k != "tokens"}
+    assert cli("show", tenant_id)["usage"][0]["budget_usd"] == 2.5
+    nothing = subprocess.run([*TAGROUTER, "tenant", "update", tenant_id, "--router", tenant_stack["router"].address],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert nothing.returncode == 2 and "nothing to change" in nothing.stderr
     cli("delete", tenant_id)
     done = subprocess.run([*TAGROUTER, "tenant", "show", tenant_id, "--router", tenant_stack["router"].address],
                           capture_output=True, text=True, env=env, timeout=60)
