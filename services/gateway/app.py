@@ -14,6 +14,7 @@ import math
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 ROUTER_SERVICE = router_pb2.DESCRIPTOR.services_by_name["RouterService"].full_name
 
 TRACE_HEADERS = ("traceparent", "tracestate")
+UNKNOWN_MODEL = "unknown"  # the requests metric's model label for a name neither alias nor pool model
 
 
 class Gateway:
@@ -95,16 +97,20 @@ class Gateway:
         if requested in self.upstreams.aliases or (self.settings.tenancy and requested in self.upstreams.models):
             try:
                 model, headers, settle = await self._route(request, conversation)
-            except InvalidRequest as err:
-                return forward.error(400, str(err), "invalid_request_error", param=param_of(str(err))), ""
+            except InvalidRequest as err:  # Route's `query` is the body's last user message (or prompt)
+                param = param_of(str(err))
+                param = ("prompt" if path == "/completions" else "messages") if param == "query" else param
+                return forward.error(400, str(err), "invalid_request_error", param=param), ""
             except TenantRefused as err:
                 return forward.error(err.status, err.message, err.kind), requested
         elif requested in self.upstreams.models:
             model = requested
         else:
             names = ", ".join([*self.upstreams.aliases, *self.upstreams.pool])
-            return forward.error(404, f"The model '{requested}' does not exist; use one of {names}",
-                                 "invalid_request_error", param="model", code="model_not_found"), requested
+            shown = requested if len(requested) <= 80 else requested[:80] + "..."
+            # labelled UNKNOWN_MODEL: a metric label per name a caller makes up would grow without end
+            return forward.error(404, f"The model '{shown}' does not exist; use one of {names}",
+                                 "invalid_request_error", param="model", code="model_not_found"), UNKNOWN_MODEL
         upstream = self.upstreams.models[model]
         return await forward.forward(self.http, path, model, upstream, conversation.payload, headers, settle), model
 
@@ -212,6 +218,14 @@ def param_of(message: str) -> str | None:
     return None
 
 
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """Starlette's own refusals (an unknown path, a wrong method) as OpenAI-style JSON errors."""
+    message = {404: f"no route {request.url.path} (this gateway serves POST /v1/chat/completions, "
+                    "POST /v1/completions, GET /v1/models)",
+               405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return forward.error(exc.status_code, message, "invalid_request_error", headers=exc.headers)
+
+
 def create(settings: GatewaySettings) -> Starlette:
     gateway = Gateway(settings)
     app = Starlette(routes=[
@@ -220,6 +234,6 @@ def create(settings: GatewaySettings) -> Starlette:
         Route("/v1/models", gateway.models, methods=["GET"]),
         Route("/healthz", lambda request: JSONResponse({"live": True}), methods=["GET"]),
         Route("/readyz", gateway.ready, methods=["GET"]),
-    ], lifespan=gateway.lifespan)
+    ], lifespan=gateway.lifespan, exception_handlers={HTTPException: http_error})
     app.state.gateway = gateway
     return app

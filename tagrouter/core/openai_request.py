@@ -36,7 +36,7 @@ class Conversation:
 
     def query(self, context_chars: int = CONTEXT_CHARS) -> str:
         """The last user message after as much of the earlier turns (newest kept) as fits."""
-        last = self.last_user[:MAX_QUERY_CHARS]
+        last = self.last_user.strip()[:MAX_QUERY_CHARS]  # blank padding must not push the text out
         budget = min(context_chars, MAX_QUERY_CHARS - len(last) - 2)
         kept: list[str] = []
         for turn in reversed(self.context):
@@ -70,6 +70,7 @@ def parse(body: bytes, completions: bool = False) -> Conversation:
         raise InvalidRequest(f"the request body is not JSON: {err}") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    _check_encodable(payload)
     model = payload.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' is required and must be a non-empty string")
@@ -81,6 +82,33 @@ def parse(body: bytes, completions: bool = False) -> Conversation:
     last = users[-1]
     return Conversation(payload, model, turns[last][1], tuple(t for _, t in turns[:last] if t.strip()),
                         turns[users[0]][1], sum(len(t) for _, t in turns))
+
+
+def _check_encodable(payload: dict) -> None:
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"), which no UTF-8 text can hold: the body
+    could be neither routed (protobuf strings are UTF-8) nor passed on. Refused, naming where."""
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        return
+    except UnicodeEncodeError:
+        pass
+
+    def walk(value, where: str) -> None:
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise InvalidRequest(f"{where or 'the body'} holds a lone UTF-16 surrogate "
+                                     f"({value[err.start]!r} at character {err.start}), which is not text") from None
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(key, f"{where} key" if where else "a key")
+                walk(item, f"{where}.{key}" if where else str(key))
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{where}[{i}]")
+
+    walk(payload, "")
 
 
 def _user_turns(payload: dict) -> list[tuple[str, str]]:

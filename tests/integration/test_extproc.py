@@ -130,6 +130,8 @@ def test_a_pool_model_passes_untouched(envoy, upstreams, pool):
     (b'{"model": "gpt-none", "messages": [{"role": "user", "content": "hi"}]}', "unknown model 'gpt-none'"),
     (b'{"model": "auto", "messages": []}', "'messages' must be a non-empty list"),
     (b'{"model": "auto", "prompt": [1, 2, 3]}', "token ids cannot be routed"),
+    # once a 500: the body could not be re-encoded for the upstream
+    (b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "x": "\\udc00"}', "x holds a lone UTF-16"),
 ])
 def test_bad_input_gets_an_openai_style_400_at_once(envoy, upstreams, body, says):
     path = "/v1/completions" if b"prompt" in body else CHAT

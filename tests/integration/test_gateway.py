@@ -143,6 +143,52 @@ def test_not_json_and_unknown_models(gateway):
     assert reply.status_code == 404 and reply.json()["error"]["code"] == "model_not_found"
 
 
+def test_made_up_model_names_are_one_metric_series_and_echoed_short(gateway):
+    """Each unknown name once became a series of its own (1 MB names grew /metrics by megabytes)."""
+    names = [f"made-up-{i}-" + "x" * 5000 for i in range(3)]
+    for name in names:
+        reply = httpx.post(f"{gateway[0]}/chat/completions", timeout=10,
+                           json={"model": name, "messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 404 and reply.json()["error"]["param"] == "model"
+        assert len(reply.json()["error"]["message"]) < 1000
+    text = urllib.request.urlopen(gateway[2], timeout=5).read().decode()
+    assert "made-up-" not in text
+    assert any(line.startswith("tagrouter_gateway_requests_total{") and 'model="unknown"' in line
+               and 'status="404"' in line for line in text.splitlines())
+
+
+@pytest.mark.parametrize("raw, param", [
+    (b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800 hi"}]}', "messages[0].content"),
+    (b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "x": "\\udc00"}', None),  # no such param
+])
+def test_a_lone_surrogate_is_a_400_naming_where(gateway, raw, param):
+    reply = httpx.post(f"{gateway[0]}/chat/completions", content=raw, timeout=10,
+                       headers={"content-type": "application/json"})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == param and error["message"].startswith(f"{param or 'x'} holds a lone UTF-16 surrogate")
+    # the connection and the gateway are fine afterwards
+    assert httpx.get(f"{gateway[0]}/models", timeout=10).status_code == 200
+
+
+def test_unknown_paths_and_methods_get_openai_errors(gateway):
+    for method, path, status in (("GET", "/chat/completions", 405), ("POST", "/embeddings", 404)):
+        reply = httpx.request(method, f"{gateway[0]}{path}", timeout=10)
+        assert reply.status_code == status and reply.headers["content-type"] == "application/json"
+        assert reply.json()["error"]["type"] == "invalid_request_error" and reply.json()["error"]["message"]
+
+
+def test_blank_padding_does_not_hide_the_question(client):
+    """The router reads the first 100,000 characters: 100,000 spaces before the text once made it 'empty'."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": " " * 100_000 + "What is 2+2?"}],
+        extra_headers={"x-tagrouter-cost-weight": "0"})  # the best model: an earlier test fails another's upstream
+    assert raw.headers["x-tagrouter-degraded"] == "false"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "\u200b" * 10 + "\u200c"}])
+    assert err.value.body["param"] == "messages"
+
+
 def test_a_session_header_keeps_the_conversation_on_its_model(client):
     first = client.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": "Prove that there are infinitely many primes"}],

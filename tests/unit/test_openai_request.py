@@ -50,6 +50,11 @@ def test_a_long_message_is_cut_to_the_query_limit():
     (b'{"model": "auto", "messages": [{"role": "user", "content": "   "}]}', False, "nothing to route on"),
     (b'{"model": "auto", "prompt": [[1, 2]]}', True, "token ids cannot be routed"),
     (b'{"model": "auto"}', True, "'prompt' must be"),
+    (b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud800 hi"}]}', False,
+     "messages[0].content holds a lone UTF-16 surrogate"),
+    (b'{"model": "auto", "prompt": ["ok", "\\udfff"]}', True, "prompt[1] holds a lone UTF-16 surrogate"),
+    (b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "\\ud800": 1}', False,
+     "a key holds a lone UTF-16 surrogate"),
 ])
 def test_bad_bodies_are_named(body, completions, says):
     with pytest.raises(InvalidRequest, match=says.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
@@ -113,3 +118,11 @@ def test_prompt_tokens_scale_the_query_count_to_the_prompt():
     check_prompt_chars(3, "abc")
     with pytest.raises(InvalidRequest, match="prompt_chars is 2: it counts the whole prompt, the query's 3"):
         check_prompt_chars(2, "abc")
+
+
+def test_a_surrogate_pair_is_text_and_blank_padding_is_not_the_query():
+    emoji = oa.parse(b'{"model": "auto", "messages": [{"role": "user", "content": "\\ud83d\\ude00 ok"}]}')
+    assert emoji.last_user == "\U0001F600 ok"
+    padded = oa.parse(json.dumps({"model": "auto", "messages": [{"role": "user",
+                                                                  "content": " " * 200_000 + "What is 2+2?"}]}).encode())
+    assert padded.query() == "What is 2+2?"
