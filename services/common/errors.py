@@ -45,13 +45,23 @@ DeadlineExceeded = _error_kind(grpc.StatusCode.DEADLINE_EXCEEDED, "No time is le
 UNREACHABLE = (ConnectionError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
+# A status message travels in a trailer, which gRPC caps (8 KiB by default): a message echoing a
+# 20,000-character name ended the call RESOURCE_EXHAUSTED instead of with its own status.
+MAX_DETAILS_CHARS = 1000
+
+
+def _details(message: str) -> str:
+    return message if len(message) <= MAX_DETAILS_CHARS else \
+        f"{message[:MAX_DETAILS_CHARS]}... ({len(message)} characters in all)"
+
+
 def status_for(err: Exception, method: str) -> tuple[grpc.StatusCode, str]:
     """The status and message an exception escaping `method` ends its call with (a surprise is
     INTERNAL, logged with its traceback): for the interceptor, and per message in a stream."""
     if isinstance(err, ServiceError):
-        return err.code, str(err)
+        return err.code, _details(str(err))
     if isinstance(err, InvalidRequest):  # the core's request checks
-        return grpc.StatusCode.INVALID_ARGUMENT, str(err)
+        return grpc.StatusCode.INVALID_ARGUMENT, _details(str(err))
     if isinstance(err, UNREACHABLE):
         return grpc.StatusCode.UNAVAILABLE, f"backing store unreachable: {type(err).__name__}"
     if isinstance(err, DecodeError):  # a request stream's message, decoded inside the servicer's loop

@@ -28,6 +28,11 @@ class InvalidRequest(ValueError):
     """A request's content is invalid; the message names the field and what was wrong."""
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """A caller's string as an error message quotes it: repr, cut to `limit` characters."""
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
+
+
 # Unicode categories that show nothing on their own: separators (spaces), controls, format characters
 # (zero-width spaces and joiners, the byte-order mark, bidi marks), surrogates, unassigned code points,
 # and combining marks with nothing to combine with.
@@ -124,7 +129,7 @@ def check_known_models(models: Iterable[str], pool: Sequence[str], where: str = 
     known = set(pool)
     for model in models:
         if model not in known:
-            raise InvalidRequest(f"{where}: unknown model {model!r}; the pool is {', '.join(pool)}{hint}")
+            raise InvalidRequest(f"{where}: unknown model {shown(model)}; the pool is {', '.join(pool)}{hint}")
 
 
 def check_weighted_tags(pairs: Iterable[tuple[str, float]]) -> None:
@@ -133,7 +138,7 @@ def check_weighted_tags(pairs: Iterable[tuple[str, float]]) -> None:
         if not name:
             raise InvalidRequest("tags: a tag has an empty name")
         if not math.isfinite(weight) or weight < 0:
-            raise InvalidRequest(f"tags: tag {name!r} has weight {weight}; need a finite weight >= 0")
+            raise InvalidRequest(f"tags: tag {shown(name)} has weight {weight}; need a finite weight >= 0")
 
 
 def check_tag_count(count: int) -> None:

@@ -59,6 +59,16 @@ def test_scorer_in_process_scores_and_refuses_bad_input(redis_url):
                     await scorer.Score(scorer_pb2.ScoreRequest(candidate_models=["no-such-model"]), timeout=10)
                 assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert "unknown model 'no-such-model'; the pool is" in bad.value.details()
+                # names longer than a status trailer holds: still INVALID_ARGUMENT (was RESOURCE_EXHAUSTED)
+                for call in (scorer.Score(scorer_pb2.ScoreRequest(candidate_models=["m" * 20_000]), timeout=10),
+                             scorer.Feedback(scorer_pb2.FeedbackRequest(tags=scorer_pb2.TagList(names=["x" * 10_000]),
+                                                                        model=names[0], outcome=1), timeout=10),
+                             scorer.Feedback(scorer_pb2.FeedbackRequest(tags=scorer_pb2.TagList(names=["task:a"]),
+                                                                        model="m" * 20_000, outcome=1), timeout=10)):
+                    with pytest.raises(grpc.aio.AioRpcError) as bad:
+                        await call
+                    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad.value.details()
+                    assert len(bad.value.details()) < 1200
 
     asyncio.run(main())
 
