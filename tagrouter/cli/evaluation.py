@@ -13,7 +13,7 @@ def cmd_eval(args) -> int:
     from tagrouter.offline.report import format_table
 
     started = time.perf_counter()
-    suite, error = load_suite_or_fail(args.suite)
+    suite, error = load_suite_or_fail(args.suite, routable=True)
     if suite is None:
         return error
     try:

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tagrouter.cli.common import add_suite_arguments, eval_tagger, fail, load_suite_or_fail
+from tagrouter.cli.common import add_suite_arguments, bounded, eval_tagger, fail, load_suite_or_fail
 
 TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "INTERNAL")
 
@@ -89,8 +89,8 @@ OPTIONS = (
     ("--admin-token", {"help": "the admin token (default $TAGROUTER_ADMIN_TOKEN)"}),
     ("--load-pool", {"action": "store_true", "help": "first load the suite's pool with no counts (a new version)"}),
     ("--params-from", {"type": Path, "help": "with --load-pool: take the scoring parameters of these weights"}),
-    ("--concurrency", {"type": int, "default": 8, "help": "Feedback calls in flight (default 8)"}),
-    ("--retries", {"type": int, "default": 5, "help": "resends of a call that fails transiently (default 5)"}),
+    ("--concurrency", {"type": bounded(int, 1), "default": 8, "help": "Feedback calls in flight (default 8)"}),
+    ("--retries", {"type": bounded(int, 0), "default": 5, "help": "resends of a call that fails transiently (default 5)"}),
 )
 
 

@@ -5,7 +5,7 @@ import asyncio
 import json
 import os
 
-from tagrouter.cli.common import fail
+from tagrouter.cli.common import bounded, fail
 
 DEFAULT_ROUTER_ADDR = "127.0.0.1:50051"
 
@@ -69,27 +69,55 @@ def cmd_route(args) -> int:
     if not args.text.strip():
         return fail("the query is empty")
     request = route_request(args)
-    if args.embedded:
-        response = asyncio.run(_route_embedded(request))
-    else:
-        try:
+    try:
+        if args.embedded:
+            response = _route_embedded(request, args.timeout)
+        else:
             response = asyncio.run(call_route(args.router, request, args.timeout))
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.UNAVAILABLE:
-                return fail(f"no router answers at {args.router} ({err.details()}); start one with `make run`, "
-                            "or use --embedded", 1)
-            return fail(f"{err.code().name}: {err.details()}", 1)
+    except EmbeddedStackFailed as err:
+        return fail(f"the embedded stack did not start: {err}", 1)
+    except grpc.aio.AioRpcError as err:
+        if err.code() == grpc.StatusCode.UNAVAILABLE and not args.embedded:
+            return fail(f"no router answers at {args.router} ({err.details()}); start one with `make run`, "
+                        "or use --embedded", 1)
+        return fail(f"{err.code().name}: {err.details()}", 1)
     print_route(response, args.json)
     return 0
 
 
-async def _route_embedded(request):
-    """The whole path on this machine: private Redis, tagger, scorer and router on free ports."""
-    from tagrouter.stack import LocalStack
+class EmbeddedStackFailed(RuntimeError):
+    """A service of the embedded stack exited while starting; the message is its last error line."""
+
+
+def _route_embedded(request, timeout: float):
+    """The whole path on this machine: private Redis, tagger, scorer and router on free ports. Their
+    logs go to a temporary folder, so a service that cannot start says why."""
+    import tempfile
+    from pathlib import Path
+
+    from tagrouter.stack import LocalStack, ServiceExited
 
     env = dict(os.environ, TAGROUTER_LOG_LEVEL="WARNING", TAGROUTER_METRICS_PORT="0")
-    with LocalStack(env=env, quiet=True) as stack:
-        return await call_route(stack.router, request, 10)
+    with tempfile.TemporaryDirectory() as logs:
+        try:
+            with LocalStack(env=env, log_dir=Path(logs)) as stack:
+                return asyncio.run(call_route(stack.router, request, timeout))
+        except ServiceExited as err:
+            raise EmbeddedStackFailed(_last_error(Path(logs)) or str(err)) from None
+
+
+def _last_error(log_dir) -> str:
+    """The exception that ended a service (a traceback's last line, `module.SomeError: why`), with the
+    service's name; the others' cancellation as the stack stopped is not it."""
+    import re
+
+    ended = re.compile(r"^[\w.]+(Error|Exception): ")
+    for log in sorted(log_dir.glob("*.log")):
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+        errors = [line for line in lines if ended.match(line) and "CancelledError" not in line]
+        if errors:
+            return f"{log.stem}: {errors[-1]}"
+    return ""
 
 
 def add_parsers(sub) -> None:
@@ -109,5 +137,5 @@ def add_parsers(sub) -> None:
                        help="instead of the raw knobs: keep at least Q%% of the best model's accept rate [0-100]")
     route.add_argument("--client-tags", nargs="+", metavar="TAG",
                        help="free-text tags the caller knows; aligned to the canonical vocabulary")
-    route.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    route.add_argument("--timeout", type=bounded(float, 0, strict=True), default=5.0, help="seconds (default 5)")
     route.set_defaults(func=cmd_route)

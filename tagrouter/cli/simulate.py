@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tagrouter.cli.common import fail, load_suite_or_fail
+from tagrouter.cli.common import bounded, fail, load_suite_or_fail
 
 
 def cmd_simulate(args) -> int:
@@ -16,7 +16,7 @@ def cmd_simulate(args) -> int:
         return fail(f"--budget-pct must be in (0, 100], not {args.budget_pct}")
     if args.order not in ORDERS:
         return fail(f"--order must be one of {', '.join(ORDERS)}")
-    suite, error = load_suite_or_fail(args.suite)
+    suite, error = load_suite_or_fail(args.suite, routable=True)
     if suite is None:
         return error
     weights = None
@@ -48,6 +48,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--split", default="test", choices=["valid", "test"], help="the rows streamed (default test)")
     p.add_argument("--seed", type=int, default=0, help="the order's seed")
     p.add_argument("--weights", type=Path, help="serve these weights (default: fitted on train, default parameters)")
-    p.add_argument("--max-seconds", type=float, default=3600.0, help="give up after this long (default 3600)")
+    p.add_argument("--max-seconds", type=bounded(float, 0, strict=True), default=3600.0,
+                   help="give up after this long (default 3600)")
     p.add_argument("--out", type=Path, help="write the result (SIM.json) here")
     p.set_defaults(func=cmd_simulate)

@@ -1,6 +1,7 @@
 """`tagrouter suite import`: one's own judged outcomes (rows, RouterBench, AlpacaEval, battles) -> a suite."""
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from tagrouter.cli.common import fail
@@ -17,7 +18,7 @@ def cmd_import(args) -> int:
     print(f"wrote {summary['suite']}: {summary['queries']} queries x {len(summary['models'])} models "
           f"({', '.join(summary['models'])}); splits {summary['splits']}"
           + (f"; {summary['dropped']} prompts without every model left out" if summary["dropped"] else ""))
-    print(f"next: tagrouter fit --suite {args.out} --out weights.json")
+    print(f"next: tagrouter fit --suite {shlex.quote(str(args.out))} --out weights.json")
     return 0
 
 
@@ -30,7 +31,8 @@ def add_parsers(sub) -> None:
                           "routerbench: wide CSV; alpacaeval: annotation JSON; battles: prompt, model_a, model_b, winner")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     imp.add_argument("--out", required=True, type=Path, help="the suite folder to write")
-    imp.add_argument("--prices", type=Path, help="CSV or JSON of model, input_usd_per_mtok, output_usd_per_mtok")
+    imp.add_argument("--prices", type=Path, help="CSV or JSON list of model, input_usd_per_mtok, output_usd_per_mtok "
+                     "(or a JSON object: model -> {input_usd_per_mtok, output_usd_per_mtok})")
     imp.add_argument("--price", action="append", metavar="MODEL=IN,OUT", help="a model's price in USD per million "
                      "tokens (input, output); repeat per model")
     imp.add_argument("--name", help="suite name (default: the folder's name)")

@@ -16,7 +16,7 @@ def cmd_fit(args) -> int:
         return fail("say where the weights go: --out FILE and/or --scorer ADDR")
     if args.add:
         return _fit_add(args)
-    suite, error = load_suite_or_fail(args.suite)
+    suite, error = load_suite_or_fail(args.suite, routable=not args.no_tune)
     if suite is None:
         return error
     tagger = eval_tagger()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tagrouter.core.weights import WeightsError, validate_name
+
 SPLITS = ("train", "valid", "test")
 SCORE_KINDS = ("preference_vs_reference", "judge_1to10", "correctness")
 ROW_KEYS = {"query_id": str, "query": str, "model": str, "score": (int, float), "input_tokens": int,
@@ -81,6 +83,10 @@ def _load_meta(path: Path) -> dict:
     if not isinstance(meta["models"], dict) or len(meta["models"]) < 2:
         raise _fail(path, "key 'models' must map at least two model names to prices")
     for name, info in meta["models"].items():
+        try:  # fit writes the pool into weights, which hold no other names
+            validate_name("model", name)
+        except WeightsError as err:
+            raise _fail(path, f"key 'models': {err}") from None
         for key in ("input_usd_per_mtok", "output_usd_per_mtok"):
             value = info.get(key) if isinstance(info, dict) else None
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -184,12 +190,30 @@ def load_suite(folder: Path | str) -> Suite:
                  splits=splits)
 
 
+MIN_TRAIN = 2  # queries: a router is fitted on train and its settings chosen out of fold there
+
+
+def check_routable(suite: Suite) -> None:
+    """What fitting and evaluating routers needs beyond a well-formed suite: a train split to fit on
+    and a cost to trade (when every model costs the same, no knob point differs from another and the
+    cost-quality area is undefined). SuiteError naming the suite otherwise."""
+    train = len(suite.rows("train"))
+    if train < MIN_TRAIN:
+        raise SuiteError(f"{suite.name}: the train split has {train} queries; fitting a router needs at least "
+                         f"{MIN_TRAIN} (suite.json 'splits')")
+    totals = suite.costs.sum(axis=0)
+    if not totals.max() > totals.min():
+        raise SuiteError(f"{suite.name}: every model costs the same over the suite ({totals.min():.6g} USD): there is "
+                         "no cost to trade for quality; give the models their prices (suite.json 'models', or "
+                         "`suite import --price`), or fit with --no-tune")
+
+
 def with_train_size(suite: Suite, size: int, seed: int = 0) -> Suite:
     """The suite with its train split cut to `size` queries drawn at random (`seed`); valid and test
     unchanged. The small pools a new user starts with, measured without new data."""
     train = suite.rows("train")
-    if not 2 <= size <= len(train):
-        raise ValueError(f"--train-size must be between 2 and the train split's {len(train)} queries, not {size}")
+    if not MIN_TRAIN <= size <= len(train):
+        raise ValueError(f"--train-size must be between {MIN_TRAIN} and the train split's {len(train)} queries, not {size}")
     kept = np.sort(np.random.default_rng(seed).choice(train, size=size, replace=False))
     return dataclasses.replace(suite, splits={**suite.splits, "train": kept})
 

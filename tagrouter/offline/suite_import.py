@@ -3,16 +3,19 @@
 Formats (each reader yields `Outcome`s; the rest is shared):
 - `rows`: CSV or JSONL of (prompt, model, score[, cost_usd, input_tokens, output_tokens | tokens, response]);
 - `routerbench`: RouterBench's wide CSV, one row per prompt: `prompt`, per model a score column
-  `<model>` and optionally `<model>|total_cost` and `<model>|model_response`;
+  `<model>` (or `<model>|score`, then other plain columns are meta) and optionally
+  `<model>|total_cost`, `<model>|model_response` or `<model>|resp_chars`;
 - `alpacaeval`: AlpacaEval annotation files (a JSON list of `instruction`, `generator_1`,
   `generator_2`, `output_1`, `output_2`, `preference` in [1, 2]): generator_2 scores preference - 1
   against the reference generator_1, which scores 0.5 (as on the shared ae2 suites);
 - `battles`: pairwise battles (prompt, model_a, model_b, winner in {model_a, model_b, a, b, tie,
   tie (bothbad)}) as CSV or JSONL: a model's score on a prompt is its mean result (win 1, tie 0.5).
 
-Prices come from a table (`--prices FILE`: CSV or JSON of model, input_usd_per_mtok,
-output_usd_per_mtok) or flags (`--price MODEL=IN,OUT`); a row's own cost wins over a price. Tokens
-not given are estimated as ceil(chars / 4). Every error names the file, the line and the field.
+Prices come from a table (`--prices FILE`: CSV or JSON list of model, input_usd_per_mtok,
+output_usd_per_mtok, or a JSON object model -> {the two prices}) or flags (`--price MODEL=IN,OUT`);
+a row's own cost wins over a price. Tokens not given are estimated as ceil(chars / 4). Every error
+names the file, the line (the record of a JSON list) and the field. Files are UTF-8, with or without
+a byte-order mark.
 The splits are 70/10/20 by a hash of the query id (stable when rows are added).
 """
 from __future__ import annotations
@@ -28,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tagrouter.core.limits import MAX_PROMPT_CHARS
+from tagrouter.core.weights import WeightsError, validate_name
 from tagrouter.offline.suite import SuiteError, load_suite
 
 FORMATS = ("rows", "routerbench", "alpacaeval", "battles")
@@ -42,8 +47,12 @@ class ImportFailure(ValueError):
     """A row or file that cannot be imported; the message names the file, line and field."""
 
 
+class RecordNo(int):
+    """The number of a record in a JSON list or object, which may span many lines: errors say `record N`."""
+
+
 def failure(path: Path, line: int | None, field: str | None, message: str) -> ImportFailure:
-    where = f"{path}:{line}" if line is not None else str(path)
+    where = str(path) if line is None else f"{path}: record {line}" if isinstance(line, RecordNo) else f"{path}:{line}"
     return ImportFailure(f"{where}: {'field ' + repr(field) + ': ' if field else ''}{message}")
 
 
@@ -52,7 +61,7 @@ class Outcome:
     prompt: str
     model: str
     score: float
-    where: tuple[Path, int]  # file and line, for errors found later
+    where: tuple[Path, int]  # file and line (or RecordNo), for errors found later
     cost_usd: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
@@ -67,17 +76,23 @@ def records(path: Path) -> Iterator[tuple[int, dict]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as f:
+            # a prompt as long as the front door takes (csv's default stops at 128 KiB)
+            csv.field_size_limit(max(csv.field_size_limit(), MAX_PROMPT_CHARS))
+            with path.open(newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
-                for record in reader:
-                    yield reader.line_num, record
+                try:
+                    for record in reader:
+                        yield reader.line_num, record
+                except csv.Error as err:
+                    # DictReader's own line_num stops at the last good record
+                    raise failure(path, reader.reader.line_num, None, f"not valid CSV ({err})") from None
         elif suffix == ".json":
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json.loads(path.read_text(encoding="utf-8-sig"))
             if not isinstance(doc, list):
                 raise failure(path, None, None, "expected a JSON list of records")
-            yield from ((i + 1, r) for i, r in enumerate(doc))
+            yield from ((RecordNo(i + 1), r) for i, r in enumerate(doc))
         elif suffix in (".jsonl", ".ndjson"):
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8-sig") as f:
                 for n, text in enumerate(f, 1):
                     if text.strip():
                         try:
@@ -98,12 +113,27 @@ def text(path: Path, line: int, record: dict, field: str) -> str:
     value = record.get(field)
     if not isinstance(value, str) or not value.strip():
         raise failure(path, line, field, "missing or empty")
+    try:  # JSON may escape a lone UTF-16 surrogate, which no UTF-8 file (nor the query id's hash) can hold
+        value.encode()
+    except UnicodeEncodeError as err:
+        raise failure(path, line, field, f"not valid Unicode ({err.reason} at character {err.start})") from None
     return value
+
+
+def model_name(path: Path, line: int, field: str, name: str) -> str:
+    """`name` if the weights can hold it (fit writes the pool into them)."""
+    try:
+        validate_name("model", name)
+    except WeightsError as err:
+        raise failure(path, line, field, str(err)) from None
+    return name
 
 
 def number(path: Path, line: int, record: dict, field: str, low: float = 0.0, high: float = math.inf,
            required: bool = True) -> float | None:
     value = record.get(field)
+    if isinstance(value, bool):  # as the suite reader: true is no score
+        raise failure(path, line, field, f"not a number: {value!r}")
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise failure(path, line, field, "missing")
@@ -125,7 +155,7 @@ def count(path: Path, line: int, record: dict, field: str) -> int | None:
 # --- the four formats -----------------------------------------------------------------------
 def read_rows(path: Path) -> Iterator[Outcome]:
     for line, r in records(path):
-        prompt, model = text(path, line, r, "prompt"), text(path, line, r, "model")
+        prompt, model = text(path, line, r, "prompt"), model_name(path, line, "model", text(path, line, r, "model"))
         out_tokens = count(path, line, r, "output_tokens")
         if out_tokens is None:
             out_tokens = count(path, line, r, "tokens")
@@ -138,17 +168,37 @@ def read_rows(path: Path) -> Iterator[Outcome]:
 
 
 def read_routerbench(path: Path) -> Iterator[Outcome]:
+    header_line = 1 if path.suffix.lower() == ".csv" else None
+    unscored: dict[str, str] = {}  # model -> its column, while no row has scored it
     for line, r in records(path):
         prompt = text(path, line, r, "prompt")
-        models = [k for k in r if k and "|" not in k and f"{k}|total_cost" in r] or \
-                 [k for k in r if k and "|" not in k and k not in ROUTERBENCH_META]
-        if not models:
-            raise failure(path, line, None, "no model columns (expected `<model>` and `<model>|total_cost`)")
-        for model in models:
-            response = r.get(f"{model}|model_response")
-            yield Outcome(prompt, model, number(path, line, r, model, 0, 1), (path, line),
-                          number(path, line, r, f"{model}|total_cost", required=False),
-                          None, estimate_tokens(response) if isinstance(response, str) else None)
+        # `<model>|score` columns name the models outright; else every plain column but the meta ones
+        # is one (a model without a cost column is priced by the table or a flag)
+        columns = {k[:-len("|score")]: k for k in r if k and k.endswith("|score")} or \
+                  {k: k for k in r if k and "|" not in k and k not in ROUTERBENCH_META}
+        if not columns:
+            raise failure(path, line, None, "no model columns (expected `<model>` or `<model>|score`)")
+        for model, column in columns.items():
+            if model not in unscored:  # the column's header names the model
+                unscored[model] = column
+                model_name(path, header_line or line, column, model)
+            try:
+                score = number(path, line, r, column, 0, 1, required=False)
+            except ImportFailure as err:
+                if column != model:
+                    raise
+                raise ImportFailure(f"{err} (columns taken as models: {', '.join(columns)}: every column but "
+                                    f"{', '.join(sorted(ROUTERBENCH_META))} and `<model>|...`; name the score "
+                                    "columns `<model>|score` to keep other columns out)") from None
+            if score is None:  # an empty cell: no outcome, the prompt is left out (and counted) as a missing row
+                continue
+            unscored[model] = ""
+            response, chars = r.get(f"{model}|model_response"), count(path, line, r, f"{model}|resp_chars")
+            yield Outcome(prompt, model, score, (path, line), number(path, line, r, f"{model}|total_cost", required=False),
+                          None, estimate_tokens(response if isinstance(response, str) else chars))
+    never = [column for column in unscored.values() if column]
+    if never:  # a model is never left out silently
+        raise failure(path, header_line, never[0], "no row has a score in this column")
 
 
 ROUTERBENCH_META = {"sample_id", "prompt", "eval_name", "oracle_model_to_route_to"}
@@ -157,7 +207,7 @@ ROUTERBENCH_META = {"sample_id", "prompt", "eval_name", "oracle_model_to_route_t
 def read_alpacaeval(path: Path) -> Iterator[Outcome]:
     for line, r in records(path):
         prompt = text(path, line, r, "instruction")
-        reference, model = text(path, line, r, "generator_1"), text(path, line, r, "generator_2")
+        reference, model = (model_name(path, line, k, text(path, line, r, k)) for k in ("generator_1", "generator_2"))
         preference = number(path, line, r, "preference", 1, 2)
         lengths = [estimate_tokens(r[k]) if isinstance(r.get(k), str) else None for k in ("output_1", "output_2")]
         yield Outcome(prompt, reference, 0.5, (path, line), output_tokens=lengths[0])
@@ -167,7 +217,7 @@ def read_alpacaeval(path: Path) -> Iterator[Outcome]:
 def read_battles(path: Path) -> Iterator[Outcome]:
     for line, r in records(path):
         prompt = text(path, line, r, "prompt")
-        a, b = text(path, line, r, "model_a"), text(path, line, r, "model_b")
+        a, b = (model_name(path, line, k, text(path, line, r, k)) for k in ("model_a", "model_b"))
         if a == b:
             raise failure(path, line, "model_b", f"the same model as model_a ({a!r})")
         winner = text(path, line, r, "winner").strip().lower()
@@ -183,8 +233,9 @@ READERS = {"rows": read_rows, "routerbench": read_routerbench, "alpacaeval": rea
            "battles": read_battles}
 
 
-def estimate_tokens(s: str) -> int:
-    return max(1, math.ceil(len(s) / 4))
+def estimate_tokens(s: str | int | None) -> int | None:
+    """ceil(chars / 4) of a text or a count of characters (None for None)."""
+    return None if s is None else max(1, math.ceil((s if isinstance(s, int) else len(s)) / 4))
 
 
 # --- prices ---------------------------------------------------------------------------------
@@ -195,12 +246,15 @@ def read_prices(path: Path | None, flags: list[str]) -> dict[str, tuple[float, f
         path = Path(path)
         if path.suffix.lower() == ".json" and path.is_file():
             try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
+                doc = json.loads(path.read_text(encoding="utf-8-sig"))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise failure(path, None, None, f"not valid JSON ({err})") from None
-            if not isinstance(doc, dict):
-                raise failure(path, None, None, "expected an object: model -> {input_usd_per_mtok, output_usd_per_mtok}")
-            items = [(i + 1, {"model": m, **(v if isinstance(v, dict) else {})}) for i, (m, v) in enumerate(doc.items())]
+            if not isinstance(doc, (dict, list)):
+                raise failure(path, None, None, "expected a list of {model, input_usd_per_mtok, output_usd_per_mtok} "
+                                                "or an object: model -> {input_usd_per_mtok, output_usd_per_mtok}")
+            if isinstance(doc, dict):
+                doc = [{"model": m, **(v if isinstance(v, dict) else {})} for m, v in doc.items()]
+            items = [(RecordNo(i + 1), r) for i, r in enumerate(doc)]
         else:
             items = list(records(path))
         for line, r in items:
@@ -266,6 +320,8 @@ def build(fmt: str, files: list[Path], out: Path, prices: dict[str, tuple[float,
     see `write`); returns a summary."""
     if fmt not in READERS:
         raise ImportFailure(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if not 0 <= tie_margin <= 1:  # the suite reader's rule, checked before any file is read (false for nan)
+        raise ImportFailure(f"--tie-margin must be a number in [0, 1], not {tie_margin}")
     if not files:
         raise ImportFailure("no input file")
     outcomes = [o for f in files for o in READERS[fmt](Path(f))]
@@ -298,7 +354,7 @@ def build(fmt: str, files: list[Path], out: Path, prices: dict[str, tuple[float,
                          "score": sum(o.score for o in same) / len(same), "input_tokens": tin, "output_tokens": tout,
                          "cost_usd": cost, "tokens_estimated": estimated})
     out = Path(out)
-    name = name or out.name
+    name = name or out.resolve().name  # `--out .` has no name of its own
     meta = {"name": name, "description": f"imported by `tagrouter suite import --format {fmt}` from "
             f"{', '.join(Path(f).name for f in files)}; {len(prompts) - len(complete)} prompts without an outcome for "
             "every model left out; tokens not given estimated as ceil(chars / 4) (output 0 when unknown)",

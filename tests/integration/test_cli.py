@@ -69,3 +69,54 @@ def test_serving_never_imports_torch():
             "assert 'torch' not in sys.modules and 'optimum' not in sys.modules, 'torch imported'")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_route_embedded_refusals_and_a_stack_that_cannot_start_are_one_line(redis_url, clean_redis, tmp_path):
+    """They were tracebacks: Route's INVALID_ARGUMENT raised through, a scorer that exits said nothing."""
+    out = tagrouter("route", QUERY, "--embedded", "--max-cost-pct", "50", "--cost-weight", "1",
+                    env=service_env(redis_url))
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("tagrouter: error: INVALID_ARGUMENT: set one knob")
+    bad = tmp_path / "weights.json"
+    bad.write_text('{"version": ')
+    fresh = {k: v for k, v in service_env(redis_url).items() if k != "REDIS_URL"}  # its own empty Redis reads the file
+    out = tagrouter("route", QUERY, "--embedded", env={**fresh, "TAGROUTER_WEIGHTS_FILE": str(bad)})
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "did not start: scorer:" in out.stderr and f"{bad}: not valid JSON" in out.stderr
+
+
+def small_suite(tmp_path, rows: list[tuple[str, str, float]], prices: dict[str, str]):
+    import csv
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    src = tmp_path / "rows.csv"
+    with src.open("w", newline="") as f:
+        csv.writer(f).writerows([("prompt", "model", "score"), *rows])
+    flags = [arg for model, price in prices.items() for arg in ("--price", f"{model}={price}")]
+    out = tagrouter("suite", "import", "--format", "rows", str(src), "--out", str(tmp_path / "suite"), *flags)
+    assert out.returncode == 0, out.stderr
+    return tmp_path / "suite"
+
+
+def test_fit_and_eval_say_what_a_suite_lacks_for_routing(tmp_path):
+    prompts = [f"question {i}: explain topic {i}" for i in range(12)]
+    same = small_suite(tmp_path / "same", [(p, m, float(i % 2)) for i, p in enumerate(prompts) for m in "ab"],
+                       {"a": "1,1", "b": "1,1"})
+    for command in (("fit", "--suite", str(same), "--out", str(tmp_path / "w.json")),
+                    ("eval", "--suite", str(same), "--out", str(tmp_path / "r.json"), "--quiet")):
+        out = tagrouter(*command)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert "every model costs the same" in out.stderr and "--no-tune" in out.stderr
+    assert tagrouter("fit", "--suite", str(same), "--out", str(tmp_path / "w.json"), "--no-tune").returncode == 0
+    tiny = small_suite(tmp_path / "tiny", [(p, m, 1.0) for p in prompts[:3] for m in "ab"], {"a": "1,2", "b": "0.1,0.2"})
+    out = tagrouter("eval", "--suite", str(tiny), "--out", str(tmp_path / "r.json"), "--quiet")
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "needs at least 2" in out.stderr, out.stderr
+
+
+def test_counts_and_durations_out_of_range_are_refused_by_the_flag():
+    for args, flag in ((("replay", "--suite", "s", "--scorer", "127.0.0.1:1", "--retries", "-1"), "--retries"),
+                       (("replay", "--suite", "s", "--scorer", "127.0.0.1:1", "--concurrency", "0"), "--concurrency"),
+                       (("route", "hi", "--timeout", "0"), "--timeout"),
+                       (("simulate", "--suite", "s", "--budget-pct", "30", "--max-seconds", "nan"), "--max-seconds")):
+        out = tagrouter(*args, timeout=60)
+        assert out.returncode == 2 and f"argument {flag}: must be" in out.stderr, out.stderr

@@ -49,6 +49,13 @@ def test_score_outside_unit_interval(tmp_path):
         load_suite(write_suite(tmp_path / "s", rows))
 
 
+def test_a_model_name_weights_cannot_hold_is_refused(tmp_path):
+    models = {"big|v2": MODELS["big"], "small": MODELS["small"]}
+    rows = [row(q, "big|v2" if m == "big" else m, 1) for q in ("q1", "q2") for m in ("big", "small")]
+    with pytest.raises(SuiteError, match=r"suite.json: key 'models': model name 'big\|v2' must be"):
+        load_suite(write_suite(tmp_path / "s", rows, models=models))
+
+
 def test_unknown_split_id(tmp_path):
     splits = {"train": ["q1"], "valid": ["q9"], "test": []}
     with pytest.raises(SuiteError, match=r"suite.json: key 'splits.valid': query id 'q9' has no rows"):

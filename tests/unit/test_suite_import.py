@@ -1,6 +1,7 @@
 """`tagrouter suite import`: every format from a small file written here, and bad rows named by file, line, field."""
 import csv
 import json
+import shlex
 
 import pytest
 
@@ -92,7 +93,14 @@ def test_battles_become_mean_results(tmp_path):
     ("rows", "bad2.jsonl", '{"prompt": "hi", "model": "a", "score": "high"}\n', "bad2.jsonl:1: field 'score'"),
     ("routerbench", "rb.csv", "prompt,m1,m1|total_cost\nhi,1,0.1\nho,x,0.1\n", "rb.csv:3: field 'm1'"),
     ("alpacaeval", "ae.json", json.dumps([{"instruction": "hi", "generator_1": "r", "generator_2": "m",
-                                            "preference": 3}]), "ae.json:1: field 'preference'"),
+                                            "preference": 3}]), "ae.json: record 1: field 'preference'"),
+    # a pretty-printed JSON list: the record's number, not a line number that is not its line
+    ("alpacaeval", "ae2.json", json.dumps([{"instruction": "hi", "generator_1": "r", "generator_2": "m",
+                                             "preference": 1}, {"instruction": "ho", "generator_1": "r"}], indent=1),
+     "ae2.json: record 2: field 'generator_2'"),
+    ("rows", "bool.jsonl", '{"prompt": "hi", "model": "a", "score": true}\n', "bool.jsonl:1: field 'score'"),
+    ("rows", "surrogate.jsonl", '{"prompt": "hi \\ud800", "model": "a", "score": 1}\n',
+     "surrogate.jsonl:1: field 'prompt'"),
     ("battles", "b.jsonl", '{"prompt": "hi", "model_a": "x", "model_b": "y", "winner": "x"}\n'
                            '{"prompt": "hi", "model_a": "x", "model_b": "y", "winner": "nobody"}\n',
      "b.jsonl:2: field 'winner'"),
@@ -125,11 +133,133 @@ def test_a_failed_import_leaves_no_suite_and_keeps_an_older_one_whole(tmp_path, 
                      [(p, m, 1) for p in PROMPTS for m in "ab"])
     assert run_import(tmp_path, "rows", good, extra=["--price", "a=1,1", "--price", "b=2,2"])[0] == 0
     before = {f.name: f.read_bytes() for f in out.iterdir()}
-    # a tie margin above 1 passes the flags and fails the suite reader: the older suite stays whole
-    again = write_csv(tmp_path / "again.csv", ["prompt", "model", "score"], [(p, m, 0) for p in PROMPTS for m in "ab"])
-    code, _ = run_import(tmp_path, "rows", again, extra=["--price", "a=1,1", "--price", "b=2,2", "--tie-margin", "2"])
+    # a later import that fails (a bad row on the last line, after every other row was read): the older suite stays
+    again = write_csv(tmp_path / "again.csv", ["prompt", "model", "score"],
+                      [*((p, m, 0) for p in PROMPTS for m in "ab"), ("late", "a", "high")])
+    code, _ = run_import(tmp_path, "rows", again, extra=["--price", "a=1,1", "--price", "b=2,2"])
     assert code == 2
-    err = capsys.readouterr().err
-    assert "again.csv" in err and "does not load" in err and "tie_margin" in err and str(out / "suite.json") in err
+    assert f"again.csv:{2 * len(PROMPTS) + 2}: field 'score'" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.csv", "one.csv", "rows.csv", "suite"]
+
+
+def rows_csv(tmp_path, models="ab", name="rows.csv", encoding="utf-8", prompts=PROMPTS):
+    path = tmp_path / name
+    with path.open("w", newline="", encoding=encoding) as f:
+        csv.writer(f).writerows([("prompt", "model", "score"), *((p, m, 1) for p in prompts for m in models)])
+    return path
+
+
+@pytest.mark.parametrize("bad", ["a|b", "m" * 201, "tab\there", "bell\x07"])
+def test_a_model_name_the_weights_refuse_is_named(tmp_path, capsys, bad):
+    code, out = run_import(tmp_path, "rows", rows_csv(tmp_path, ["a", bad]), extra=["--price", "a=1,1"])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "rows.csv:3: field 'model'" in err and "printable characters without '|'" in err
+
+
+@pytest.mark.parametrize("column", ["tab\there", "a|b|score"])
+def test_a_routerbench_column_the_weights_refuse_is_named(tmp_path, capsys, column):
+    score = "|score" if column.endswith("|score") else ""
+    header = ["prompt", f"m1{score}", column]
+    code, _ = run_import(tmp_path, "routerbench", write_csv(tmp_path / "rb.csv", header, [(p, 1, 0) for p in PROMPTS]),
+                         extra=["--price", "m1=1,1"])
+    assert code == 2
+    assert f"rb.csv:1: field {column!r}: model name" in capsys.readouterr().err
+
+
+def test_routerbench_model_without_a_cost_column_takes_its_price(tmp_path, capsys):
+    header = ["prompt", "m1", "m1|total_cost", "m2"]
+    src = write_csv(tmp_path / "rb.csv", header, [(p, 1, 0.002, i % 2) for i, p in enumerate(PROMPTS)])
+    code, out = run_import(tmp_path, "routerbench", src, extra=["--price", "m2=1,2"])
+    assert code == 0
+    suite = load_suite(out)
+    assert suite.model_names == ["m1", "m2"] and suite.costs[0, 1] > 0
+    code, _ = run_import(tmp_path, "routerbench", src)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "rb.csv:2: field 'cost'" in err and "'m2'" in err and "--price" in err
+
+
+def test_routerbench_score_columns_beside_meta_columns(tmp_path, capsys):
+    header = ["split", "sample_id", "eval_name", "prompt", "m1|score", "m2|score", "m1|total_cost", "m2|total_cost",
+              "m1|resp_chars", "m2|resp_chars"]
+    rows = [("train", f"s{i}", "arc", p, 1, i % 2, 0.002, 0.0001, 40, 400) for i, p in enumerate(PROMPTS)]
+    rows.append(("test", "s10", "arc", "a prompt m2 has no score for", 1, "", 0.002, 0.0001, 40, 400))
+    code, out = run_import(tmp_path, "routerbench", write_csv(tmp_path / "rb.csv", header, rows))
+    assert code == 0
+    assert "1 prompts without every model left out" in capsys.readouterr().out
+    suite = load_suite(out)
+    assert suite.model_names == ["m1", "m2"] and suite.output_tokens[0].tolist() == [10, 100]
+    # an empty cell leaves its prompt out; a column without any score is an error, not a model left out
+    rows = [r[:5] + ("",) + r[6:] for r in rows]
+    code, _ = run_import(tmp_path, "routerbench", write_csv(tmp_path / "rb.csv", header, rows))
+    assert code == 2
+    assert "rb.csv:1: field 'm2|score': no row has a score" in capsys.readouterr().err
+
+
+def test_routerbench_unknown_meta_column_says_what_was_taken_for_models(tmp_path, capsys):
+    header = ["prompt", "split", "m1", "m1|total_cost", "m2", "m2|total_cost"]
+    rows = [(p, "train", 1, 0.1, 0, 0.1) for p in PROMPTS]
+    code, _ = run_import(tmp_path, "routerbench", write_csv(tmp_path / "rb.csv", header, rows))
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "rb.csv:2: field 'split'" in err and "split, m1, m2" in err and "|score" in err
+
+
+def test_a_csv_field_longer_than_the_csv_default_limit(tmp_path, capsys):
+    long = "x" * 200_000
+    code, out = run_import(tmp_path, "rows", rows_csv(tmp_path, prompts=[long, *PROMPTS]),
+                           extra=["--price", "a=1,1", "--price", "b=1,1"])
+    assert code == 0 and long in load_suite(out).queries
+    too_long = rows_csv(tmp_path, name="huge.csv", prompts=[*PROMPTS[:3], "y" * (8 * 1024 * 1024 + 1)])
+    code, _ = run_import(tmp_path, "rows", too_long, extra=["--price", "a=1,1", "--price", "b=1,1"])
+    assert code == 2
+    assert "huge.csv:8:" in capsys.readouterr().err
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    src = rows_csv(tmp_path, encoding="utf-8-sig")
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"a": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 1},
+                                  "b": {"input_usd_per_mtok": 2, "output_usd_per_mtok": 2}}), encoding="utf-8-sig")
+    assert run_import(tmp_path, "rows", src, extra=["--prices", str(prices)])[0] == 0
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text("".join(json.dumps({"prompt": p, "model": m, "score": 1, "cost": 0.1}) + "\n"
+                             for p in PROMPTS for m in "ab"), encoding="utf-8-sig")
+    assert run_import(tmp_path, "rows", jsonl)[0] == 0
+
+
+@pytest.mark.parametrize("margin", ["2", "-0.1", "nan", "inf"])
+def test_a_tie_margin_outside_0_1_names_the_flag(tmp_path, capsys, margin):
+    code, out = run_import(tmp_path, "rows", rows_csv(tmp_path),
+                           extra=["--price", "a=1,1", "--price", "b=1,1", f"--tie-margin={margin}"])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "--tie-margin" in err and "suite.json" not in err
+
+
+def test_prices_as_a_json_list_of_records(tmp_path, capsys):
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps([{"model": "a", "input_usd_per_mtok": 1, "output_usd_per_mtok": 3},
+                                  {"model": "b", "input_usd_per_mtok": 2, "output_usd_per_mtok": 4}]))
+    code, out = run_import(tmp_path, "rows", rows_csv(tmp_path), extra=["--prices", str(prices)])
+    assert code == 0
+    assert [m.output_usd_per_mtok for m in load_suite(out).models] == [3, 4]
+    prices.write_text(json.dumps([{"model": "a", "input_usd_per_mtok": 1, "output_usd_per_mtok": 3},
+                                  {"model": "b", "input_usd_per_mtok": 2}], indent=1))
+    assert run_import(tmp_path, "rows", rows_csv(tmp_path), extra=["--prices", str(prices)])[0] == 2
+    assert "prices.json: record 2: field 'output_usd_per_mtok'" in capsys.readouterr().err
+
+
+def test_the_next_step_quotes_the_suite_path_and_out_dot_names_the_folder(tmp_path, capsys, monkeypatch):
+    src, prices = rows_csv(tmp_path), ["--price", "a=1,1", "--price", "b=1,1"]
+    out = tmp_path / "my suite"
+    assert main(["suite", "import", "--format", "rows", str(src), "--out", str(out), *prices]) == 0
+    assert f"tagrouter fit --suite {shlex.quote(str(out))} --out" in capsys.readouterr().out
+    here = tmp_path / "named"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["suite", "import", "--format", "rows", str(src), "--out", ".", *prices]) == 0
+    assert load_suite(here).name == "named"
+    assert sorted(p.name for p in here.iterdir()) == ["outcomes.jsonl", "suite.json"]
