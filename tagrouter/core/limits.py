@@ -155,6 +155,7 @@ MAX_COUNT = 1e12  # a cell's win, tie, loss or answers (a trillion judgements)
 MAX_TOTAL_OUTPUT_TOKENS = MAX_COUNT * MAX_OUTPUT_TOKENS  # a cell's output_tokens (1e18)
 MAX_PRICE_USD_PER_MTOK = 1e6  # a model's input or output price, USD per million tokens
 MAX_PARAM = 1e6  # |each scoring parameter| (rewards, prior strength, evidence, cost scale, level weights)
+MIN_COST_SCALE_USD = 1e-9  # a positive cost scale: a nano-USD, the accounting's unit, keeps cost / scale finite
 MAX_MODELS = 256  # models in one pool (LoadWeights)
 MAX_CALIBRATION_POINTS = 1024  # points of the weights' knob calibration table (`tagrouter fit` stores ~100-300)
 

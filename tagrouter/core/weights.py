@@ -181,7 +181,7 @@ def estimated_bytes(weights: Weights) -> int:
 
 def validate_name(kind: str, name: str) -> None:
     if not name or len(name) > MAX_NAME_LENGTH or "|" in name or not name.isprintable():
-        raise WeightsError(f"{kind} name {name!r} must be 1-{MAX_NAME_LENGTH} printable characters without '|'")
+        raise WeightsError(f"{kind} name {limits.shown(name)} must be 1-{MAX_NAME_LENGTH} printable characters without '|'")
 
 
 def validate_pool(models: list[ModelPrice], params: ScoringParams, source: str) -> None:
@@ -208,8 +208,9 @@ def validate_pool(models: list[ModelPrice], params: ScoringParams, source: str) 
         raise WeightsError(f"{source}: params: prior_strength must be > 0")
     if p.tag_evidence < 0:
         raise WeightsError(f"{source}: params: tag_evidence must be >= 0 (0: off)")
-    if p.cost_scale_usd < 0:
-        raise WeightsError(f"{source}: params: cost_scale_usd must be >= 0 (0: cost relative to the priciest)")
+    if p.cost_scale_usd < 0 or 0 < p.cost_scale_usd < limits.MIN_COST_SCALE_USD:  # a cost over 1e-320 is inf
+        raise WeightsError(f"{source}: params: cost_scale_usd must be 0 (cost relative to the priciest) or at least "
+                           f"{limits.MIN_COST_SCALE_USD:g} USD, not {p.cost_scale_usd:g}")
     if p.length_prior_strength < 0:
         raise WeightsError(f"{source}: params: length_prior_strength must be >= 0 (0: prior_strength)")
     for key in LEVEL_PARAMS:
@@ -225,6 +226,10 @@ def validate_calibration(calibration: Calibration | None, source: str) -> None:
 
 def validate(weights: Weights, source: str) -> None:
     """Raises WeightsError naming the first problem; nothing is loaded until this passes."""
+    try:  # it names Redis keys and log lines
+        validate_name("version", weights.version)
+    except WeightsError as err:
+        raise WeightsError(f"{source}: {err}") from None
     validate_pool(weights.models, weights.params, source)
     validate_calibration(weights.calibration, source)
     names = weights.model_names

@@ -91,6 +91,11 @@ def _weights_msg(mutate) -> scorer_pb2.Weights:
     (lambda m: setattr(m.params, "win_reward", 1e300), "win_reward"),
     (lambda m: setattr(m.params, "prior_strength", 1e300), "prior_strength"),
     (lambda m: [m.models.add(name=f"m{i}") for i in range(limits.MAX_MODELS)], "models, at most"),
+    # a positive scale this small made every utility -inf (cost / 1e-320 overflows)
+    (lambda m: setattr(m.params, "cost_scale_usd", 1e-320), "cost_scale_usd must be 0"),
+    # the version names Redis keys and log lines: no newline, no 300 KB
+    (lambda m: setattr(m, "version", "a\nb"), r"version name 'a\\nb' must be"),
+    (lambda m: setattr(m, "version", "v" * 300_000), r"version name 'v{80}'\.\.\. \(300000 characters\)"),
     (lambda m: [m.counts.add(tag=f"task:t{i}", model=m.models[0].name) for i in range(limits.MAX_TAGS_TOTAL + 1)],
      "MAX_TAGS_TOTAL"),
 ])
