@@ -43,7 +43,15 @@ from services.scorer.replication import Replication
 from tagrouter.core import limits
 from tagrouter.core.operating import Calibration
 from tagrouter.core.scoring import ALL_QUERIES_TAG, COUNT_FIELDS, ScoringParams
-from tagrouter.core.weights import ModelPrice, Weights, WeightsError, estimated_bytes, validate_calibration, validate_pool
+from tagrouter.core.weights import (
+    MAX_NAME_LENGTH,
+    ModelPrice,
+    Weights,
+    WeightsError,
+    estimated_bytes,
+    validate_calibration,
+    validate_pool,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +139,8 @@ class WeightStore:
         it cancelled) removes the new version and raises LoadAbandoned, the previous one serving."""
         seq = await self.redis.incr(SEQ_KEY)
         version = f"{weights.version}.{seq}"
+        if len(version) > MAX_NAME_LENGTH:  # each GetWeights -> LoadWeights adds a suffix: stay loadable
+            version = f"{weights.content_hash()}.{seq}"
         try:
             tags = list(weights.counts.items())
             for start in range(0, len(tags), WRITE_CHUNK):

@@ -20,7 +20,7 @@ from services.common.settings import DEFAULT_WEIGHTS_FILE
 from services.scorer.keys import KEY_PATTERN, PREFIX, SEQ_KEY, feedback_key
 from services.scorer.store import ACTIVE_KEY, meta_key, tag_key, tags_key
 from tagrouter.core import limits
-from tagrouter.core.weights import Weights
+from tagrouter.core.weights import MAX_NAME_LENGTH, Weights
 from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
 from tests.conftest import Process, service_env, wait_serving
 
@@ -250,3 +250,15 @@ def test_thousands_of_cancelled_watchers_leave_the_broadcast_working_and_shutdow
         assert "Lock is not acquired" not in output and "Traceback" not in output, output[-3000:]
     finally:
         proc.stop()
+
+
+def test_weights_copied_out_and_loaded_back_again_and_again_stay_loadable(stub, clean_redis):
+    """Each LoadWeights adds `.<seq>` to the version it was given: a copy of a copy grew without end and
+    then, past the name limit, could not be loaded back."""
+    weights = Weights.load(DEFAULT_WEIGHTS_FILE).to_proto()
+    weights.version = "v" * (MAX_NAME_LENGTH - 2)
+    for _ in range(3):
+        version = stub.LoadWeights(scorer_pb2.LoadWeightsRequest(weights=weights), timeout=60).version
+        assert 0 < len(version) <= MAX_NAME_LENGTH
+        weights = stub.GetWeights(scorer_pb2.GetWeightsRequest(), timeout=60)
+        assert weights.version == version
