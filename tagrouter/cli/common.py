@@ -22,6 +22,45 @@ def bounded(kind: type, low: float, strict: bool = False):
     return parse
 
 
+def output_path(folder: bool = False, suffixes: tuple[str, ...] = ()):
+    """An argparse type: where a command writes a file (or with folder, a folder), checked before the
+    work: not the other kind, the parent created when missing and writable, one of `suffixes` when
+    given; argparse names the flag. (Found after the work, these were tracebacks.)"""
+    import argparse
+    import tempfile
+    from pathlib import Path
+
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if path.exists() and path.is_dir() != folder:
+            want, found = ("folder", "file") if folder else ("file", "folder")
+            raise argparse.ArgumentTypeError(f"{text} is a {found}, not a {want}")
+        if suffixes and path.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"{text}: the file name must end in {' or '.join(suffixes)}")
+        parent = path.resolve().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=parent):
+                pass
+        except OSError as err:
+            raise argparse.ArgumentTypeError(f"cannot write in {parent}: {err.strerror or err}") from None
+        return path
+
+    return parse
+
+
+def text_argument(text: str) -> str:
+    """An argparse type: text given on the command line, which must be UTF-8 (bytes that are not
+    reach Python as lone surrogates, which neither the tokenizer nor protobuf takes)."""
+    import argparse
+
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise argparse.ArgumentTypeError(f"not UTF-8 text (a byte that is not at character {err.start})") from None
+    return text
+
+
 def fail(message: str, code: int = 2) -> int:
     """Print `tagrouter: error: message` on stderr and return the exit code."""
     print(f"tagrouter: error: {message}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tagrouter.cli.common import fail, load_suite_or_fail
+from tagrouter.cli.common import fail, load_suite_or_fail, output_path
 
 
 def cmd_eval(args) -> int:
@@ -34,9 +34,10 @@ def cmd_eval(args) -> int:
 def add_parsers(sub) -> None:
     ev = sub.add_parser("eval", help="fit every router on train, choose on valid, report on test")
     ev.add_argument("--suite", required=True, type=Path, help="suite folder (suite.json + outcomes.jsonl)")
-    ev.add_argument("--out", required=True, type=Path, help="RESULT.json")
-    ev.add_argument("--plot", type=Path, help="CURVE.png: AR against cost for every router and model")
-    ev.add_argument("--export-predictions", type=Path, metavar="FILE",
+    ev.add_argument("--out", required=True, type=output_path(), help="RESULT.json")
+    ev.add_argument("--plot", type=output_path(suffixes=(".png", ".svg", ".pdf")),
+                    help="CURVE.png: AR against cost for every router and model")
+    ev.add_argument("--export-predictions", type=output_path(), metavar="FILE",
                     help="JSON of every router's test scores, estimated costs and choices per knob point")
     ev.add_argument("--train-size", type=int, metavar="N",
                     help="fit on N train queries drawn at random (valid and test unchanged): small data")

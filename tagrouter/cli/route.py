@@ -5,7 +5,7 @@ import asyncio
 import json
 import os
 
-from tagrouter.cli.common import bounded, fail
+from tagrouter.cli.common import bounded, fail, text_argument
 
 DEFAULT_ROUTER_ADDR = "127.0.0.1:50051"
 
@@ -122,7 +122,7 @@ def _last_error(log_dir) -> str:
 
 def add_parsers(sub) -> None:
     route = sub.add_parser("route", help="ask a router which model should answer TEXT")
-    route.add_argument("text")
+    route.add_argument("text", type=text_argument)
     route.add_argument("--json", action="store_true", help="print one JSON object")
     route.add_argument("--router", default=os.environ.get("TAGROUTER_ROUTER_ADDR", DEFAULT_ROUTER_ADDR),
                        help=f"router host:port (default $TAGROUTER_ROUTER_ADDR or {DEFAULT_ROUTER_ADDR})")

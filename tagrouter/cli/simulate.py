@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tagrouter.cli.common import bounded, fail, load_suite_or_fail
+from tagrouter.cli.common import bounded, fail, load_suite_or_fail, output_path
 
 
 def cmd_simulate(args) -> int:
@@ -50,5 +50,5 @@ def add_parsers(sub) -> None:
     p.add_argument("--weights", type=Path, help="serve these weights (default: fitted on train, default parameters)")
     p.add_argument("--max-seconds", type=bounded(float, 0, strict=True), default=3600.0,
                    help="give up after this long (default 3600)")
-    p.add_argument("--out", type=Path, help="write the result (SIM.json) here")
+    p.add_argument("--out", type=output_path(), help="write the result (SIM.json) here")
     p.set_defaults(func=cmd_simulate)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from tagrouter.cli.common import fail
+from tagrouter.cli.common import fail, output_path
 
 
 def cmd_import(args) -> int:
@@ -30,7 +30,7 @@ def add_parsers(sub) -> None:
                      help="rows: CSV/JSONL of prompt, model, score[, cost, input_tokens, output_tokens]; "
                           "routerbench: wide CSV; alpacaeval: annotation JSON; battles: prompt, model_a, model_b, winner")
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    imp.add_argument("--out", required=True, type=Path, help="the suite folder to write")
+    imp.add_argument("--out", required=True, type=output_path(folder=True), help="the suite folder to write")
     imp.add_argument("--prices", type=Path, help="CSV or JSON list of model, input_usd_per_mtok, output_usd_per_mtok "
                      "(or a JSON object: model -> {input_usd_per_mtok, output_usd_per_mtok})")
     imp.add_argument("--price", action="append", metavar="MODEL=IN,OUT", help="a model's price in USD per million "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tagrouter.cli.common import fail
+from tagrouter.cli.common import fail, text_argument
 
 
 def cmd_vocab_build(args) -> int:
@@ -123,6 +123,6 @@ def add_parsers(sub) -> None:
     quality.set_defaults(func=cmd_tag_quality)
 
     tag = sub.add_parser("tag", help="tag TEXT in-process and print the tags")
-    tag.add_argument("text")
+    tag.add_argument("text", type=text_argument)
     tag.add_argument("--json", action="store_true")
     tag.set_defaults(func=cmd_tag)

@@ -5,7 +5,7 @@ import json
 import os
 from pathlib import Path
 
-from tagrouter.cli.common import add_suite_arguments, eval_tagger, fail, load_suite_or_fail
+from tagrouter.cli.common import add_suite_arguments, eval_tagger, fail, load_suite_or_fail, output_path
 
 
 def cmd_fit(args) -> int:
@@ -97,6 +97,10 @@ def _fit_add(args) -> int:
                      params=weights.params, counts=merge_counts(weights.counts, extra),
                      provenance=f"{weights.provenance}; + {args.add} (tagrouter fit --add, suite {suite.name}, "
                                 f"split {args.split})")
+    if weights.calibration is not None:  # its percentages and recommended point were the old pool's
+        print(f"note: the calibration table of {args.weights} (max_cost_pct, min_quality_pct and the recommended "
+              f"default) was measured without {args.add} and is left out: requests need a raw --cost-weight until "
+              "`tagrouter fit` on a suite with the whole pool makes a new one")
     return _emit_weights(joined, args)
 
 
@@ -195,7 +199,7 @@ def _default_weights() -> Path:
 def add_parsers(sub) -> None:
     fit = sub.add_parser("fit", help="count a suite's outcomes per (tag, model) into weights")
     add_suite_arguments(fit)
-    fit.add_argument("--out", type=Path, help="write the weights to this JSON file")
+    fit.add_argument("--out", type=output_path(), help="write the weights to this JSON file")
     fit.add_argument("--scorer", help="load the weights into the scorer at host:port")
     fit.add_argument("--no-tune", action="store_true",
                      help="default scoring parameters and the tagger's own tags (no choice on valid)")
@@ -203,7 +207,7 @@ def add_parsers(sub) -> None:
     fit.add_argument("--parsimony", action="store_true",
                      help="also the one-standard-error rule toward the smallest tag set (off in `tagrouter eval`; "
                           "the starter weights use it: docs/ROUTING-CHOICES.md)")
-    fit.add_argument("--vocab-out", type=Path, help="where the vocabulary with topic tags goes "
+    fit.add_argument("--vocab-out", type=output_path(folder=True), help="where the vocabulary with topic tags goes "
                      "(default build/vocabulary/SUITE)")
     fit.add_argument("--add", metavar="MODEL", help="add MODEL's outcomes (rows in --suite) to --weights")
     fit.add_argument("--weights", type=Path, help="with --add: the weights the model joins")

@@ -119,7 +119,8 @@ def served_points(suite: Suite, weights, tagger, split: str, max_cost_pcts=(), m
     recommended point and each requested max_cost_pct / min_quality_pct, translated as the router
     translates them, then routed offline with the served weights."""
     if weights.calibration is None:
-        raise ValueError("the weights carry no calibration table: fit them with `tagrouter fit` (without --no-tune)")
+        raise ValueError("the weights carry no calibration table: fit them with `tagrouter fit` (without --no-tune; "
+                         "`fit --add` leaves the old pool's table out)")
     routing = split_routing(suite, weights, tagger, split, as_sent=True)
     asks = [("recommended", None, {})] + [("max_cost_pct", p, {"max_cost_pct": p}) for p in max_cost_pcts] + \
            [("min_quality_pct", q, {"min_quality_pct": q}) for q in min_quality_pcts]

@@ -120,3 +120,20 @@ def test_counts_and_durations_out_of_range_are_refused_by_the_flag():
                        (("simulate", "--suite", "s", "--budget-pct", "30", "--max-seconds", "nan"), "--max-seconds")):
         out = tagrouter(*args, timeout=60)
         assert out.returncode == 2 and f"argument {flag}: must be" in out.stderr, out.stderr
+
+
+def test_outputs_that_cannot_be_written_and_text_that_is_not_utf8_are_refused_by_the_flag(tmp_path):
+    """They were tracebacks, some after the whole fit or eval had run."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for args, flag, says in (
+            (("fit", "--suite", "s", "--out", str(a_file / "w.json")), "--out", "cannot write in"),
+            (("fit", "--suite", "s", "--out", str(tmp_path)), "--out", "is a folder, not a file"),
+            (("eval", "--suite", "s", "--out", str(tmp_path / "r.json"), "--plot", str(tmp_path / "c.xyz")), "--plot",
+             "must end in .png"),
+            (("suite", "import", "--format", "rows", "x.csv", "--out", str(a_file)), "--out", "is a file, not a folder")):
+        out = tagrouter(*args, timeout=60)
+        assert out.returncode == 2 and f"argument {flag}: " in out.stderr and says in out.stderr, out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    out = subprocess.run([*TAGROUTER, "tag", b"abc\xff"], cwd=REPO_ROOT, capture_output=True, timeout=60)
+    assert out.returncode == 2 and b"argument text: not UTF-8 text" in out.stderr, out.stderr
