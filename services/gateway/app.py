@@ -144,19 +144,23 @@ class Gateway:
                            "x-tagrouter-degraded-reason": f"router unavailable ({err.code().name})"}, None
         settle = None
         if reply.request_id:
-            async def settle(usage: dict) -> None:
-                await self._settle(reply.request_id, usage, auth)
+            async def settle(usage: dict | None) -> None:
+                await self._settle(reply.request_id, usage, auth, reply.estimated_cost_usd)
         return reply.model, openai_request.answer_headers(reply, session=bool(route.session_id)), settle
 
-    async def _settle(self, request_id: str, usage: dict, auth) -> None:
-        """Settle a tenant's reservation from the upstream's `usage`; a failure is logged (it then expires)."""
+    async def _settle(self, request_id: str, usage: dict | None, auth, estimate_usd: float) -> None:
+        """Settle a tenant's reservation from the upstream's `usage`, or at Route's estimate when an answer
+        came without it (a stream the caller left, an upstream that reports none: left to expire, the
+        answer was free); a failure is logged (the reservation then expires)."""
+        usage = usage or {}
         tokens = {k: usage[k] for k in ("prompt_tokens", "completion_tokens")
                   if isinstance(usage.get(k), int) and usage[k] >= 0}
-        if "completion_tokens" not in tokens:
-            return
-        settle = router_pb2.SettleRequest(request_id=request_id, output_tokens=tokens["completion_tokens"])
-        if "prompt_tokens" in tokens:
-            settle.input_tokens = tokens["prompt_tokens"]
+        if "completion_tokens" in tokens:
+            settle = router_pb2.SettleRequest(request_id=request_id, output_tokens=tokens["completion_tokens"])
+            if "prompt_tokens" in tokens:
+                settle.input_tokens = tokens["prompt_tokens"]
+        else:
+            settle = router_pb2.SettleRequest(request_id=request_id, cost_usd=estimate_usd)
         try:
             await self.router.Settle(settle, timeout=self.settings.route_timeout_s, metadata=auth or None)
         except grpc.aio.AioRpcError as err:

@@ -2,6 +2,7 @@
 streams relayed chunk by chunk, and the actual cost of each answer from its `usage` in the metrics."""
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -79,10 +80,10 @@ async def forward(http: httpx.AsyncClient, path: str, model: str, upstream: Upst
                      "upstream_error", code="upstream_bad_response", headers=headers)
     finally:
         await response.aclose()
-    if isinstance(answer, dict):
-        record_usage(model, upstream, answer.get("usage"))
-        if settle is not None and isinstance(answer.get("usage"), dict):
-            await settle(answer["usage"])
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    record_usage(model, upstream, usage)
+    if settle is not None:
+        await settle(usage if isinstance(usage, dict) else None)
     return Response(content, 200, headers=headers, media_type="application/json")
 
 
@@ -122,13 +123,14 @@ async def failed(response: httpx.Response, model: str, headers: Mapping[str, str
 async def relay(response: httpx.Response, model: str, upstream: Upstream, settle=None) -> AsyncIterator[bytes]:
     """The upstream's SSE bytes as they come; `usage` read on the way. A failure mid-stream (the
     status is already sent) ends the stream with an OpenAI-style error event."""
-    pending, seen = b"", []
+    pending, seen, settled = b"", [], settle is None
     try:
         async for chunk in response.aiter_raw():
             yield chunk
             pending = _read_usage(pending + chunk, model, upstream, seen)
-        if settle is not None and seen:
-            await settle(seen[-1])
+        if not settled:
+            await settle(seen[-1] if seen else None)
+            settled = True
     except httpx.TimeoutException:
         yield b"data: " + error_body(f"the upstream of {model} stopped sending in time", "upstream_error",
                                      code="upstream_timeout") + b"\n\n"
@@ -137,6 +139,18 @@ async def relay(response: httpx.Response, model: str, upstream: Upstream, settle
                                      code="upstream_unreachable") + b"\n\n"
     finally:
         await response.aclose()
+        if not settled:  # the caller left mid-stream (or the upstream broke off): the answer is not free
+            in_background(settle(seen[-1] if seen else None))
+
+
+_BACKGROUND: set[asyncio.Task] = set()
+
+
+def in_background(work) -> None:
+    """Runs `work` (a coroutine) as its own task: a stream's cancelled scope would cancel an await."""
+    task = asyncio.get_running_loop().create_task(work)
+    _BACKGROUND.add(task)  # the loop keeps only a weak reference
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def _read_usage(buffer: bytes, model: str, upstream: Upstream, seen: list | None = None) -> bytes:

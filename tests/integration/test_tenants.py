@@ -226,8 +226,33 @@ def long_stack(redis_url, tmp_path_factory):
         env = service_env(redis_url, TAGROUTER_TENANT_REDIS_URL=redis_url, TAGROUTER_ADMIN_TOKEN=ADMIN,
                           TAGROUTER_TENANCY="true")
         stack = LocalStack(env=env, upstreams=path, quiet=bool(os.environ.get("TAGROUTER_TEST_QUIET")))
+        stack.fake_upstream = upstream  # a test may slow its streams
         with contextlib.closing(stack.start()):
             yield stack
+
+
+def test_a_stream_the_caller_leaves_is_settled_at_its_estimate(long_stack):
+    """A caller that closed the stream before the last chunk (which carries `usage`) left its
+    reservation to expire: the answer it was streaming cost its tenant nothing."""
+    with grpc.insecure_channel(long_stack.router) as channel:
+        tenant_id, token = create(channel, usd=100, allowed=POOL[:1])
+        body = {"model": POOL[0], "stream": True, "messages": [{"role": "user", "content": "hello"}]}
+        long_stack.fake_upstream.chunk_delay_s = 2.0
+        try:
+            with httpx.stream("POST", long_stack.gateway + "/chat/completions", json=body, timeout=30,
+                              headers={"authorization": f"Bearer {token}"}) as answer:
+                assert answer.status_code == 200
+                estimate = float(answer.headers["x-tagrouter-estimated-cost-usd"])
+                next(answer.iter_raw())  # the first chunk, then the caller leaves
+        finally:
+            long_stack.fake_upstream.chunk_delay_s = 0.0
+        deadline = time.monotonic() + 15
+        while usage(channel, tenant_id).reserved_nano_usd and time.monotonic() < deadline:
+            time.sleep(0.2)
+        settled = usage(channel, tenant_id)
+        assert settled.reserved_nano_usd == 0
+        assert settled.spend_nano_usd == tenancy.to_nano(round(estimate, 9)) or \
+            abs(settled.spend_nano_usd - tenancy.to_nano(estimate)) <= 10
 
 
 def test_the_gateway_and_the_extproc_take_the_tenant_from_the_bearer_token(long_stack):
