@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -200,7 +201,9 @@ async def run_until_signalled(services: list[RunningService], on_ready: Callable
                 await on_ready()
             await stop_task
         else:
-            ready.cancel()
+            ready.cancel()  # stopped while warming up: retrieved, or asyncio logs it as an unseen error
+            with contextlib.suppress(asyncio.CancelledError):
+                await ready
         log.info("signal received: draining")
     finally:
         for service in reversed(started):
