@@ -38,7 +38,7 @@ ROUTE_SCORED_FROM_COPY = Counter("tagrouter_route_scored_from_copy_total",
                                  "Route calls scored from the router's copy of the weights (the rest call Score)")
 WEIGHTS_COPY_AGE = Gauge("tagrouter_weights_copy_age_seconds",
                          "Seconds since the router's copy of the weights last heard from the scorer")
-# Set by the scorer's WatchWeights poll (every 0.1 s while a router watches): 0 while Redis is unreachable.
+# Set by the scorer's WatchWeights poll (every 0.05 s while a router watches): 0 while Redis is unreachable.
 REDIS_UP = Gauge("tagrouter_scorer_redis_up", "1 when the scorer's last poll of Redis answered, 0 when it failed")
 FEEDBACK = Counter("tagrouter_feedback_total", "Feedback outcomes applied, by outcome", ["outcome"])
 FEEDBACK_UNREPLICATED = Counter("tagrouter_feedback_unreplicated_total",

@@ -17,7 +17,8 @@ def add_parsers(sub) -> None:
     actions = parser.add_subparsers(dest="action", required=True)
     for action in ("create", "update", "show", "delete", "list"):
         p = actions.add_parser(action)
-        p.add_argument("--router", default=os.environ.get("ROUTER_ADDR", DEFAULT_ROUTER_ADDR))
+        p.add_argument("--router", default=os.environ.get("TAGROUTER_ROUTER_ADDR", DEFAULT_ROUTER_ADDR),
+                       help=f"router host:port (default $TAGROUTER_ROUTER_ADDR or {DEFAULT_ROUTER_ADDR})")
         if action != "list":
             p.add_argument("id")
         if action in ("create", "update"):

@@ -162,8 +162,8 @@ MAX_CALIBRATION_POINTS = 1024  # points of the weights' knob calibration table (
 # --- vocabulary growth and reads of the weights -----------------------------------------
 MAX_TAGS_TOTAL = 50_000  # distinct tags in the active weights; Feedback cannot add past it
 MAX_NEW_TAGS_PER_FEEDBACK = 16  # tags one Feedback may add to the weights
-# Estimated size of the weights as one message (GetWeights, WatchWeights): half of the 16 MiB
-# a gRPC message may carry, so a copy always fits whatever Feedback adds.
+# Estimated size of the weights as one message (GetWeights, WatchWeights): under the 16 MiB a
+# gRPC message may carry, so a copy always fits whatever Feedback adds.
 MAX_WEIGHTS_BYTES = 15 * 1024 * 1024  # an upper bound of the counts: a whole-weights message stays under gRPC's 16 MiB
 CELL_BYTES = 64  # upper bound of one TagCount's encoding besides its tag and model names
 MAX_GET_WEIGHTS_TAGS = 1_000  # tag names in one GetWeights
