@@ -71,9 +71,9 @@ def cmd_route(args) -> int:
     request = route_request(args)
     try:
         if args.embedded:
-            response = _route_embedded(request, args.timeout)
+            response = _route_embedded(request, args.timeout or 10.0)
         else:
-            response = asyncio.run(call_route(args.router, request, args.timeout))
+            response = asyncio.run(call_route(args.router, request, args.timeout or 5.0))
     except EmbeddedStackFailed as err:
         return fail(f"the embedded stack did not start: {err}", 1)
     except grpc.aio.AioRpcError as err:
@@ -137,5 +137,6 @@ def add_parsers(sub) -> None:
                        help="instead of the raw knobs: keep at least Q%% of the best model's accept rate [0-100]")
     route.add_argument("--client-tags", nargs="+", metavar="TAG",
                        help="free-text tags the caller knows; aligned to the canonical vocabulary")
-    route.add_argument("--timeout", type=bounded(float, 0, strict=True), default=5.0, help="seconds (default 5)")
+    route.add_argument("--timeout", type=bounded(float, 0, strict=True),
+                       help="seconds (default 5; with --embedded 10, the stack's first call warms it)")
     route.set_defaults(func=cmd_route)
