@@ -151,6 +151,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
                                    f"under the {DEADLINE_MARGIN_S * 1000:.0f} ms needed to answer")
         reasons: list[str] = []
         session = request.session_id if self.sessions is not None else ""
+        if session and tenant is not None:  # one tenant can neither read nor pin another's conversation
+            session = f"{tenant.id}\x1f{session}"
         # the session's last model is read while the tagger works: it is needed only to decide
         kept_lookup = asyncio.ensure_future(self.sessions.kept_model(session)) if session else None
 

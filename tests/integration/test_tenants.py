@@ -370,3 +370,21 @@ def test_feedback_with_output_tokens_settles_the_routed_request_once(tenant_stac
                 metadata=bearer(ADMIN), timeout=10)
     now = usage(channel, tenant_id)
     assert now.reserved_nano_usd == 0 and now.spend_nano_usd > 0
+
+
+def test_a_session_id_is_the_tenants_own(channel):
+    """Sessions were keyed by their id alone: tenant B, naming tenant A's session id, learnt which
+    model A's conversation used (session_kept) and could pin it for A."""
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    (_, token_a), (_, token_b) = create(channel, usd=100), create(channel, usd=100)
+    session = f"shared-{uuid.uuid4().hex[:8]}"
+
+    def route(token: str, model: str) -> router_pb2.RouteResponse:
+        return router.Route(router_pb2.RouteRequest(query="hello there", session_id=session, candidate_models=[model]),
+                            metadata=bearer(token), timeout=30)
+
+    assert not route(token_a, POOL[1]).session_kept  # A's conversation starts on POOL[1]
+    assert route(token_a, POOL[1]).session_kept
+    assert not route(token_b, POOL[1]).session_kept, "B saw A's session"
+    route(token_b, POOL[2])  # B's own session moves to POOL[2]; A's stays where it was
+    assert route(token_a, POOL[1]).session_kept
