@@ -187,15 +187,15 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             raise InvalidArgument(f"feedback_id must be at most {limits.MAX_FEEDBACK_ID} printable characters")
         version, known, duplicate = await self.store.add_outcome(tags, request.model, outcome, length,
                                                                  request.feedback_id)
-        if request.route_request_id and length is not None and self.tenants is not None:
-            await self._settle(request.route_request_id, length)
         if version is None:
             raise Unavailable("no weights are loaded")
         if not known:
             pool = await self._pool_for(version)
             limits.check_known_models([request.model], pool.names, "model",
                                       " (a new model joins with `tagrouter fit --add`)")
-        if not duplicate:
+        if not duplicate:  # a refused or repeated Feedback settles nothing either
+            if request.route_request_id and length is not None and self.tenants is not None:
+                await self._settle(request.route_request_id, length)
             for name, n in zip(("win", "tie", "loss"), outcome):
                 if n:
                     metrics.FEEDBACK.labels(name).inc(n)

@@ -388,3 +388,34 @@ def test_a_session_id_is_the_tenants_own(channel):
     assert not route(token_b, POOL[1]).session_kept, "B saw A's session"
     route(token_b, POOL[2])  # B's own session moves to POOL[2]; A's stays where it was
     assert route(token_a, POOL[1]).session_kept
+
+
+def test_a_refused_or_repeated_feedback_settles_nothing(long_stack):
+    """A Feedback refused for an unknown model, or a repeated feedback_id naming another routed
+    request, still settled that request (at a million output tokens: 30 USD)."""
+    from tagrouter.scorer.v1 import scorer_pb2, scorer_pb2_grpc
+
+    channel = grpc.insecure_channel(long_stack.router)  # reservations held 600 s: none expires meanwhile
+    tenant_id, token = create(channel, usd=100)
+    router = router_pb2_grpc.RouterServiceStub(channel)
+    first, second = (router.Route(router_pb2.RouteRequest(query=f"judge me {i}"), metadata=bearer(token), timeout=10)
+                     for i in range(2))
+    reserved = usage(channel, tenant_id).reserved_nano_usd
+    with grpc.insecure_channel(long_stack.scorer) as scorer:
+        stub = scorer_pb2_grpc.ScorerServiceStub(scorer)
+
+        def feedback(model: str, feedback_id: str, request_id: str):
+            return stub.Feedback(scorer_pb2.FeedbackRequest(
+                tags=scorer_pb2.TagList(names=["task:qa"]), model=model, outcome=scorer_pb2.OUTCOME_WIN,
+                output_tokens=1_000_000, feedback_id=feedback_id, route_request_id=request_id),
+                metadata=bearer(ADMIN), timeout=10)
+
+        with pytest.raises(grpc.RpcError) as refused:
+            feedback("no-such-model", f"{first.request_id}-a", first.request_id)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert not feedback(first.model, f"{first.request_id}-b", first.request_id).duplicate
+        assert feedback(second.model, f"{first.request_id}-b", second.request_id).duplicate
+    now = usage(channel, tenant_id)
+    channel.close()
+    # the first request settled once (by the second call); the second is still only reserved
+    assert now.spend_nano_usd > 0 and 0 < now.reserved_nano_usd < reserved
