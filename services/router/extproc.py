@@ -22,7 +22,7 @@ from envoy.service.ext_proc.v3 import external_processor_pb2_grpc
 from envoy.type.v3 import http_status_pb2
 
 from services.common import metrics
-from services.common.errors import ServiceError
+from services.common.errors import status_for
 from tagrouter.core import openai_request
 from tagrouter.core.limits import InvalidRequest
 from tagrouter.router.v1 import router_pb2
@@ -51,9 +51,11 @@ class NoDeadline:
         return (("authorization", auth),) if auth else ()
 
 
-# A refusal of the tenant's (tenancy on) -> its HTTP status and OpenAI error type.
+# A status Route (or the store behind it) ended with -> its HTTP status and OpenAI error type; any
+# other (INVALID_ARGUMENT, FAILED_PRECONDITION, ...) is the caller's request: 400.
 HTTP_OF = {"UNAUTHENTICATED": (401, "authentication_error"), "PERMISSION_DENIED": (403, "permission_error"),
-           "RESOURCE_EXHAUSTED": (429, "rate_limit_error")}
+           "RESOURCE_EXHAUSTED": (429, "rate_limit_error"), "UNAVAILABLE": (503, "api_error"),
+           "DEADLINE_EXCEEDED": (504, "api_error"), "INTERNAL": (500, "server_error")}
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Exchange:
 
     headers: dict[str, str] = field(default_factory=dict)
     answer: dict[str, str] = field(default_factory=dict)  # headers added to the response
+    routed: router_pb2.RouteResponse | None = None  # with tenancy, its request_id is settled at the answer
 
 
 def header_map(headers: base_pb2.HeaderMap) -> dict[str, str]:
@@ -89,7 +92,7 @@ def endpoint(headers: dict[str, str]) -> str | None:
     """"chat" or "completions" for a POST to those OpenAI paths; None for anything else (passed as it is)."""
     if headers.get(":method", "POST") != "POST":
         return None
-    path = headers.get(":path", "").split("?", 1)[0].rstrip("/")
+    path = headers.get(":path", "").split("?", 1)[0].rstrip("/").lower()
     if path.endswith("/chat/completions"):
         return "chat"
     return "completions" if path.endswith("/completions") else None
@@ -123,15 +126,18 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
             kind = message.WhichOneof("request")
             if kind == "request_headers":
                 exchange.headers = header_map(message.request_headers.headers)
-                # the caller's own x-tagrouter-model never chooses the route: only this processor sets it
+                # the caller's own x-tagrouter-model never chooses the route: only this processor sets it;
+                # with tenancy, `authorization` is the tenant's TagRouter token, not the LLM provider's
+                remove = (MODEL_HEADER, "authorization") if self._tenancy else (MODEL_HEADER,)
                 yield ep.ProcessingResponse(request_headers=ep.HeadersResponse(response=ep.CommonResponse(
-                    header_mutation=mutation({}, remove=(MODEL_HEADER,)), clear_route_cache=True)))
+                    header_mutation=mutation({}, remove=remove), clear_route_cache=True)))
             elif kind == "request_body":
                 answer = await self._on_body(exchange, message.request_body)
                 yield answer
                 if answer.HasField("immediate_response"):
                     return
             elif kind == "response_headers":
+                await self._settle(exchange, header_map(message.response_headers.headers).get(":status", ""))
                 yield ep.ProcessingResponse(response_headers=ep.HeadersResponse(
                     response=ep.CommonResponse(header_mutation=mutation(exchange.answer))))
             elif kind == "response_body":
@@ -141,6 +147,23 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
             elif kind == "response_trailers":
                 yield ep.ProcessingResponse(response_trailers=ep.TrailersResponse())
 
+    @property
+    def _tenancy(self) -> bool:
+        return getattr(self.router, "tenants", None) is not None
+
+    async def _settle(self, exchange: Exchange, status: str) -> None:
+        """A tenant's routed request settles when its answer starts: at Route's estimate when the upstream
+        answered 2xx (this processor sees no body, so no `usage`), at 0 otherwise. Unsettled, its
+        reservation would expire uncharged and the tenant's cap would refill every reservation TTL."""
+        if exchange.routed is None or not exchange.routed.request_id:
+            return
+        cost = exchange.routed.estimated_cost_usd if status.startswith("2") else 0.0
+        try:
+            await self.router.Settle(router_pb2.SettleRequest(request_id=exchange.routed.request_id, cost_usd=cost),
+                                     NoDeadline(exchange.headers))
+        except Exception as err:  # the answer goes on; the reservation then expires
+            log.warning("ext_proc: settling %s failed: %s", exchange.routed.request_id, status_for(err, "Settle")[1])
+
     async def _on_body(self, exchange: Exchange, body: ep.HttpBody) -> ep.ProcessingResponse:
         which = endpoint(exchange.headers)
         if which is None:
@@ -148,26 +171,25 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
         if not body.end_of_stream:
             return refuse(500, "the ext_proc filter must buffer the request body (request_body_mode: BUFFERED)",
                           "server_error")
+        encoding = exchange.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            return refuse(415, f"content-encoding {encoding[:40]!r}: send the request body uncompressed to be routed")
         try:
             conversation = openai_request.parse(body.body, completions=which == "completions")
             if conversation.model in self.aliases:
                 return await self._route(exchange, conversation)
-        except (InvalidRequest, ServiceError) as err:
-            status, kind = HTTP_OF.get(getattr(err, "code", None) and err.code.name, (400, "invalid_request_error"))
-            return refuse(status, str(err), kind)
-        except Exception:
-            log.exception("ext_proc: routing failed")
-            return refuse(500, "the router failed to route this request", "server_error")
-        pool = self.router.pool()
-        if pool and conversation.model not in pool:
-            return refuse(400, f"unknown model {conversation.model!r}: use an alias "
-                               f"({', '.join(sorted(self.aliases))}) or a pool model ({', '.join(sorted(pool))})")
-        if getattr(self.router, "tenants", None) is not None:  # the tenant's pool and budget hold here too
-            try:
+            pool = self.router.pool()
+            if pool and conversation.model not in pool:
+                return refuse(400, f"unknown model {conversation.model[:80]!r}: use an alias "
+                                   f"({', '.join(sorted(self.aliases))}) or a pool model ({', '.join(sorted(pool))})")
+            if self._tenancy:  # the tenant's pool and budget hold here too
                 return await self._route(exchange, conversation, explicit=True)
-            except (InvalidRequest, ServiceError) as err:
-                status, kind = HTTP_OF.get(getattr(err, "code", None) and err.code.name, (400, "invalid_request_error"))
-                return refuse(status, str(err), kind)
+        except Exception as err:
+            # the caller's mistake or the tenant's refusal: 4xx; a store that cannot be reached: 503 at once;
+            # anything else: 500, logged with its traceback (status_for)
+            code, message = status_for(err, "ext_proc")
+            status, kind = HTTP_OF.get(code.name, (400, "invalid_request_error"))
+            return refuse(status, message if status != 500 else "the router failed to route this request", kind)
         metrics.EXTPROC_REQUESTS.labels("passed").inc()
         exchange.answer = {MODEL_HEADER: conversation.model}
         return ep.ProcessingResponse(request_body=ep.BodyResponse(response=ep.CommonResponse(
@@ -180,6 +202,7 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
             **conversation.route_fields(), **fields,
             session_id=openai_request.session_id(exchange.headers.get(SESSION_HEADER), conversation))
         routed = await self.router.Route(request, NoDeadline(exchange.headers))
+        exchange.routed = routed
         new_body = openai_request.with_model(conversation, routed.model)
         exchange.answer = openai_request.answer_headers(routed, bool(request.session_id))
         metrics.EXTPROC_REQUESTS.labels("routed").inc()

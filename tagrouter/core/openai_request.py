@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from tagrouter.core.limits import MAX_QUERY_CHARS, InvalidRequest
@@ -16,6 +17,7 @@ from tagrouter.core.limits import MAX_QUERY_CHARS, InvalidRequest
 # a follow-up ("now commit it") routes with what it follows, the last message still weighs most.
 CONTEXT_CHARS = 2000
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a larger body is refused, not parsed
+MAX_USER_IN_SESSION = 128  # a longer OpenAI `user` enters the session key as its hash
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,8 @@ def parse(body: bytes, completions: bool = False) -> Conversation:
     """A chat-completions body (`messages`), or with completions=True a completions body (`prompt`)."""
     if len(body) > MAX_BODY_BYTES:
         raise InvalidRequest(f"the request body has {len(body)} bytes, at most {MAX_BODY_BYTES}")
-    try:
-        payload = json.loads(body)
+    try:  # Python's json takes NaN, Infinity and 1e400 (inf), which an upstream's strict JSON would not
+        payload = json.loads(body, parse_constant=_not_json, parse_float=_finite)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InvalidRequest(f"the request body is not JSON: {err}") from None
     if not isinstance(payload, dict):
@@ -82,6 +84,17 @@ def parse(body: bytes, completions: bool = False) -> Conversation:
     last = users[-1]
     return Conversation(payload, model, turns[last][1], tuple(t for _, t in turns[:last] if t.strip()),
                         turns[users[0]][1], sum(len(t) for _, t in turns))
+
+
+def _not_json(name: str):
+    raise InvalidRequest(f"the request body is not JSON: it holds {name}")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidRequest(f"the request body holds the number {text[:40]}, beyond what JSON numbers carry (1.8e308)")
+    return value
 
 
 def _check_encodable(payload: dict) -> None:
@@ -134,7 +147,7 @@ def _prompts(payload: dict) -> list[tuple[str, str]]:
 
 def with_model(conversation: Conversation, model: str) -> bytes:
     """The body with `model` replaced, every other field as it was (compact JSON, UTF-8)."""
-    return json.dumps({**conversation.payload, "model": model}, ensure_ascii=False,
+    return json.dumps({**conversation.payload, "model": model}, ensure_ascii=False, allow_nan=False,
                       separators=(",", ":")).encode()
 
 
@@ -146,6 +159,8 @@ def session_id(header: str | None, conversation: Conversation) -> str:
     user = conversation.payload.get("user")
     if not isinstance(user, str) or not user:
         return ""
+    if len(user) > MAX_USER_IN_SESSION:  # the key stays within the session id's limit
+        user = hashlib.sha256(user.encode()).hexdigest()
     return f"{user}:{hashlib.sha256(conversation.first_user.encode()).hexdigest()[:16]}"
 
 

@@ -419,3 +419,26 @@ def test_a_refused_or_repeated_feedback_settles_nothing(long_stack):
     channel.close()
     # the first request settled once (by the second call); the second is still only reserved
     assert now.spend_nano_usd > 0 and 0 < now.reserved_nano_usd < reserved
+
+
+def test_behind_envoy_a_tenants_answer_settles_and_its_token_stays_here(long_stack):
+    """Behind Envoy nothing settled a tenant's request: its reservation expired uncharged, so a capped
+    tenant's allowance refilled every reservation TTL; and its TagRouter token went on to the LLM."""
+    with grpc.insecure_channel(long_stack.router) as channel:
+        tenant_id, token = create(channel, usd=100)
+        ext = ExternalProcessorStub(grpc.insecure_channel(f"127.0.0.1:{long_stack.processes['router'].extproc_port}"))
+
+        def exchange(status: str) -> list[ep.ProcessingResponse]:
+            answer = ep.ProcessingRequest(response_headers=ep.HttpHeaders(headers=base_pb2.HeaderMap(
+                headers=[base_pb2.HeaderValue(key=":status", raw_value=status.encode())])))
+            return list(ext.Process(iter([*processing(token, "auto"), answer]), timeout=30))
+
+        answers = exchange("200")
+        assert "authorization" in answers[0].request_headers.response.header_mutation.remove_headers
+        estimate = float(next(h.header.raw_value for h in answers[2].response_headers.response.header_mutation.set_headers
+                              if h.header.key == "x-tagrouter-estimated-cost-usd"))
+        settled = usage(channel, tenant_id)
+        assert settled.reserved_nano_usd == 0 and abs(settled.spend_nano_usd - tenancy.to_nano(estimate)) <= 10
+        exchange("502")  # the upstream failed: released at once, nothing spent
+        failed = usage(channel, tenant_id)
+        assert failed.reserved_nano_usd == 0 and failed.spend_nano_usd == settled.spend_nano_usd

@@ -55,6 +55,10 @@ def test_a_long_message_is_cut_to_the_query_limit():
     (b'{"model": "auto", "prompt": ["ok", "\\udfff"]}', True, "prompt[1] holds a lone UTF-16 surrogate"),
     (b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "\\ud800": 1}', False,
      "a key holds a lone UTF-16 surrogate"),
+    # Python's json reads these; an upstream's strict parser would not, had they been passed on
+    (b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "top_p": NaN}', False, "it holds NaN"),
+    (b'{"model": "auto", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e400}', False,
+     "the number 1e400, beyond"),
 ])
 def test_bad_bodies_are_named(body, completions, says):
     with pytest.raises(InvalidRequest, match=says.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
@@ -126,3 +130,9 @@ def test_a_surrogate_pair_is_text_and_blank_padding_is_not_the_query():
     padded = oa.parse(json.dumps({"model": "auto", "messages": [{"role": "user",
                                                                   "content": " " * 200_000 + "What is 2+2?"}]}).encode())
     assert padded.query() == "What is 2+2?"
+
+
+def test_a_long_user_enters_the_session_key_as_its_hash():
+    body = json.dumps({"model": "auto", "user": "u" * 240, "messages": [{"role": "user", "content": "hi"}]}).encode()
+    key = oa.session_id(None, oa.parse(body))
+    assert len(key) <= 100 and key == oa.session_id(None, oa.parse(body))
