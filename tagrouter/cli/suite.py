@@ -18,7 +18,12 @@ def cmd_import(args) -> int:
     print(f"wrote {summary['suite']}: {summary['queries']} queries x {len(summary['models'])} models "
           f"({', '.join(summary['models'])}); splits {summary['splits']}"
           + (f"; {summary['dropped']} prompts without every model left out" if summary["dropped"] else ""))
-    print(f"next: tagrouter fit --suite {shlex.quote(str(args.out))} --out weights.json")
+    if summary["no_output_tokens"]:
+        print(f"note: {summary['no_output_tokens']} of {summary['rows']} rows give no output tokens (output_tokens, "
+              "tokens or response): their answers are priced at the input alone unless the row has its own cost, "
+              "so cost estimates and --max-cost-pct leave output prices out")
+    print(f"next: tagrouter fit --suite {shlex.quote(str(args.out))} --out weights.json --no-topics "
+          "(docs/QUICKSTART.md)")
     return 0
 
 

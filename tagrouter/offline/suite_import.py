@@ -362,7 +362,8 @@ def build(fmt: str, files: list[Path], out: Path, prices: dict[str, tuple[float,
             "tie_margin": tie_margin, "models": models, "splits": splits_of([query_id(p) for p in complete])}
     write(out, meta, rows)
     return {"suite": str(out), "queries": len(complete), "dropped": len(prompts) - len(complete),
-            "models": list(models), "splits": {k: len(v) for k, v in meta["splits"].items()}}
+            "models": list(models), "splits": {k: len(v) for k, v in meta["splits"].items()},
+            "rows": len(outcomes), "no_output_tokens": sum(o.output_tokens is None for o in outcomes)}
 
 
 def write(out: Path, meta: dict, rows: list[dict]) -> None:

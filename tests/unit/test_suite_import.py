@@ -263,3 +263,13 @@ def test_the_next_step_quotes_the_suite_path_and_out_dot_names_the_folder(tmp_pa
     assert main(["suite", "import", "--format", "rows", str(src), "--out", ".", *prices]) == 0
     assert load_suite(here).name == "named"
     assert sorted(p.name for p in here.iterdir()) == ["outcomes.jsonl", "suite.json"]
+
+
+def test_rows_without_output_tokens_are_said_to_price_the_input_alone(tmp_path, capsys):
+    bare = write_csv(tmp_path / "bare.csv", ["prompt", "model", "score"], [(p, m, 1) for p in PROMPTS for m in "ab"])
+    assert run_import(tmp_path / "one", "rows", bare, extra=["--price", "a=1,1", "--price", "b=2,2"])[0] == 0
+    assert "note: 20 of 20 rows give no output tokens" in capsys.readouterr().out
+    full = write_csv(tmp_path / "full.csv", ["prompt", "model", "score", "output_tokens"],
+                     [(p, m, 1, 50) for p in PROMPTS for m in "ab"])
+    assert run_import(tmp_path / "two", "rows", full, extra=["--price", "a=1,1", "--price", "b=2,2"])[0] == 0
+    assert "no output tokens" not in capsys.readouterr().out
