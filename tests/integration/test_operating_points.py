@@ -27,6 +27,15 @@ def test_the_five_sample_queries_do_not_all_go_to_one_model_by_default(stack):
         assert r.knob_cost_pct == pytest.approx(recommended.cost_pct)
 
 
+def test_the_first_screens_caps_move_sample_queries_to_cheaper_models(stack):
+    """`make run`'s first screen shows the knob at work: a lower cap sends more of them to cheaper models."""
+    routes = list(sample_routes(stack["router"].address).values())
+    costs = [sum(r.estimated_cost_usd for r in point) for point in routes]
+    assert costs == sorted(costs, reverse=True) and costs[-1] < costs[0], costs
+    moved = [sum(a.model != b.model for a, b in zip(first, later)) for first, later in zip(routes, routes[1:])]
+    assert all(moved), [[r.model for r in point] for point in routes]
+
+
 def test_max_cost_pct_goes_through_the_weights_calibration(router_stub):
     for pct in (30.0, 80.0):
         reply = route(router_stub, max_cost_pct=pct)
