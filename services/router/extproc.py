@@ -68,8 +68,9 @@ class Exchange:
 
 
 def header_map(headers: base_pb2.HeaderMap) -> dict[str, str]:
-    """Envoy's headers (value or raw_value), names lower-case."""
-    return {h.key.lower(): h.raw_value.decode("utf-8", "replace") if h.raw_value else h.value
+    """Envoy's headers (value or raw_value), names lower-case; bytes that are not UTF-8 kept apart as
+    `\\xNN` (replaced by U+FFFD, two session ids that differ only there were one session)."""
+    return {h.key.lower(): h.raw_value.decode("utf-8", "backslashreplace") if h.raw_value else h.value
             for h in headers.headers}
 
 
