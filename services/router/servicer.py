@@ -15,7 +15,7 @@ import grpc
 import numpy as np
 
 from services.common import metrics, tracing
-from services.common.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument
+from services.common.errors import DeadlineExceeded, FailedPrecondition, InvalidArgument, Unavailable
 from services.common.settings import RouterSettings
 from services.common.tenant_store import TenantStore
 from services.router import route_trace
@@ -194,6 +194,8 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
             if knob.max_cost_pct is None and knob.min_quality_pct is None:
                 self._knob(knob, None, response)
             self._fall_back(candidates, input_tokens, response, kept)
+            if plan is not None:
+                self._fall_back_within(plan, candidates, input_tokens, response)
         if plan is not None:
             known = self.known_models.get(response.model)
             await self.tenants.reserve(plan, response, (known.input_usd_per_mtok, known.output_usd_per_mtok)
@@ -262,6 +264,27 @@ class RouterServicer(router_pb2_grpc.RouterServiceServicer):
         response.weights_version = scored.weights_version
         response.scores.extend(router_pb2.RouteScore(model=m, score=float(s), estimated_cost_usd=float(c))
                                for m, s, c in zip(scored.models, scored.scores, costs))
+
+    def _fall_back_within(self, plan: Plan, candidates: list[str], input_tokens: int, response) -> None:
+        """A tenant's degraded answer holds to its budget as a scored one does: priced from the models
+        the router has heard of, through the plan's mask (downgrade's ceiling, what still fits the
+        caps), the fallback kept when allowed, else the cheapest allowed. Unpriced, it would reserve 0
+        and no cap would hold: a router that knows no price refuses (fail closed, as the gateway)."""
+        names = [m for m in (candidates or list(self.known_models)) if m in self.known_models]
+        if response.model not in names:
+            raise Unavailable(f"the scorer is unavailable and this router has no price for {response.model}: "
+                              "a tenant's request cannot be held to its budget; retry")
+        known = [self.known_models[m] for m in names]
+        costs = decision.estimate_costs(input_tokens, np.array([k.expected_output_tokens for k in known]),
+                                        np.array([k.input_usd_per_mtok for k in known]),
+                                        np.array([k.output_usd_per_mtok for k in known]))
+        allowed = plan.mask(costs)
+        chosen = names.index(response.model)
+        if not allowed[chosen] or plan.action == "downgraded":
+            chosen = min(np.flatnonzero(allowed), key=lambda j: costs[j])
+        response.model = names[chosen]
+        response.estimated_cost_usd = float(costs[chosen])
+        response.expected_output_tokens = known[chosen].expected_output_tokens
 
     def _fall_back(self, candidates: list[str], input_tokens: int, response, kept: str | None = None) -> None:
         default = self.settings.default_model

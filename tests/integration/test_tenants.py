@@ -24,7 +24,7 @@ from tagrouter.core.limits import InvalidRequest
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 from tagrouter.stack import LocalStack
 from tagrouter.stack.fake_upstream import FakeUpstream
-from tests.conftest import TAGROUTER, running_stack, service_env, wipe_tagrouter_keys
+from tests.conftest import TAGROUTER, Process, running_stack, service_env, wipe_tagrouter_keys
 
 ADMIN = "admin-secret"
 POOL = ("gpt4_1106_preview", "claude-instant-1.2", "gemma-7b-it")
@@ -442,3 +442,58 @@ def test_behind_envoy_a_tenants_answer_settles_and_its_token_stays_here(long_sta
         exchange("502")  # the upstream failed: released at once, nothing spent
         failed = usage(channel, tenant_id)
         assert failed.reserved_nano_usd == 0 and failed.spend_nano_usd == settled.spend_nano_usd
+
+
+def test_a_degraded_route_holds_the_tenants_budget(redis_url):
+    """With the scorer gone the router answered its default model at an estimate of 0: a hard cap
+    no longer held, a downgrading tenant got the priciest model, and a router that had never heard a
+    price reserved nothing at all."""
+    with running_stack(redis_url, TAGROUTER_TENANT_REDIS_URL=redis_url, TAGROUTER_ADMIN_TOKEN=ADMIN,
+                       TAGROUTER_SCORE_IN_ROUTER="false") as procs, \
+            grpc.insecure_channel(procs["router"].address) as channel:
+        router = router_pb2_grpc.RouterServiceStub(channel)
+        admin = router_pb2_grpc.TenantServiceStub(channel)
+        hard_id, hard = create(channel, usd=0.02)
+        answer = admin.CreateTenant(router_pb2.TenantRequest(tenant=router_pb2.Tenant(
+            id=f"t-{uuid.uuid4().hex[:10]}", mode="downgrade", downgrade_at_pct=50, downgrade_max_cost_usd=0.002,
+            budgets=[router_pb2.Budget(window="day", usd=0.02)])), metadata=bearer(ADMIN), timeout=10)
+        down = answer.token
+        for token in (hard, down):  # healthy: the priciest model, settled at its estimate (over half the cap)
+            first = router.Route(router_pb2.RouteRequest(query="hello there", cost_weight=0.0),  # prices: every model
+                                 metadata=bearer(token), timeout=30)
+            assert first.estimated_cost_usd > 0.011
+            router.Settle(router_pb2.SettleRequest(request_id=first.request_id, cost_usd=first.estimated_cost_usd),
+                          metadata=bearer(token), timeout=10)
+        procs["scorer"].stop()
+        with pytest.raises(grpc.RpcError) as refused:
+            router.Route(router_pb2.RouteRequest(query="hello there"), metadata=bearer(hard), timeout=30)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value.details()
+        cheap = router.Route(router_pb2.RouteRequest(query="hello there"), metadata=bearer(down), timeout=30)
+        assert cheap.degraded and cheap.budget_action == "downgraded"
+        assert 0 < cheap.estimated_cost_usd <= 0.002 and cheap.model != POOL[0]
+        assert usage(channel, hard_id).reserved_nano_usd == 0
+
+    blind = Process("router", service_env(redis_url, TAGROUTER_TENANT_REDIS_URL=redis_url, TAGROUTER_ADMIN_TOKEN=ADMIN),
+                    "--tagger-addr", "127.0.0.1:1", "--scorer-addr", "127.0.0.1:1")
+    try:
+        with grpc.insecure_channel(blind.address) as channel:
+            tenant_id, token = create_when_up(channel)
+            with pytest.raises(grpc.RpcError) as unpriced:
+                router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query="hello there"),
+                                                                 metadata=bearer(token), timeout=10)
+            assert unpriced.value.code() == grpc.StatusCode.UNAVAILABLE and "no price" in unpriced.value.details()
+            assert usage(channel, tenant_id).reserved_nano_usd == 0
+    finally:
+        blind.stop()
+
+
+def create_when_up(channel) -> tuple[str, str]:
+    """create() once a router that will never be SERVING has opened its port (bounded: 20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return create(channel, usd=1)
+        except grpc.RpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
