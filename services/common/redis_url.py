@@ -13,7 +13,7 @@ The password is the Redis nodes' (`requirepass`); error messages never repeat it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 STANDALONE, SENTINEL, CLUSTER = "standalone", "sentinel", "cluster"
 _SCHEMES = {"redis": (STANDALONE, False), "rediss": (STANDALONE, True), "unix": (STANDALONE, False),
@@ -46,6 +46,7 @@ def parse(url: str) -> RedisTarget:
                             "redis+cluster:// or rediss+cluster://")
     mode, tls = _SCHEMES[scheme.lower()]
     if mode == STANDALONE:
+        _check_standalone(url, scheme.lower())
         return RedisTarget(STANDALONE, url, tls=tls)
     userinfo, at, rest = rest.rpartition("@")
     username = password = None
@@ -72,6 +73,21 @@ def parse(url: str) -> RedisTarget:
             raise RedisUrlError(f"must end in /SERVICE_NAME/DB with DB a number from 0 to 15, not {parts[1]!r}")
         db = int(parts[1])
     return RedisTarget(SENTINEL, url, hosts, unquote(parts[0]), db, password, username, tls)
+
+
+def _check_standalone(url: str, scheme: str) -> None:
+    """redis:// and rediss://: a port and a database redis-py would take (a port out of range, or a
+    database past 15 or not a number, failed at the first command, or fell back to 0 unsaid)."""
+    if scheme == "unix":
+        return
+    parsed = urlsplit(url)
+    try:
+        parsed.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        raise RedisUrlError("has a port that is not a number from 1 to 65535") from None
+    db = parsed.path.strip("/")
+    if db and (not db.isdigit() or int(db) > 15):
+        raise RedisUrlError(f"must end in /DB with DB a number from 0 to 15, not {db!r}")
 
 
 def _host_port(item: str) -> tuple[str, int]:

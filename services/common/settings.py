@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from services.common import redis_url
+from services.common.env import ConfigError, Env, check_address, check_ca_bundle, check_folder_with, check_key_pair
 from tagrouter import data
 from tagrouter.core.tagging import TAG_MIN_SCORE, TAGS_PER_LEVEL, TOPIC_MIN_SCORE
 
@@ -90,60 +90,6 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
 }
 
 
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names the variable."""
-
-
-class _Env:
-    """Typed reads of one environment mapping, each failing with the variable's name."""
-
-    def __init__(self, env: Mapping[str, str] | None = None):
-        self._env = os.environ if env is None else env
-
-    def str(self, name: str, default: str | None = None) -> str:
-        value = self._env.get(name, "").strip()
-        if value:
-            return value
-        if default is None:
-            raise ConfigError(f"{name} is required but not set")
-        return default
-
-    def int(self, name: str, default: int, minimum: int = 0, maximum: int = 2**31) -> int:
-        return self._number(name, default, int, "an integer", minimum, maximum)
-
-    def float(self, name: str, default: float, minimum: float = 0.0, maximum: float = float("inf")) -> float:
-        return self._number(name, default, float, "a number", minimum, maximum)
-
-    def _number(self, name: str, default, parse, kind: str, minimum, maximum):
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = parse(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not {kind}") from None
-        if not minimum <= value <= maximum:  # also rejects NaN
-            raise ConfigError(f"{name}={value} is outside [{minimum}, {maximum}]")
-        return value
-
-    def path(self, name: str) -> Path | None:
-        """An optional path to a file that must exist."""
-        raw = self._env.get(name, "").strip()
-        if not raw:
-            return None
-        if not Path(raw).is_file():
-            raise ConfigError(f"{name}={raw!r}: no such file")
-        return Path(raw)
-
-    def bool(self, name: str, default: bool) -> bool:
-        raw = self._env.get(name, "").strip().lower()
-        if not raw:
-            return default
-        if raw in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-            return raw in ("1", "true", "yes", "on")
-        raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
-
-
 ADMIN_SERVICES = ("scorer",)  # the services with state-changing RPCs (services/common/security.py)
 
 
@@ -158,13 +104,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _address(name: str, value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{name}={value!r} is not host:port")
-    return value
-
-
 def _redis_url(name: str, value: str) -> str | None:
     """An optional Redis URL of REDIS_URL's three forms (None when empty); errors never show the password."""
     try:
@@ -173,15 +112,11 @@ def _redis_url(name: str, value: str) -> str | None:
         raise ConfigError(f"{name} {err}") from None
 
 
-def _redis_ca_file(e: _Env, *urls: str | None) -> Path | None:
+def _redis_ca_file(e: Env, *urls: str | None) -> Path | None:
     """TAGROUTER_REDIS_CA_FILE: a PEM bundle that loads as CA certificates, for at least one TLS URL."""
-    path = e.path("TAGROUTER_REDIS_CA_FILE")
+    path = check_ca_bundle("TAGROUTER_REDIS_CA_FILE", e.path("TAGROUTER_REDIS_CA_FILE"))
     if path is None:
         return None
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except (ssl.SSLError, ValueError, OSError) as err:
-        raise ConfigError(f"TAGROUTER_REDIS_CA_FILE={str(path)!r} is not a PEM CA bundle: {err}") from None
     if not any(url and redis_url.parse(url).tls for url in urls):
         raise ConfigError("TAGROUTER_REDIS_CA_FILE is set, but none of this service's Redis URLs uses TLS (rediss...)")
     return path
@@ -211,7 +146,7 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServerSettings:
-        e = _Env(env)
+        e = Env(env)
         level = e.str("TAGROUTER_LOG_LEVEL", "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"TAGROUTER_LOG_LEVEL={level!r} is not DEBUG, INFO, WARNING or ERROR")
@@ -237,8 +172,8 @@ class ServerSettings:
         ).checked()
 
     def checked(self) -> ServerSettings:
-        if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise ConfigError("TAGROUTER_TLS_CERT_FILE and TAGROUTER_TLS_KEY_FILE go together: set both or neither")
+        check_key_pair(self.tls_cert_file, self.tls_key_file)
+        check_ca_bundle("TAGROUTER_TLS_CLIENT_CA_FILE", self.tls_client_ca_file)
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ConfigError("TAGROUTER_TLS_CLIENT_CA_FILE needs TAGROUTER_TLS_CERT_FILE and TAGROUTER_TLS_KEY_FILE")
         if (self.service in ADMIN_SERVICES and not self.admin_token and not self.allow_open_admin
@@ -274,10 +209,12 @@ class TaggerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TaggerSettings:
-        e = _Env(env)
+        e = Env(env)
         return cls(
-            model_dir=Path(e.str("TAGROUTER_MODEL_DIR", str(DEFAULT_MODEL_DIR))),
-            vocab_dir=Path(e.str("TAGROUTER_VOCAB_DIR", str(DEFAULT_VOCAB_DIR))),
+            model_dir=check_folder_with("TAGROUTER_MODEL_DIR", Path(e.str("TAGROUTER_MODEL_DIR", str(DEFAULT_MODEL_DIR))),
+                                        "model.onnx", "run `make model`"),
+            vocab_dir=check_folder_with("TAGROUTER_VOCAB_DIR", Path(e.str("TAGROUTER_VOCAB_DIR", str(DEFAULT_VOCAB_DIR))),
+                                        "tags.json", "a vocabulary folder, as `tagrouter fit` writes"),
             tags_per_level=e.int("TAGROUTER_TAGS_PER_LEVEL", TAGS_PER_LEVEL, 1, 16),
             min_score=e.float("TAGROUTER_TAG_MIN_SCORE", TAG_MIN_SCORE, -1.0, 1.0),
             topic_min_score=e.float("TAGROUTER_TOPIC_MIN_SCORE", TOPIC_MIN_SCORE, -1.0, 1.0),
@@ -300,13 +237,14 @@ class ScorerSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ScorerSettings:
-        e = _Env(env)
+        e = Env(env)
         url = _redis_url("REDIS_URL", e.str("REDIS_URL"))
         tagger = e.str("FEEDBACK_TAGGER_ADDR", "-")
         tenant_url = _tenant_redis_url(e)
         heads = e.bool("TAGROUTER_TAGGER_HEADS", False)
-        return cls(redis_url=url, weights_file=Path(e.str("TAGROUTER_WEIGHTS_FILE", str(data.starter_weights(heads)))),
-                   tagger_addr=None if tagger == "-" else _address("FEEDBACK_TAGGER_ADDR", tagger),
+        weights = e.path("TAGROUTER_WEIGHTS_FILE") or data.starter_weights(heads)
+        return cls(redis_url=url, weights_file=weights,
+                   tagger_addr=None if tagger == "-" else check_address("FEEDBACK_TAGGER_ADDR", tagger),
                    redis_wait_replicas=e.int("TAGROUTER_REDIS_WAIT_REPLICAS", 1, 0, 16),
                    redis_wait_timeout_ms=e.int("TAGROUTER_REDIS_WAIT_TIMEOUT_MS", 500, 1, 1500),
                    watch_deltas=e.bool("TAGROUTER_WATCH_DELTAS", True), tenant_redis_url=tenant_url,
@@ -339,19 +277,19 @@ class RouterSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RouterSettings:
-        e = _Env(env)
+        e = Env(env)
         session_url = _redis_url("TAGROUTER_SESSION_REDIS_URL", e.str("TAGROUTER_SESSION_REDIS_URL", ""))
         tenant_url = _tenant_redis_url(e)
         return cls(
-            tagger_addr=_address("TAGGER_ADDR", e.str("TAGGER_ADDR")),
-            scorer_addr=_address("SCORER_ADDR", e.str("SCORER_ADDR")),
+            tagger_addr=check_address("TAGGER_ADDR", e.str("TAGGER_ADDR")),
+            scorer_addr=check_address("SCORER_ADDR", e.str("SCORER_ADDR")),
             tagger_timeout_s=e.int("TAGROUTER_TAGGER_TIMEOUT_MS", 250, 1, 60_000) / 1000,
             scorer_timeout_s=e.int("TAGROUTER_SCORER_TIMEOUT_MS", 150, 1, 60_000) / 1000,
             default_model=e.str("TAGROUTER_DEFAULT_MODEL", "gpt4_1106_preview"),
             default_cost_weight=e.float("TAGROUTER_COST_WEIGHT", None, 0.0, 1e6),
             score_in_router=e.bool("TAGROUTER_SCORE_IN_ROUTER", True),
             default_quality_margin=e.float("TAGROUTER_QUALITY_MARGIN", None, 0.0, 1e6),
-            tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"),
+            tls_ca_file=check_ca_bundle("TAGROUTER_TLS_CA_FILE", e.path("TAGROUTER_TLS_CA_FILE")),
             tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),
             tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"),
             session_redis_url=session_url,
@@ -366,7 +304,7 @@ class RouterSettings:
         )
 
 
-def _tenant_redis_url(e: _Env) -> str | None:
+def _tenant_redis_url(e: Env) -> str | None:
     return _redis_url("TAGROUTER_TENANT_REDIS_URL", e.str("TAGROUTER_TENANT_REDIS_URL", ""))
 
 
@@ -390,11 +328,12 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
-        e = _Env(env)
+        e = Env(env)
         upstreams = e.str("TAGROUTER_UPSTREAMS")
         if not Path(upstreams).is_file():
             raise ConfigError(f"TAGROUTER_UPSTREAMS={upstreams!r}: no such file")
-        return cls(router_addr=_address("ROUTER_ADDR", e.str("ROUTER_ADDR")), upstreams_file=Path(upstreams),
+        return cls(router_addr=check_address("ROUTER_ADDR", e.str("ROUTER_ADDR")), upstreams_file=Path(upstreams),
                    route_timeout_s=e.int("TAGROUTER_ROUTE_TIMEOUT_MS", 1000, 1, 60_000) / 1000,
                    upstream_timeout_s=e.float("TAGROUTER_UPSTREAM_TIMEOUT_SECONDS", 120.0, 0.001, 3600.0),
-                   tls_ca_file=e.path("TAGROUTER_TLS_CA_FILE"), tenancy=e.bool("TAGROUTER_TENANCY", False))
+                   tls_ca_file=check_ca_bundle("TAGROUTER_TLS_CA_FILE", e.path("TAGROUTER_TLS_CA_FILE")),
+                   tenancy=e.bool("TAGROUTER_TENANCY", False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.settings import ConfigError, _address, _Env
+from services.common.env import ConfigError, Env, check_address
 
 SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off",
             "parentbased_traceidratio")
@@ -27,12 +27,12 @@ class TracingSettings:
 
     @classmethod
     def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> TracingSettings:
-        e = _Env(env)
+        e = Env(env)
         endpoint = e.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") or e.str("OTEL_EXPORTER_OTLP_ENDPOINT", "") or None
         if endpoint is not None:
             name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" if e.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "") else \
                 "OTEL_EXPORTER_OTLP_ENDPOINT"
-            _address(name, endpoint.split("://", 1)[-1].rstrip("/"))
+            check_address(name, endpoint.split("://", 1)[-1].rstrip("/"))
             if "://" in endpoint and endpoint.split("://", 1)[0] not in ("http", "https"):
                 raise ConfigError(f"{name}={endpoint!r}: the scheme must be http or https (OTLP over gRPC)")
         sampler = e.str("OTEL_TRACES_SAMPLER", "parentbased_always_on").lower()

@@ -18,7 +18,7 @@ from services.gateway.upstreams import load
 from services.router.app import SERVICE_NAME as ROUTER_SERVICE
 from services.scorer.app import SERVICE_NAME as SCORER_SERVICE
 from services.tagger.app import SERVICE_NAME as TAGGER_SERVICE
-from tests.deploy import external_redis, starter_weights
+from tests.deploy import external_redis, image_paths, starter_weights
 
 SERVICES = ("tagger", "scorer", "router")
 SERVICE_NAMES = {"tagger": TAGGER_SERVICE, "scorer": SCORER_SERVICE, "router": ROUTER_SERVICE}
@@ -289,6 +289,8 @@ def check(docs: list[dict], environment: Mapping[str, tuple[str, str]] = ENVIRON
                 problems.append(f"{where}: Secret {name} is neither rendered nor documented as external")
 
         env = external_redis.with_stand_in_ca(env)  # a mounted CA bundle: external_redis checks the mount
+        if env.get("TAGROUTER_MODEL_DIR"):  # the image's model folder (the Dockerfile builds it there)
+            env = {**env, "TAGROUTER_MODEL_DIR": str(image_paths.model_dir())}
         try:
             server = cfg.ServerSettings.from_env(svc, env)
             own = workloads[f"{svc}-settings"] = SETTINGS[svc].from_env(env)

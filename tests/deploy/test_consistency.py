@@ -133,14 +133,14 @@ def test_an_environment_name_changed_in_the_code_only_is_caught(rendered, target
 
 def test_a_required_variable_renamed_in_the_code_only_is_caught(rendered, monkeypatch):
     """The settings classes themselves parse the rendered environment: rename what they read."""
-    from services.common import settings
+    from services.common import env as settings
 
-    original = settings._Env.str
+    original = settings.Env.str
 
     def renamed(self, name, default=None):
         return original(self, "TAGROUTER_REDIS_URL" if name == "REDIS_URL" else name, default)
 
-    monkeypatch.setattr(settings._Env, "str", renamed)
+    monkeypatch.setattr(settings.Env, "str", renamed)
     problems = "\n".join(_check(rendered("helm:dev"), "helm:dev"))
     assert "TAGROUTER_REDIS_URL is required but not set" in problems
 

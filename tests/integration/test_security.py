@@ -1,5 +1,6 @@
 """Admin token on state-changing RPCs, mutual TLS, and secrets kept out of logs."""
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -138,3 +139,20 @@ def test_metrics_are_exposed(redis_url, clean_redis):
     assert "tagrouter_routed_estimated_cost_usd_total{model=" in text
     assert "tagrouter_route_scored_from_copy_total 1.0" in text  # scored from the router's copy
     assert "tagrouter_weights_copy_age_seconds " in text
+
+
+@pytest.mark.parametrize("variable, value, says", [
+    ("TAGROUTER_TLS_KEY_FILE", "client.key", "are not a PEM certificate and its private key"),
+    ("TAGROUTER_TLS_CLIENT_CA_FILE", "server.key", "is not a PEM CA bundle"),
+    ("TAGROUTER_TLS_CA_FILE", "server.key", "is not a PEM CA bundle"),
+])
+def test_a_tls_file_that_does_not_load_is_named_at_start(redis_url, tmp_path, variable, value, says):
+    """A key that is not the certificate's was reported as 'could not bind' (exit 3, retried on other
+    ports by serve all); a CA file that is not one left the router waiting for its downstreams forever."""
+    pki = make_pki(tmp_path)
+    env = service_env(redis_url, TAGROUTER_TLS_CERT_FILE=str(pki["server.pem"]),
+                      TAGROUTER_TLS_KEY_FILE=str(pki["server.key"]), TAGGER_ADDR="127.0.0.1:1", SCORER_ADDR="127.0.0.1:2")
+    env[variable] = str(tmp_path / value)
+    done = subprocess.run([sys.executable, "-m", "services.router"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert variable in done.stderr and says in done.stderr and "Traceback" not in done.stderr, done.stderr

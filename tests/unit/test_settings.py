@@ -67,8 +67,8 @@ def test_the_scorer_starts_from_weights_fitted_on_the_tags_of_the_configured_tag
     redis = {"REDIS_URL": "redis://h:6379/0"}
     assert ScorerSettings.from_env(redis).weights_file == DEFAULT_WEIGHTS_FILE
     assert ScorerSettings.from_env(redis | {"TAGROUTER_TAGGER_HEADS": "true"}).weights_file == HEADS_STARTER_WEIGHTS_FILE
-    assert ScorerSettings.from_env(redis | {"TAGROUTER_TAGGER_HEADS": "true",
-                                            "TAGROUTER_WEIGHTS_FILE": "/w.json"}).weights_file.as_posix() == "/w.json"
+    assert ScorerSettings.from_env(redis | {"TAGROUTER_TAGGER_HEADS": "true", "TAGROUTER_WEIGHTS_FILE":
+                                            str(DEFAULT_WEIGHTS_FILE)}).weights_file == DEFAULT_WEIGHTS_FILE
     with pytest.raises(ConfigError, match="TAGROUTER_TAGGER_HEADS"):
         ScorerSettings.from_env(redis | {"TAGROUTER_TAGGER_HEADS": "maybe"})
     # each file says which tagger's tags it counted, and both count the same suite
@@ -127,3 +127,23 @@ def test_the_tagger_uses_two_threads_where_there_are_two_cpus():
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     assert TaggerSettings.from_env({}).intra_op_threads == SERVING_THREADS == (2 if cpus >= 2 else 1)
     assert TaggerSettings.from_env({"TAGROUTER_INTRA_OP_THREADS": "1"}).intra_op_threads == 1
+
+
+def test_files_folders_and_addresses_are_checked_at_start(tmp_path):
+    """They were found by the first call: a traceback, a router waiting forever, a silent db 0."""
+    with pytest.raises(ConfigError, match="TAGROUTER_MODEL_DIR='/nope' holds no model.onnx"):
+        TaggerSettings.from_env({"TAGROUTER_MODEL_DIR": "/nope"})
+    with pytest.raises(ConfigError, match="TAGROUTER_VOCAB_DIR=.* holds no tags.json"):
+        TaggerSettings.from_env({"TAGROUTER_VOCAB_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="TAGROUTER_WEIGHTS_FILE='/nope': no such file"):
+        ScorerSettings.from_env({"REDIS_URL": "redis://h:6379/0", "TAGROUTER_WEIGHTS_FILE": "/nope"})
+    for url, says in (("redis://h:99999/0", "port"), ("redis://h:6379/99", "0 to 15"), ("redis://h:6379/abc", "'abc'")):
+        with pytest.raises(ConfigError, match=f"REDIS_URL .*{says}"):
+            ScorerSettings.from_env({"REDIS_URL": url})
+    for address in ("http://127.0.0.1:50053", "a b:50053"):
+        with pytest.raises(ConfigError, match="TAGGER_ADDR=.* is not host:port"):
+            RouterSettings.from_env({"TAGGER_ADDR": address, "SCORER_ADDR": "b:2"})
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="TAGROUTER_TLS_CA_FILE=.* is not a PEM CA bundle"):
+        RouterSettings.from_env({"TAGGER_ADDR": "a:1", "SCORER_ADDR": "b:2", "TAGROUTER_TLS_CA_FILE": str(garbage)})
