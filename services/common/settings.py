@@ -39,7 +39,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "TAGROUTER_MAX_ADMIN_RPCS": ("all", "state-changing calls in flight (LoadWeights, Feedback; the router's TenantService) before new ones get RESOURCE_EXHAUSTED (default 64)"),
     "TAGROUTER_MAX_STREAMS": ("all", "open streams (WatchWeights, TagStream, health Watch, reflection) before new ones get RESOURCE_EXHAUSTED (default 1024)"),
     "TAGROUTER_MAX_STREAMS_PER_PEER": ("all", "open streams from one client IP address before new ones get RESOURCE_EXHAUSTED (default 64)"),
-    "TAGROUTER_TLS_CERT_FILE": ("all", "PEM certificate: serve TLS (with TAGROUTER_TLS_KEY_FILE); the router also presents it to its downstreams"),
+    "TAGROUTER_TLS_CERT_FILE": ("all", "PEM certificate: serve TLS (with TAGROUTER_TLS_KEY_FILE); the router also presents it to its downstreams, the gateway to the router"),
     "TAGROUTER_TLS_KEY_FILE": ("all", "PEM private key of TAGROUTER_TLS_CERT_FILE"),
     "TAGROUTER_TLS_CLIENT_CA_FILE": ("all", "PEM CA: require client certificates signed by it (mutual TLS)"),
     "TAGROUTER_TLS_CA_FILE": ("router, gateway", "PEM CA: call the tagger and scorer (the gateway: the router) over TLS, verifying them with it"),
@@ -325,6 +325,8 @@ class GatewaySettings:
     upstream_timeout_s: float = 120.0
     tls_ca_file: Path | None = None
     tenancy: bool = False
+    tls_cert_file: Path | None = None  # its own certificate, presented to the router too (mutual TLS)
+    tls_key_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -336,4 +338,5 @@ class GatewaySettings:
                    route_timeout_s=e.int("TAGROUTER_ROUTE_TIMEOUT_MS", 1000, 1, 60_000) / 1000,
                    upstream_timeout_s=e.float("TAGROUTER_UPSTREAM_TIMEOUT_SECONDS", 120.0, 0.001, 3600.0),
                    tls_ca_file=check_ca_bundle("TAGROUTER_TLS_CA_FILE", e.path("TAGROUTER_TLS_CA_FILE")),
-                   tenancy=e.bool("TAGROUTER_TENANCY", False))
+                   tenancy=e.bool("TAGROUTER_TENANCY", False), tls_cert_file=e.path("TAGROUTER_TLS_CERT_FILE"),
+                   tls_key_file=e.path("TAGROUTER_TLS_KEY_FILE"))

@@ -15,7 +15,7 @@ from services.common.metrics import serve_metrics
 from services.common.server import configure_logging
 from services.common.settings import ConfigError, GatewaySettings, ServerSettings
 from services.common.tracing_settings import TracingSettings
-from services.gateway.app import create
+from services.gateway.app import InFlightLimit, create
 
 FLAGS = {"--router": "ROUTER_ADDR", "--upstreams": "TAGROUTER_UPSTREAMS"}
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = GatewaySettings.from_env(env)
         configure_logging(server.log_level)
         tracing.configure(TracingSettings.from_env("gateway", env))
-        app = create(settings)
+        app = InFlightLimit(create(settings), server.max_concurrent_rpcs)
     except ConfigError as err:
         print(f"gateway: configuration error: {err}", file=sys.stderr)
         return 2
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             tls.update(ssl_ca_certs=str(server.tls_client_ca_file), ssl_cert_reqs=ssl.CERT_REQUIRED)
     config = uvicorn.Config(app, host=server.host.strip("[]"), port=server.port, log_level=server.log_level.lower(),
                             timeout_graceful_shutdown=int(server.grace_seconds), access_log=False, log_config=None,
-                            limit_concurrency=server.max_concurrent_rpcs, **tls)
+                            **tls)
     try:
         uvicorn.Server(config).run()
     finally:

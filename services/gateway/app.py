@@ -45,7 +45,8 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
-        credentials = channel_credentials(self.settings.tls_ca_file) if self.settings.tls_ca_file else None
+        s = self.settings  # its own certificate too: a router that asks for client certificates verifies it
+        credentials = channel_credentials(s.tls_ca_file, s.tls_cert_file, s.tls_key_file) if s.tls_ca_file else None
         self.channel = open_channel(self.settings.router_addr, credentials)
         self.router = router_pb2_grpc.RouterServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
@@ -228,6 +229,30 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
                     "POST /v1/completions, GET /v1/models)",
                405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
     return forward.error(exc.status_code, message, "invalid_request_error", headers=exc.headers)
+
+
+class InFlightLimit:
+    """At most `limit` API requests (/v1/...) in flight; past it a 503 at once, OpenAI-style. Health
+    checks are never counted. (uvicorn's limit_concurrency counts connections, idle ones too: a few
+    silent sockets made every answer a 503, /healthz included, and a liveness probe restarted the pod.)"""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit, self.in_flight = app, limit, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            refusal = forward.error(503, f"the gateway has {self.limit} requests in flight "
+                                         "(TAGROUTER_MAX_CONCURRENT_RPCS): retry", "api_error", code="overloaded")
+            await refusal(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 def create(settings: GatewaySettings) -> Starlette:

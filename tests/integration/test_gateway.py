@@ -236,3 +236,42 @@ def test_serve_gateway_refuses_a_missing_upstreams_file(tmp_path):
                            "--upstreams", str(tmp_path / "none.yaml")], capture_output=True, text=True, timeout=60,
                           cwd=REPO_ROOT)
     assert done.returncode == 2 and "TAGROUTER_UPSTREAMS" in done.stderr and "no such file" in done.stderr
+
+
+def test_idle_connections_take_no_request_slot(tmp_path):
+    """uvicorn's limit_concurrency counted connections: with a limit of 2, one silent socket made every
+    answer a 503, /healthz included."""
+    import socket
+    import subprocess
+    import sys
+
+    from tagrouter.stack.embedded_redis import free_port
+    from tests.conftest import REPO_ROOT
+
+    upstreams = tmp_path / "upstreams.json"
+    upstreams.write_text(json.dumps({"models": {"m": {"base_url": "http://127.0.0.1:1/v1", "model": "m"}}}))
+    port = free_port()
+    env = {**os.environ, "ROUTER_ADDR": "127.0.0.1:1", "TAGROUTER_UPSTREAMS": str(upstreams),
+           "TAGROUTER_METRICS_PORT": "0", "TAGROUTER_MAX_CONCURRENT_RPCS": "2", "TAGROUTER_PORT": str(port)}
+    gateway = subprocess.Popen([sys.executable, "-m", "services.gateway"], env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base, idle = f"http://127.0.0.1:{port}", []
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert gateway.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3)]
+        time.sleep(0.5)
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/v1/models", timeout=5).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+        gateway.terminate()
+        gateway.wait(15)

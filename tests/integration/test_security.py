@@ -89,6 +89,40 @@ def test_mutual_tls_end_to_end(redis_url, clean_redis, tmp_path):
         with grpc.insecure_channel(address) as channel:
             with pytest.raises(grpc.RpcError):
                 router_pb2_grpc.RouterServiceStub(channel).Route(router_pb2.RouteRequest(query="hi"), timeout=3)
+        _gateway_reaches_a_router_that_asks_for_client_certificates(address, pki, tmp_path)
+
+
+def _gateway_reaches_a_router_that_asks_for_client_certificates(router: str, pki: dict, tmp_path) -> None:
+    """The gateway presented no certificate: behind mutual TLS it was never ready and degraded every request."""
+    import json
+    import ssl
+
+    import httpx
+
+    upstreams = tmp_path / "upstreams.json"
+    upstreams.write_text(json.dumps({"models": {"gemma-7b-it": {"base_url": "http://127.0.0.1:1/v1", "model": "g"}}}))
+    port = free_port()
+    env = service_env("redis://127.0.0.1:1/0", ROUTER_ADDR=router, TAGROUTER_UPSTREAMS=str(upstreams),
+                      TAGROUTER_PORT=str(port), TAGROUTER_TLS_CA_FILE=str(pki["ca.pem"]),
+                      TAGROUTER_TLS_CERT_FILE=str(pki["client.pem"]), TAGROUTER_TLS_KEY_FILE=str(pki["client.key"]))
+    gateway = subprocess.Popen([sys.executable, "-m", "services.gateway"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        ready, deadline = None, time.monotonic() + 30
+        while time.monotonic() < deadline:  # the gateway serves HTTPS with its certificate too
+            try:
+                ready = httpx.get(f"https://127.0.0.1:{port}/readyz", timeout=3,
+                                  verify=ssl.create_default_context(cafile=str(pki["ca.pem"]))).json()
+                if ready.get("ready"):
+                    break
+            except httpx.HTTPError:
+                pass
+            assert gateway.poll() is None
+            time.sleep(0.3)
+        assert ready == {"ready": True}
+    finally:
+        gateway.terminate()
+        gateway.wait(15)
 
 
 @pytest.mark.standalone_only(reason="starts its own password-protected redis-server")
