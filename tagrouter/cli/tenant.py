@@ -30,7 +30,8 @@ def add_parsers(sub) -> None:
             p.add_argument("--downgrade-at-pct", type=float)
             p.add_argument("--downgrade-max-cost-usd", type=float)
             for window in ("minute", "hour", "day", "month"):
-                p.add_argument(f"--per-{window}", type=float, metavar="USD", help=f"budget per {window}")
+                p.add_argument(f"--per-{window}", type=float, metavar="USD",
+                               help=f"budget per {window}" + (" (update: 0 drops it)" if action == "update" else ""))
         if action == "update":
             p.add_argument("--new-token", action="store_true", help="add a token (printed once)")
             p.add_argument("--revoke-old-tokens", action="store_true", help="with --new-token: drop the others")
@@ -80,6 +81,13 @@ def run(args) -> int:
                     if not fields and not args.new_token:
                         return fail("tenant update: nothing to change (give a field flag such as --per-hour, or "
                                     "--new-token)")
+                    if "budgets" in fields:  # a window's flag changes that window; the others stay (0 drops it)
+                        current = stub.GetTenant(router_pb2.TenantId(id=args.id), metadata=metadata, timeout=30)
+                        windows = {b.window: b.usd for b in current.tenant.budgets}
+                        windows.update({b.window: b.usd for b in tenant.budgets})
+                        del request.tenant.budgets[:]  # the request holds its own copy of `tenant`
+                        request.tenant.budgets.extend(router_pb2.Budget(window=w, usd=usd)
+                                                      for w, usd in windows.items() if usd)
                     request.update_fields.extend(fields)
                     request.new_token, request.revoke_old_tokens = args.new_token, args.revoke_old_tokens
                 call = stub.CreateTenant if args.action == "create" else stub.UpdateTenant

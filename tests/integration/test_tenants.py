@@ -323,6 +323,10 @@ def test_the_tenant_command_creates_updates_shows_and_deletes(tenant_stack):
     assert {k: v for k, v in rotated["tenant"].items() if k != "tokens"} == \
         {k: v for k, v in changed["tenant"].items() if k != "tokens"}
     assert cli("show", tenant_id)["usage"][0]["budget_usd"] == 2.5
+    # a window's flag changes that window only (it once replaced every budget); 0 drops one
+    windows = cli("update", tenant_id, "--per-day", "9")["tenant"]["budgets"]
+    assert sorted((b["window"], b["usd"]) for b in windows) == [("day", 9.0), ("hour", 2.5)]
+    assert [b["window"] for b in cli("update", tenant_id, "--per-day", "0")["tenant"]["budgets"]] == ["hour"]
     nothing = subprocess.run([*TAGROUTER, "tenant", "update", tenant_id, "--router", tenant_stack["router"].address],
                              capture_output=True, text=True, env=env, timeout=60)
     assert nothing.returncode == 2 and "nothing to change" in nothing.stderr
