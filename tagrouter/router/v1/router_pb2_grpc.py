@@ -61,7 +61,7 @@ class RouterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Settle(self, request, context):
-        """Settle a tenant's routed request with its actual cost (the tenant's token or the admin token).
+        """Settle a tenant's routed request with its actual cost (with a token of that tenant; the admin token is not one).
         A retry with the same request_id is counted once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
