@@ -174,6 +174,8 @@ class ServerSettings:
     def checked(self) -> ServerSettings:
         check_key_pair(self.tls_cert_file, self.tls_key_file)
         check_ca_bundle("TAGROUTER_TLS_CLIENT_CA_FILE", self.tls_client_ca_file)
+        if self.admin_token and not (self.admin_token.isascii() and self.admin_token.isprintable()):
+            raise ConfigError("TAGROUTER_ADMIN_TOKEN must be printable ASCII: gRPC metadata cannot carry it otherwise")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ConfigError("TAGROUTER_TLS_CLIENT_CA_FILE needs TAGROUTER_TLS_CERT_FILE and TAGROUTER_TLS_KEY_FILE")
         if (self.service in ADMIN_SERVICES and not self.admin_token and not self.allow_open_admin

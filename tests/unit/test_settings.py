@@ -31,6 +31,7 @@ def test_defaults():
     ({"TAGROUTER_REFLECTION": "maybe"}, "TAGROUTER_REFLECTION"),
     ({"TAGROUTER_GRACE_SECONDS": "nan"}, "TAGROUTER_GRACE_SECONDS"),
     ({"TAGROUTER_LOG_LEVEL": "LOUD"}, "TAGROUTER_LOG_LEVEL"),
+    ({"TAGROUTER_ADMIN_TOKEN": "tök"}, "TAGROUTER_ADMIN_TOKEN"),  # no client could ever send it
 ])
 def test_bad_server_values_are_named(env, name):
     with pytest.raises(ConfigError, match=name):
