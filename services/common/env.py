@@ -63,7 +63,6 @@ class Env:
         raise ConfigError(f"{name}={raw!r} is not a boolean (true/false)")
 
 
-
 def check_address(name: str, value: str) -> str:
     """host:port, as a gRPC target takes it (not a URL, no spaces)."""
     host, sep, port = value.rpartition(":")
