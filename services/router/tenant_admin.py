@@ -9,7 +9,7 @@ import dataclasses
 import time
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.tenant_store import TenantStore
+from services.common.tenant_store import RELEASE_BATCH, TenantStore
 from tagrouter.core import tenancy
 from tagrouter.core.limits import InvalidRequest
 from tagrouter.core.tenancy import Budget, Tenant
@@ -28,6 +28,8 @@ def from_proto(message: router_pb2.Tenant) -> dict:
             "downgrade_at_pct": message.downgrade_at_pct or 80.0,
             "downgrade_max_cost_usd": message.downgrade_max_cost_usd}
 
+
+MAX_RELEASE_CALLS = 1000  # DeleteTenant releases up to this many batches of reservations (64,000)
 
 def to_proto(tenant: Tenant) -> router_pb2.Tenant:
     message = router_pb2.Tenant(id=tenant.id, name=tenant.name, allowed_models=tenant.allowed_models,
@@ -118,5 +120,7 @@ class TenantAdmin(router_pb2_grpc.TenantServiceServicer):
         tenant = await self._existing(request.id)
         answer = await self._answer(dataclasses.replace(tenant))
         await self._store().delete(tenant)
-        await self._store().release_expired(tenant.id, time.time() + 10 * 365 * 86400)
+        for _ in range(MAX_RELEASE_CALLS):  # every open reservation, a script's batch at a time
+            if await self._store().release_expired(tenant.id, time.time() + 10 * 365 * 86400) < RELEASE_BATCH:
+                break
         return answer

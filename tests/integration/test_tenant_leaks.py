@@ -171,3 +171,19 @@ def create_when_up(channel) -> tuple[str, str]:
             if err.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_deleting_a_tenant_releases_every_open_reservation(long_stack):
+    """DeleteTenant released one batch (64): a tenant recreated under the same id started with the rest reserved."""
+    with grpc.insecure_channel(long_stack.router) as channel:
+        admin = router_pb2_grpc.TenantServiceStub(channel)
+        router = router_pb2_grpc.RouterServiceStub(channel)
+        tenant = router_pb2.Tenant(id=f"t-{uuid.uuid4().hex[:10]}", budgets=[router_pb2.Budget(window="day", usd=100)])
+        token = admin.CreateTenant(router_pb2.TenantRequest(tenant=tenant), metadata=bearer(ADMIN), timeout=10).token
+        for i in range(70):
+            router.Route(router_pb2.RouteRequest(query=f"hello {i}", candidate_models=[POOL[2]]), metadata=bearer(token),
+                         timeout=30)
+        assert usage(channel, tenant.id).reserved_nano_usd > 0
+        admin.DeleteTenant(router_pb2.TenantId(id=tenant.id), metadata=bearer(ADMIN), timeout=30)
+        admin.CreateTenant(router_pb2.TenantRequest(tenant=tenant), metadata=bearer(ADMIN), timeout=10)
+        assert usage(channel, tenant.id).reserved_nano_usd == 0
