@@ -25,7 +25,7 @@ from services.common.security import channel_credentials
 from services.common.settings import GatewaySettings
 from services.gateway import forward, upstreams
 from tagrouter.core import openai_request
-from tagrouter.core.limits import InvalidRequest
+from tagrouter.core.limits import InvalidRequest, shown
 from tagrouter.router.v1 import router_pb2, router_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,8 @@ class Gateway:
             model = requested
         else:
             names = ", ".join([*self.upstreams.aliases, *self.upstreams.pool])
-            shown = requested if len(requested) <= 80 else requested[:80] + "..."
             # labelled UNKNOWN_MODEL: a metric label per name a caller makes up would grow without end
-            return forward.error(404, f"The model '{shown}' does not exist; use one of {names}",
+            return forward.error(404, f"The model {shown(requested)} does not exist; use one of {names}",
                                  "invalid_request_error", param="model", code="model_not_found"), UNKNOWN_MODEL
         upstream = self.upstreams.models[model]
         return await forward.forward(self.http, path, model, upstream, conversation.payload, headers, settle), model

@@ -24,7 +24,7 @@ from envoy.type.v3 import http_status_pb2
 from services.common import metrics
 from services.common.errors import status_for
 from tagrouter.core import openai_request
-from tagrouter.core.limits import InvalidRequest
+from tagrouter.core.limits import InvalidRequest, shown
 from tagrouter.router.v1 import router_pb2
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ class ExternalProcessor(external_processor_pb2_grpc.ExternalProcessorServicer):
                 return await self._route(exchange, conversation)
             pool = self.router.pool()
             if pool and conversation.model not in pool:
-                return refuse(400, f"unknown model {conversation.model[:80]!r}: use an alias "
+                return refuse(400, f"unknown model {shown(conversation.model)}: use an alias "
                                    f"({', '.join(sorted(self.aliases))}) or a pool model ({', '.join(sorted(pool))})")
             if self._tenancy:  # the tenant's pool and budget hold here too
                 return await self._route(exchange, conversation, explicit=True)
